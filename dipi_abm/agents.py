@@ -1,0 +1,147 @@
+"""Mesa agents: thin objects over the model's columnar state (STYLE.md).
+
+Every hourly quantity lives in numpy columns owned by the model, one row per
+party; an agent's attributes read (and, where it makes sense, write) its row.
+The hourly path never loops over these objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import mesa
+
+if TYPE_CHECKING:
+    from .model import DIPIModel
+
+TECH_NAMES = ("solar", "wind", "hydro", "thermal")
+LOAD_CLASS_NAMES = ("residential", "commercial", "industrial", "ev")
+
+
+def _column(name: str, doc: str, *, writable: bool = False, cast: type = float) -> property:
+    """A property that reads the agent's row of the model column ``state.<name>``."""
+
+    def get(self: Party) -> Any:
+        return cast(getattr(self.model.state, name)[self.row])
+
+    def put(self: Party, value: Any) -> None:
+        getattr(self.model.state, name)[self.row] = value
+
+    return property(get, put if writable else None, doc=doc)
+
+
+def _credit(self: Party) -> float:
+    return float(self.model.state.credit.credit[self.row])
+
+
+class Party(mesa.Agent):
+    """A trading party (DPGC or user) sitting on a bus of the grid."""
+
+    model: DIPIModel
+    kind = "party"
+
+    def __init__(self, model: DIPIModel, row: int) -> None:
+        super().__init__(model)
+        self.row = row
+
+    credit = property(_credit, doc="Credit in [0, 100] (MODEL.md section 6).")
+    balance = _column("balance", "Account balance, yuan.", writable=True)
+    bus = _column("bus", "Index of the party's bus in model.grid.buses.", cast=int)
+    offered_kwh = _column("offered_kwh", "Volume ordered this hour (offer or bid), kWh.")
+    committed_kwh = _column("committed_kwh", "Volume agreed in contracts this hour, kWh.")
+    delivered_kwh = _column("delivered_kwh", "Volume delivered (seller) or taken (buyer) "
+                            "against this hour's commitments, kWh.")
+    breach = _column("breach", "Whether the party breached this hour.", cast=bool)
+
+    @property
+    def blocks_won(self) -> int:
+        """Blocks produced by the party's miner node."""
+        return int(self.model.node_blocks_won[self.row])
+
+    @property
+    def hash_power(self) -> float:
+        """Hash power of the party's miner node."""
+        return float(self.model.node_hash_power[self.row])
+
+    @property
+    def bus_label(self) -> Any:
+        return self.model.grid.buses[self.bus]
+
+    @property
+    def node_attributes(self) -> dict[str, Any]:
+        """[DIPI] eq. 7: L_h = {address, balance, credit}."""
+        return {"address": self.address, "balance": self.balance, "credit": self.credit}
+
+    @property
+    def address(self) -> str:
+        return self.model.addresses[self.row]
+
+
+class DPGC(Party):
+    """Distributed power generation company: a seller with a wind, solar, hydro or thermal plant."""
+
+    kind = "dpgc"
+    capacity_kw = _column("capacity_kw", "Installed capacity, kW.")
+    cleanliness = _column("cleanliness", "Cleanliness Q of its energy ([DER-CBC]).")
+
+    @property
+    def technology(self) -> str:
+        return TECH_NAMES[int(self.model.state.tech[self.row])]
+
+
+class User(Party):
+    """An electricity user; with rooftop PV a prosumer that sells its surplus."""
+
+    kind = "user"
+    mean_load_kw = _column("mean_load_kw", "Mean load, kW.")
+    pv_kw = _column("capacity_kw", "Rooftop PV capacity, kW (0: not a prosumer).")
+
+    @property
+    def load_class(self) -> str:
+        return LOAD_CLASS_NAMES[int(self.model.state.load_class[self.row])]
+
+    @property
+    def prosumer(self) -> bool:
+        return self.pv_kw > 0.0
+
+
+class GridCompany(mesa.Agent):
+    """Publishes prices and tariffs (DU1), sells shortfalls (PPSC), buys surplus (OGSC)."""
+
+    model: DIPIModel
+
+    @property
+    def retail_price(self) -> float:
+        return float(self.model.retail_price)
+
+    @property
+    def feed_in_price(self) -> float:
+        return float(self.model.feed_in_price)
+
+    @property
+    def balance(self) -> float:
+        return float(self.model.grid_company_balance)
+
+
+class Miner(mesa.Agent):
+    """A miner node: a trading party's own node, or a stand-alone validator (owner None)."""
+
+    model: DIPIModel
+
+    def __init__(self, model: DIPIModel, node: int, owner: Party | None) -> None:
+        super().__init__(model)
+        self.node = node
+        self.owner = owner
+
+    @property
+    def hash_power(self) -> float:
+        return float(self.model.node_hash_power[self.node])
+
+    @property
+    def credit(self) -> float:
+        """The owner's credit; a stand-alone miner has no credit history (0)."""
+        return self.owner.credit if self.owner is not None else 0.0
+
+    @property
+    def blocks_won(self) -> int:
+        return int(self.model.node_blocks_won[self.node])

@@ -1,0 +1,169 @@
+"""Command line: ``dipi-abm run`` and friends.
+
+Bad input (an unknown key, a value out of range, a broken grid or config
+file) is reported in one line naming the key or file, with exit status 2 and
+no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import config as cfg
+from .errors import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dipi-abm",
+        description=(
+            "Agent-based model of peer-to-peer distributed-energy trading under a blockchain "
+            "credit mechanism: DPGCs and users on a distribution grid trade hour by hour, "
+            "breach or keep their contracts, earn credit, and compete for blocks with a "
+            "chance that grows with credit (POCA)."
+        ),
+        epilog="Run `dipi-abm run --help` for the options of a run, `dipi-abm keys` for "
+               "every scenario key with its default, unit and allowed range.",
+    )
+    parser.add_argument("--version", action="version", version=f"dipi-abm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run", help="run one scenario and write its results",
+        description=(
+            "Run one scenario: hourly forecast, orders, matching, delivery, settlement, "
+            "credit and consensus. Writes OUT/model.parquet (one row per hour), "
+            "OUT/agents.parquet (per party every agent_report_every hours), OUT/summary.json "
+            "(every parameter and the summary KPIs; written last) and PNG plots. Values "
+            "are taken from the defaults, then --config, then --grid/--hours/--seed, "
+            "then --set, the later winning."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", metavar="FILE.toml", help="scenario file: any scenario key "
+                     "at top level or inside [tables] (see `dipi-abm keys`)")
+    run.add_argument("--hours", type=int, metavar="N", help="simulated hours (default 168)")
+    run.add_argument("--seed", type=int, metavar="S", help="master seed (default: fresh "
+                     "entropy, recorded in summary.json)")
+    run.add_argument("--out", metavar="DIR", default="dipi_results",
+                     help="output folder (default: ./dipi_results)")
+    run.add_argument("--grid", metavar="FILE", help="grid: 'ieee33', 'synthetic', or a "
+                     "GraphML / edge-list file with r_ohm (or weight) per edge")
+    run.add_argument("--set", dest="assignments", action="append", default=[],
+                     metavar="KEY=VALUE", help="set any scenario key; repeatable; values "
+                     "are TOML (e.g. --set matching=centralized --set natural_factor=0.2)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    keys = sub.add_parser("keys", help="list every scenario key (default, unit, range)",
+                          description="List every scenario key with its default, unit, "
+                                      "allowed values and meaning.")
+    keys.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    return parser
+
+
+def scenario_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(cfg.load_toml(args.config))
+    if args.grid is not None:
+        values["grid"] = args.grid
+    if args.hours is not None:
+        values["hours"] = args.hours
+    if args.seed is not None:
+        values["seed"] = args.seed
+    values.update(cfg.parse_assignments(args.assignments))
+    return values
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .model import DIPIModel
+    from .output import write_results
+
+    values = scenario_from_args(args)
+    cfg.validate(values)  # everything is checked before any work starts
+    grid = values.get("grid")
+    if grid is not None and grid not in ("ieee33", "synthetic") and not Path(grid).exists():
+        raise ConfigError(f"grid file '{grid}': no such file")
+    start = time.perf_counter()
+    model = DIPIModel(**values)
+    hours = model.params.hours
+    with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
+              dynamic_ncols=True) as bar:
+        model.run(progress=bar.update)
+    summary = write_results(model, args.out, plots=not args.no_plots)
+    if not args.quiet:
+        print(format_summary(summary, args.out, time.perf_counter() - start))
+    return 0
+
+
+def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
+    p = s["params"]
+    lines = [
+        f"dipi-abm {s['version']}: {s['hours']} h, {p['n_dpgc']} DPGCs + {p['n_users']} users "
+        f"on {s['n_buses']} buses ({p['grid']}), matching={p['matching']}, "
+        f"credit={p['credit_rule']}, consensus={p['consensus']}, seed={s['seed']}",
+        f"  P2P traded           {s['p2p_volume_kwh'] / 1e3:12.1f} MWh "
+        f"(delivered {s['p2p_delivered_kwh'] / 1e3:.1f} MWh)",
+        f"  bought from grid     {s['grid_purchase_kwh'] / 1e3:12.1f} MWh",
+        f"  sold to grid         {s['grid_sale_kwh'] / 1e3:12.1f} MWh",
+        f"  transaction effic.   {s['transaction_efficiency']:12.3f}",
+        f"  breach rate          {s['breach_rate']:12.3f}  ({s['breaches']} breaches, "
+        f"{s['breach_shortfall_kwh'] / 1e3:.1f} MWh short)",
+        f"  mean credit          {s['mean_credit_dpgc']:12.2f} DPGCs, "
+        f"{s['mean_credit_user']:.2f} users",
+        f"  clearing price       {s['price_mean']:12.4f} yuan/kWh (sd {s['price_std']:.4f})",
+        f"  users' net cost      {s['user_cost_yuan']:12.0f} yuan",
+        f"  results in {out}/ ({', '.join(s['files'])}), {seconds:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(cfg.markdown_table())
+        return 0
+    group = None
+    for p in cfg.all_params():
+        if p.group != group:
+            group = p.group
+            print(f"\n[{group}]")
+        default = "(none)" if p.default is None else cfg._fmt(p.default)
+        print(f"  {p.name} = {default}  [{p.unit}]  {p.allowed()}\n      {p.doc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_keys(args)
+    except ConfigError as exc:
+        print(f"dipi-abm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("dipi-abm: interrupted; no complete result was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

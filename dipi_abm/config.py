@@ -1,0 +1,518 @@
+"""Scenario parameters: one registry, validated before anything runs.
+
+Every key a run accepts is a :class:`Param` in :data:`PARAMS`. The same keys
+work as ``DIPIModel`` keyword arguments, in a TOML file (``--config``) and on
+the command line (``--set key=value``). :func:`validate` turns a partial
+mapping into a complete, checked :class:`Params`; anything wrong raises
+:class:`~dipi_abm.errors.ConfigError` with a one-line message naming the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Param:
+    """One scenario key: its type, default, unit, allowed range and meaning."""
+
+    name: str
+    default: Any
+    kind: type
+    unit: str
+    doc: str
+    group: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None
+    allow_none: bool = False
+
+    def allowed(self) -> str:
+        """Human-readable statement of what the key accepts."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choice_values())
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return "a string"
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            left = "(" if self.low_open else "["
+            right = ")" if self.high_open else "]"
+            return f"{what} in {left}{_fmt(self.low)}, {_fmt(self.high)}{right}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {_fmt(self.low)}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {_fmt(self.high)}"
+        return what
+
+    def choice_values(self) -> tuple[str, ...]:
+        c = self.choices
+        return tuple(c() if callable(c) else c)  # type: ignore[misc]
+
+    def check(self, value: Any) -> Any:
+        """Return the value coerced to the key's type, or raise ConfigError."""
+        if value is None:
+            if self.allow_none:
+                return None
+            raise ConfigError(f"{self.name} = None: must be {self.allowed()}")
+        v = value
+        if self.kind is bool:
+            if not isinstance(v, bool):
+                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+            return v
+        if self.kind is str:
+            if not isinstance(v, str):
+                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+            if self.choices is not None and v not in self.choice_values():
+                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            try:
+                import numpy as np
+
+                if isinstance(v, np.integer | np.floating) and not isinstance(v, np.bool_):
+                    v = v.item()
+                else:
+                    raise TypeError
+            except TypeError:
+                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}") from None
+        if self.kind is int:
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+                v = int(v)
+        else:
+            v = float(v)
+            if math.isnan(v):
+                raise ConfigError(f"{self.name} = nan: must be {self.allowed()}")
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
+        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
+            raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
+        return v
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(x) if isinstance(x, float) else str(x)
+
+
+# Registries live with their rules; these look them up late to avoid import cycles.
+def _matching_rules() -> tuple[str, ...]:
+    from .matching import MATCHING_RULES
+
+    return tuple(MATCHING_RULES)
+
+
+def _price_rules() -> tuple[str, ...]:
+    from .matching import PRICE_RULES
+
+    return tuple(PRICE_RULES)
+
+
+def _credit_rules() -> tuple[str, ...]:
+    from .credit import CREDIT_RULES
+
+    return tuple(CREDIT_RULES)
+
+
+def _consensus_rules() -> tuple[str, ...]:
+    from .consensus import CONSENSUS_RULES
+
+    return tuple(CONSENSUS_RULES)
+
+
+def _distance_metrics() -> tuple[str, ...]:
+    from .grid import DISTANCE_METRICS
+
+    return tuple(DISTANCE_METRICS)
+
+
+def _wheeling_rules() -> tuple[str, ...]:
+    from .grid import WHEELING_RULES
+
+    return tuple(WHEELING_RULES)
+
+
+def _tariffs() -> tuple[str, ...]:
+    from .market import TARIFFS
+
+    return tuple(TARIFFS)
+
+
+def _p(name, default, kind, unit, doc, group, **kw) -> Param:
+    return Param(name, default, kind, unit, doc, group, **kw)
+
+
+_SHARE = {"low": 0.0, "high": 1.0}
+_NONNEG = {"low": 0.0}
+_POS = {"low": 0.0, "low_open": True}
+
+PARAMS: tuple[Param, ...] = (
+    # --- run -------------------------------------------------------------------------------
+    _p("hours", 168, int, "h", "Simulated hours; one model step is one hour.", "run",
+       low=1, high=10_000_000),
+    _p("seed", None, int, "-", "Master seed; every component and replication draws its own "
+       "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
+       "summary.", "run", low=0, allow_none=True),
+    _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
+    _p("agent_report_every", 1, int, "h", "Per-agent records (DataCollector, agents.parquet) "
+       "every k hours.", "run", low=1),
+    # --- population ------------------------------------------------------------------------
+    _p("n_dpgc", 10, int, "-", "Distributed power generation companies (sellers).",
+       "population", low=1, high=10_000_000),
+    _p("n_users", 50, int, "-", "Users (buyers; some are prosumers with rooftop PV).",
+       "population", low=1, high=10_000_000),
+    _p("n_miners", 0, int, "-", "Stand-alone miner nodes: hash power, no trades, no credit "
+       "history (attack studies).", "population", low=0, high=1_000_000),
+    _p("share_solar", 0.4, float, "-", "Share of DPGCs that are solar farms.", "population",
+       **_SHARE),
+    _p("share_wind", 0.3, float, "-", "Share of DPGCs that are wind farms.", "population",
+       **_SHARE),
+    _p("share_hydro", 0.1, float, "-", "Share of DPGCs that are small hydro.", "population",
+       **_SHARE),
+    _p("share_thermal", 0.2, float, "-", "Share of DPGCs that are thermal (gas/coal CHP); the "
+       "four technology shares must sum to 1.", "population", **_SHARE),
+    _p("capacity_solar_kw", 1500.0, float, "kW", "Median solar DPGC capacity.", "population",
+       **_POS),
+    _p("capacity_wind_kw", 2000.0, float, "kW", "Median wind DPGC capacity.", "population",
+       **_POS),
+    _p("capacity_hydro_kw", 1000.0, float, "kW", "Median hydro DPGC capacity.", "population",
+       **_POS),
+    _p("capacity_thermal_kw", 1500.0, float, "kW", "Median thermal DPGC capacity.",
+       "population", **_POS),
+    _p("capacity_spread", 0.3, float, "-", "Log-normal sigma of DPGC capacity around the "
+       "median.", "population", low=0.0, high=3.0),
+    _p("share_residential", 0.5, float, "-", "Share of users that are residential communities.",
+       "population", **_SHARE),
+    _p("share_commercial", 0.25, float, "-", "Share of users that are commercial buildings.",
+       "population", **_SHARE),
+    _p("share_industrial", 0.1, float, "-", "Share of users that are industrial sites.",
+       "population", **_SHARE),
+    _p("share_ev", 0.15, float, "-", "Share of users that are EV charging stations; the four "
+       "load-class shares must sum to 1.", "population", **_SHARE),
+    _p("load_residential_kw", 80.0, float, "kW", "Median mean load of a residential "
+       "community.", "population", **_POS),
+    _p("load_commercial_kw", 150.0, float, "kW", "Median mean load of a commercial building.",
+       "population", **_POS),
+    _p("load_industrial_kw", 400.0, float, "kW", "Median mean load of an industrial site.",
+       "population", **_POS),
+    _p("load_ev_kw", 100.0, float, "kW", "Median mean load of an EV charging station.",
+       "population", **_POS),
+    _p("load_spread", 0.3, float, "-", "Log-normal sigma of users' mean load.", "population",
+       low=0.0, high=3.0),
+    _p("prosumer_share", 0.3, float, "-", "Share of users with rooftop PV (prosumers sell "
+       "when their net position is a surplus).", "population", **_SHARE),
+    _p("prosumer_pv_ratio", 1.2, float, "kW/kW", "Rooftop PV capacity per kW of the "
+       "prosumer's mean load.", "population", low=0.0, high=100.0),
+    _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance "
+       "([DER-CBC] tests start at 200).", "population"),
+    _p("hash_power_spread", 0.0, float, "-", "Log-normal sigma of parties' hash power "
+       "(0: equal hash power 1).", "population", low=0.0, high=5.0),
+    _p("miner_hash_power", 1.0, float, "-", "Hash power of each stand-alone miner, in units "
+       "of a party's median.", "population", **_NONNEG),
+    _p("max_parties_per_bus", 0, int, "-", "Most parties one bus may hold (0: no limit).",
+       "population", low=0),
+    # --- grid ------------------------------------------------------------------------------
+    _p("grid", "ieee33", str, "-", "Feeder: 'ieee33' (Baran & Wu), 'synthetic' (seeded "
+       "radial feeder of grid_buses buses) or a path to a GraphML / edge-list file.", "grid"),
+    _p("grid_buses", 33, int, "-", "Buses of the synthetic feeder.", "grid", low=2,
+       high=20_000),
+    _p("distance_metric", "resistance", str, "-", "Electrical distance between buses.",
+       "grid", choices=_distance_metrics),
+    _p("max_distance_ohm", INF, float, "ohm", "No direct trade beyond this electrical "
+       "distance ([DER-CBC] Fig. 8).", "grid", **_NONNEG),
+    _p("wheeling", "flat", str, "-", "Wheeling tariff rule: flat, or base + rate x distance.",
+       "grid", choices=_wheeling_rules),
+    _p("wheeling_base_yuan_per_kwh", 0.02, float, "yuan/kWh", "Flat wheeling fee, or the "
+       "base of the distance rule (papers: 0.02).", "grid", low=0.0, high=10.0),
+    _p("wheeling_rate_yuan_per_kwh_ohm", 0.01, float, "yuan/(kWh*ohm)", "Distance rule: "
+       "fee per ohm of electrical distance.", "grid", low=0.0, high=10.0),
+    # --- prices ----------------------------------------------------------------------------
+    _p("tariff", "flat", str, "-", "Retail tariff: flat, or time-of-use (peak 8-11 h and "
+       "18-21 h, valley 23-7 h).", "prices", choices=_tariffs),
+    _p("retail_yuan_per_kwh", 0.657, float, "yuan/kWh", "Retail price R (flat tariff; the "
+       "TOU shoulder price) ([DER-CBC]: 0.657).", "prices", **_POS),
+    _p("feed_in_yuan_per_kwh", 0.40, float, "yuan/kWh", "Feed-in price F the grid company "
+       "pays for surplus ([DER-CBC]: 0.4).", "prices", **_NONNEG),
+    _p("tou_peak_yuan_per_kwh", 0.85, float, "yuan/kWh", "Time-of-use peak retail price.",
+       "prices", **_POS),
+    _p("tou_valley_yuan_per_kwh", 0.45, float, "yuan/kWh", "Time-of-use valley retail price "
+       "(must stay above F).", "prices", **_POS),
+    _p("grid_intake_limit_kw", INF, float, "kW", "Most surplus the grid company takes in "
+       "one hour (OGSC: cleaner, more efficient, steadier sources first; the rest is "
+       "curtailed).", "prices", **_NONNEG),
+    _p("ask_markup_min", 0.2, float, "-", "Sellers ask F + m(R - F), m drawn per seller "
+       "from [min, max].", "prices", **_SHARE),
+    _p("ask_markup_max", 0.6, float, "-", "Upper end of the ask markup range.", "prices",
+       **_SHARE),
+    _p("bid_discount_min", 0.2, float, "-", "Buyers bid R - d(R - F), d drawn per buyer "
+       "from [min, max].", "prices", **_SHARE),
+    _p("bid_discount_max", 0.6, float, "-", "Upper end of the bid discount range.", "prices",
+       **_SHARE),
+    _p("commitment_ratio", 1.0, float, "-", "Share of its forecast surplus a seller "
+       "commits.", "prices", low=0.0, high=2.0, low_open=True),
+    _p("bid_volume_ratio", 1.0, float, "-", "Share of its forecast need a buyer bids for.",
+       "prices", low=0.0, high=2.0, low_open=True),
+    # --- market ----------------------------------------------------------------------------
+    _p("matching", "price_time", str, "-", "Matching rule (MODEL.md section 4).", "market",
+       choices=_matching_rules),
+    _p("price_rule", "midpoint", str, "-", "Contract price: midpoint of ask and the bid "
+       "net of wheeling, pay-as-ask or pay-as-bid.", "market", choices=_price_rules),
+    _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
+       "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
+       high_open=True),
+    # --- credit ----------------------------------------------------------------------------
+    _p("credit_rule", "paper", str, "-", "Credit update rule (MODEL.md section 6).",
+       "credit", choices=_credit_rules),
+    _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
+       high=100.0),
+    _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
+       "seller a shortfall up to lambda*q ([DIPI]).", "credit", low=0.0, high=0.3,
+       high_open=True),
+    _p("credit_ema_alpha", 0.1, float, "-", "Weight of the newest score (ema rule).",
+       "credit", low=0.0, high=1.0, low_open=True),
+    _p("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
+       high=10_000),
+    _p("credit_count", "contract", str, "-", "What one credit update counts: every settled "
+       "contract (the papers) or one per trading hour.", "credit",
+       choices=("contract", "period")),
+    # --- consensus -------------------------------------------------------------------------
+    _p("consensus", "poca", str, "-", "Block-producer rule (MODEL.md section 7).",
+       "consensus", choices=_consensus_rules),
+    _p("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
+       "makes credits 90 and 100 differ by a factor e.", "consensus", **_POS),
+    _p("block_reward_yuan", 5.0, float, "yuan", "Reward credited to the block producer.",
+       "consensus", **_NONNEG),
+)
+
+PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+
+
+_PERSIST = {"low": 0.0, "high": 1.0, "high_open": True}
+WEATHER_PARAMS: tuple[Param, ...] = (
+    _p("latitude_deg", 31.2, float, "deg", "Latitude for solar geometry (31.2: Shanghai).",
+       "weather", low=-90.0, high=90.0),
+    _p("start_day_of_year", 172, int, "day", "Day of year of the first step (172: 21 June).",
+       "weather", low=1, high=365),
+    _p("solar_performance_ratio", 0.8, float, "-", "PV system losses (inverter, soiling, heat).",
+       "weather", **_SHARE),
+    _p("clearness_mean", 0.65, float, "-", "Mean clearness index (calibrated: PV capacity "
+       "factor about 13.5 %).", "weather", **_SHARE),
+    _p("clearness_persistence", 0.9, float, "-", "Hour-to-hour AR(1) coefficient of "
+       "clearness.", "weather", **_PERSIST),
+    _p("clearness_sd", 0.25, float, "-", "Spread of the hourly clearness index.", "weather",
+       **_NONNEG),
+    _p("solar_regional_share", 0.7, float, "-", "Share of clearness variance common to all "
+       "PV units (regional weather).", "weather", **_SHARE),
+    _p("wind_weibull_shape", 2.0, float, "-", "Weibull shape k of hourly wind speed.",
+       "weather", **_POS),
+    _p("wind_weibull_scale_ms", 7.35, float, "m/s", "Weibull scale (calibrated: wind "
+       "capacity factor about 25 %).", "weather", **_POS),
+    _p("wind_persistence", 0.95, float, "-", "Hour-to-hour AR(1) coefficient of the latent "
+       "wind-speed process.", "weather", **_PERSIST),
+    _p("wind_regional_share", 0.8, float, "-", "Share of wind variance common to all units.",
+       "weather", **_SHARE),
+    _p("wind_cut_in_ms", 3.0, float, "m/s", "Turbine cut-in speed.", "weather", **_NONNEG),
+    _p("wind_rated_ms", 12.0, float, "m/s", "Turbine rated speed.", "weather", **_POS),
+    _p("wind_cut_out_ms", 25.0, float, "m/s", "Turbine cut-out speed.", "weather", **_POS),
+    _p("hydro_availability", 0.55, float, "-", "Mean share of hydro capacity the inflow "
+       "allows.", "weather", **_SHARE),
+    _p("thermal_dispatch", 0.85, float, "-", "Share of thermal capacity offered when up.",
+       "weather", **_SHARE),
+    _p("outage_rate_per_h", 0.002, float, "1/h", "Forced-outage rate of hydro and thermal "
+       "units (up to down).", "weather", **_SHARE),
+    _p("repair_rate_per_h", 0.05, float, "1/h", "Repair rate (down to up).", "weather",
+       **_SHARE),
+    _p("load_noise_sd", 0.08, float, "-", "Multiplicative hourly load noise.", "weather",
+       **_NONNEG),
+    _p("load_noise_persistence", 0.7, float, "-", "AR(1) coefficient of the load noise.",
+       "weather", **_PERSIST),
+    _p("forecast_lead_h", 2.0, float, "h", "Lead time of the forecasts ([DIPI]: orders "
+       "close 2 h ahead of delivery).", "weather", **_NONNEG),
+    _p("forecast_sd_solar", 0.12, float, "share of capacity", "Long-horizon solar forecast "
+       "error; at lead L it is sd (1 - exp(-L/T)): 3.4 % at 2 h.", "weather", **_NONNEG),
+    _p("forecast_sd_wind", 0.20, float, "share of capacity", "Long-horizon wind forecast "
+       "error: 5.7 % at 2 h, about 20 % a day ahead.", "weather", **_NONNEG),
+    _p("forecast_sd_load", 0.10, float, "share of load", "Long-horizon load forecast error: "
+       "2.8 % at 2 h.", "weather", **_NONNEG),
+    _p("forecast_sd_dispatchable", 0.01, float, "share of capacity", "Forecast error of "
+       "hydro and thermal units.", "weather", **_NONNEG),
+    _p("forecast_timescale_h", 6.0, float, "h", "Time scale T of the forecast-error growth "
+       "with lead time.", "weather", **_POS),
+)
+
+
+def all_params() -> tuple[Param, ...]:
+    """Every scenario key, the weather keys included."""
+    return PARAMS + WEATHER_PARAMS
+
+
+def param(name: str) -> Param:
+    """Look up one key; unknown keys raise ConfigError with a suggestion."""
+    table = {p.name: p for p in all_params()}
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown key {name!r}{hint}; see `dipi-abm run --help-keys`")
+    return table[name]
+
+
+class Params(Mapping[str, Any]):
+    """A complete, validated, read-only set of scenario values (attribute access too)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Params are read-only; build new ones with validate()")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self._values!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._values
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", state)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def validate(values: Mapping[str, Any] | None = None) -> Params:
+    """Check ``values`` key by key and across keys; fill in defaults."""
+    table = {p.name: p for p in all_params()}
+    out = {name: p.default for name, p in table.items()}
+    for key, value in (values or {}).items():
+        out[key] = param(key).check(value)
+    _check_cross(out)
+    from .weather import WeatherParams
+
+    # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
+    WeatherParams(**{p.name: out[p.name] for p in WEATHER_PARAMS})
+    return Params(out)
+
+
+def _check_cross(v: dict[str, Any]) -> None:
+    for group, keys in (
+        ("technology", ("share_solar", "share_wind", "share_hydro", "share_thermal")),
+        ("load-class", ("share_residential", "share_commercial", "share_industrial",
+                        "share_ev")),
+    ):
+        total = sum(v[k] for k in keys)
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(
+                f"{' + '.join(keys)} = {total:.6g}: the {group} shares must sum to 1"
+            )
+    for lo, hi in (("ask_markup_min", "ask_markup_max"), ("bid_discount_min", "bid_discount_max")):
+        if v[lo] > v[hi]:
+            raise ConfigError(f"{lo} = {v[lo]} > {hi} = {v[hi]}: {lo} must be <= {hi}")
+    f, r = v["feed_in_yuan_per_kwh"], v["retail_yuan_per_kwh"]
+    if f >= r:
+        raise ConfigError(
+            f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}"
+        )
+    if v["tariff"] == "tou":
+        if not f < v["tou_valley_yuan_per_kwh"] <= r <= v["tou_peak_yuan_per_kwh"]:
+            raise ConfigError(
+                "tou_valley_yuan_per_kwh, retail_yuan_per_kwh, tou_peak_yuan_per_kwh = "
+                f"{v['tou_valley_yuan_per_kwh']}, {r}, {v['tou_peak_yuan_per_kwh']}: time-of-use "
+                f"prices must satisfy feed-in ({f}) < valley <= retail <= peak"
+            )
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML value; bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if text.lower() in ("inf", "+inf"):
+            return INF
+        return text
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``["k=v", ...]`` from the command line into a mapping (values TOML-typed)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: must be KEY=VALUE")
+        param(key)
+        out[key] = parse_value(text.strip())
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a scenario TOML file: top-level keys, optionally grouped in tables."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{p}': no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file '{p}': is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{p}': not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{p}': cannot be read ({exc.strerror})") from None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        # Tables ([grid], [credit], ...) are only for readability: their keys are the same flat keys.
+        if isinstance(value, dict):
+            for k2, v2 in value.items():
+                flat[k2] = v2
+        else:
+            flat[key] = value
+    for key in flat:
+        try:
+            param(key)
+        except ConfigError as exc:
+            raise ConfigError(f"config file '{p}': {exc}") from None
+    return flat
+
+
+def markdown_table() -> str:
+    """The README's table of keys, generated from the registry."""
+    rows = ["| key | default | unit | allowed | meaning |", "|---|---|---|---|---|"]
+    for p in all_params():
+        default = "(none)" if p.default is None else _fmt(p.default)
+        rows.append(f"| `{p.name}` | `{default}` | {p.unit} | {p.allowed()} | {p.doc} |")
+    return "\n".join(rows)
