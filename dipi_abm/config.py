@@ -495,7 +495,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{p}': cannot be read ({exc.strerror})") from None
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        # Tables ([grid], [credit], ...) are only for readability: their keys are the same flat keys.
+        # Tables ([grid], [credit], ...) only group keys for readability; keys stay flat.
         if isinstance(value, dict):
             for k2, v2 in value.items():
                 flat[k2] = v2

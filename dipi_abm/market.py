@@ -64,7 +64,7 @@ def grid_intake(surplus_kw: NDArray[np.float64], priority: NDArray[np.float64],
     order = np.argsort(-priority, kind="stable")
     s = surplus_kw[order]
     p = priority[order]
-    # Take whole priority classes while they fit; share the limit pro rata in the class that doesn't.
+    # Take whole priority classes while they fit; the class that doesn't fit shares pro rata.
     classes, start = np.unique(-p, return_index=True)
     class_total = np.add.reduceat(s, start) if s.size else s
     before = np.concatenate([[0.0], np.cumsum(class_total)[:-1]])

@@ -119,7 +119,7 @@ def plot_prices(hourly: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("day")
     ax.set_ylabel("yuan / kWh")
     ax.set_title("P2P clearing prices between the feed-in and retail prices")
-    ax.legend(loc="center right", frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=4)
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     _save(fig, path)
