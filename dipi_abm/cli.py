@@ -50,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
             "are taken from the defaults, then --config, then --grid/--hours/--seed, "
             "then --set, the later winning."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--config", metavar="FILE.toml", help="scenario file: any scenario key "
                      "at top level or inside [tables] (see `dipi-abm keys`)")
