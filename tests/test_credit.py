@@ -51,8 +51,11 @@ def test_natural_factor_outside_range_rejected(lam):
         seller_score(np.array([1.0]), np.array([1.0]), lam)
 
 
+volume = st.one_of(st.just(0.0), st.floats(1e-3, 1e4))  # agreed kWh
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.floats(0.0, 1e4), st.floats(0.0, 1e4), st.floats(0.0, 0.299))
+@given(st.floats(0.0, 1e4), volume, st.floats(0.0, 0.299))
 def test_scores_formula_and_range(b, q, lam):
     sb = float(buyer_score(np.array([b]), np.array([q]))[0])
     ss = float(seller_score(np.array([b]), np.array([q]), lam)[0])
@@ -189,8 +192,8 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from(["paper", "ema", "window"]),
-    st.lists(st.tuples(st.integers(1, 50), st.floats(-1e4, 1e5), st.floats(0.0, 1e4),
-                       st.booleans()), min_size=1, max_size=30),
+    st.lists(st.tuples(st.integers(1, 50), st.floats(-1e4, 1e5), volume, st.booleans()),
+             min_size=1, max_size=30),
     st.floats(0.0, 100.0),
     st.floats(0.001, 1.0),
     st.floats(0.0, 0.299),
