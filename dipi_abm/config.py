@@ -139,6 +139,12 @@ def _consensus_rules() -> tuple[str, ...]:
     return tuple(CONSENSUS_RULES)
 
 
+def _poca_modes() -> tuple[str, ...]:
+    from .consensus import POCA_MODES
+
+    return POCA_MODES
+
+
 def _distance_metrics() -> tuple[str, ...]:
     from .grid import DISTANCE_METRICS
 
@@ -301,6 +307,26 @@ PARAMS: tuple[Param, ...] = (
        "makes credits 90 and 100 differ by a factor e.", "consensus", **_POS),
     _p("block_reward_yuan", 5.0, float, "yuan", "Reward credited to the block producer.",
        "consensus", **_NONNEG),
+    _p("poca_mode", "sampled", str, "-", "POCA producer: drawn from the weights (sampled, "
+       "fast) or found by a real SHA-256 nonce search that the other nodes verify (hashed).",
+       "consensus", choices=_poca_modes),
+    _p("poca_difficulty_bits", 10.0, float, "bits", "Hashed POCA: a credit-100 node succeeds "
+       "with probability 2^-bits per hash (target N_diff exp(credit/tau)).", "consensus",
+       low=1.0, high=32.0),
+    _p("der_cbc_distance_scale_ohm", 1.0, float, "ohm", "der_cbc: weight falls as "
+       "exp(-D/D0) with the node's electrical distance to its counterparties.", "consensus",
+       **_POS),
+    _p("der_cbc_q_exponent", 2.0, float, "-", "der_cbc: weight grows as Q^beta with the "
+       "cleanliness of the node's energy.", "consensus", low=0.0, high=20.0),
+    _p("quorum_share", 0.5, float, "-", "Credit-matching quorum: a matching result is "
+       "committed once more than m = floor(share x nodes) nodes report it identically.",
+       "consensus", low=0.0, high=1.0, high_open=True),
+    _p("faulty_share", 0.0, float, "-", "Share of nodes that report wrong matching results.",
+       "consensus", **_SHARE),
+    _p("faulty_collude", True, bool, "-", "Faulty nodes report one identical wrong result "
+       "(worst case) rather than each its own.", "consensus"),
+    _p("credit_threshold", 90.0, float, "-", "KPI: share of blocks won by parties with "
+       "credit below this.", "consensus", low=0.0, high=100.0),
 )
 
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}

@@ -1,17 +1,27 @@
 """Block-producer rules (MODEL.md section 7), registered by name.
 
-A rule maps the miner nodes' columns (hash power, credit, stake) to winning
-weights; the producer of the period's block is drawn from the normalised
-weights with the consensus stream of the run's SeedSequence.
+A rule maps the miner nodes' columns (hash power, credit, stake, distance,
+cleanliness) to winning weights. The producer of the period's block is then
+either drawn from the normalised weights (`sampled`: fast) or, for POCA,
+found by a real SHA-256 nonce search (`hashed`: faithful to [DIPI] eq. 10).
+Both give the same distribution; a test checks it with a chi-square test.
+
+Also here: the concentration measures of block production (Gini, Nakamoto
+coefficient) and the credit-matching quorum ([DIPI] section 4.2 step 5).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+CREDIT_MAX = 100.0
+HASH_SPACE = 2**256
 
 
 @dataclass(frozen=True)
@@ -21,9 +31,11 @@ class Nodes:
     hash_power: NDArray[np.float64]
     credit: NDArray[np.float64]  # 0..100; stand-alone miners have no credit history (0)
     stake: NDArray[np.float64]  # balance, yuan
+    distance: NDArray[np.float64] | None = None  # electrical distance to counterparties, ohm
+    cleanliness: NDArray[np.float64] | None = None  # Q of the node's energy, 0..1
 
 
-def poca_weights(nodes: Nodes, *, tau: float = 10.0) -> NDArray[np.float64]:
+def poca_weights(nodes: Nodes, *, tau: float = 10.0, **_: float) -> NDArray[np.float64]:
     """POCA ([DIPI] eq. 10): P(win) proportional to hash power x exp(credit / tau).
 
     Shifted by the largest credit before exponentiating, so large credits over
@@ -44,16 +56,36 @@ def dpos_weights(nodes: Nodes, **_: float) -> NDArray[np.float64]:
     return np.maximum(nodes.stake, 0.0)
 
 
+def der_cbc_weights(nodes: Nodes, *, tau: float = 10.0, distance_scale: float = 1.0,
+                    q_exponent: float = 2.0, **_: float) -> NDArray[np.float64]:
+    """[DER-CBC]: the POCA weight times Q^beta times exp(-D / D0).
+
+    The chance falls with the node's electrical distance to its counterparties
+    (negligible a few D0 away, [DER-CBC] Fig. 8) and rises with the
+    cleanliness Q of its energy ([DER-CBC] Fig. 9).
+    """
+    w = poca_weights(nodes, tau=tau)
+    if nodes.cleanliness is not None:
+        w = w * np.power(np.clip(nodes.cleanliness, 0.0, 1.0), q_exponent)
+    if nodes.distance is not None:
+        w = w * np.exp(-np.maximum(nodes.distance, 0.0) / distance_scale)
+    return w
+
+
 CONSENSUS_RULES: dict[str, Callable[..., NDArray[np.float64]]] = {
     "poca": poca_weights,
     "pow": pow_weights,
     "dpos": dpos_weights,
+    "der_cbc": der_cbc_weights,
 }
 
+#: How POCA's producer is found: drawn from the weights, or by a real nonce search.
+POCA_MODES = ("sampled", "hashed")
 
-def win_probabilities(rule: str, nodes: Nodes, *, tau: float = 10.0) -> NDArray[np.float64]:
+
+def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float64]:
     """Each node's chance of producing the next block under ``rule``."""
-    w = CONSENSUS_RULES[rule](nodes, tau=tau)
+    w = CONSENSUS_RULES[rule](nodes, **kw)
     total = float(w.sum())
     if not np.isfinite(total) or total <= 0.0:
         # Nobody holds weight (e.g. every stake is zero): every node is equally likely.
@@ -61,9 +93,128 @@ def win_probabilities(rule: str, nodes: Nodes, *, tau: float = 10.0) -> NDArray[
     return w / total
 
 
-def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, *, tau: float = 10.0) -> int:
-    """Draw the period's block producer (the `sampled` mode of POCA and the others)."""
-    p = win_probabilities(rule, nodes, tau=tau)
-    # Inverse-CDF draw: one uniform per block, O(n) and stable across numpy versions.
+def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, **kw: float) -> int:
+    """Draw the period's block producer (the `sampled` mode)."""
+    p = win_probabilities(rule, nodes, **kw)
+    # Inverse-CDF draw: one uniform per block, O(n).
     u = rng.random()
     return int(min(np.searchsorted(np.cumsum(p), u * p.sum(), side="right"), p.size - 1))
+
+
+# ----------------------------------------------------------------------------- hashed POCA
+def pow_hash(seed_hex: str, address: str, nonce: int) -> int:
+    """SHA-256(W || address || nonce) as an integer ([DIPI] eq. 10's left side)."""
+    data = bytes.fromhex(seed_hex) + address.encode() + int(nonce).to_bytes(8, "big")
+    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+
+
+def poca_targets(credit: NDArray[np.float64], difficulty_bits: float,
+                 tau: float) -> list[int]:
+    """Targets N_diff * exp(c / tau), with N_diff set so that credit 100 succeeds with
+    probability 2^-difficulty_bits per hash."""
+    out = []
+    for c in np.asarray(credit, dtype=np.float64):
+        p = 2.0 ** (-difficulty_bits) * math.exp((float(c) - CREDIT_MAX) / tau)
+        out.append(max(1, int(p * HASH_SPACE)))
+    return out
+
+
+@dataclass(frozen=True)
+class HashedResult:
+    winner: int
+    nonce: int
+    target: int
+    hashes: int  # SHA-256 evaluations spent by all nodes in the race
+    verified: bool  # the other nodes recomputed the winner's hash and accepted it
+
+
+def hashed_race(seed_hex: str, addresses: list[str], hash_power: NDArray[np.float64],
+                targets: list[int], *, max_rounds: int = 1_000_000) -> HashedResult:
+    """A real POCA nonce race: node j tries nonces 0, 1, 2, ... at a rate of
+    ``hash_power[j]`` hashes per time unit; the first hash at or below its own
+    target wins. Then the other nodes verify the winner's hash.
+
+    Node j's k-th hash happens at time (k + 1) / h_j; in each unit round every
+    node makes the hashes that fall in that round, and the earliest success
+    wins (ties: the lower hash).
+    """
+    h = np.asarray(hash_power, dtype=np.float64)
+    done = np.zeros(h.size, np.int64)  # hashes made so far per node
+    active = np.flatnonzero(h > 0)
+    total = 0
+    for r in range(1, max_rounds + 1):
+        due = np.floor(r * h[active]).astype(np.int64)
+        best: tuple[float, int, int, int] | None = None
+        for j, upto in zip(active.tolist(), due.tolist(), strict=True):
+            addr, tgt, hj = addresses[j], targets[j], h[j]
+            for nonce in range(int(done[j]), upto):
+                total += 1
+                v = pow_hash(seed_hex, addr, nonce)
+                if v <= tgt:
+                    t = (nonce + 1) / hj
+                    if best is None or (t, v) < (best[0], best[3]):
+                        best = (t, j, nonce, v)
+                    break
+            done[j] = upto
+        if best is not None:
+            _, j, nonce, _ = best
+            ok = pow_hash(seed_hex, addresses[j], nonce) <= targets[j]
+            return HashedResult(j, nonce, targets[j], total, ok)
+    raise RuntimeError("no node found a nonce; lower poca_difficulty_bits")
+
+
+# ----------------------------------------------------------------------------- concentration
+def gini(counts: NDArray) -> float:
+    """Gini coefficient of block production over all nodes (0: equal, ->1: one node)."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = x.size
+    total = x.sum()
+    if n == 0 or total <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float((2.0 * (ranks * x).sum()) / (n * total) - (n + 1.0) / n)
+
+
+def nakamoto(counts: NDArray) -> int:
+    """Fewest nodes that together produced more than half of the blocks."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    total = x.sum()
+    if total <= 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(x), total / 2.0, side="right") + 1)
+
+
+def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
+    """Pearson correlation between blocks won and credit, over nodes (nan if undefined)."""
+    a = np.asarray(counts, dtype=np.float64)
+    b = np.asarray(credit, dtype=np.float64)
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# ----------------------------------------------------------------------------- quorum
+@dataclass(frozen=True)
+class QuorumOutcome:
+    committed: bool  # more than m nodes reported the true TradeResult
+    conflict: bool  # a wrong result also gathered more than m identical reports
+    honest_reports: int
+    wrong_reports: int
+
+
+def matching_quorum(n_nodes: int, faulty: NDArray[np.bool_], m: int, *,
+                    collude: bool = True) -> QuorumOutcome:
+    """[DIPI] section 4.2 step 5: a matching result is committed once more than m
+    nodes report the identical TradeResult.
+
+    Honest nodes report the true result. Faulty nodes report a wrong one:
+    all the same wrong result when they collude (the worst case), otherwise
+    each its own. The true result is committed if more than m honest reports
+    agree and no wrong result also passes the quorum (a conflict is no commit:
+    the period's trades do not execute).
+    """
+    wrong = int(np.count_nonzero(faulty))
+    honest = n_nodes - wrong
+    biggest_wrong = wrong if collude else min(wrong, 1)
+    conflict = biggest_wrong > m
+    return QuorumOutcome(honest > m and not conflict, conflict, honest, wrong)

@@ -20,7 +20,16 @@ from numpy.typing import NDArray
 
 from . import config as cfg
 from .agents import DPGC, GridCompany, Miner, Party, User
-from .consensus import Nodes, draw_producer
+from .consensus import (
+    Nodes,
+    draw_producer,
+    gini,
+    hashed_race,
+    matching_quorum,
+    nakamoto,
+    poca_targets,
+    win_credit_correlation,
+)
 from .credit import CreditState, buyer_score, seller_score, update_credit
 from .datacollection import PARTY_REPORTERS, ColumnarDataCollector
 from .errors import ConfigError
@@ -80,9 +89,16 @@ HOURLY_KPIS = (
     "dpgc_income_yuan",
     "grid_income_yuan",
     "clean_share",
+    "quorum_committed",
+    "quorum_conflict",
     "block_producer",
     "producer_credit",
     "producer_is_standalone",
+    "block_hashes",
+    "blocks_gini",
+    "blocks_nakamoto",
+    "low_credit_block_share",
+    "win_credit_corr",
 )
 
 
@@ -168,6 +184,8 @@ class DIPIModel(mesa.Model):
         )
         self.state = self._build_parties()
         self.network = self._build_network()
+        party_buses = self.grid.distance[:, self.state.bus]
+        self._mean_distance = party_buses.mean(axis=1)[self.state.bus]
         self.weather = Weather(
             tech=self.state.tech, capacity_kw=self.state.capacity_kw,
             load_class=self.state.load_class, mean_load_kw=self.state.mean_load_kw,
@@ -187,6 +205,11 @@ class DIPIModel(mesa.Model):
         hp[self.state.n:] = p.miner_hash_power
         self.node_hash_power = hp
         self.node_blocks_won = np.zeros(n_nodes, np.int64)
+        self.faulty = np.zeros(n_nodes, bool)
+        self.faulty[self._rng["behaviour"].permutation(n_nodes)[
+            : int(round(p.faulty_share * n_nodes))]] = True
+        self.quorum_m = int(np.floor(p.quorum_share * n_nodes))
+        self._low_credit_blocks = 0
         self.miner_balance = np.full(p.n_miners, p.initial_balance_yuan)
         self.grid_company_balance = 0.0
         self.minted_yuan = 0.0
@@ -295,6 +318,7 @@ class DIPIModel(mesa.Model):
         draw = self.weather.step()
         book = self._post_orders(draw.gen_forecast_kw, draw.load_forecast_kw)
         self.contracts = self._match(book)
+        self._check_quorum()
         self._deliver_and_settle(draw.gen_actual_kw, draw.load_actual_kw)
         self._update_credit()
         self._produce_block()
@@ -351,6 +375,15 @@ class DIPIModel(mesa.Model):
         self._book = book
         return self._matching(book, self.network)
 
+    def _check_quorum(self) -> None:
+        """[DIPI] 4.2 step 5: the matching result stands only if a quorum reports it."""
+        q = matching_quorum(self.faulty.size, self.faulty, self.quorum_m,
+                            collude=self.params.faulty_collude)
+        self._quorum = q
+        if not q.committed and self.contracts.size:
+            # No agreed TradeResult: no contract executes; parties settle with the grid.
+            self.contracts = Contracts.empty()
+
     def _deliver_and_settle(self, gen: NDArray, load: NDArray) -> None:
         """Delivery and settlement (MODEL.md sections 4-5): contracts, then PPSC and OGSC."""
         s, c, n = self.state, self.contracts, self.state.n
@@ -363,7 +396,7 @@ class DIPIModel(mesa.Model):
             # measured against it, but settle at F and R with no contract.
             committed = s.offered_kwh.copy()
         else:
-            committed = np.bincount(c.seller, c.volume, n) + np.bincount(c.buyer, c.volume, n)
+            committed = _per_party(c.seller, c.volume, n) + _per_party(c.buyer, c.volume, n)
         is_seller = s.role == SELLER
         actual_side = np.where(is_seller, surplus, need)
         counted = np.minimum(actual_side, committed)
@@ -381,8 +414,8 @@ class DIPIModel(mesa.Model):
             extra_surplus = surplus - np.where(is_seller, counted, 0.0)
         taken = grid_intake(extra_surplus, self._ogsc_key, self.params.grid_intake_limit_kw)
 
-        party_in = np.bincount(c.seller, st.seller_income, n) - np.bincount(c.buyer,
-                                                                            st.buyer_pays, n)
+        party_in = _per_party(c.seller, st.seller_income, n) - _per_party(c.buyer,
+                                                                          st.buyer_pays, n)
         party_in += taken * f - extra_need * r
         s.balance += party_in
         grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
@@ -481,21 +514,72 @@ class DIPIModel(mesa.Model):
         update_credit(p.credit_rule, s.credit, idx, score, k, alpha=p.credit_ema_alpha)
 
     def _produce_block(self) -> None:
-        """Consensus: draw the period's block producer; it takes the block reward."""
+        """Consensus: find the period's block producer; it takes the block reward."""
         p, s = self.params, self.state
         credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
         stake = np.concatenate([s.balance, self.miner_balance])
-        nodes = Nodes(hash_power=self.node_hash_power, credit=credit, stake=stake)
-        winner = draw_producer(p.consensus, nodes, self._rng["consensus"], tau=p.poca_tau)
+        distance = cleanliness = None
+        if p.consensus == "der_cbc":
+            distance, cleanliness = self._node_distance_and_cleanliness()
+        nodes = Nodes(hash_power=self.node_hash_power, credit=credit, stake=stake,
+                      distance=distance, cleanliness=cleanliness)
+        hashes = 0
+        if p.consensus == "poca" and p.poca_mode == "hashed":
+            seed_hex = self._block_seed()
+            race = hashed_race(seed_hex, self.addresses, self.node_hash_power,
+                               poca_targets(credit, p.poca_difficulty_bits, p.poca_tau))
+            if not race.verified:  # the other nodes reject it; cannot happen with honest hashing
+                raise RuntimeError("hashed POCA: the winner's nonce failed verification")
+            winner, hashes = race.winner, race.hashes
+            self.block_nonce, self.block_target = race.nonce, race.target
+        else:
+            winner = draw_producer(p.consensus, nodes, self._rng["consensus"], tau=p.poca_tau,
+                                   distance_scale=p.der_cbc_distance_scale_ohm,
+                                   q_exponent=p.der_cbc_q_exponent)
+            self.block_nonce, self.block_target = 0, 0
+        self.block_winner = winner
         self.node_blocks_won[winner] += 1
         if winner < s.n:
             s.balance[winner] += p.block_reward_yuan
         else:
             self.miner_balance[winner - s.n] += p.block_reward_yuan
         self.minted_yuan += p.block_reward_yuan
-        self._kpi["block_producer"] = int(self.node_ids[winner])
-        self._kpi["producer_credit"] = float(credit[winner])
-        self._kpi["producer_is_standalone"] = int(winner >= s.n)
+        self._low_credit_blocks += int(credit[winner] < p.credit_threshold)
+        won = self.node_blocks_won
+        k = self._kpi
+        k["block_producer"] = int(self.node_ids[winner])
+        k["producer_credit"] = float(credit[winner])
+        k["producer_is_standalone"] = int(winner >= s.n)
+        k["block_hashes"] = hashes
+        k["blocks_gini"] = _gini_sparse(won)
+        k["blocks_nakamoto"] = nakamoto(won[won > 0])
+        k["low_credit_block_share"] = self._low_credit_blocks / max(int(won.sum()), 1)
+        k["win_credit_corr"] = win_credit_correlation(won, credit)
+        k["quorum_committed"] = int(self._quorum.committed)
+        k["quorum_conflict"] = int(self._quorum.conflict)
+
+    def _block_seed(self) -> str:
+        """W in [DIPI] eq. 10: what the nonce search commits to for this period."""
+        return hashlib.sha256(f"{self.seed}:{self.steps}".encode()).hexdigest()
+
+    def _node_distance_and_cleanliness(self) -> tuple[NDArray, NDArray]:
+        """der_cbc inputs per node: volume-weighted electrical distance to this hour's
+        counterparties (else the mean distance to all parties) and the cleanliness
+        of the node's energy (its own generator's Q, or for a pure consumer the Q of
+        what it bought; 0.3, thermal, with neither). Stand-alone miners have no energy."""
+        s, c, n = self.state, self.contracts, self.state.n
+        d_pair = self.grid.distance[s.bus[c.buyer], s.bus[c.seller]]
+        vol = _per_party(c.buyer, c.volume, n) + _per_party(c.seller, c.volume, n)
+        dsum = _per_party(c.buyer, c.volume * d_pair, n) + _per_party(c.seller,
+                                                                      c.volume * d_pair, n)
+        dist = np.where(vol > 0, dsum / np.where(vol > 0, vol, 1.0), self._mean_distance)
+        qbought = _per_party(c.buyer, c.volume * s.cleanliness[c.seller], n)
+        vb = _per_party(c.buyer, c.volume, n)
+        q = np.where(s.tech >= 0, s.cleanliness,
+                     np.where(vb > 0, qbought / np.where(vb > 0, vb, 1.0), CLEANLINESS_Q[3]))
+        m = self.params.n_miners
+        far = float(self.grid.distance.max()) if self.grid.distance.size else 0.0
+        return np.concatenate([dist, np.full(m, far)]), np.concatenate([q, np.zeros(m)])
 
     def _report(self) -> None:
         s = self.state
@@ -549,7 +633,31 @@ class DIPIModel(mesa.Model):
             "grid_income_yuan": t["grid_income"],
             "clean_share": t["clean"] / t["user_need"] if t["user_need"] > 0 else 0.0,
             "blocks": int(self.node_blocks_won.sum()),
+            **self._block_summary(),
             "minted_yuan": self.minted_yuan,
+        }
+
+    def _block_summary(self) -> dict[str, Any]:
+        won = self.node_blocks_won
+        s, m = self.state, self.params.n_miners
+        credit = np.concatenate([s.credit.credit, np.zeros(m)])
+        top = np.argsort(-won, kind="stable")[:10]
+        standalone = int(won[s.n:].sum())
+        total = max(int(won.sum()), 1)
+        return {
+            "producers": int((won > 0).sum()),
+            "blocks_gini": gini(won),
+            "blocks_nakamoto": nakamoto(won[won > 0]),
+            "low_credit_block_share": self._low_credit_blocks / total,
+            "win_credit_corr": win_credit_correlation(won, credit),
+            "standalone_block_share": standalone / total,
+            "top_producers": [
+                {"agent_id": int(self.node_ids[i]), "blocks": int(won[i]),
+                 "credit": float(credit[i]), "standalone": bool(i >= s.n)}
+                for i in top if won[i] > 0
+            ],
+            "quorum_m": self.quorum_m,
+            "faulty_nodes": int(self.faulty.sum()),
         }
 
     def hourly_dataframe(self):  # noqa: ANN201 - pandas is optional at import time
@@ -561,6 +669,22 @@ class DIPIModel(mesa.Model):
     def agents_dataframe(self):  # noqa: ANN201
         """Per party and reported hour: credit, balance, volumes, breach flag."""
         return self.datacollector.get_agent_vars_dataframe().reset_index()
+
+
+def _per_party(rows: NDArray[np.intp], weights: NDArray, n: int) -> NDArray[np.float64]:
+    """Sum contract quantities per party row (float even when there are no contracts)."""
+    return np.bincount(rows, weights, n).astype(np.float64, copy=False)
+
+
+def _gini_sparse(counts: NDArray[np.int64]) -> float:
+    """Gini over all nodes, sorting only the nodes that won anything (zeros rank first)."""
+    won = np.sort(counts[counts > 0]).astype(np.float64)
+    n, k = counts.size, won.size
+    total = won.sum()
+    if total <= 0:
+        return 0.0
+    ranks = np.arange(n - k + 1, n + 1)
+    return float(2.0 * (ranks * won).sum() / (n * total) - (n + 1.0) / n)
 
 
 def _apportion(n: int, shares: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.int8]:
