@@ -47,7 +47,7 @@ class Party(mesa.Agent):
     credit = property(_credit, doc="Credit in [0, 100] (MODEL.md section 6).")
     balance = _column("balance", "Account balance, yuan.", writable=True)
     bus = _column("bus", "Index of the party's bus in model.grid.buses.", cast=int)
-    offered_kwh = _column("offered_kwh", "Volume ordered this hour (offer or bid), kWh.")
+    order_kwh = _column("offered_kwh", "Volume ordered this hour (offer or bid), kWh.")
     committed_kwh = _column("committed_kwh", "Volume agreed in contracts this hour, kWh.")
     delivered_kwh = _column("delivered_kwh", "Volume delivered (seller) or taken (buyer) "
                             "against this hour's commitments, kWh.")
@@ -145,3 +145,10 @@ class Miner(mesa.Agent):
     @property
     def blocks_won(self) -> int:
         return int(self.model.node_blocks_won[self.node])
+
+    @property
+    def balance(self) -> float:
+        """The owner's balance; a stand-alone miner's own (block rewards)."""
+        if self.owner is not None:
+            return self.owner.balance
+        return float(self.model.miner_balance[self.node - self.model.state.n])

@@ -95,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     values = scenario_from_args(args)
     cfg.validate(values)  # everything is checked before any work starts
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}': exists and is not a folder")
     grid = values.get("grid")
     if grid is not None and grid not in ("ieee33", "synthetic") and not Path(grid).exists():
         raise ConfigError(f"grid file '{grid}': no such file")

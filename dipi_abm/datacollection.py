@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PARTY_REPORTERS = {
     "credit": "credit",
     "balance": "balance",
-    "offered_kwh": "offered_kwh",
+    "order_kwh": "order_kwh",
     "committed_kwh": "committed_kwh",
     "delivered_kwh": "delivered_kwh",
     "breach": "breach",
@@ -37,7 +37,7 @@ def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
     return {
         "credit": s.credit.credit.astype(np.float32),
         "balance": s.balance.copy(),
-        "offered_kwh": s.offered_kwh.astype(np.float32),
+        "order_kwh": s.offered_kwh.astype(np.float32),
         "committed_kwh": s.committed_kwh.astype(np.float32),
         "delivered_kwh": s.delivered_kwh.astype(np.float32),
         "breach": s.breach.copy(),

@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_key_table_matches_registry():
     text = README.read_text(encoding="utf-8")
-    assert config.markdown_table() in text, "regenerate with `dipi-abm keys --markdown`"
+    assert config.markdown_table() in text, "regenerate with python tools/update_readme_keys.py"
 
 
 def test_readme_names_two_quick_start_commands():

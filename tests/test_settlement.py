@@ -64,8 +64,14 @@ def test_vectorised_equals_scalar_calls():
     assert vec.buyer_pays.shape == (3,)
     for i, (p, q, w, b, g, *_) in enumerate(GOLDEN):
         one = settle(p, q, w, b, g, R, F)
-        for name in ("direct", "buyer_pays", "seller_income", "grid_income", "shortfall",
-                     "surplus"):
+        for name in (
+            "direct",
+            "buyer_pays",
+            "seller_income",
+            "grid_income",
+            "shortfall",
+            "surplus",
+        ):
             assert float(getattr(vec, name)[i]) == float(getattr(one, name)), name
 
 
@@ -100,8 +106,9 @@ def test_settlement_formula_and_conservation(rows, retail, feed_in):
         assert s.buyer_pays[i] == pytest.approx(pays, rel=1e-12, abs=1e-9)
         assert s.seller_income[i] == pytest.approx(income, rel=1e-12, abs=1e-9)
         assert s.grid_income[i] == pytest.approx(grid, rel=1e-12, abs=1e-9)
-        assert s.buyer_pays[i] == pytest.approx(s.seller_income[i] + s.grid_income[i],
-                                                rel=1e-12, abs=1e-9)
+        assert s.buyer_pays[i] == pytest.approx(
+            s.seller_income[i] + s.grid_income[i], rel=1e-12, abs=1e-9
+        )
         assert s.shortfall[i] == short and s.surplus[i] == surplus
         # every kWh the buyer took is either direct or bought from the grid
         assert s.direct[i] + s.shortfall[i] == pytest.approx(b[i])
@@ -112,12 +119,18 @@ def test_settlement_formula_and_conservation(rows, retail, feed_in):
 def test_attribute_pro_rata_shares_sum_to_counted_volume(data):
     n_party = data.draw(st.integers(1, 8))
     n_contract = data.draw(st.integers(0, 25))
-    party = np.array(data.draw(st.lists(st.integers(0, n_party - 1), min_size=n_contract,
-                                        max_size=n_contract)), dtype=np.intp)
-    agreed = np.array(data.draw(st.lists(st.floats(0.01, 1_000.0), min_size=n_contract,
-                                         max_size=n_contract)), dtype=float)
-    actual = np.array(data.draw(st.lists(st.floats(0.0, 2_000.0), min_size=n_party,
-                                         max_size=n_party)), dtype=float)
+    party = np.array(
+        data.draw(st.lists(st.integers(0, n_party - 1), min_size=n_contract, max_size=n_contract)),
+        dtype=np.intp,
+    )
+    agreed = np.array(
+        data.draw(st.lists(st.floats(0.01, 1_000.0), min_size=n_contract, max_size=n_contract)),
+        dtype=float,
+    )
+    actual = np.array(
+        data.draw(st.lists(st.floats(0.0, 2_000.0), min_size=n_party, max_size=n_party)),
+        dtype=float,
+    )
     matched = np.bincount(party, weights=agreed, minlength=n_party)
     got = attribute_pro_rata(actual, matched, party, agreed)
     assert got.shape == agreed.shape
@@ -135,6 +148,10 @@ def test_attribute_pro_rata_shares_sum_to_counted_volume(data):
 
 def test_attribute_pro_rata_example():
     # party 0 agreed 100 + 300 and delivered 200 -> half of each; party 1 over-delivered
-    got = attribute_pro_rata(np.array([200.0, 80.0]), np.array([400.0, 50.0]),
-                             np.array([0, 0, 1]), np.array([100.0, 300.0, 50.0]))
+    got = attribute_pro_rata(
+        np.array([200.0, 80.0]),
+        np.array([400.0, 50.0]),
+        np.array([0, 0, 1]),
+        np.array([100.0, 300.0, 50.0]),
+    )
     np.testing.assert_allclose(got, [50.0, 150.0, 50.0])

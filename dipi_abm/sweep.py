@@ -1,0 +1,909 @@
+"""Batch parameter sweeps: designs over any scenario key, seeded replications, a
+process pool or a Dask cluster, resumable output (MODEL.md section 9: "for sweeps,
+one row per run with its parameters").
+
+Spec
+----
+A sweep is described by a TOML file (or the same structure as a ``dict``)::
+
+    [sweep]
+    design = "lhs"              # factorial (default) | lhs | sobol
+    replications = 5            # seeded runs per design point (default 1)
+    seed = 2024                 # master seed (required)
+    samples = 64                # lhs / sobol only: number of design points
+    hourly = true               # also write every run's hourly KPIs (default true)
+
+    [base]                      # fixed scenario keys of every run
+    hours = 168
+    n_dpgc = 10
+
+    [factors]                   # the keys that vary
+    natural_factor = [0.0, 0.25]            # lhs/sobol: a [low, high] range
+    forecast_sd_wind = {low = 0.1, high = 0.4}
+    n_users = [20, 80]                      # integer key: integers low..high, equally likely
+    matching = ["price_time", "centralized"]  # strings, booleans, 3+ values: levels
+    poca_tau = {values = [5.0, 10.0]}       # two numeric levels, not a range
+
+Every key in ``[base]`` and ``[factors]`` is a scenario key (``dipi-abm keys``);
+``seed`` is not, since the sweep derives every run's seed from ``[sweep] seed``.
+
+- ``factorial``: every factor is a list of levels (``[a, b, c]``, ``{values =
+  [...]}``, or ``{low, high, num}`` for ``num`` evenly spaced levels); the points
+  are all combinations, in spec order with the last factor varying fastest.
+- ``lhs`` / ``sobol``: ``samples`` points of a Latin hypercube
+  (:class:`scipy.stats.qmc.LatinHypercube`) or a scrambled Sobol sequence
+  (:class:`scipy.stats.qmc.Sobol`; use a power of 2) in the unit cube, one
+  dimension per factor, mapped to each factor: a range ``[low, high]`` of a real
+  key uniformly to ``[low, high)``; of an integer key to the integers ``low ..
+  high``, each equally likely; a list of levels (categorical) picks each level
+  with equal probability. A two-number list is a range; anything else is levels.
+
+Every point's scenario is validated with :func:`dipi_abm.config.validate` before
+any run starts; a bad spec raises :class:`~dipi_abm.errors.ConfigError` naming
+the table, the key and, for a file, its line.
+
+Seeds
+-----
+Design draws come from ``numpy.random.SeedSequence(seed)``. Run ``(point p,
+replication r)`` uses the child ``SeedSequence(seed, spawn_key=(p, r))`` (that is,
+``SeedSequence(seed).spawn(P)[p].spawn(R)[r]``), reduced to a 63-bit integer
+seed for :class:`~dipi_abm.model.DIPIModel`. A run's seed therefore depends only on
+the master seed and its (point, replication), never on workers or completion
+order, and ``DIPIModel(seed=row.seed, **params)`` reproduces any row.
+
+Output folder
+-------------
+::
+
+    DIR/sweep.json                        the spec, its hash and the design points (first)
+    DIR/runs/000017.parquet               one row per finished run (its completion marker)
+    DIR/hourly/run_id=000017/part.parquet that run's hourly KPIs (written before its row)
+    DIR/runs.parquet                      every row, sorted by run_id (last; marks a complete sweep)
+
+``runs.parquet`` has ``run_id``, ``point_id``, ``replication``, ``seed``, the
+spec's keys (factors, then base) and every scalar KPI of
+:meth:`DIPIModel.summary` (``breach_rate``, ``transaction_efficiency``,
+``mean_credit_dpgc``, ...). ``pandas.read_parquet(DIR / "hourly")`` reads the
+hourly KPIs of all runs with ``run_id`` as a (categorical) column.
+
+Every file is written to a temporary ``.*.part`` name and renamed into place
+(:func:`dipi_abm.output.atomic_write`), and a run counts as finished only once
+its row file exists. Rerunning the same spec into the same folder skips finished
+runs and deletes stray temporary files; a folder made from a different spec is
+refused. A killed sweep therefore loses at most the runs in flight.
+
+Python::
+
+    from dipi_abm.sweep import run_sweep, design_points
+    runs = run_sweep("sweep.toml", "out", workers=2)          # local process pool
+    runs = run_sweep("sweep.toml", "out", use_dask=True)       # Dask LocalCluster
+    runs = run_sweep(spec_dict, "out", scheduler="tcp://host:8786")  # a Dask cluster
+
+On a Dask cluster the workers need ``dipi_abm`` installed; they return results
+to the calling process, which writes every file, so no shared file system is
+needed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import tomllib
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed as futures_as_completed
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import config as cfg
+from .errors import ConfigError
+from .model import DIPIModel, package_version
+from .output import atomic_write, write_json, write_parquet
+
+#: Layout version of a sweep folder (part of the spec hash).
+FORMAT = 1
+SPEC_FILE = "sweep.json"
+RUNS_FILE = "runs.parquet"
+RUNS_DIR = "runs"
+HOURLY_DIR = "hourly"
+HOURLY_PART = "part.parquet"
+
+TABLES = ("sweep", "base", "factors")
+SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly")
+
+#: Summary entries that are not KPIs of a row (the row has its own seed and parameters).
+_NOT_KPIS = frozenset({"package", "version", "hours", "seed", "params"})
+
+#: Outcomes of :func:`ema_model_function` (summary KPIs of one run).
+EMA_OUTCOMES = (
+    "breach_rate",
+    "transaction_efficiency",
+    "mean_credit_dpgc",
+    "mean_credit_user",
+    "price_mean",
+    "price_std",
+    "p2p_volume_kwh",
+    "clean_share",
+    "low_credit_block_share",
+)
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+# --------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class Factor:
+    """One varying key: a list of levels, or a [low, high] range (lhs/sobol)."""
+
+    name: str
+    levels: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+
+    def from_unit(self, u: float) -> Any:
+        """Map a coordinate in [0, 1) of the unit cube to a value of this factor."""
+        if self.levels is not None:
+            return self.levels[min(int(u * len(self.levels)), len(self.levels) - 1)]
+        lo, hi = self.low, self.high
+        if self.integer:  # each integer lo..hi gets an equal share of [0, 1)
+            return int(min(lo + math.floor(u * (hi - lo + 1)), hi))
+        return float(lo + u * (hi - lo))
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, checked sweep spec (see the module docstring for the format)."""
+
+    design: str
+    replications: int
+    seed: int
+    samples: int | None
+    hourly: bool
+    base: dict[str, Any]
+    factors: tuple[Factor, ...]
+    normalized: dict[str, Any]
+    source: str | None = None
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the normalized spec: same hash, same runs."""
+        text = json.dumps({"format": FORMAT, **self.normalized}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def keys(self) -> list[str]:
+        """The scenario keys the spec sets: factors first, then base."""
+        return [f.name for f in self.factors] + [k for k in self.base]
+
+    def error(self, table: str, key: str | None, message: str) -> ConfigError:
+        """A ConfigError naming the table, key and (for a file) the line."""
+        return _spec_error(self.source, self.lines, table, key, message)
+
+
+def _spec_error(source: str | None, lines: dict[tuple[str, ...], int], table: str,
+                key: str | None, message: str) -> ConfigError:
+    where = "sweep spec" if source is None else f"sweep spec '{source}'"
+    line = _line_of(lines, table, key)
+    if line is not None:
+        where += f", line {line}"
+    name = f"[{table}]" + (f" {key}" if key else "")
+    return ConfigError(f"{where}: {name}: {message}")
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run of the sweep: what a worker needs and nothing more."""
+
+    run_id: int
+    point_id: int
+    replication: int
+    seed: int
+    params: dict[str, Any]
+    hourly: bool = True
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """A finished run as Parquet bytes, encoded in the worker."""
+
+    run_id: int
+    row: bytes
+    hourly: bytes | None
+
+
+def load_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike) -> SweepSpec:
+    """Read and check a sweep spec from a TOML file or a mapping."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return _parse(dict(spec), None, {})
+    path = Path(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"sweep spec '{path}': no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"sweep spec '{path}': is a directory, expected a TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sweep spec '{path}': cannot be read ({exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+        if m:  # tomllib puts the position at the end; lead with it
+            msg = msg[: m.start()]
+            raise ConfigError(f"sweep spec '{path}', line {m[1]}, column {m[2]}: "
+                              f"not valid TOML: {msg}") from None
+        raise ConfigError(f"sweep spec '{path}': not valid TOML: {msg}") from None
+    return _parse(raw, str(path), _key_lines(text))
+
+
+def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
+    def err(table: str, key: str | None, message: str) -> ConfigError:
+        return _spec_error(source, lines, table, key, message)
+
+    for name in raw:
+        if name not in TABLES:
+            raise err(name, None, f"unknown table{_did_you_mean(name, TABLES)}; a sweep spec "
+                      "has [sweep], [base] and [factors]")
+    tables = {}
+    for name in TABLES:
+        value = raw.get(name, {})
+        if not isinstance(value, Mapping):
+            raise err(name, None, f"must be a table, got {value!r}")
+        tables[name] = dict(value)
+    sweep, base, factors_raw = tables["sweep"], tables["base"], tables["factors"]
+
+    for key in sweep:
+        if key not in SWEEP_KEYS:
+            raise err("sweep", key, f"unknown key{_did_you_mean(key, SWEEP_KEYS)}; "
+                      f"[sweep] takes {', '.join(SWEEP_KEYS)}")
+    design = sweep.get("design", "factorial")
+    if design not in DESIGNS:
+        raise err("sweep", "design", f"design = {design!r}: must be one of "
+                  f"{', '.join(DESIGNS)}")
+    replications = sweep.get("replications", 1)
+    if not _is_int(replications) or replications < 1:
+        raise err("sweep", "replications", f"replications = {replications!r}: must be an "
+                  "integer >= 1")
+    if "seed" not in sweep:
+        raise err("sweep", None, "seed is missing: a sweep needs a master seed (an integer "
+                  ">= 0) so that its runs are reproducible and resumable")
+    seed = sweep["seed"]
+    if not _is_int(seed) or seed < 0:
+        raise err("sweep", "seed", f"seed = {seed!r}: must be an integer >= 0")
+    samples = sweep.get("samples")
+    if design == "factorial":
+        if samples is not None:
+            raise err("sweep", "samples", "a factorial design takes every combination of "
+                      "its levels; samples is for design = lhs or sobol")
+    elif samples is None:
+        raise err("sweep", None, f"samples is missing: design = {design!r} needs the number "
+                  "of design points")
+    elif not _is_int(samples) or samples < 1:
+        raise err("sweep", "samples", f"samples = {samples!r}: must be an integer >= 1")
+    hourly = sweep.get("hourly", True)
+    if not isinstance(hourly, bool):
+        raise err("sweep", "hourly", f"hourly = {hourly!r}: must be true or false")
+
+    for table, keys in (("base", base), ("factors", factors_raw)):
+        for key in keys:
+            if key == "seed":
+                raise err(table, key, "every run's seed comes from [sweep] seed; set the "
+                          "master seed there")
+            try:
+                cfg.param(key)
+            except ConfigError as exc:
+                raise err(table, key, str(exc)) from None
+    for key in base:
+        if key in factors_raw:
+            raise err("factors", key, "is also set in [base]; a key is either fixed or "
+                      "varied")
+        try:
+            cfg.param(key).check(base[key])
+        except ConfigError as exc:
+            raise err("base", key, str(exc)) from None
+    if design != "factorial" and not factors_raw:
+        raise err("factors", None, f"design = {design!r} needs at least one factor")
+    factors = tuple(_parse_factor(k, v, design, err) for k, v in factors_raw.items())
+
+    normalized = {
+        "sweep": {"design": design, "replications": int(replications), "seed": int(seed),
+                  "samples": None if samples is None else int(samples), "hourly": hourly},
+        "base": base,
+        "factors": factors_raw,
+    }
+    return SweepSpec(design, int(replications), int(seed),
+                     None if samples is None else int(samples), hourly, base, factors,
+                     normalized, source, lines)
+
+
+def _parse_factor(name: str, raw: Any, design: str,
+                  err: Callable[[str, str | None, str], ConfigError]) -> Factor:
+    p = cfg.param(name)
+    numeric = p.kind in (int, float) and p.choices is None
+    shape = ("a list of levels, a [low, high] range, {low = , high = } or {values = [...]}"
+             if design != "factorial" else "a list of levels, {values = [...]} or "
+             "{low = , high = , num = }")
+
+    def check(value: Any) -> Any:
+        try:
+            return p.check(value)
+        except ConfigError as exc:
+            raise err("factors", name, str(exc)) from None
+
+    if isinstance(raw, Mapping):
+        keys = set(raw)
+        if keys == {"values"}:
+            raw = raw["values"]
+            if not isinstance(raw, list):
+                raise err("factors", name, f"values = {raw!r}: must be a list")
+            levels: list[Any] | None = list(raw)
+            low = high = None
+        elif {"low", "high"} <= keys <= {"low", "high", "num"}:
+            levels = None
+            low, high = raw["low"], raw["high"]
+            if "num" in raw and design != "factorial":
+                raise err("factors", name, f"num is for factorial designs; design = {design!r} "
+                          "samples the range")
+            if "num" not in raw and design == "factorial":
+                raise err("factors", name, "a factorial design needs levels: give num = "
+                          "(evenly spaced levels) or a list; ranges are for lhs or sobol")
+        else:
+            raise err("factors", name, f"{raw!r}: must be {shape}")
+    elif isinstance(raw, list):
+        if (design != "factorial" and len(raw) == 2 and numeric
+                and all(_is_number(v) for v in raw)):
+            levels, (low, high) = None, raw
+        else:
+            levels, low, high = list(raw), None, None
+    else:
+        raise err("factors", name, f"{raw!r}: must be {shape} (a single value belongs in "
+                  "[base])")
+
+    if levels is not None:
+        if not levels:
+            raise err("factors", name, "empty list: give at least one level")
+        return Factor(name, levels=tuple(check(v) for v in levels))
+
+    if not numeric:
+        raise err("factors", name, f"a range needs a numeric key; {name} is "
+                  f"{p.allowed()}: list its levels instead")
+    if not (_is_number(low) and _is_number(high)):
+        raise err("factors", name, f"range [{low!r}, {high!r}]: low and high must be numbers")
+    if not low < high:
+        raise err("factors", name, f"range [{low!r}, {high!r}]: low must be below high")
+    lo = check(low)
+    try:
+        hi = p.check(high)
+    except ConfigError:
+        # Samples fall in [low, high): an open upper bound may be the range's end.
+        if not (p.high_open and high == p.high):
+            raise err("factors", name, f"range [{low!r}, {high!r}] goes beyond what {name} "
+                      f"accepts ({p.allowed()})") from None
+        hi = float(high)
+    if "num" in (raw if isinstance(raw, Mapping) else {}):
+        num = raw["num"]
+        if not _is_int(num) or num < 2:
+            raise err("factors", name, f"num = {num!r}: must be an integer >= 2")
+        values = np.linspace(lo, hi, int(num)).tolist()
+        if p.kind is int:
+            if any(not float(v).is_integer() for v in values):
+                raise err("factors", name, f"{num} evenly spaced levels from {low} to {high} "
+                          f"are not all integers, and {name} is {p.allowed()}")
+            values = [int(v) for v in values]
+        return Factor(name, levels=tuple(check(v) for v in values))
+    return Factor(name, low=lo, high=hi, integer=p.kind is int)
+
+
+# --------------------------------------------------------------------------- designs
+def factorial_design(factors: tuple[Factor, ...], samples: int | None,
+                     rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Every combination of the factors' levels; the last factor varies fastest."""
+    names = [f.name for f in factors]
+    return [dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(f.levels for f in factors))]
+
+
+def _qmc_points(engine: type, factors: tuple[Factor, ...], n: int,
+                rng: np.random.Generator, draw: Callable[[Any, int], np.ndarray]
+                ) -> list[dict[str, Any]]:
+    try:
+        sampler = engine(len(factors), rng=rng)
+    except TypeError:  # SciPy < 1.15 calls it seed
+        sampler = engine(len(factors), seed=rng)
+    unit = draw(sampler, n)
+    return [{f.name: f.from_unit(float(u)) for f, u in zip(factors, row, strict=True)}
+            for row in unit]
+
+
+def lhs_design(factors: tuple[Factor, ...], samples: int | None,
+               rng: np.random.Generator) -> list[dict[str, Any]]:
+    """``samples`` points of a Latin hypercube (one stratum per point on every axis)."""
+    from scipy.stats import qmc
+
+    return _qmc_points(qmc.LatinHypercube, factors, int(samples), rng,
+                       lambda s, n: s.random(n))
+
+
+def sobol_design(factors: tuple[Factor, ...], samples: int | None,
+                 rng: np.random.Generator) -> list[dict[str, Any]]:
+    """``samples`` points of a scrambled Sobol sequence (balanced for a power of 2)."""
+    from scipy.stats import qmc
+
+    n = int(samples)
+
+    def draw(sampler: Any, n: int) -> np.ndarray:
+        if n & (n - 1) == 0:
+            return sampler.random_base2(int(n).bit_length() - 1)
+        lower = 1 << (n.bit_length() - 1)
+        warnings.warn(f"sobol design: samples = {n} is not a power of 2; the Sobol "
+                      f"sequence is balanced only for 2^m points ({lower} or {lower * 2})",
+                      UserWarning, stacklevel=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return sampler.random(n)
+
+    return _qmc_points(qmc.Sobol, factors, n, rng, draw)
+
+
+#: Design generators by name: ``(factors, samples, rng) -> [point, ...]``.
+DESIGNS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "factorial": factorial_design,
+    "lhs": lhs_design,
+    "sobol": sobol_design,
+}
+
+
+def design_points(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike
+                  ) -> list[dict[str, Any]]:
+    """The factor values of every design point, in point order (``[base]`` not included).
+
+    Reproducible: the same spec gives the same points.
+    """
+    s = load_spec(spec)
+    rng = np.random.default_rng(np.random.SeedSequence(s.seed))
+    return DESIGNS[s.design](s.factors, s.samples, rng)
+
+
+def replication_seed(master_seed: int, point_id: int, replication: int) -> int:
+    """The model seed of run (point, replication): a 63-bit integer drawn from
+    ``SeedSequence(master_seed, spawn_key=(point_id, replication))``."""
+    child = np.random.SeedSequence(master_seed, spawn_key=(point_id, replication))
+    return int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def plan_runs(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike) -> list[RunTask]:
+    """Every run of the sweep, each point's scenario validated (all before any run)."""
+    return _plan(load_spec(spec))[1]
+
+
+def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
+    points = design_points(s)
+    tasks = []
+    checked_grids: set[str] = set()
+    for point_id, point in enumerate(points):
+        values = {**s.base, **point}
+        try:
+            params = cfg.validate(values)
+        except ConfigError as exc:
+            raise _point_error(s, point_id, point, exc) from None
+        grid = params["grid"]
+        if grid not in ("ieee33", "synthetic") and grid not in checked_grids:
+            if not Path(grid).exists():
+                table = "factors" if "grid" in point else "base"
+                raise s.error(table, "grid", f"grid file '{grid}': no such file")
+            checked_grids.add(grid)
+        run_params = {k: params[k] for k in s.keys}
+        for rep in range(s.replications):
+            tasks.append(RunTask(
+                run_id=point_id * s.replications + rep, point_id=point_id, replication=rep,
+                seed=replication_seed(s.seed, point_id, rep), params=run_params,
+                hourly=s.hourly,
+            ))
+    return points, tasks
+
+
+def _point_error(s: SweepSpec, point_id: int, point: dict, exc: ConfigError) -> ConfigError:
+    """Name the factor (or base key) the message is about, and the point's values."""
+    msg = str(exc)
+    table, key = ("factors", None) if point else ("base", None)
+    for name in s.keys:
+        if re.search(rf"\b{re.escape(name)}\b", msg):
+            table, key = ("factors", name) if name in point else ("base", name)
+            break
+    values = ", ".join(f"{k} = {v!r}" for k, v in point.items())
+    where = f"design point {point_id} ({values}): " if point else ""
+    return s.error(table, key, where + msg)
+
+
+# --------------------------------------------------------------------------- one run
+def run_one(task: RunTask) -> RunOutput:
+    """Run one task and encode its row (and hourly KPIs) as Parquet bytes."""
+    params = dict(task.params)
+    # A sweep keeps no per-party records; reporting does not change the dynamics.
+    params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
+    try:
+        model = DIPIModel(seed=task.seed, **params)
+        model.run()
+    except ConfigError as exc:
+        raise ConfigError(f"run {task.run_id} (point {task.point_id}, replication "
+                          f"{task.replication}, seed {task.seed}): {exc}") from None
+    except Exception as exc:
+        raise SweepRunError(f"run {task.run_id} (point {task.point_id}, replication "
+                            f"{task.replication}, seed {task.seed}, {task.params}) failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    row = {"run_id": task.run_id, "point_id": task.point_id,
+           "replication": task.replication, "seed": task.seed, **task.params,
+           **summary_kpis(model.summary())}
+    hourly = _parquet_bytes(model.hourly_dataframe()) if task.hourly else None
+    return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
+
+
+def summary_kpis(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar KPIs of :meth:`DIPIModel.summary` (parameters and nested lists dropped)."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key in _NOT_KPIS:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, int | float):
+            out[key] = value
+    return out
+
+
+def ema_model_function(**params: Any) -> dict[str, float]:
+    """Run one model with any scenario keys (``seed`` included) and return the outcomes
+    in :data:`EMA_OUTCOMES`; hand it to ``ema_workbench.Model(name, function=...)``."""
+    params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
+    model = DIPIModel(**params).run()
+    summary = model.summary()
+    return {k: float(summary[k]) for k in EMA_OUTCOMES}
+
+
+class SweepRunError(RuntimeError):
+    """A run of the sweep raised; finished runs are kept and a rerun resumes."""
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- the folder
+class SweepFolder:
+    """The output folder of one sweep: paths, the spec check, atomic writes."""
+
+    def __init__(self, root: str | os.PathLike, n_runs: int) -> None:
+        self.root = Path(root)
+        self.width = max(6, len(str(max(n_runs - 1, 0))))
+
+    def run_name(self, run_id: int) -> str:
+        return f"{run_id:0{self.width}d}"
+
+    def row_path(self, run_id: int) -> Path:
+        return self.root / RUNS_DIR / f"{self.run_name(run_id)}.parquet"
+
+    def hourly_path(self, run_id: int) -> Path:
+        return self.root / HOURLY_DIR / f"run_id={self.run_name(run_id)}" / HOURLY_PART
+
+    def open(self, spec: SweepSpec, tasks: list[RunTask], points: list[dict]) -> None:
+        """Create the folder for this spec, or check that it holds this spec."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"out folder '{root}': is a file, expected a folder")
+        meta = root / SPEC_FILE
+        points_hash = hashlib.sha256(
+            json.dumps(points, sort_keys=True, default=str).encode()).hexdigest()
+        if not meta.exists():
+            if root.exists() and any(p.name != ".lock" for p in root.iterdir()):
+                raise ConfigError(f"out folder '{root}': not empty and not a sweep folder "
+                                  f"(no {SPEC_FILE}); choose a new or empty folder")
+            root.mkdir(parents=True, exist_ok=True)
+            write_json({
+                "format": FORMAT, "spec_hash": spec.hash, "points_hash": points_hash,
+                "package_version": package_version(), "source": spec.source,
+                "n_points": len(points), "n_runs": len(tasks), "spec": spec.normalized,
+                "points": points,
+            }, meta)
+            return
+        try:
+            stored = json.loads(meta.read_text(encoding="utf-8"))
+            stored_hash = stored["spec_hash"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"out folder '{root}': {SPEC_FILE} cannot be read ({exc}); "
+                              "choose a new folder") from None
+        if stored_hash != spec.hash:
+            diff = _spec_diff(stored.get("spec", {}), json.loads(json.dumps(
+                spec.normalized, default=str)))
+            raise ConfigError(
+                f"out folder '{root}' holds a sweep of a different spec (hash "
+                f"{stored_hash[:12]} there, {spec.hash[:12]} now"
+                + (f"; {diff}" if diff else "") + "): resuming would mix their runs; "
+                "use another --out folder, or delete this one to start over")
+        if stored.get("points_hash") != points_hash:
+            raise ConfigError(
+                f"out folder '{root}': the same spec now gives different design points "
+                f"than those stored in {SPEC_FILE} (a different SciPy or NumPy version?); "
+                "use another --out folder")
+
+    def clean(self) -> None:
+        """Delete temporary files left by an interrupted writer."""
+        dirs = [self.root, self.root / RUNS_DIR]
+        hourly = self.root / HOURLY_DIR
+        if hourly.is_dir():
+            dirs += [d for d in hourly.iterdir() if d.is_dir()]
+        for d in dirs:
+            if d.is_dir():
+                for tmp in d.glob(".*.part"):
+                    tmp.unlink(missing_ok=True)
+
+    def write(self, out: RunOutput) -> None:
+        """Hourly KPIs first, the row last: the row marks the run as finished."""
+        if out.hourly is not None:
+            atomic_write(self.hourly_path(out.run_id), _bytes_writer(out.hourly))
+        atomic_write(self.row_path(out.run_id), _bytes_writer(out.row))
+
+    def collect(self, tasks: list[RunTask]) -> pd.DataFrame:
+        """Rebuild runs.parquet from the per-run rows, sorted by run_id."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(self.row_path(t.run_id)) for t in tasks]
+        if tables:
+            table = pa.concat_tables(tables, promote_options="permissive")
+            df = table.sort_by("run_id").to_pandas().reset_index(drop=True)
+        else:
+            df = pd.DataFrame()
+        write_parquet(df, self.root / RUNS_FILE)
+        return df
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold DIR/.lock: two sweeps writing one folder would undo each other's work."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ConfigError(f"out folder '{self.root}': another sweep is writing to it "
+                                  "(its .lock is held)") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], None]:
+    return lambda tmp: tmp.write_bytes(data)
+
+
+def _spec_diff(old: dict, new: dict) -> str:
+    parts = []
+    for table in TABLES:
+        a, b = old.get(table) or {}, new.get(table) or {}
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key, "(unset)") != b.get(key, "(unset)"):
+                parts.append(f"[{table}] {key}: {a.get(key, '(unset)')!r} there, "
+                             f"{b.get(key, '(unset)')!r} now")
+    more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+    return "; ".join(parts[:3]) + more
+
+
+# --------------------------------------------------------------------------- backends
+def _serial(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOutput]:
+    for task in tasks:
+        yield run_one(task)
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: one BLAS/OpenMP thread per worker (workers are the parallelism)."""
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Spawned workers read these before importing NumPy; the caller's values win."""
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _process_pool(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOutput]:
+    import multiprocessing
+
+    # spawn: a clean interpreter per worker, whatever threads the caller runs (as Mesa does)
+    ctx = multiprocessing.get_context("spawn")
+    with _single_threaded_children():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                   initializer=_worker_init)
+        try:
+            futures = [pool.submit(run_one, t) for t in tasks]
+            for fut in futures_as_completed(futures):
+                yield fut.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dask(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOutput]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("the Dask backend needs dask.distributed: pip install "
+                          "'dipi-abm[dask]'") from None
+    cluster = None
+    if isinstance(scheduler, Client):
+        client, own = scheduler, False
+    elif scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        own = True
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client, own = Client(cluster), True
+    futures = []
+    try:
+        # Keys name the task's content: distinct sweeps never share a key on one cluster.
+        futures = [client.submit(run_one, t, pure=False, key=f"dipi-run-{t.run_id}-"
+                                 f"{hashlib.sha256(repr(t).encode()).hexdigest()[:16]}")
+                   for t in tasks]
+        for fut, result in as_completed(futures, with_results=True):
+            fut.release()
+            yield result
+    finally:
+        if futures:
+            client.cancel(futures)
+        if own:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+#: Execution backends by name: ``(tasks, workers, scheduler) -> iterator of RunOutput``.
+BACKENDS: dict[str, Callable[..., Iterator[RunOutput]]] = {
+    "serial": _serial,
+    "processes": _process_pool,
+    "dask": _dask,
+}
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
+              out: str | os.PathLike, workers: int | None = None, scheduler: Any = None,
+              use_dask: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run every (point, replication) of ``spec`` not yet finished in ``out``.
+
+    ``workers``: processes of the local pool, or of the Dask LocalCluster (default:
+    every core); 1 runs in this process. ``scheduler``: a Dask scheduler address
+    (``tcp://host:8786``) or a ``distributed.Client``; ``use_dask`` without one
+    starts a LocalCluster. Returns ``out/runs.parquet`` as a DataFrame.
+    """
+    s = load_spec(spec)
+    if workers is not None and (not _is_int(workers) or workers < 1):
+        raise ConfigError(f"workers = {workers!r}: must be an integer >= 1")
+    n_workers = default_workers() if workers is None else int(workers)
+    points, tasks = _plan(s)  # every point validated before any file is touched
+    folder = SweepFolder(out, len(tasks))
+    if scheduler is not None or use_dask:
+        backend = "dask"
+    else:
+        backend = "serial" if n_workers == 1 else "processes"
+
+    from tqdm import tqdm
+
+    with folder.lock():
+        folder.open(s, tasks, points)
+        folder.clean()
+        todo = [t for t in tasks if not folder.row_path(t.run_id).exists()]
+        if todo:
+            # Present only for a complete sweep.
+            (folder.root / RUNS_FILE).unlink(missing_ok=True)
+            with tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="run",
+                      desc="sweep", disable=not progress, dynamic_ncols=True) as bar, \
+                    closing(BACKENDS[backend](todo, n_workers, scheduler)) as results:
+                for result in results:
+                    folder.write(result)
+                    bar.update(1)
+        return folder.collect(tasks)
+
+
+# --------------------------------------------------------------------------- helpers
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_)
+
+
+def _did_you_mean(name: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_TABLE_RE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+_BARE = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_KEY_RE = re.compile(rf"^\s*({_BARE}(?:\s*\.\s*{_BARE})*)\s*=")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(_BARE, text)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each table and key first appears in a TOML text (1-based lines).
+
+    A light scan, not a parser: tomllib has already accepted the text and does not
+    report positions; it is used only to point error messages at a line.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _TABLE_RE.match(line)
+        if m:
+            table = _split_key(m[1])
+            lines.setdefault(table, n)
+            continue
+        m = _KEY_RE.match(line)
+        if m:
+            path = table + _split_key(m[1])
+            for i in range(1, len(path) + 1):
+                lines.setdefault(path[:i], n)
+    return lines
+
+
+def _line_of(lines: dict[tuple[str, ...], int], table: str, key: str | None) -> int | None:
+    if key is not None and (table, key) in lines:
+        return lines[(table, key)]
+    return lines.get((table,))

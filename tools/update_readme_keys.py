@@ -1,0 +1,19 @@
+"""Regenerate the README's table of scenario keys from the registry."""
+
+from pathlib import Path
+
+from dipi_abm.config import markdown_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- keys:start -->", "<!-- keys:end -->"
+
+
+def main() -> None:
+    text = README.read_text(encoding="utf-8")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{markdown_table()}\n{END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
