@@ -9,8 +9,9 @@ How much is kept is the ``detail`` level:
 
 - ``full``: one Merkle leaf and one stored row per record (the row's canonical
   bytes), so a single record can be proved;
-- ``digest``: one leaf per table (a SHA-256 over its columns) and one stored row
-  per column, so the records are kept and checked at a fraction of the cost;
+- ``digest``: one leaf per table (a SHA-256 over its columns); only the table
+  digests are stored, so a year of a 10,000-party market stays small and fast
+  (the records themselves are not kept: use ``full`` for an audit trail);
 - ``off``: no blocks at all.
 
 Everything hashed is a canonical byte string: numbers big-endian with a type
@@ -23,6 +24,7 @@ The ``meta`` table (run parameters) is descriptive and is not hashed.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import sqlite3
 import struct
@@ -46,6 +48,7 @@ __all__ = [
     "VerifyReport",
     "block_hash",
     "canonical_row",
+    "digest_leaf",
     "header_bytes",
     "leaf_hashes",
     "merkle_root",
@@ -68,7 +71,7 @@ FORMAT_VERSION = 1
 
 # Each hashed byte string starts with its kind, so a record row, a table and a
 # block header can never be mistaken for one another.
-_ROW, _TABLE, _HEADER = b"R", b"T", b"B"
+_ROW, _TABLE, _HEADER, _DIGEST_LEAF = b"R", b"T", b"B", b"D"
 
 # Column type tag -> big-endian wire type of one value ("str" is length-prefixed UTF-8).
 _WIRE = {
@@ -100,7 +103,11 @@ CREATE TABLE record_columns (
     col TEXT NOT NULL, dtype TEXT NOT NULL, data BLOB NOT NULL);
 CREATE INDEX blocks_by_chain ON blocks (chain, block_index);
 CREATE INDEX record_rows_by_block ON record_rows (chain, block_index);
+CREATE TABLE record_digests (
+    chain TEXT NOT NULL, block_index INTEGER NOT NULL, tbl TEXT NOT NULL,
+    digest BLOB NOT NULL);
 CREATE INDEX record_columns_by_block ON record_columns (chain, block_index);
+CREATE INDEX record_digests_by_block ON record_digests (chain, block_index);
 """
 _TABLES = {
     "meta": ("key", "value"),
@@ -117,6 +124,7 @@ _TABLES = {
     ),
     "record_rows": ("chain", "block_index", "tbl", "row", "payload"),
     "record_columns": ("chain", "block_index", "tbl", "col", "dtype", "data"),
+    "record_digests": ("chain", "block_index", "tbl", "digest"),
 }
 _BLOCK_COLUMNS = ", ".join(_TABLES["blocks"])
 
@@ -353,24 +361,51 @@ def table_digest(name: str, table: Table) -> bytes:
     return _digest(name, _encoded_columns(_columns(name, table)))
 
 
+@dataclass
+class _Prepared:
+    """A period's records made ready for one block: leaves, and what to store."""
+
+    leaves: list[bytes]
+    rows: dict[str, list[bytes]]  # table -> canonical rows (detail full)
+    columns: dict[str, list[tuple[str, str, int, bytes]]]  # table -> encoded columns
+    digests: dict[str, bytes]  # table -> table digest (detail digest)
+
+
+def _prepare(records: Records, detail: str) -> _Prepared:
+    if detail not in DETAIL_LEVELS:
+        raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
+    out = _Prepared([], {}, {}, {})
+    if detail == "off":
+        return out
+    for name in sorted(records):
+        cols = _columns(name, records[name])
+        if detail == "full" and cols[0][2].size:
+            out.rows[name] = _canonical_rows(name, cols)
+            out.leaves += [hashlib.sha256(p).digest() for p in out.rows[name]]
+        elif detail == "full":  # an empty table: kept as its (empty) columns
+            out.columns[name] = _encoded_columns(cols)
+            out.leaves.append(_digest(name, out.columns[name]))
+        else:
+            out.digests[name] = _digest(name, _encoded_columns(cols))
+            out.leaves.append(digest_leaf(name, out.digests[name]))
+    return out
+
+
+def digest_leaf(name: str, digest: bytes) -> bytes:
+    """The Merkle leaf of a table kept only as its digest: binds the stored name too."""
+    return hashlib.sha256(_DIGEST_LEAF + _text(name) + digest).digest()
+
+
 def leaf_hashes(records: Records, detail: str) -> list[bytes]:
     """The Merkle leaves of a period's records, tables in name order.
 
-    ``full``: SHA-256 of every record's canonical row; ``digest``: one
-    :func:`table_digest` per table; ``off``: none.
+    ``full``: SHA-256 of every record's canonical row (a table without rows
+    gives its :func:`table_digest` instead, so that it and its columns are
+    committed to as well); ``digest``: one :func:`digest_leaf` of each table's
+    :func:`table_digest`;
+    ``off``: none.
     """
-    if detail == "off":
-        return []
-    if detail not in DETAIL_LEVELS:
-        raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
-    leaves = []
-    for name in sorted(records):
-        cols = _columns(name, records[name])
-        if detail == "full":
-            leaves += [hashlib.sha256(p).digest() for p in _canonical_rows(name, cols)]
-        else:
-            leaves.append(_digest(name, _encoded_columns(cols)))
-    return leaves
+    return _prepare(records, detail).leaves
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:
@@ -539,16 +574,13 @@ class Ledger:
             return None
         if chain not in CHAINS:
             raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
+        hour, nonce, target = operator.index(hour), operator.index(nonce), operator.index(target)
         if not 0 <= nonce < 2**63 or not 0 <= target < 2**256 or not -(2**63) <= hour < 2**63:
             raise ValueError("nonce must be in [0, 2^63), target in [0, 2^256), hour an int64")
-        tables = {name: _columns(name, records[name]) for name in sorted(records)}
-        if self.detail == "full":
-            payloads = {name: _canonical_rows(name, cols) for name, cols in tables.items()}
-            leaves = [hashlib.sha256(p).digest() for rows in payloads.values() for p in rows]
-        else:
-            encoded = {name: _encoded_columns(cols) for name, cols in tables.items()}
-            leaves = [_digest(name, columns) for name, columns in encoded.items()]
-        root = merkle_root(leaves).hex()
+        if not isinstance(producer, str):
+            raise ValueError(f"producer must be a str, not {type(producer).__name__}")
+        prepared = _prepare(records, self.detail)
+        root = merkle_root(prepared.leaves).hex()
         if target > 0 and pow_hash(root, producer, nonce) > target:
             raise ValueError(f"{chain} block: nonce {nonce} does not meet its target")
         head = self._heads.get(chain)
@@ -556,44 +588,65 @@ class Ledger:
         prev = GENESIS_PREV if head is None else head.hash
         h = block_hash(chain, index, prev, hour, root, producer, nonce, target)
         block = Block(chain, index, prev, hour, root, producer, nonce, target, h)
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (chain, index, prev, hour, root, producer, nonce, f"{target:064x}", h),
-            )
-            if self.detail == "full":
-                self._db.executemany(
-                    "INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)",
-                    (
-                        (chain, index, name, i, p)
-                        for name, rows in payloads.items()
-                        for i, p in enumerate(rows)
-                    ),
-                )
-            else:
-                self._db.executemany(
-                    "INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        (chain, index, name, col, tag, data)
-                        for name, columns in encoded.items()
-                        for col, tag, _, data in columns
-                    ),
-                )
-        self._heads[chain] = block
+        if self._in_period:
+            self._store(block, prepared)
+        else:
+            with self._atomic():
+                self._store(block, prepared)
         return block
 
+    def _store(self, block: Block, prepared: _Prepared) -> None:
+        """Insert the block's row and its records (rows and columns), and make it the head."""
+        chain, index = block.chain, block.index
+        self._db.execute(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                block.chain,
+                block.index,
+                block.prev_hash,
+                block.hour,
+                block.merkle_root,
+                block.producer,
+                block.nonce,
+                f"{block.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
+                block.hash,
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)",
+            (
+                (chain, index, name, i, payload)
+                for name, payloads in prepared.rows.items()
+                for i, payload in enumerate(payloads)
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (chain, index, name, col, tag, data)
+                for name, columns in prepared.columns.items()
+                for col, tag, _, data in columns
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO record_digests VALUES (?, ?, ?, ?)",
+            ((chain, index, name, digest) for name, digest in prepared.digests.items()),
+        )
+        self._heads[chain] = block
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        if self._in_period:
-            yield
-            return
+    def _atomic(self) -> Iterator[None]:
+        """One SQLite transaction; on any failure it is rolled back and the heads restored."""
+        heads = dict(self._heads)
         self._db.execute("BEGIN")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._heads = heads
             raise
-        self._db.execute("COMMIT")
 
     @contextmanager
     def period(self) -> Iterator[Ledger]:
@@ -604,17 +657,10 @@ class Ledger:
         if self.detail == "off":
             yield self
             return
-        heads = dict(self._heads)
-        self._db.execute("BEGIN")
         self._in_period = True
         try:
-            yield self
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._heads = heads
-            raise
-        else:
-            self._db.execute("COMMIT")
+            with self._atomic():
+                yield self
         finally:
             self._in_period = False
 
@@ -631,14 +677,17 @@ class Ledger:
 
     def read_records(self, chain: str, index: int) -> dict[str, dict[str, np.ndarray]]:
         """Block ``index``'s records as {table: {column: array}}, tables and columns
-        in name order. Text columns come back as ``<U`` of their longest value; at
-        detail ``full`` a table with no rows is not stored and does not come back."""
+        in name order. Text columns come back as ``<U`` of their longest value."""
         return _read_records(self._db, chain, index)
+
+    def verify(self) -> VerifyReport:
+        """Recompute every block of this ledger (as :func:`verify_ledger` does for a file)."""
+        return _verify_db(self._db)
 
     def close(self) -> None:
         if self._db is None:
             return
-        if self._in_period:
+        if self._db.in_transaction:  # closed inside a period: that period is dropped
             self._db.execute("ROLLBACK")
         if self.path is not None:
             try:  # leave one self-contained file; if a reader holds it, WAL stays valid too
@@ -672,7 +721,7 @@ def _read_records(
         (chain, index),
     ):
         records.setdefault(tbl, {})[col] = _column_from_bytes(tag, data)
-    return records
+    return dict(sorted(records.items()))
 
 
 # ----------------------------------------------------------------------------- verification
@@ -729,30 +778,37 @@ def _block_leaves(db: sqlite3.Connection, chain: str, index: int) -> list[bytes]
         "SELECT tbl, col, dtype, data FROM record_columns WHERE chain = ? AND block_index = ?",
         (chain, index),
     ).fetchall()
-    if rows and columns:
-        raise ValueError("records stored at two detail levels")
-    if rows:
-        if not all(type(t) is str and type(r) is int and type(p) is bytes for t, r, p in rows):
-            raise ValueError("a record row has a field of the wrong type")
-        rows.sort(key=lambda r: (r[0], r[1]))
-        expected_row: dict[str, int] = {}
-        for tbl, row, payload in rows:
-            if _row_key(payload) != (tbl, row) or row != expected_row.get(tbl, 0):
-                raise ValueError("a record's table or row does not match its payload")
-            expected_row[tbl] = row + 1
-        return [hashlib.sha256(p).digest() for _, _, p in rows]
+    leaves: dict[str, list[bytes]] = {}
+    if not all(type(t) is str and type(r) is int and type(p) is bytes for t, r, p in rows):
+        raise ValueError("a record row has a field of the wrong type")
+    rows.sort(key=lambda r: (r[0], r[1]))
+    for tbl, row, payload in rows:
+        table_leaves = leaves.setdefault(tbl, [])
+        if _row_key(payload) != (tbl, row) or row != len(table_leaves):
+            raise ValueError("a record's table or row does not match its payload")
+        table_leaves.append(hashlib.sha256(payload).digest())
     tables: dict[str, list[tuple[str, str, int, bytes]]] = {}
     for tbl, col, tag, data in columns:
         if not (type(tbl) is str and type(col) is str and type(tag) is str and type(data) is bytes):
             raise ValueError("a record column has a field of the wrong type")
         tables.setdefault(tbl, []).append((col, tag, _column_from_bytes(tag, data).size, data))
-    leaves = []
-    for tbl in sorted(tables):
-        cols = tables[tbl]
+    for tbl, cols in tables.items():
+        if tbl in leaves:
+            raise ValueError(f"table {tbl!r} is stored both as rows and as columns")
         if len({c[0] for c in cols}) != len(cols) or len({c[2] for c in cols}) != 1:
             raise ValueError(f"table {tbl!r} has repeated or unequal columns")
-        leaves.append(_digest(tbl, cols))
-    return leaves
+        leaves[tbl] = [_digest(tbl, cols)]
+    digests = db.execute(
+        "SELECT tbl, digest FROM record_digests WHERE chain = ? AND block_index = ?",
+        (chain, index),
+    ).fetchall()
+    for tbl, digest in digests:
+        if not (type(tbl) is str and type(digest) is bytes and len(digest) == 32):
+            raise ValueError("a table digest has a field of the wrong type")
+        if tbl in leaves:
+            raise ValueError(f"table {tbl!r} is stored twice")
+        leaves[tbl] = [digest_leaf(tbl, digest)]
+    return [leaf for tbl in sorted(leaves) for leaf in leaves[tbl]]
 
 
 def _check_block(db: sqlite3.Connection, row: Sequence[Any], index: int, prev: str) -> str:
@@ -767,7 +823,7 @@ def _check_block(db: sqlite3.Connection, row: Sequence[Any], index: int, prev: s
         return "previous hash does not link"
     try:
         target_int = int(target, 16)
-        valid = True
+        valid = f"{target_int:064x}" == target and 0 <= nonce < 2**63
     except ValueError:
         valid = False
     if not valid:
@@ -800,40 +856,46 @@ def verify_ledger(path: str | os.PathLike) -> VerifyReport:
     """
     db = _open_ledger(path)
     try:
-        checked = 0
-        for chain in CHAINS:
-            prev = GENESIS_PREV
-            rows = db.execute(
-                f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index, rowid",
-                (chain,),
-            )
-            length = 0
-            for row in rows:
-                problem = _check_block(db, row, length, prev)
-                if problem:
-                    return VerifyReport(False, checked, chain, length, problem)
-                prev, length, checked = row[-1], length + 1, checked + 1
-            for table in ("record_rows", "record_columns"):
-                (orphan,) = db.execute(
-                    f"SELECT MIN(block_index) FROM {table} WHERE chain = ? AND "
-                    "(typeof(block_index) != 'integer' OR block_index < 0 OR block_index >= ?)",
-                    (chain, length),
-                ).fetchone()
-                if orphan is not None:
-                    index = orphan if isinstance(orphan, int) else None
-                    return VerifyReport(False, checked, chain, index, "records belong to no block")
-        placeholders = ", ".join("?" * len(CHAINS))
-        for table in ("blocks", "record_rows", "record_columns"):
-            stray = db.execute(
-                f"SELECT chain, block_index FROM {table} WHERE chain NOT IN ({placeholders}) "
-                "OR typeof(chain) != 'text' LIMIT 1",
-                CHAINS,
-            ).fetchone()
-            if stray is not None:
-                where = "block" if table == "blocks" else "records"
-                return VerifyReport(
-                    False, checked, str(stray[0]), stray[1], f"{where} of an unknown chain"
-                )
-        return VerifyReport(True, checked)
+        return _verify_db(db)
     finally:
         db.close()
+
+
+def _verify_db(db: sqlite3.Connection) -> VerifyReport:
+    """The checks of :func:`verify_ledger`, on an open connection."""
+    checked = 0
+    for chain in CHAINS:
+        prev = GENESIS_PREV
+        rows = db.execute(
+            f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index, rowid",
+            (chain,),
+        )
+        length = 0
+        for row in rows:
+            problem = _check_block(db, row, length, prev)
+            if problem:
+                return VerifyReport(False, checked, chain, length, problem)
+            prev, length, checked = row[-1], length + 1, checked + 1
+        for table in ("record_rows", "record_columns", "record_digests"):
+            (orphan,) = db.execute(
+                f"SELECT MIN(block_index) FROM {table} WHERE chain = ? AND "
+                "(typeof(block_index) != 'integer' OR block_index < 0 OR block_index >= ?)",
+                (chain, length),
+            ).fetchone()
+            if orphan is not None:
+                index = orphan if isinstance(orphan, int) else None
+                return VerifyReport(False, checked, chain, index, "records belong to no block")
+    placeholders = ", ".join("?" * len(CHAINS))
+    for table in ("blocks", "record_rows", "record_columns", "record_digests"):
+        stray = db.execute(
+            f"SELECT chain, block_index FROM {table} WHERE chain NOT IN ({placeholders}) "
+            "OR typeof(chain) != 'text' LIMIT 1",
+            CHAINS,
+        ).fetchone()
+        if stray is not None:
+            where = "block" if table == "blocks" else "records"
+            index = stray[1] if isinstance(stray[1], int) else None
+            return VerifyReport(
+                False, checked, str(stray[0]), index, f"{where} of an unknown chain"
+            )
+    return VerifyReport(True, checked)
