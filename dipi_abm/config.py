@@ -325,6 +325,11 @@ PARAMS: tuple[Param, ...] = (
        "consensus", **_SHARE),
     _p("faulty_collude", True, bool, "-", "Faulty nodes report one identical wrong result "
        "(worst case) rather than each its own.", "consensus"),
+    _p("ledger", "", str, "-", "SQLite file the DU1/JY1/LH1 chains are written to as the "
+       "run goes (a new file; empty: kept in memory).", "ledger"),
+    _p("ledger_detail", "digest", str, "-", "full: every record a Merkle leaf and stored; "
+       "digest: one hash per table per period (fast); off: no chains.", "ledger",
+       choices=("full", "digest", "off")),
     _p("credit_threshold", 90.0, float, "-", "KPI: share of blocks won by parties with "
        "credit below this.", "consensus", low=0.0, high=100.0),
 )

@@ -362,19 +362,27 @@ def table_digest(name: str, table: Table) -> bytes:
 
 
 @dataclass
-class _Prepared:
-    """A period's records made ready for one block: leaves, and what to store."""
+class Prepared:
+    """A period's records made ready for one block: leaves, and what to store.
+
+    Make one with :meth:`Ledger.prepare` to learn the Merkle root before
+    appending (POCA's nonce search commits to it), then pass it to ``append``.
+    """
 
     leaves: list[bytes]
     rows: dict[str, list[bytes]]  # table -> canonical rows (detail full)
     columns: dict[str, list[tuple[str, str, int, bytes]]]  # table -> encoded columns
     digests: dict[str, bytes]  # table -> table digest (detail digest)
 
+    @property
+    def root(self) -> str:
+        return merkle_root(self.leaves).hex()
 
-def _prepare(records: Records, detail: str) -> _Prepared:
+
+def _prepare(records: Records, detail: str) -> Prepared:
     if detail not in DETAIL_LEVELS:
         raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
-    out = _Prepared([], {}, {}, {})
+    out = Prepared([], {}, {}, {})
     if detail == "off":
         return out
     for name in sorted(records):
@@ -564,6 +572,7 @@ class Ledger:
         producer: str,
         nonce: int = 0,
         target: int = 0,
+        prepared: Prepared | None = None,
     ) -> Block | None:
         """Add the period's block to ``chain`` and store its records; returns the block.
 
@@ -579,8 +588,9 @@ class Ledger:
             raise ValueError("nonce must be in [0, 2^63), target in [0, 2^256), hour an int64")
         if not isinstance(producer, str):
             raise ValueError(f"producer must be a str, not {type(producer).__name__}")
-        prepared = _prepare(records, self.detail)
-        root = merkle_root(prepared.leaves).hex()
+        if prepared is None:
+            prepared = self.prepare(records)
+        root = prepared.root
         if target > 0 and pow_hash(root, producer, nonce) > target:
             raise ValueError(f"{chain} block: nonce {nonce} does not meet its target")
         head = self._heads.get(chain)
@@ -595,7 +605,11 @@ class Ledger:
                 self._store(block, prepared)
         return block
 
-    def _store(self, block: Block, prepared: _Prepared) -> None:
+    def prepare(self, records: Records) -> Prepared:
+        """Hash a period's records once: their leaves, Merkle root and stored form."""
+        return _prepare(records, self.detail)
+
+    def _store(self, block: Block, prepared: Prepared) -> None:
         """Insert the block's row and its records (rows and columns), and make it the head."""
         chain, index = block.chain, block.index
         self._db.execute(

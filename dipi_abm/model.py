@@ -9,6 +9,7 @@ credit (LH1), consensus, learning. The state every phase touches is columnar
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -20,6 +21,7 @@ from numpy.typing import NDArray
 
 from . import config as cfg
 from .agents import DPGC, GridCompany, Miner, Party, User
+from .chain import genesis_records, period_records, prepare_period, write_period
 from .consensus import (
     Nodes,
     draw_producer,
@@ -34,6 +36,7 @@ from .credit import CreditState, buyer_score, seller_score, update_credit
 from .datacollection import PARTY_REPORTERS, ColumnarDataCollector
 from .errors import ConfigError
 from .grid import Grid, build_grid, wheeling_tariff
+from .ledger import Ledger, VerifyReport
 from .market import CLEANLINESS_Q, TARIFFS, grid_intake, ogsc_priority
 from .matching import (
     GRID_ONLY_RULES,
@@ -218,6 +221,7 @@ class DIPIModel(mesa.Model):
             hashlib.sha256(f"{self.seed}:{i}".encode()).hexdigest()[:40] for i in range(n_nodes)
         ]
         self._create_agents()
+        self.ledger = self._open_ledger()
         self._totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
              "grid_sale", "curtailed", "q", "qp", "qp2", "user_cost", "dpgc_income",
@@ -300,6 +304,29 @@ class DIPIModel(mesa.Model):
                             p.wheeling_rate_yuan_per_kwh_ohm)
         return MarketNetwork.build(w, d <= p.max_distance_ohm)
 
+    def _open_ledger(self) -> Ledger | None:
+        """The run's chains, with a genesis block on each (MODEL.md section 7)."""
+        p = self.params
+        if p.ledger_detail == "off":
+            return None
+        meta = {"package": "dipi_abm", "version": package_version(), "seed": str(self.seed),
+                "params": json.dumps({k: v for k, v in p.to_dict().items() if k != "ledger"},
+                                     default=str, sort_keys=True)}
+        ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta)
+        with ledger.period():
+            for chain, records in genesis_records(self).items():
+                ledger.append(chain, 0, records, producer="genesis")
+        return ledger
+
+    def verify_ledger(self) -> VerifyReport | None:
+        """Recompute every hash and Merkle root of the run's chains (None: ledger off)."""
+        return None if self.ledger is None else self.ledger.verify()
+
+    def close(self) -> None:
+        """Close the ledger file (a finished run's file is then a single SQLite file)."""
+        if self.ledger is not None:
+            self.ledger.close()
+
     def _create_agents(self) -> None:
         n_d = self.params.n_dpgc
         self.parties: list[Party] = [
@@ -321,7 +348,7 @@ class DIPIModel(mesa.Model):
         self._check_quorum()
         self._deliver_and_settle(draw.gen_actual_kw, draw.load_actual_kw)
         self._update_credit()
-        self._produce_block()
+        self._produce_block(period_records(self) if self.ledger is not None else None)
         self._report()
         self.running = self.steps < self.params.hours
         self.datacollector.collect(self)
@@ -391,6 +418,7 @@ class DIPIModel(mesa.Model):
         surplus = np.maximum(gen - load, 0.0)
         need = np.maximum(load - gen, 0.0)
         price = self._price_rule(c.ask, c.bid, c.wheeling)
+        self._contract_price = price
         if self._grid_only:
             # Everything offered is "committed" to the grid company: breaches are still
             # measured against it, but settle at F and R with no contract.
@@ -404,6 +432,7 @@ class DIPIModel(mesa.Model):
         g = attribute_pro_rata(surplus, committed, c.seller, c.volume)
         b = attribute_pro_rata(need, committed, c.buyer, c.volume)
         st = settle(price, c.volume, c.wheeling, b, g, r, f)
+        self._settlement = st
 
         # Outside contracts: unmatched or extra need is bought at retail (PPSC), surplus is
         # offered to the grid company at feed-in, cleaner sources first (OGSC).
@@ -418,6 +447,7 @@ class DIPIModel(mesa.Model):
                                                                           st.buyer_pays, n)
         party_in += taken * f - extra_need * r
         s.balance += party_in
+        self._party_transfer = party_in
         grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
         self.grid_company_balance += grid_in
 
@@ -495,12 +525,14 @@ class DIPIModel(mesa.Model):
 
     def _update_credit(self) -> None:
         """Credit (LH1): score each committed party and update its credit (MODEL.md section 6)."""
+        self._credit_updated = np.zeros(0, np.intp)
         if self._grid_only:
             return
         s, p = self.state, self.params
         idx = np.flatnonzero(s.committed_kwh > 0)
         if idx.size == 0:
             return
+        self._credit_updated = idx
         sellers = s.role[idx] == SELLER
         score = np.where(
             sellers,
@@ -513,8 +545,9 @@ class DIPIModel(mesa.Model):
                                                                                    np.int64)
         update_credit(p.credit_rule, s.credit, idx, score, k, alpha=p.credit_ema_alpha)
 
-    def _produce_block(self) -> None:
-        """Consensus: find the period's block producer; it takes the block reward."""
+    def _produce_block(self, records: dict | None) -> None:
+        """Consensus: find the period's block producer; it takes the block reward; the
+        period's blocks are appended to the three chains."""
         p, s = self.params, self.state
         credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
         stake = np.concatenate([s.balance, self.miner_balance])
@@ -524,8 +557,9 @@ class DIPIModel(mesa.Model):
         nodes = Nodes(hash_power=self.node_hash_power, credit=credit, stake=stake,
                       distance=distance, cleanliness=cleanliness)
         hashes = 0
+        prepared = prepare_period(self.ledger, records) if records is not None else None
+        seed_hex = self._block_seed(prepared)
         if p.consensus == "poca" and p.poca_mode == "hashed":
-            seed_hex = self._block_seed()
             race = hashed_race(seed_hex, self.addresses, self.node_hash_power,
                                poca_targets(credit, p.poca_difficulty_bits, p.poca_tau))
             if not race.verified:  # the other nodes reject it; cannot happen with honest hashing
@@ -538,6 +572,9 @@ class DIPIModel(mesa.Model):
                                    q_exponent=p.der_cbc_q_exponent)
             self.block_nonce, self.block_target = 0, 0
         self.block_winner = winner
+        if records is not None:
+            write_period(self.ledger, self.steps, records, prepared, self.addresses[winner],
+                         self.block_nonce, self.block_target)
         self.node_blocks_won[winner] += 1
         if winner < s.n:
             s.balance[winner] += p.block_reward_yuan
@@ -558,9 +595,14 @@ class DIPIModel(mesa.Model):
         k["quorum_committed"] = int(self._quorum.committed)
         k["quorum_conflict"] = int(self._quorum.conflict)
 
-    def _block_seed(self) -> str:
-        """W in [DIPI] eq. 10: what the nonce search commits to for this period."""
-        return hashlib.sha256(f"{self.seed}:{self.steps}".encode()).hexdigest()
+    def _block_seed(self, prepared: dict | None) -> str:
+        """W in [DIPI] eq. 10: the Merkle root of the period's LH1 block, which commits
+        to the credit updates and to the period's DU1 and JY1 roots. (Without a ledger,
+        a hash of the run's seed and the hour.) The producer's address enters the hash
+        next to W, so every node searches its own space."""
+        if prepared is None:
+            return hashlib.sha256(f"{self.seed}:{self.steps}".encode()).hexdigest()
+        return prepared["LH1"].root
 
     def _node_distance_and_cleanliness(self) -> tuple[NDArray, NDArray]:
         """der_cbc inputs per node: volume-weighted electrical distance to this hour's

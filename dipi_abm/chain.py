@@ -1,0 +1,142 @@
+"""What the model writes on the three chains each period (MODEL.md section 7).
+
+- DU1 (scheduling): the grid company's published prices and tariffs, and the
+  executability result (curtailed volume).
+- JY1 (transactions): the period's orders, contracts with their settlement,
+  and every party's net transfer (what it paid or received this hour).
+- LH1 (credit index blockchain): each credit update as a colored-coin
+  transaction ([DIPI] eqs. 3-6), and the DU1 and JY1 Merkle roots of the period.
+
+Period 0 is a genesis block on each chain: the parties' addresses, buses and
+starting balances (JY1), their initial credit as colored coins *generated*
+(LH1), and the grid's tariffs (DU1). Party rows index into the genesis table.
+
+From a ``full`` ledger a reader recomputes every party's node attributes
+([DIPI] eq. 7): address, balance (starting balance + transfers + block rewards
+of the blocks it produced) and credit (its latest colored-coin amount).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .coloredcoin import decode_credit_updates, encode_credit_updates
+
+if TYPE_CHECKING:
+    from .ledger import Ledger, Prepared
+    from .model import DIPIModel
+
+Records = dict[str, dict[str, np.ndarray]]
+
+
+def genesis_records(model: DIPIModel) -> dict[str, Records]:
+    s, p = model.state, model.params
+    n_nodes = model.node_hash_power.size
+    nodes = np.arange(n_nodes, dtype=np.int64)
+    credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
+    seq, value = encode_credit_updates(credit, np.ones(n_nodes, bool))
+    balance = np.concatenate([s.balance, model.miner_balance])
+    return {
+        "DU1": {"tariff": {
+            "retail_yuan_per_kwh": np.array([p.retail_yuan_per_kwh]),
+            "feed_in_yuan_per_kwh": np.array([p.feed_in_yuan_per_kwh]),
+            "wheeling_base_yuan_per_kwh": np.array([p.wheeling_base_yuan_per_kwh]),
+            "wheeling_rate_yuan_per_kwh_ohm": np.array([p.wheeling_rate_yuan_per_kwh_ohm]),
+            "block_reward_yuan": np.array([p.block_reward_yuan]),
+            "n_buses": np.array([model.grid.n_buses], np.int64),
+        }},
+        "JY1": {"nodes": {
+            "node": nodes,
+            "address": np.array(model.addresses),
+            "bus": np.concatenate([s.bus, np.full(p.n_miners, -1)]).astype(np.int64),
+            "balance_yuan": balance,
+            "hash_power": model.node_hash_power.copy(),
+        }},
+        "LH1": {"credit": {"node": nodes, "sequence": seq, "value": value}},
+    }
+
+
+def period_records(model: DIPIModel) -> dict[str, Records]:
+    """The period's records on DU1, JY1 and LH1 (before the block producer is known)."""
+    s, c, book = model.state, model.contracts, model._book
+    k = model._kpi
+    price = model._contract_price
+    st = model._settlement
+    du1 = {"schedule": {
+        "hour": np.array([model.steps], np.int64),
+        "retail_yuan_per_kwh": np.array([model.retail_price]),
+        "feed_in_yuan_per_kwh": np.array([model.feed_in_price]),
+        "curtailed_kwh": np.array([k["curtailed_kwh"]]),
+        "quorum_committed": np.array([bool(model._quorum.committed)]),
+    }}
+    moved = np.flatnonzero(model._party_transfer != 0.0)
+    jy1 = {
+        "offers": {"node": book.seller_party.astype(np.int64), "kwh": book.seller_volume,
+                   "price": book.seller_price, "time": book.seller_time.astype(np.int64)},
+        "bids": {"node": book.buyer_party.astype(np.int64), "kwh": book.buyer_volume,
+                 "price": book.buyer_price, "time": book.buyer_time.astype(np.int64)},
+        "contracts": {"buyer": c.buyer.astype(np.int64), "seller": c.seller.astype(np.int64),
+                      "kwh": c.volume, "price": price, "wheeling": c.wheeling,
+                      "buyer_pays": st.buyer_pays, "seller_income": st.seller_income,
+                      "grid_income": st.grid_income},
+        "transfers": {"node": moved.astype(np.int64),
+                      "yuan": model._party_transfer[moved]},
+    }
+    updated = model._credit_updated
+    seq, value = encode_credit_updates(s.credit.credit[updated], np.zeros(updated.size, bool))
+    lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}
+    return {"DU1": du1, "JY1": jy1, "LH1": lh1}
+
+
+def link_roots(records: dict[str, Records], roots: dict[str, str]) -> None:
+    """LH1 stores the period's DU1 and JY1 Merkle roots ([DIPI]: the JY1 block digest)."""
+    records["LH1"]["chains"] = {
+        "chain": np.array(["DU1", "JY1"]),
+        "merkle_root": np.array([roots["DU1"], roots["JY1"]]),
+    }
+
+
+def prepare_period(ledger: Ledger, records: dict[str, Records]) -> dict[str, Prepared]:
+    """Hash the period's records once per chain; LH1 then commits to the DU1 and JY1
+    Merkle roots ([DIPI]: the credit chain stores the JY1 block digest)."""
+    prepared = {c: ledger.prepare(records[c]) for c in ("DU1", "JY1")}
+    link_roots(records, {c: prepared[c].root for c in prepared})
+    prepared["LH1"] = ledger.prepare(records["LH1"])
+    return prepared
+
+
+def write_period(ledger: Ledger, hour: int, records: dict[str, Records],
+                 prepared: dict[str, Prepared], producer: str, nonce: int, target: int) -> None:
+    """Append the period's three blocks in one transaction (an interrupted run keeps whole
+    periods only)."""
+    with ledger.period():
+        for chain in ("DU1", "JY1"):
+            ledger.append(chain, hour, records[chain], producer=producer,
+                          prepared=prepared[chain])
+        ledger.append("LH1", hour, records["LH1"], producer=producer, nonce=nonce,
+                      target=target, prepared=prepared["LH1"])
+
+
+def node_attributes_from_ledger(ledger: Ledger) -> dict[str, NDArray[Any]]:
+    """[DIPI] eq. 7 per node, recomputed from a ``full`` ledger: address, balance, credit."""
+    genesis = ledger.read_records("JY1", 0)["nodes"]
+    n = genesis["node"].size
+    balance = genesis["balance_yuan"].astype(np.float64).copy()
+    reward = float(ledger.read_records("DU1", 0)["tariff"]["block_reward_yuan"][0])
+    address = genesis["address"]
+    index_of = {a: i for i, a in enumerate(address.tolist())}
+    credit = np.zeros(n)
+    for block in ledger.blocks("LH1"):
+        tx = ledger.read_records("LH1", block.index)["credit"]
+        if tx["node"].size:
+            _, _, c = decode_credit_updates(tx["sequence"], tx["value"])
+            credit[tx["node"]] = c
+        if block.index > 0:
+            balance[index_of[block.producer]] += reward
+    for block in ledger.blocks("JY1")[1:]:
+        t = ledger.read_records("JY1", block.index)["transfers"]
+        np.add.at(balance, t["node"], t["yuan"])
+    return {"address": address, "balance": balance, "credit": credit}

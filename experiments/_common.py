@@ -1,0 +1,125 @@
+"""What every experiment script shares: its command line, Monte Carlo seeds and
+confidence intervals, the plot style, and atomic CSV / PNG writing.
+
+Not a script. The experiment scripts import it as a sibling module
+(``python experiments/<script>.py`` puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from dipi_abm.output import atomic_write  # noqa: E402
+
+CI_LEVEL = 0.95
+
+#: One colour per series, readable in greyscale print and by colour-blind readers (Okabe-Ito).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def parser(doc: str, *, out: str, reps: int, quick_reps: int, seed: int = 20240601,
+           reps_help: str = "Monte Carlo repetitions") -> argparse.ArgumentParser:
+    """The arguments every experiment takes: --out, --reps, --seed, --quick."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=out, help=f"output folder (default {out})")
+    ap.add_argument("--reps", type=int, default=None,
+                    help=f"{reps_help} (default {reps}; {quick_reps} with --quick)")
+    ap.add_argument("--seed", type=int, default=seed, help=f"master seed (default {seed})")
+    ap.add_argument("--quick", action="store_true", help="a small, fast run (smoke test)")
+    ap.set_defaults(_reps_full=reps, _reps_quick=quick_reps)
+    return ap
+
+
+def parse(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args = ap.parse_args(argv)
+    if args.reps is None:
+        args.reps = args._reps_quick if args.quick else args._reps_full
+    if args.reps < 2:
+        ap.error(f"--reps {args.reps}: need at least 2 repetitions for a confidence interval")
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: must be >= 0")
+    return args
+
+
+def rep_streams(seed: int, reps: int) -> list[np.random.SeedSequence]:
+    """One independent child SeedSequence per repetition."""
+    return np.random.SeedSequence(seed).spawn(reps)
+
+
+def int_seed(ss: np.random.SeedSequence) -> int:
+    """A 63-bit integer seed drawn from a SeedSequence (for APIs that take an int)."""
+    hi, lo = (int(x) for x in ss.generate_state(2, np.uint32))
+    return ((hi << 32) | lo) & ((1 << 63) - 1)
+
+
+def mean_ci(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and Student-t 95 % confidence interval of the mean over ``axis``.
+
+    NaNs (a repetition without the quantity) are left out, per column.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = np.sum(~np.isnan(x), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, quietly
+        mean = np.nanmean(x, axis=axis)
+        sd = np.nanstd(x, axis=axis, ddof=1)
+        half = stats.t.ppf(0.5 + CI_LEVEL / 2, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+    half = np.where(n > 1, half, np.nan)
+    return mean, mean - half, mean + half
+
+
+def style() -> None:
+    """Fonts large enough to read on a slide; light grid; no top/right spines."""
+    plt.rcParams.update({
+        "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10.5,
+        "xtick.labelsize": 11, "ytick.labelsize": 11, "figure.titlesize": 15,
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+        "axes.spines.right": False, "savefig.dpi": 130,
+    })
+
+
+def save_png(fig: plt.Figure, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight", format="png"))
+    plt.close(fig)
+
+
+def save_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+class Timer:
+    """Wall-clock seconds since construction, for the closing line of a script."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __str__(self) -> str:
+        return f"{time.perf_counter() - self.start:.1f} s"
+
+
+def block_wins(rule: str, nodes, blocks: int, streams: Sequence[np.random.SeedSequence],
+               **kw: float) -> np.ndarray:
+    """Blocks won by each node in each trial (trials x nodes): ``blocks`` producers per
+    trial drawn by the model's own rule (dipi_abm.consensus.draw_producer), one
+    SeedSequence child per trial."""
+    from dipi_abm.consensus import draw_producer
+
+    wins = np.zeros((len(streams), nodes.hash_power.size), np.int64)
+    for i, ss in enumerate(streams):
+        rng = np.random.default_rng(ss)
+        for _ in range(blocks):
+            wins[i, draw_producer(rule, nodes, rng, **kw)] += 1
+    return wins

@@ -1,0 +1,129 @@
+"""The papers' experiments (experiments/*.py) run end to end in --quick mode.
+
+Each script's main() writes its CSV and PNG into tmp_path; the CSV must have
+the expected columns and show the qualitative result the paper states, where
+that result is robust at quick size. Seeds are fixed, so these are
+deterministic; the conditions are chosen to hold with a wide margin.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="module")
+def load():
+    """Import an experiment script as a module (its folder is not a package)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(EXPERIMENTS))
+        yield importlib.import_module
+
+
+def run_quick(module, out: Path, *extra: str) -> pd.DataFrame:
+    module.main(["--quick", "--out", str(out), *extra])
+    pngs = list(out.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 10_000 for p in pngs)
+    assert not list(out.glob(".*.part"))  # atomic writes left no temporary file behind
+    return pd.read_csv(out / f"{module.__name__}.csv")
+
+
+def test_fig3_credit_lambda(load, tmp_path):
+    mod = load("dipi_fig3_credit_lambda")
+    df = run_quick(mod, tmp_path)
+    assert list(df.columns) == mod.CSV_COLUMNS
+    assert set(df.tech) == {"wind", "solar"}
+    assert set(df.natural_factor) == {0.0, 0.1, 0.2}
+    assert df.credit_mean.between(0, 100).all()
+    # With lambda the credit stays higher: the paired gain is never negative and, at the
+    # end of the run, significantly positive for both technologies and both factors.
+    assert (df.gain_mean >= -1e-12).all()
+    last = df[df.transaction == df.transaction.max()]
+    assert (last[last.natural_factor > 0].gain_ci_low > 0).all()
+    for tech in ("wind", "solar"):
+        final = last[last.tech == tech].sort_values("natural_factor").credit_mean.to_numpy()
+        assert np.all(np.diff(final) >= 0)
+
+
+def test_fig4_mining_credit(load, tmp_path):
+    mod = load("dipi_fig4_mining_credit")
+    df = run_quick(mod, tmp_path)
+    assert list(df.columns) == mod.CSV_COLUMNS
+    for _, d in df.groupby(["mode", "tau"]):
+        d = d.sort_values("credit")
+        assert len(d) == 10 and d.credit.min() == 90 and d.credit.max() == 100
+        assert np.isclose(d.p_theory.sum(), 1.0)
+        # The chance rises with credit: rank correlation and bottom vs top, CIs apart.
+        assert stats.spearmanr(d.credit, d.p_mean).statistic > 0.8
+        assert d.p_ci_high.iloc[0] < d.p_ci_low.iloc[-1]
+        assert d.chi2_pvalue.iloc[0] > 1e-3  # sampled and hashed follow e^(c/tau) / sum
+    paper = df[(df["mode"] == "sampled") & (df.tau == 1)].sort_values("credit")
+    assert paper.p_mean.iloc[-1] > 0.5  # tau = 1: the top credit wins most blocks
+    assert set(df["mode"]) == {"sampled", "hashed"}
+
+
+def test_der_cbc_fig8_distance(load, tmp_path):
+    mod = load("der_cbc_fig8_distance")
+    df = run_quick(mod, tmp_path).sort_values("distance_ohm")
+    assert list(df.columns) == mod.CSV_COLUMNS
+    assert len(df) == 10
+    assert stats.spearmanr(df.distance_ohm, df.p_mean).statistic < -0.9
+    assert df.p_ci_low.iloc[0] > df.p_ci_high.iloc[-1]
+    # Negligible far away, not near.
+    assert df.negligible.iloc[-1] and not df.negligible.iloc[0]
+
+
+def test_der_cbc_fig9_cleanliness(load, tmp_path):
+    mod = load("der_cbc_fig9_cleanliness")
+    df = run_quick(mod, tmp_path)
+    assert list(df.columns) == mod.CSV_COLUMNS
+    sweep = df[df.group == "sweep"].sort_values("cleanliness_q")
+    assert len(sweep) == 10
+    assert {0.3, 0.6, 0.8} <= set(sweep.cleanliness_q.round(2))
+    assert stats.spearmanr(sweep.cleanliness_q, sweep.p_mean).statistic > 0.9
+    assert sweep.p_ci_high.iloc[0] < sweep.p_ci_low.iloc[-1]
+    tech = df[df.group == "mix_by_technology"].set_index("technology")
+    assert tech.p_mean["thermal"] < tech.p_mean["hydro"] < tech.p_mean["PV / wind"]
+
+
+def test_centralized_vs_blockchain(load, tmp_path):
+    mod = load("centralized_vs_blockchain")
+    mod.main(["--quick", "--reps", "3", "--out", str(tmp_path)])
+    summary = pd.read_csv(tmp_path / "centralized_vs_blockchain.csv").set_index("kpi")
+    runs = pd.read_csv(tmp_path / "centralized_vs_blockchain_runs.csv")
+    assert set(mod.KPIS) <= set(runs.columns) and set(mod.KPIS) == set(summary.index)
+    for m in mod.MODES:
+        assert {f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"} <= set(summary.columns)
+    assert (tmp_path / "centralized_vs_blockchain.png").stat().st_size > 10_000
+    central = runs[runs["mode"] == "centralized"]
+    p2p = runs[runs["mode"] == "price_time"]
+    # By construction: no direct trade and no credit change in centralized mode.
+    assert (central.transaction_efficiency_pct == 0).all()
+    assert (central.mean_credit_dpgc == 100).all()
+    assert (p2p.transaction_efficiency_pct > 0).all()
+    # Robust at any size: P2P trade at prices between F and R lowers what users pay per
+    # kWh and what they buy from the grid (a paired difference over the same weather).
+    assert summary.loc["user_price_yuan_per_kwh", "diff_ci_high"] < 0
+    assert summary.loc["grid_purchase_mwh", "diff_ci_high"] < 0
+    assert np.allclose(central.user_price_yuan_per_kwh, 0.657, atol=1e-3)
+
+
+def test_attack_share(load, tmp_path):
+    mod = load("attack_share")
+    df = run_quick(mod, tmp_path, "--reps", "2")
+    assert list(df.columns) == mod.CSV_COLUMNS
+    assert set(df.consensus) == {"pow", "dpos", "poca"}
+    pow_, poca = (df[df.consensus == r].set_index("hash_share") for r in ("pow", "poca"))
+    # PoW: the miner's chance is its hash share; POCA: without credit almost nothing,
+    # with a new party's credit at least its hash share again.
+    assert np.allclose(pow_.expected_share_mean, pow_.index)
+    assert (poca.expected_share_mean < 0.01 * poca.index).all()
+    assert (poca.won_share_mean == 0).all()
+    assert (poca.fresh_credit_share_mean >= 0.9 * poca.index).all()
