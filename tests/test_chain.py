@@ -1,0 +1,147 @@
+"""The ledger inside a run: chains, node attributes from the ledger, CLI verify (MODEL.md 7)."""
+
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dipi_abm import DIPIModel
+from dipi_abm.chain import node_attributes_from_ledger
+from dipi_abm.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
+from dipi_abm.ledger import read_meta, verify_ledger
+
+SMALL = dict(n_dpgc=4, n_users=16)
+
+
+def test_every_period_adds_one_block_per_chain_and_verifies():
+    m = DIPIModel(seed=1, hours=12, **SMALL).run()
+    for chain in ("DU1", "JY1", "LH1"):
+        blocks = m.ledger.blocks(chain)
+        assert [b.index for b in blocks] == list(range(13))  # genesis + 12 hours
+        assert [b.hour for b in blocks] == list(range(13))
+        assert all(b.producer == m.addresses[0] or b.producer in m.addresses
+                   for b in blocks[1:])
+    report = m.verify_ledger()
+    assert report.ok and report.blocks == 39
+
+
+def test_block_producer_on_the_chain_is_the_models_winner():
+    m = DIPIModel(seed=2, hours=10, **SMALL)
+    for _ in range(10):
+        m.step()
+        assert m.ledger.head("LH1").producer == m.addresses[m.block_winner]
+
+
+@pytest.mark.parametrize("mode", ["sampled", "hashed"])
+def test_node_attributes_from_a_full_ledger_match_the_model(mode):
+    m = DIPIModel(seed=3, hours=24, ledger_detail="full", poca_mode=mode,
+                  poca_difficulty_bits=6, n_miners=2, **SMALL).run()
+    attrs = node_attributes_from_ledger(m.ledger)
+    balance = np.concatenate([m.state.balance, m.miner_balance])
+    credit = np.concatenate([m.state.credit.credit, np.zeros(2)])
+    np.testing.assert_allclose(attrs["balance"], balance, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(attrs["credit"], credit, rtol=0, atol=0.005)  # centi-credits
+    assert list(attrs["address"]) == m.addresses
+    party = m.parties[5]
+    assert party.node_attributes["address"] == attrs["address"][5]
+    assert m.verify_ledger().ok
+
+
+def test_credit_updates_are_colored_coin_transactions():
+    m = DIPIModel(seed=4, hours=6, ledger_detail="full", **SMALL).run()
+    genesis = m.ledger.read_records("LH1", 0)["credit"]
+    label, exponent, credit = decode_credit_updates(genesis["sequence"], genesis["value"])
+    assert (label == GENERATED).all() and (credit[: m.state.n] == 100.0).all()
+    later = [m.ledger.read_records("LH1", b.index)["credit"] for b in m.ledger.blocks("LH1")[1:]]
+    labels = np.concatenate([decode_credit_updates(t["sequence"], t["value"])[0] for t in later])
+    assert labels.size > 0 and (labels == TRANSFERRED).all()
+
+
+def test_lh1_commits_to_the_periods_du1_and_jy1_roots():
+    m = DIPIModel(seed=5, hours=4, ledger_detail="full", **SMALL).run()
+    for h in range(1, 5):
+        linked = m.ledger.read_records("LH1", h)["chains"]
+        roots = dict(zip(linked["chain"].tolist(), linked["merkle_root"].tolist(), strict=True))
+        assert roots == {c: m.ledger.blocks(c)[h].merkle_root for c in ("DU1", "JY1")}
+
+
+def test_hashed_blocks_carry_a_nonce_that_meets_the_target(tmp_path):
+    path = tmp_path / "l.sqlite"
+    m = DIPIModel(seed=6, hours=8, poca_mode="hashed", poca_difficulty_bits=6, ledger=str(path),
+                  **SMALL).run()
+    m.close()
+    blocks = sqlite3.connect(path).execute(
+        "SELECT nonce, target FROM blocks WHERE chain='LH1' AND block_index > 0").fetchall()
+    assert all(int(t, 16) > 0 for _, t in blocks)
+    assert verify_ledger(path).ok
+    db = sqlite3.connect(path)
+    db.execute("UPDATE blocks SET nonce = nonce + 1 WHERE chain='LH1' AND block_index = 3")
+    db.commit()
+    db.close()
+    report = verify_ledger(path)
+    assert not report.ok and (report.chain, report.index) == ("LH1", 3)
+
+
+def test_interrupted_run_leaves_a_valid_prefix_of_whole_periods(tmp_path, monkeypatch):
+    path = tmp_path / "l.sqlite"
+    m = DIPIModel(seed=7, hours=20, ledger=str(path), **SMALL)
+    m.run(5)
+    real_append = m.ledger.append
+
+    def interrupted(chain, *args, **kw):  # the DU1 block is written, then the run stops
+        if chain == "JY1":
+            raise KeyboardInterrupt
+        return real_append(chain, *args, **kw)
+
+    monkeypatch.setattr(m.ledger, "append", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        m.step()
+    m.close()
+    report = verify_ledger(path)
+    assert report.ok and report.blocks == 3 * 6  # genesis + 5 whole periods
+    assert read_meta(path)["seed"] == str(m.seed)
+
+
+def test_ledger_path_that_exists_is_refused_before_the_run(tmp_path):
+    path = tmp_path / "l.sqlite"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="already exists"):
+        DIPIModel(seed=1, ledger=str(path), **SMALL)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "dipi_abm.cli", *args], capture_output=True,
+                          text=True)
+
+
+def test_cli_run_with_ledger_then_verify_then_tamper(tmp_path):
+    path = tmp_path / "chain.sqlite"
+    r = _cli("run", "--hours", "6", "--seed", "3", "--out", str(tmp_path / "out"), "--quiet",
+             "--no-plots", "--ledger", str(path), "--set", "n_users=12")
+    assert r.returncode == 0, r.stderr
+    r = _cli("verify-ledger", str(path))
+    assert r.returncode == 0 and "intact" in r.stdout
+    db = sqlite3.connect(path)
+    db.execute("UPDATE record_digests SET digest = zeroblob(32) "
+               "WHERE chain = 'JY1' AND block_index = 4")
+    db.commit()
+    db.close()
+    r = _cli("verify-ledger", str(path))
+    assert r.returncode == 1 and "JY1 block 4" in r.stdout
+    for bad in (tmp_path / "missing.sqlite", tmp_path / "out" / "summary.json"):
+        r = _cli("verify-ledger", str(bad))
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_block_production_kpis_are_reported():
+    m = DIPIModel(seed=8, hours=48, n_miners=1, miner_hash_power=5.0, **SMALL).run()
+    h = m.hourly_dataframe()
+    for col in ("blocks_gini", "blocks_nakamoto", "low_credit_block_share", "win_credit_corr"):
+        assert col in h
+    s = m.summary()
+    assert 0 <= s["blocks_gini"] <= 1 and s["blocks_nakamoto"] >= 1
+    assert s["producers"] == int((m.node_blocks_won > 0).sum())
+    assert sum(p["blocks"] for p in s["top_producers"]) <= 48
