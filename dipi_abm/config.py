@@ -282,6 +282,20 @@ PARAMS: tuple[Param, ...] = (
        choices=_matching_rules),
     _p("price_rule", "midpoint", str, "-", "Contract price: midpoint of ask and the bid "
        "net of wheeling, pay-as-ask or pay-as-bid.", "market", choices=_price_rules),
+    _p("cma_w_credit", 0.4, float, "-", "CMA weight of the credit coefficient "
+       "(C_b + C_s)/200.", "market", low=0.0, high=100.0),
+    _p("cma_w_distance", 0.2, float, "-", "CMA weight of the distance coefficient "
+       "D0/(D0 + D) (the paper's w_D/D).", "market", low=0.0, high=100.0),
+    _p("cma_w_price", 0.2, float, "-", "CMA weight of the price-consensus coefficient "
+       "p0/(p0 + |P_N - P_S|) (the paper's w_I/|P_N - P_S|).", "market", low=0.0, high=100.0),
+    _p("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
+       "seller's energy.", "market", low=0.0, high=100.0),
+    _p("cma_distance_ref_ohm", 1.0, float, "ohm", "CMA: D0 of the distance coefficient.",
+       "market", **_POS),
+    _p("cma_price_ref_yuan", 0.01, float, "yuan/kWh", "CMA: p0 of the price-consensus "
+       "coefficient.", "market", **_POS),
+    _p("cma_rounds", 6, int, "-", "CMA: weighted matching rounds per hour; what is still "
+       "feasible afterwards clears by price-time priority.", "market", low=1, high=1000),
     _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
@@ -297,6 +311,8 @@ PARAMS: tuple[Param, ...] = (
        "credit", low=0.0, high=1.0, low_open=True),
     _p("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
        high=10_000),
+    _p("credit_frozen", False, bool, "-", "Keep every party's credit at credit_initial "
+       "(the 'credit switched off' arm of incentive experiments).", "credit"),
     _p("credit_count", "contract", str, "-", "What one credit update counts: every settled "
        "contract (the papers) or one per trading hour.", "credit",
        choices=("contract", "period")),
@@ -473,6 +489,9 @@ def _check_cross(v: dict[str, Any]) -> None:
     for lo, hi in (("ask_markup_min", "ask_markup_max"), ("bid_discount_min", "bid_discount_max")):
         if v[lo] > v[hi]:
             raise ConfigError(f"{lo} = {v[lo]} > {hi} = {v[hi]}: {lo} must be <= {hi}")
+    cma = ("cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")
+    if sum(v[k] for k in cma) <= 0:
+        raise ConfigError(f"{', '.join(cma)} are all 0: at least one CMA weight must be > 0")
     f, r = v["feed_in_yuan_per_kwh"], v["retail_yuan_per_kwh"]
     if f >= r:
         raise ConfigError(

@@ -12,7 +12,7 @@ sorts and searches over all open orders.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +26,9 @@ class OrderBook:
     """One hour's orders: the [DIPI] <TradeIntention, ID, t, q, l, p> as columns.
 
     ``*_party`` are party rows, ``*_bus`` bus indices, ``*_volume`` kWh,
-    ``*_price`` yuan/kWh, ``*_time`` submission order (lower is earlier).
+    ``*_price`` yuan/kWh, ``*_time`` submission order (lower is earlier),
+    ``*_credit`` the party's public credit, ``seller_cleanliness`` Q of the
+    seller's energy.
     """
 
     seller_party: NDArray[np.intp]
@@ -39,6 +41,9 @@ class OrderBook:
     buyer_volume: NDArray[np.float64]
     buyer_price: NDArray[np.float64]
     buyer_time: NDArray[np.int64]
+    seller_credit: NDArray[np.float64] | None = None
+    buyer_credit: NDArray[np.float64] | None = None
+    seller_cleanliness: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,33 @@ class Contracts:
 
 
 @dataclass(frozen=True)
+class CMAWeights:
+    """[DIPI] Table 1 parameter weights of the credit matching algorithm.
+
+    A feasible pair's weight is the weighted sum of four coefficients in (0, 1]:
+    credit (C_b + C_s) / 200; distance D0 / (D0 + D) (the paper's w_D / D, kept
+    finite at D = 0); price consensus p0 / (p0 + |P_N - P_S|) (the paper's
+    w_I / |P_N - P_S|; P_N the buyer's bid net of wheeling, P_S the ask); green Q_s.
+    """
+
+    credit: float = 0.4
+    distance: float = 0.2
+    price: float = 0.2
+    green: float = 0.2
+    distance_ref_ohm: float = 1.0
+    price_ref: float = 0.01
+    rounds: int = 6  # weighted rounds before the rest clears by price-time priority
+
+
+@dataclass(frozen=True)
 class MarketNetwork:
     """Bus-to-bus trading terms, computed once per grid.
 
-    Sellers on buses whose wheeling and reachability are the same towards every
-    buyer bus are interchangeable for price priority: they share one *queue*.
-    With a flat tariff and no distance limit the whole market is one queue and
-    price-time matching is a single merge of the two sorted books.
+    Sellers on buses whose terms are the same towards every buyer bus are
+    interchangeable: they share one *queue*. For price-time matching the terms
+    are wheeling and reachability (a flat tariff with no distance limit makes
+    the whole market one queue and matching a single merge of the two sorted
+    books); for CMA electrical distance is a term too.
     """
 
     wheeling: NDArray[np.float64]  # (B, B) yuan/kWh, buyer bus x seller bus
@@ -79,24 +104,159 @@ class MarketNetwork:
     queue_of_bus: NDArray[np.intp]  # (B,) queue id of each seller bus
     queue_wheeling: NDArray[np.float64]  # (B, Q) buyer bus x queue
     queue_allowed: NDArray[np.bool_]  # (B, Q)
+    queue_distance: NDArray[np.float64] | None = None  # (B, Q) ohm, when distance is a term
+    cma: CMAWeights = CMAWeights()
+    by_price: MarketNetwork | None = None  # the same grid grouped for price-time matching
 
     @classmethod
-    def build(cls, wheeling: NDArray[np.float64], allowed: NDArray[np.bool_]) -> MarketNetwork:
+    def build(cls, wheeling: NDArray[np.float64], allowed: NDArray[np.bool_],
+              distance: NDArray[np.float64] | None = None,
+              cma: CMAWeights | None = None) -> MarketNetwork:
         w = np.asarray(wheeling, dtype=np.float64)
         a = np.asarray(allowed, dtype=bool)
-        columns = np.concatenate([w.T, a.T.astype(np.float64)], axis=1)
-        uniq, first, inverse = np.unique(columns, axis=0, return_index=True, return_inverse=True)
+        parts = [w.T, a.T.astype(np.float64)]
+        if distance is not None:
+            parts.append(np.asarray(distance, dtype=np.float64).T)
+        columns = np.concatenate(parts, axis=1)
+        _, first, inverse = np.unique(columns, axis=0, return_index=True, return_inverse=True)
         # Number queues in order of first appearance so queue ids are stable.
         order = np.argsort(first)
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
         queue_of_bus = rank[np.asarray(inverse).reshape(-1)]
         reps = first[order]
-        return cls(w, a, queue_of_bus.astype(np.intp), w[:, reps].copy(), a[:, reps].copy())
+        if distance is None:
+            return cls(w, a, queue_of_bus.astype(np.intp), w[:, reps].copy(), a[:, reps].copy(),
+                       None, cma or CMAWeights())
+        qd = np.asarray(distance, dtype=np.float64)[:, reps].copy()
+        return cls(w, a, queue_of_bus.astype(np.intp), w[:, reps].copy(), a[:, reps].copy(), qd,
+                   cma or CMAWeights(), cls.build(w, a))
 
     @property
     def n_queues(self) -> int:
         return int(self.queue_wheeling.shape[1])
+
+
+@dataclass
+class _Queues:
+    """Sellers sorted into queues (queue, then the rule's seller order) with what is left."""
+
+    queue: NDArray[np.intp]
+    order: NDArray[np.intp]  # book row of each sorted seller
+    ask: NDArray[np.float64]
+    rem: NDArray[np.float64]
+    first: NDArray[np.intp]  # first sorted position of each queue
+    last: NDArray[np.intp]  # last sorted position of each queue
+
+    def heads(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """(queues with a seller left, sorted position of each such queue's next seller)."""
+        alive = np.flatnonzero(self.rem > VOLUME_EPS)
+        queues, first = np.unique(self.queue[alive], return_index=True)
+        return queues, alive[first]
+
+
+# A rule's choice for each open buyer: (target queue, feasible?, priority within the queue,
+# net price offered to the target queue's sellers).
+Choice = tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]
+
+
+def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
+                     seller_keys: tuple[NDArray, ...],
+                     choose: Callable[[NDArray[np.intp], _Queues], Choice],
+                     monotone: bool, max_rounds: int = 0) -> Contracts:
+    """Match in vectorised rounds over seller queues (the engine of both rules).
+
+    Sellers are sorted by their queue (``seller_queue``, ids below ``n_q``),
+    then by ``seller_keys`` (lexsort order, last key first). Each round
+    ``choose`` sends every open buyer to one queue; in each queue its buyers,
+    by priority, are served from the queue's sellers in order, by laying the
+    queues' remaining supply on one axis and each queue's buyers' demand on
+    its stretch (a merge of cumulative volumes). Pairs that are not feasible
+    (bid < ask + wheeling) are skipped; with ``monotone`` the queue also stops
+    there, as nothing after it can be feasible. A round trades at least once
+    in every queue it targets, so the loop ends; ``max_rounds`` > 0 stops it
+    after that many rounds.
+    """
+    n_buy = book.buyer_volume.size
+    if n_buy == 0 or book.seller_volume.size == 0:
+        return Contracts.empty()
+    order = np.lexsort((*seller_keys, seller_queue))
+    sq = seller_queue[order]
+    qs = _Queues(sq, order, book.seller_price[order],
+                 book.seller_volume[order].astype(np.float64).copy(),
+                 np.searchsorted(sq, np.arange(n_q), side="left"),
+                 np.searchsorted(sq, np.arange(n_q), side="right") - 1)
+    s_party = book.seller_party[order]
+    b_rem = book.buyer_volume.astype(np.float64).copy()
+    open_ = b_rem > VOLUME_EPS
+    parts: list[tuple[NDArray, ...]] = []
+    rounds = 0
+    while True:
+        open_ &= b_rem > VOLUME_EPS
+        buyers = np.flatnonzero(open_)
+        if buyers.size == 0 or not np.any(qs.rem > VOLUME_EPS) or rounds == max_rounds > 0:
+            break
+        rounds += 1
+        tq, feasible, priority, net_bid = choose(buyers, qs)
+        open_[buyers[~feasible]] = False
+        buyers, tq, priority, net_bid = (x[feasible] for x in (buyers, tq, priority, net_bid))
+        if buyers.size == 0:
+            break
+        o = np.lexsort((book.buyer_time[buyers], -priority, tq))
+        buyers, tq, net_bid = buyers[o], tq[o], net_bid[o]
+        w = book.buyer_price[buyers] - net_bid
+
+        # Lay every queue's remaining supply on one axis, and each queue's buyers on its stretch.
+        s_end = np.cumsum(qs.rem)
+        s_start = s_end - qs.rem
+        q_lo = s_start[qs.first[tq]]
+        q_hi = s_end[qs.last[tq]]
+        demand = b_rem[buyers]
+        d_end = np.cumsum(demand)
+        new_group = np.empty(tq.size, bool)
+        new_group[0] = True
+        np.not_equal(tq[1:], tq[:-1], out=new_group[1:])
+        group = np.cumsum(new_group) - 1
+        before = (d_end - demand)[new_group]
+        within_end = d_end - before[group]
+        b_end = np.minimum(q_lo + within_end, q_hi)
+        b_start = np.minimum(q_lo + within_end - demand, q_hi)
+
+        alive = qs.rem > VOLUME_EPS
+        points = np.unique(np.concatenate([b_start, b_end, s_end[alive]]))
+        lo, hi = points[:-1], points[1:]
+        mid = 0.5 * (lo + hi)
+        seg = hi - lo
+        j = np.searchsorted(b_end, mid, side="right")
+        k = np.searchsorted(s_end, mid, side="right")
+        ok = (seg > VOLUME_EPS) & (j < b_end.size) & (k < s_end.size)
+        j, k, seg, mid = j[ok], k[ok], seg[ok], mid[ok]
+        ok = (b_start[j] <= mid) & (sq[k] == tq[j])
+        j, k, seg = j[ok], k[ok], seg[ok]
+        feasible_pair = net_bid[j] >= qs.ask[k] - PRICE_EPS
+        if monotone:
+            # Bids fall and asks rise along a queue: stop each queue at its first infeasible pair.
+            bad_before = np.maximum.accumulate(
+                np.where(feasible_pair, -1, np.arange(j.size)))
+            first_bad_group = np.where(bad_before >= 0, tq[j[np.maximum(bad_before, 0)]], -1)
+            feasible_pair &= first_bad_group != tq[j]
+        j, k, seg = j[feasible_pair], k[feasible_pair], seg[feasible_pair]
+        if seg.size == 0:
+            # Only rounding slivers were left to trade: the targeted buyers are done.
+            open_[buyers] = False
+            continue
+        b_rows = buyers[j]
+        parts.append((book.buyer_party[b_rows], s_party[k], seg, qs.ask[k],
+                      book.buyer_price[b_rows], w[j]))
+        qs.rem -= np.bincount(k, weights=seg, minlength=qs.rem.size)
+        b_rem -= np.bincount(b_rows, weights=seg, minlength=n_buy)
+        np.maximum(qs.rem, 0.0, out=qs.rem)
+        np.maximum(b_rem, 0.0, out=b_rem)
+    if not parts:
+        return Contracts.empty()
+    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    return Contracts(cols[0].astype(np.intp), cols[1].astype(np.intp), *cols[2:],
+                     rounds=rounds)
 
 
 def match_price_time(book: OrderBook, net: MarketNetwork) -> Contracts:
@@ -116,90 +276,103 @@ def match_price_time(book: OrderBook, net: MarketNetwork) -> Contracts:
     is done. Within one queue this is exactly the sequential price-time
     greedy; with one queue (flat wheeling, no distance limit) the whole hour is.
     """
-    n_buy = book.buyer_volume.size
-    if n_buy == 0 or book.seller_volume.size == 0:
-        return Contracts.empty()
-    s_queue = net.queue_of_bus[book.seller_bus]
-    order = np.lexsort((book.seller_time, book.seller_price, s_queue))
-    sq = s_queue[order]
-    s_ask = book.seller_price[order]
-    s_party = book.seller_party[order]
-    s_rem = book.seller_volume[order].astype(np.float64).copy()
-    n_q = net.n_queues
-    q_first = np.searchsorted(sq, np.arange(n_q), side="left")
-    q_last = np.searchsorted(sq, np.arange(n_q), side="right") - 1
-    b_rem = book.buyer_volume.astype(np.float64).copy()
-    b_bus = book.buyer_bus
-    b_bid = book.buyer_price
-    open_ = b_rem > VOLUME_EPS
     rows = np.arange(net.queue_wheeling.shape[0])
-    parts: list[tuple[NDArray, ...]] = []
-    rounds = 0
-    while True:
-        rounds += 1
-        alive = np.flatnonzero(s_rem > VOLUME_EPS)
-        open_ &= b_rem > VOLUME_EPS
-        buyers = np.flatnonzero(open_)
-        if alive.size == 0 or buyers.size == 0:
-            break
-        queues, first = np.unique(sq[alive], return_index=True)
-        head_ask = np.full(n_q, np.inf)
-        head_ask[queues] = s_ask[alive[first]]
+
+    def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
+        queues, head = qs.heads()
+        head_ask = np.full(net.n_queues, np.inf)
+        head_ask[queues] = qs.ask[head]
         cost = np.where(net.queue_allowed, head_ask[None, :] + net.queue_wheeling, np.inf)
-        best_q = np.argmin(cost, axis=1)
-        best_cost = cost[rows, best_q]
-        feasible = b_bid[buyers] >= best_cost[b_bus[buyers]] - PRICE_EPS
-        open_[buyers[~feasible]] = False
-        buyers = buyers[feasible]
-        if buyers.size == 0:
-            break
-        tq = best_q[b_bus[buyers]]
-        w = net.queue_wheeling[b_bus[buyers], tq]
-        net_bid = b_bid[buyers] - w
-        o = np.lexsort((book.buyer_time[buyers], -net_bid, tq))
-        buyers, tq, w, net_bid = buyers[o], tq[o], w[o], net_bid[o]
+        best_q = np.argmin(cost, axis=1)  # per buyer bus
+        bus = book.buyer_bus[buyers]
+        tq = best_q[bus]
+        feasible = book.buyer_price[buyers] >= cost[rows, best_q][bus] - PRICE_EPS
+        net_bid = book.buyer_price[buyers] - net.queue_wheeling[bus, tq]
+        return tq, feasible, net_bid, net_bid
 
-        # Lay every queue's remaining supply on one axis, and each queue's buyers on its stretch.
-        s_end = np.cumsum(s_rem)
-        s_start = s_end - s_rem
-        q_lo = s_start[q_first[tq]]
-        q_hi = s_end[q_last[tq]]
-        demand = b_rem[buyers]
-        d_end = np.cumsum(demand)
-        new_group = np.empty(tq.size, bool)
-        new_group[0] = True
-        np.not_equal(tq[1:], tq[:-1], out=new_group[1:])
-        group = np.cumsum(new_group) - 1
-        before = (d_end - demand)[new_group]
-        within_end = d_end - before[group]
-        b_end = np.minimum(q_lo + within_end, q_hi)
-        b_start = np.minimum(q_lo + within_end - demand, q_hi)
+    return _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
+                            (book.seller_time, book.seller_price), choose, monotone=True)
 
-        points = np.unique(np.concatenate([b_start, b_end, s_end[alive]]))
-        lo, hi = points[:-1], points[1:]
-        mid = 0.5 * (lo + hi)
-        seg = hi - lo
-        j = np.searchsorted(b_end, mid, side="right")
-        k = np.searchsorted(s_end, mid, side="right")
-        ok = (seg > VOLUME_EPS) & (j < b_end.size) & (k < s_end.size)
-        j, k, seg = j[ok], k[ok], seg[ok]
-        ok = (b_start[j] <= mid[ok]) & (sq[k] == tq[j]) & (net_bid[j] >= s_ask[k] - PRICE_EPS)
-        j, k, seg = j[ok], k[ok], seg[ok]
-        if seg.size == 0:
-            # Only rounding slivers were left to trade: the targeted buyers are done.
-            open_[buyers] = False
-            continue
-        b_rows = buyers[j]
-        parts.append((book.buyer_party[b_rows], s_party[k], seg, s_ask[k], b_bid[b_rows], w[j]))
-        s_rem -= np.bincount(k, weights=seg, minlength=s_rem.size)
-        b_rem -= np.bincount(b_rows, weights=seg, minlength=n_buy)
-        np.maximum(s_rem, 0.0, out=s_rem)
-        np.maximum(b_rem, 0.0, out=b_rem)
-    if not parts:
-        return Contracts.empty()
-    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
-    return Contracts(cols[0].astype(np.intp), cols[1].astype(np.intp), *cols[2:],
-                     rounds=rounds)
+
+def cma_weight(w: CMAWeights, buyer_credit: NDArray, seller_credit: NDArray,
+               distance: NDArray, net_bid: NDArray, ask: NDArray,
+               cleanliness: NDArray) -> NDArray[np.float64]:
+    """The [DIPI]/[DER-CBC] pair weight of the credit matching algorithm (see CMAWeights)."""
+    return (w.credit * (buyer_credit + seller_credit) / 200.0
+            + w.distance * w.distance_ref_ohm / (w.distance_ref_ohm + distance)
+            + w.price * w.price_ref / (w.price_ref + np.abs(net_bid - ask))
+            + w.green * cleanliness)
+
+
+def match_cma(book: OrderBook, net: MarketNetwork) -> Contracts:
+    """Credit matching algorithm ([DIPI] section 4.2 step 4 with [DER-CBC]'s coefficients).
+
+    Every feasible buyer-seller pair has the weight of :func:`cma_weight`, and
+    pairs are taken in descending weight. Without enumerating pairs: sellers
+    wait in one queue per bus (distance is between buses), best first by their
+    own part of the weight (credit and cleanliness; then ask, then time). Each
+    round every open buyer computes the exact pair weight with the next seller
+    of every queue it may reach and turns to the heaviest feasible one; in each
+    queue the buyers are served in descending weight from the queue's sellers
+    in order, skipping pairs that are not feasible. After ``CMAWeights.rounds``
+    rounds, or when no buyer has a feasible queue head left, the remaining
+    orders clear by price-time priority, so no feasible pair is left
+    unmatched. A round costs the number of orders times the number of bus
+    queues, so the hour costs O(rounds x orders x buses + orders log orders).
+    """
+    if net.queue_distance is None:
+        raise ValueError("cma matching needs a MarketNetwork built with distances")
+    w = net.cma
+    s_credit = _or_full(book.seller_credit, book.seller_volume.size, 100.0)
+    b_credit = _or_full(book.buyer_credit, book.buyer_volume.size, 100.0)
+    s_q = _or_full(book.seller_cleanliness, book.seller_volume.size, 0.0)
+    seller_part = w.credit * s_credit / 200.0 + w.green * s_q  # the seller's own part
+    dist_term = w.distance * w.distance_ref_ohm / (w.distance_ref_ohm + net.queue_distance)
+
+    def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
+        queues, head = qs.heads()
+        bus = book.buyer_bus[buyers]
+        x = book.buyer_price[buyers, None] - net.queue_wheeling[bus][:, queues]
+        ask = qs.ask[head][None, :]
+        ok = net.queue_allowed[bus][:, queues] & (x >= ask - PRICE_EPS)
+        weight = (seller_part[qs.order[head]][None, :] + dist_term[bus][:, queues]
+                  + w.price * w.price_ref / (w.price_ref + np.abs(x - ask)))
+        weight = np.where(ok, weight, -np.inf)
+        best = np.argmax(weight, axis=1)
+        r = np.arange(buyers.size)
+        priority = weight[r, best] + w.credit * b_credit[buyers] / 200.0
+        return queues[best], ok[r, best], priority, x[r, best]
+
+    weighted = _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
+                                (book.seller_time, book.seller_price, -seller_part), choose,
+                                monotone=False, max_rounds=w.rounds)
+    rest = _remaining(book, weighted)
+    leftover = match_price_time(rest, net.by_price or net)
+    return _concat(weighted, leftover)
+
+
+def _remaining(book: OrderBook, done: Contracts) -> OrderBook:
+    """The order book less what ``done`` already matched (party rows are unique per side)."""
+    n = int(max(book.seller_party.max(initial=-1), book.buyer_party.max(initial=-1))) + 1
+    sold = np.bincount(done.seller, done.volume, n)
+    bought = np.bincount(done.buyer, done.volume, n)
+    return replace(
+        book,
+        seller_volume=np.maximum(book.seller_volume - sold[book.seller_party], 0.0),
+        buyer_volume=np.maximum(book.buyer_volume - bought[book.buyer_party], 0.0),
+    )
+
+
+def _concat(a: Contracts, b: Contracts) -> Contracts:
+    if b.size == 0:
+        return a
+    cols = [np.concatenate([getattr(a, f), getattr(b, f)])
+            for f in ("buyer", "seller", "volume", "ask", "bid", "wheeling")]
+    return Contracts(*cols, rounds=a.rounds + b.rounds)
+
+
+def _or_full(a: NDArray | None, n: int, value: float) -> NDArray[np.float64]:
+    return np.full(n, value) if a is None else np.asarray(a, dtype=np.float64)
 
 
 def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
@@ -214,6 +387,7 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
 MatchingRule = Callable[[OrderBook, MarketNetwork], Contracts]
 MATCHING_RULES: dict[str, MatchingRule] = {
     "price_time": match_price_time,
+    "cma": match_cma,
     "centralized": match_centralized,
 }
 

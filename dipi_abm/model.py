@@ -42,6 +42,7 @@ from .matching import (
     GRID_ONLY_RULES,
     MATCHING_RULES,
     PRICE_RULES,
+    CMAWeights,
     Contracts,
     MarketNetwork,
     OrderBook,
@@ -302,7 +303,13 @@ class DIPIModel(mesa.Model):
         d = self.grid.distance
         w = wheeling_tariff(p.wheeling, d, p.wheeling_base_yuan_per_kwh,
                             p.wheeling_rate_yuan_per_kwh_ohm)
-        return MarketNetwork.build(w, d <= p.max_distance_ohm)
+        # CMA weighs electrical distance, so its queues are per bus; price-time's only
+        # separate buses whose wheeling or reachability differ.
+        cma = p.matching == "cma"
+        weights = CMAWeights(p.cma_w_credit, p.cma_w_distance, p.cma_w_price, p.cma_w_green,
+                             p.cma_distance_ref_ohm, p.cma_price_ref_yuan, p.cma_rounds)
+        return MarketNetwork.build(w, d <= p.max_distance_ohm, distance=d if cma else None,
+                                   cma=weights)
 
     def _open_ledger(self) -> Ledger | None:
         """The run's chains, with a genesis block on each (MODEL.md section 7)."""
@@ -396,6 +403,8 @@ class DIPIModel(mesa.Model):
             seller_price=f + s.ask_markup[sell] * (r - f), seller_time=time[: sell.size],
             buyer_party=buy, buyer_bus=s.bus[buy], buyer_volume=s.offered_kwh[buy],
             buyer_price=r - s.bid_discount[buy] * (r - f), buyer_time=time[sell.size:],
+            seller_credit=s.credit.credit[sell], buyer_credit=s.credit.credit[buy],
+            seller_cleanliness=s.cleanliness[sell],
         )
 
     def _match(self, book: OrderBook) -> Contracts:
@@ -526,7 +535,7 @@ class DIPIModel(mesa.Model):
     def _update_credit(self) -> None:
         """Credit (LH1): score each committed party and update its credit (MODEL.md section 6)."""
         self._credit_updated = np.zeros(0, np.intp)
-        if self._grid_only:
+        if self._grid_only or self.params.credit_frozen:
             return
         s, p = self.state, self.params
         idx = np.flatnonzero(s.committed_kwh > 0)
