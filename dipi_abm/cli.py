@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "named); 2: missing or not a ledger.")
     verify.add_argument("path", metavar="PATH", help="the ledger's SQLite file")
 
+    app = sub.add_parser(
+        "app", help="serve the interactive dashboard (needs the app extra)",
+        description="Serve the Solara dashboard: set a scenario, Reset, Step or Play hours and "
+                    "watch the grid, P2P trades, KPIs, credit, block production and the ledger. "
+                    "Needs `pip install 'dipi-abm[app]'`; runs `solara run dipi_abm/app.py`.")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1)")
+    app.add_argument("--port", type=int, default=8765,
+                     help="port (default 8765; 0: any free port)")
+    app.add_argument("--open", action="store_true", help="open the page in a browser")
+
     keys = sub.add_parser("keys", help="list every scenario key (default, unit, range)",
                           description="List every scenario key with its default, unit, "
                                       "allowed values and meaning.")
@@ -162,6 +173,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from .dashboard import serve  # no Solara import here: a missing extra is a one-line error
+
+    return serve(host=args.host, port=args.port, open_browser=args.open)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     if args.markdown:
         print(cfg.markdown_table())
@@ -187,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "verify-ledger":
             return cmd_verify(args)
+        if args.command == "app":
+            return cmd_app(args)
         return cmd_keys(args)
     except ConfigError as exc:
         print(f"dipi-abm: error: {exc}", file=sys.stderr)

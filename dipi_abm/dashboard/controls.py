@@ -32,6 +32,7 @@ CONTROL_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Market", ("matching", "cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")),
     ("Credit", ("credit_rule", "natural_factor")),
     ("Consensus", ("consensus", "poca_tau", "poca_mode")),
+    ("Ledger", ("ledger_detail",)),
     ("Run", ("seed", "hours")),
 )
 

@@ -1,0 +1,77 @@
+"""Serve the dashboard: ``dipi-abm app`` runs ``solara run dipi_abm/app.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import ConfigError
+
+APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def solara_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                   open_browser: bool = False) -> list[str]:
+    """The ``solara run`` command line that serves the page (production mode)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port = {port!r}: must be an integer in [0, 65535]")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"host = {host!r}: must be a host name or address")
+    cmd = [sys.executable, "-m", "solara", "run", str(APP_FILE), "--host", host,
+           "--port", str(port), "--production"]
+    if not open_browser:
+        cmd.append("--no-open")
+    return cmd
+
+
+def server_env() -> dict[str, str]:
+    """The environment of the server: Solara's telemetry off (the machines are offline)."""
+    return {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+          open_browser: bool = False) -> int:
+    """Run the dashboard server until interrupted; returns its exit status.
+
+    Raises ConfigError when the ``app`` extra (Solara) is not installed or the
+    host or port is invalid.
+    """
+    if importlib.util.find_spec("solara") is None:
+        raise ConfigError("the dashboard needs Solara: pip install 'dipi-abm[app]'")
+    cmd = solara_command(host, port, open_browser=open_browser)
+    where = f"http://{host}:{port}/" if port else f"a free port of {host} (see below)"
+    print(f"dipi-abm: dashboard on {where} (Ctrl-C stops it)", file=sys.stderr)
+    proc = subprocess.Popen(cmd, env=server_env())
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        # A plain `kill` of dipi-abm must not orphan the server.
+        restore = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C and stops by itself
+        return 0
+    finally:
+        _stop(proc)
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
