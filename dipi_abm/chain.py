@@ -70,6 +70,7 @@ def period_records(model: DIPIModel) -> dict[str, Records]:
         "retail_yuan_per_kwh": np.array([model.retail_price]),
         "feed_in_yuan_per_kwh": np.array([model.feed_in_price]),
         "curtailed_kwh": np.array([k["curtailed_kwh"]]),
+        "line_curtailed_kwh": np.array([k["line_curtailed_kwh"]]),
         "quorum_committed": np.array([bool(model._quorum.committed)]),
     }}
     moved = np.flatnonzero(model._party_transfer != 0.0)

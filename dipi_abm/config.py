@@ -251,6 +251,9 @@ PARAMS: tuple[Param, ...] = (
        "base of the distance rule (papers: 0.02).", "grid", low=0.0, high=10.0),
     _p("wheeling_rate_yuan_per_kwh_ohm", 0.01, float, "yuan/(kWh*ohm)", "Distance rule: "
        "fee per ohm of electrical distance.", "grid", low=0.0, high=10.0),
+    _p("line_limit_kw", INF, float, "kW", "Thermal limit of every line without its own "
+       "limit_kw edge attribute; DU1 curtails matched trades whose flows would exceed a "
+       "limit (radial: subtree flows; meshed: DC power flow).", "grid", **_POS),
     # --- prices ----------------------------------------------------------------------------
     _p("tariff", "flat", str, "-", "Retail tariff: flat, or time-of-use (peak 8-11 h and "
        "18-21 h, valley 23-7 h).", "prices", choices=_tariffs),

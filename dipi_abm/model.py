@@ -37,6 +37,7 @@ from .datacollection import PARTY_REPORTERS, ColumnarDataCollector
 from .errors import ConfigError
 from .grid import Grid, build_grid, wheeling_tariff
 from .ledger import Ledger, VerifyReport
+from .lines import LineModel
 from .market import CLEANLINESS_Q, TARIFFS, grid_intake, ogsc_priority
 from .matching import (
     GRID_ONLY_RULES,
@@ -72,6 +73,7 @@ HOURLY_KPIS = (
     "grid_purchase_kwh",
     "grid_sale_kwh",
     "curtailed_kwh",
+    "line_curtailed_kwh",
     "breaches",
     "breaches_dpgc",
     "breaches_user",
@@ -188,6 +190,9 @@ class DIPIModel(mesa.Model):
         )
         self.state = self._build_parties()
         self.network = self._build_network()
+        lines = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
+        # Without a finite limit anywhere the check can never bind: skip it.
+        self.lines = lines if np.isfinite(lines.limit_kw).any() else None
         party_buses = self.grid.distance[:, self.state.bus]
         self._mean_distance = party_buses.mean(axis=1)[self.state.bus]
         self.weather = Weather(
@@ -225,8 +230,8 @@ class DIPIModel(mesa.Model):
         self.ledger = self._open_ledger()
         self._totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
-             "grid_sale", "curtailed", "q", "qp", "qp2", "user_cost", "dpgc_income",
-             "grid_income", "generation", "load", "clean", "user_need",
+             "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
+             "dpgc_income", "grid_income", "generation", "load", "clean", "user_need",
              "breach_shortfall"), 0.0)
         for name in HOURLY_KPIS:
             setattr(self, name, 0.0)
@@ -353,6 +358,7 @@ class DIPIModel(mesa.Model):
         book = self._post_orders(draw.gen_forecast_kw, draw.load_forecast_kw)
         self.contracts = self._match(book)
         self._check_quorum()
+        self._check_executability()
         self._deliver_and_settle(draw.gen_actual_kw, draw.load_actual_kw)
         self._update_credit()
         self._produce_block(period_records(self) if self.ledger is not None else None)
@@ -420,6 +426,20 @@ class DIPIModel(mesa.Model):
             # No agreed TradeResult: no contract executes; parties settle with the grid.
             self.contracts = Contracts.empty()
 
+    def _check_executability(self) -> None:
+        """DU1: curtail matched trades whose line flows would exceed a thermal limit."""
+        c = self.contracts
+        self._line_curtailed = 0.0
+        if self.lines is None or c.size == 0:
+            return
+        bus = self.state.bus
+        ok = self.lines.curtail(bus[c.seller], bus[c.buyer], c.volume)
+        self._line_curtailed = float((c.volume - ok).sum())
+        if self._line_curtailed > 0:
+            keep = ok > 1e-9
+            self.contracts = Contracts(c.buyer[keep], c.seller[keep], ok[keep], c.ask[keep],
+                                       c.bid[keep], c.wheeling[keep], rounds=c.rounds)
+
     def _deliver_and_settle(self, gen: NDArray, load: NDArray) -> None:
         """Delivery and settlement (MODEL.md sections 4-5): contracts, then PPSC and OGSC."""
         s, c, n = self.state, self.contracts, self.state.n
@@ -478,6 +498,7 @@ class DIPIModel(mesa.Model):
         k["grid_purchase_kwh"] = float(st.shortfall.sum() + extra_need.sum())
         k["grid_sale_kwh"] = float(st.surplus.sum() + taken.sum())
         k["curtailed_kwh"] = float((extra_surplus - taken).sum())
+        k["line_curtailed_kwh"] = self._line_curtailed
         shortfall = np.where(s.breach, committed - counted, 0.0)
         has = committed > 0
         for label, mask in (("", slice(None)), ("_dpgc", dpgc), ("_user", user)):
@@ -518,6 +539,7 @@ class DIPIModel(mesa.Model):
         t["grid_purchase"] += k["grid_purchase_kwh"]
         t["grid_sale"] += k["grid_sale_kwh"]
         t["curtailed"] += k["curtailed_kwh"]
+        t["line_curtailed"] += k["line_curtailed_kwh"]
         t["q"] += qs
         t["qp"] += float((q * price).sum())
         t["qp2"] += float((q * price * price).sum())
@@ -672,6 +694,7 @@ class DIPIModel(mesa.Model):
             "grid_purchase_kwh": t["grid_purchase"],
             "grid_sale_kwh": t["grid_sale"],
             "curtailed_kwh": t["curtailed"],
+            "line_curtailed_kwh": t["line_curtailed"],
             "generation_kwh": t["generation"],
             "load_kwh": t["load"],
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
