@@ -145,6 +145,12 @@ def _poca_modes() -> tuple[str, ...]:
     return POCA_MODES
 
 
+def _learning_rules() -> tuple[str, ...]:
+    from .behaviour import LEARNING_RULES
+
+    return tuple(LEARNING_RULES)
+
+
 def _distance_metrics() -> tuple[str, ...]:
     from .grid import DISTANCE_METRICS
 
@@ -280,6 +286,26 @@ PARAMS: tuple[Param, ...] = (
        "commits.", "prices", low=0.0, high=2.0, low_open=True),
     _p("bid_volume_ratio", 1.0, float, "-", "Share of its forecast need a buyer bids for.",
        "prices", low=0.0, high=2.0, low_open=True),
+    # --- behaviour -------------------------------------------------------------------------
+    _p("learning", "static", str, "-", "How parties adapt their commitment and prices "
+       "(MODEL.md section 8).", "behaviour", choices=_learning_rules),
+    _p("opportunist_share", 0.0, float, "-", "Share of parties that start by over-committing "
+       "(their propensity on the largest commitment; 'static': they keep it).", "behaviour",
+       **_SHARE),
+    _p("commit_min", 0.8, float, "-", "Smallest commitment / bid-volume ratio a party may "
+       "choose.", "behaviour", low=0.0, high=2.0, low_open=True),
+    _p("commit_max", 1.3, float, "-", "Largest commitment / bid-volume ratio (over-commitment "
+       "above 1).", "behaviour", low=0.0, high=3.0, low_open=True),
+    _p("commit_levels", 6, int, "-", "Commitment ratios on the grid from commit_min to "
+       "commit_max.", "behaviour", low=1, high=50),
+    _p("price_levels", 3, int, "-", "Markup (discount) levels from ask_markup_min to "
+       "ask_markup_max (bid_discount_min to _max).", "behaviour", low=1, high=50),
+    _p("roth_erev_recency", 0.05, float, "-", "Roth-Erev forgetting phi.", "behaviour",
+       low=0.0, high=1.0, high_open=True),
+    _p("roth_erev_experimentation", 0.1, float, "-", "Roth-Erev spill-over eps to the "
+       "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True),
+    _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
+       "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
     _p("matching", "price_time", str, "-", "Matching rule (MODEL.md section 4).", "market",
        choices=_matching_rules),
@@ -492,6 +518,9 @@ def _check_cross(v: dict[str, Any]) -> None:
     for lo, hi in (("ask_markup_min", "ask_markup_max"), ("bid_discount_min", "bid_discount_max")):
         if v[lo] > v[hi]:
             raise ConfigError(f"{lo} = {v[lo]} > {hi} = {v[hi]}: {lo} must be <= {hi}")
+    if v["commit_min"] > v["commit_max"]:
+        raise ConfigError(f"commit_min = {v['commit_min']} > commit_max = {v['commit_max']}: "
+                          "commit_min must be <= commit_max")
     cma = ("cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")
     if sum(v[k] for k in cma) <= 0:
         raise ConfigError(f"{', '.join(cma)} are all 0: at least one CMA weight must be > 0")

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from . import config as cfg
 from .agents import DPGC, GridCompany, Miner, Party, User
+from .behaviour import LEARNING_RULES, ActionGrid, Learner
 from .chain import genesis_records, period_records, prepare_period, write_period
 from .consensus import (
     Nodes,
@@ -227,6 +228,7 @@ class DIPIModel(mesa.Model):
             hashlib.sha256(f"{self.seed}:{i}".encode()).hexdigest()[:40] for i in range(n_nodes)
         ]
         self._create_agents()
+        self._build_learners()
         self.ledger = self._open_ledger()
         self._totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
@@ -316,6 +318,33 @@ class DIPIModel(mesa.Model):
         return MarketNetwork.build(w, d <= p.max_distance_ohm, distance=d if cma else None,
                                    cma=weights)
 
+    def _build_learners(self) -> None:
+        """Action grids and starting propensities (MODEL.md section 8)."""
+        p, s = self.params, self.state
+        n = s.n
+        ratios = np.linspace(p.commit_min, p.commit_max, p.commit_levels)
+        self.opportunist = np.zeros(n, bool)
+        self.opportunist[self._rng["behaviour"].permutation(n)[
+            : int(round(p.opportunist_share * n))]] = True
+        self._learn = LEARNING_RULES[p.learning]
+        self._learn_kw = {"recency": p.roth_erev_recency,
+                          "experimentation": p.roth_erev_experimentation,
+                          "epsilon": p.egreedy_epsilon}
+        learners = []
+        for lo, hi, start_level, base in (
+            (p.ask_markup_min, p.ask_markup_max, s.ask_markup, p.commitment_ratio),
+            (p.bid_discount_min, p.bid_discount_max, s.bid_discount, p.bid_volume_ratio),
+        ):
+            grid = ActionGrid.build(ratios, np.linspace(lo, hi, p.price_levels))
+            start = grid.nearest(base, start_level)
+            greedy = grid.nearest(p.commit_max, start_level)
+            start[self.opportunist] = greedy[self.opportunist]
+            learners.append(Learner.new(n, grid, start))
+        self.sell_learner, self.buy_learner = learners
+        if p.learning == "static":
+            s.commitment_ratio[self.opportunist] = p.commit_max
+            s.bid_volume_ratio[self.opportunist] = p.commit_max
+
     def _open_ledger(self) -> Ledger | None:
         """The run's chains, with a genesis block on each (MODEL.md section 7)."""
         p = self.params
@@ -362,6 +391,7 @@ class DIPIModel(mesa.Model):
         self._deliver_and_settle(draw.gen_actual_kw, draw.load_actual_kw)
         self._update_credit()
         self._produce_block(period_records(self) if self.ledger is not None else None)
+        self._learn_from_hour(*self._actual_positions)
         self._report()
         self.running = self.steps < self.params.hours
         self.datacollector.collect(self)
@@ -400,6 +430,8 @@ class DIPIModel(mesa.Model):
         s.role[:] = 0
         s.role[sell] = SELLER
         s.role[buy] = BUYER
+        self._forecast_net = net
+        self._choose_actions(sell, buy)
         s.offered_kwh[:] = 0.0
         s.offered_kwh[sell] = -net[sell] * s.commitment_ratio[sell]
         s.offered_kwh[buy] = net[buy] * s.bid_volume_ratio[buy]
@@ -412,6 +444,38 @@ class DIPIModel(mesa.Model):
             seller_credit=s.credit.credit[sell], buyer_credit=s.credit.credit[buy],
             seller_cleanliness=s.cleanliness[sell],
         )
+
+    def _choose_actions(self, sell: NDArray[np.intp], buy: NDArray[np.intp]) -> None:
+        """Each party picks this hour's commitment and price from its learner."""
+        choose = self._learn[0]
+        s, rng = self.state, self._rng["behaviour"]
+        for lr, idx, ratio, level in (
+            (self.sell_learner, sell, s.commitment_ratio, s.ask_markup),
+            (self.buy_learner, buy, s.bid_volume_ratio, s.bid_discount),
+        ):
+            lr.chosen[:] = -1
+            if idx.size == 0:
+                continue
+            a = choose(lr, idx, rng, **self._learn_kw)
+            if a.size and a[0] >= 0:
+                lr.chosen[idx] = a
+                ratio[idx] = lr.actions.volume_ratio[a]
+                level[idx] = lr.actions.price_level[a]
+
+    def _learn_from_hour(self, surplus: NDArray, need: NDArray) -> None:
+        """Pay each acting party its hour's gain over the grid-only alternative, per kWh."""
+        s, p = self.state, self.params
+        gain = self._party_transfer - (surplus * self.feed_in_price - need * self.retail_price)
+        winner = self.block_winner
+        if winner < s.n:
+            gain = gain.copy()
+            gain[winner] += p.block_reward_yuan
+        reward = gain / np.maximum(np.abs(self._forecast_net), 1.0)
+        update = self._learn[1]
+        for lr in (self.sell_learner, self.buy_learner):
+            idx = np.flatnonzero(lr.chosen >= 0)
+            if idx.size:
+                update(lr, idx, reward[idx], **self._learn_kw)
 
     def _match(self, book: OrderBook) -> Contracts:
         self._book = book
@@ -446,6 +510,7 @@ class DIPIModel(mesa.Model):
         r, f = self.retail_price, self.feed_in_price
         surplus = np.maximum(gen - load, 0.0)
         need = np.maximum(load - gen, 0.0)
+        self._actual_positions = (surplus, need)
         price = self._price_rule(c.ask, c.bid, c.wheeling)
         self._contract_price = price
         if self._grid_only:

@@ -1,0 +1,135 @@
+"""Adaptive parties (MODEL.md section 8): how much to commit and at what price.
+
+Each hour a party that sells chooses an action (commitment ratio, ask markup)
+and a party that buys chooses (bid-volume ratio, bid discount), from small
+grids. After the hour is settled it is paid its realised profit, and a
+learning rule (registry :data:`LEARNING_RULES`) updates its propensities:
+
+- ``roth_erev``: modified Roth-Erev reinforcement (Erev & Roth 1998):
+  q_j <- (1 - phi) q_j + R (1 - eps) for the chosen action and
+  q_j <- (1 - phi) q_j + R eps / (K - 1) for the others; P(j) = q_j / sum q.
+- ``epsilon_greedy``: the action with the best running mean profit, a random
+  one with probability eps.
+- ``static``: no learning; everyone keeps the configured commitment and the
+  markups drawn at the start.
+
+The profit signal is what the hour earned the party over the grid-only
+alternative (selling everything at F, buying everything at R), per kWh of
+its forecast net position, plus any block reward it won (also per kWh): so
+matched volume, lost matches, and the credit that buys matching priority and
+block rewards all count. Every party starts with probability 0.8 on its starting
+action (commit its forecast at its drawn markup); opportunists start on the
+largest commitment. Everything is vectorised over parties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Probability of a party's starting action before it has learnt anything.
+START_PROBABILITY = 0.8
+
+
+@dataclass
+class ActionGrid:
+    """The actions of one side: every (volume ratio, price level) pair."""
+
+    volume_ratio: NDArray[np.float64]  # (K,)
+    price_level: NDArray[np.float64]  # (K,) markup (sellers) or discount (buyers), in [0, 1]
+
+    @classmethod
+    def build(cls, ratios: NDArray[np.float64], levels: NDArray[np.float64]) -> ActionGrid:
+        r, lv = np.meshgrid(ratios, levels, indexing="ij")
+        return cls(r.ravel(), lv.ravel())
+
+    @property
+    def size(self) -> int:
+        return int(self.volume_ratio.size)
+
+    def nearest(self, ratio: float, level: NDArray[np.float64]) -> NDArray[np.intp]:
+        """The action closest to (ratio, level) for each party."""
+        d = (np.abs(self.volume_ratio[None, :] - ratio)
+             + np.abs(self.price_level[None, :] - level[:, None]))
+        return np.argmin(d, axis=1)
+
+
+@dataclass
+class Learner:
+    """Per-party learning state for one side (sellers or buyers)."""
+
+    actions: ActionGrid
+    propensity: NDArray[np.float64]  # (n, K) Roth-Erev propensities
+    value: NDArray[np.float64]  # (n, K) running mean profit (epsilon-greedy)
+    count: NDArray[np.int64]  # (n, K)
+    chosen: NDArray[np.intp]  # (n,) action taken this hour (-1: none)
+
+    @classmethod
+    def new(cls, n: int, actions: ActionGrid, start: NDArray[np.intp]) -> Learner:
+        k = actions.size
+        prop = np.ones((n, k))
+        # The starting action has START_PROBABILITY, the others share the rest.
+        prop[np.arange(n), start] = START_PROBABILITY / (1 - START_PROBABILITY) * max(k - 1, 1)
+        value = np.zeros((n, k))
+        return cls(actions, prop, value, np.zeros((n, k), np.int64), np.full(n, -1, np.intp))
+
+
+def choose_roth_erev(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
+                     **_: float) -> NDArray[np.intp]:
+    """Draw an action per party with probability proportional to its propensities."""
+    p = lr.propensity[idx]
+    cum = np.cumsum(p, axis=1)
+    u = rng.random(idx.size) * cum[:, -1]
+    return np.minimum((cum < u[:, None]).sum(axis=1), lr.actions.size - 1)
+
+
+def update_roth_erev(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64], *,
+                     recency: float, experimentation: float, **_: float) -> None:
+    """Modified Roth-Erev: forget a share phi, reinforce the chosen action (rewards >= 0)."""
+    k = lr.actions.size
+    x = np.maximum(reward, 0.0)
+    a = lr.chosen[idx]
+    q = lr.propensity[idx] * (1.0 - recency)
+    q += (x * experimentation / max(k - 1, 1))[:, None]
+    q[np.arange(idx.size), a] += x * (1.0 - experimentation) - x * experimentation / max(k - 1, 1)
+    # With no rewards all propensities decay alike and the choice is unchanged; rescale
+    # such rows before they underflow (only the ratios matter for the choice).
+    total = q.sum(axis=1, keepdims=True)
+    q = np.where(total < 1e-150, q / total * lr.actions.size, q)
+    lr.propensity[idx] = q
+
+
+def choose_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator, *,
+                          epsilon: float, **_: float) -> NDArray[np.intp]:
+    """Best running mean profit (untried actions first), a random action with probability eps."""
+    v = np.where(lr.count[idx] > 0, lr.value[idx], np.inf)
+    best = np.argmax(v, axis=1)
+    explore = rng.random(idx.size) < epsilon
+    return np.where(explore, rng.integers(0, lr.actions.size, idx.size), best)
+
+
+def update_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
+                          **_: float) -> None:
+    a = lr.chosen[idx]
+    lr.count[idx, a] += 1
+    lr.value[idx, a] += (reward - lr.value[idx, a]) / lr.count[idx, a]
+
+
+def choose_static(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
+                  **_: float) -> NDArray[np.intp]:
+    return np.full(idx.size, -1, np.intp)
+
+
+def update_static(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
+                  **_: float) -> None:
+    return None
+
+
+LEARNING_RULES: dict[str, tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]] = {
+    "roth_erev": (choose_roth_erev, update_roth_erev),
+    "epsilon_greedy": (choose_epsilon_greedy, update_epsilon_greedy),
+    "static": (choose_static, update_static),
+}
