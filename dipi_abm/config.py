@@ -11,6 +11,7 @@ and what is allowed.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -114,59 +115,25 @@ def _fmt(x: float) -> str:
     return repr(x) if isinstance(x, float) else str(x)
 
 
-# Registries live with their rules; these look them up late to avoid import cycles.
-def _matching_rules() -> tuple[str, ...]:
-    from .matching import MATCHING_RULES
+# Registries live with their rules; they are looked up late to avoid import cycles.
+def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """The allowed values of a rule key: the names in ``dipi_abm.<module>.<name>``."""
 
-    return tuple(MATCHING_RULES)
+    def names() -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(f"dipi_abm.{module}"), name))
 
-
-def _price_rules() -> tuple[str, ...]:
-    from .matching import PRICE_RULES
-
-    return tuple(PRICE_RULES)
+    return names
 
 
-def _credit_rules() -> tuple[str, ...]:
-    from .credit import CREDIT_RULES
-
-    return tuple(CREDIT_RULES)
-
-
-def _consensus_rules() -> tuple[str, ...]:
-    from .consensus import CONSENSUS_RULES
-
-    return tuple(CONSENSUS_RULES)
-
-
-def _poca_modes() -> tuple[str, ...]:
-    from .consensus import POCA_MODES
-
-    return POCA_MODES
-
-
-def _learning_rules() -> tuple[str, ...]:
-    from .behaviour import LEARNING_RULES
-
-    return tuple(LEARNING_RULES)
-
-
-def _distance_metrics() -> tuple[str, ...]:
-    from .grid import DISTANCE_METRICS
-
-    return tuple(DISTANCE_METRICS)
-
-
-def _wheeling_rules() -> tuple[str, ...]:
-    from .grid import WHEELING_RULES
-
-    return tuple(WHEELING_RULES)
-
-
-def _tariffs() -> tuple[str, ...]:
-    from .market import TARIFFS
-
-    return tuple(TARIFFS)
+_matching_rules = _registry("matching", "MATCHING_RULES")
+_price_rules = _registry("matching", "PRICE_RULES")
+_credit_rules = _registry("credit", "CREDIT_RULES")
+_consensus_rules = _registry("consensus", "CONSENSUS_RULES")
+_poca_modes = _registry("consensus", "POCA_MODES")
+_learning_rules = _registry("behaviour", "LEARNING_RULES")
+_distance_metrics = _registry("grid", "DISTANCE_METRICS")
+_wheeling_rules = _registry("grid", "WHEELING_RULES")
+_tariffs = _registry("market", "TARIFFS")
 
 
 def _p(name, default, kind, unit, doc, group, **kw) -> Param:

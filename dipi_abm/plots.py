@@ -30,6 +30,15 @@ def _days(hours: pd.Series) -> np.ndarray:
     return hours.to_numpy() / 24.0
 
 
+def _finish(ax: plt.Axes, title: str, ylabel: str, legend: dict) -> None:
+    ax.set_xlabel("day")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False, **legend)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
 def _save(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
     plt.close(fig)
@@ -73,12 +82,7 @@ def plot_credit(agents: pd.DataFrame, model: DIPIModel, path: Path) -> None:
                         label=f"{name}: 10-90 % of parties")
         ax.plot(x, mean, color=COLORS[label], lw=2, label=f"{name}: mean")
     ax.set_ylim(min(80, float(df["credit"].min()) - 2) if len(df) else 0, 100.5)
-    ax.set_xlabel("day")
-    ax.set_ylabel("credit (0-100)")
-    ax.set_title("Credit by party type")
-    ax.legend(loc="lower left", frameon=False, ncol=2)
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
+    _finish(ax, "Credit by party type", "credit (0-100)", {"loc": "lower left", "ncol": 2})
     _save(fig, path)
 
 
@@ -95,12 +99,8 @@ def plot_volumes(hourly: pd.DataFrame, path: Path) -> None:
         ax.plot(x, -hourly["curtailed_kwh"] * mwh, color=COLORS["curtailed"], lw=1,
                 label="curtailed (negative)")
     ax.axhline(0, color="black", lw=0.6)
-    ax.set_xlabel("day")
-    ax.set_ylabel("MWh per hour")
-    ax.set_title("Where energy came from: P2P trades vs the grid company")
-    ax.legend(loc="upper left", frameon=False, ncol=2)
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
+    _finish(ax, "Where energy came from: P2P trades vs the grid company", "MWh per hour",
+            {"loc": "upper left", "ncol": 2})
     _save(fig, path)
 
 
@@ -116,12 +116,8 @@ def plot_prices(hourly: pd.DataFrame, path: Path) -> None:
             label="retail R")
     ax.step(x, hourly["feed_in_price"], where="mid", color="black", lw=1, ls=":",
             label="feed-in F")
-    ax.set_xlabel("day")
-    ax.set_ylabel("yuan / kWh")
-    ax.set_title("P2P clearing prices between the feed-in and retail prices")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=4)
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
+    _finish(ax, "P2P clearing prices between the feed-in and retail prices", "yuan / kWh",
+            {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 4})
     _save(fig, path)
 
 
