@@ -1,0 +1,643 @@
+"""MODEL.md section 8: do credit-weighted matching and POCA make over-committing stop paying?
+
+What it tests. Parties learn (Roth-Erev reinforcement over commitment / bid-volume
+ratios 0.8-1.3 and price levels, rewarded by their realised gain over the grid-only
+alternative plus any block reward); 20 % of them are opportunists that start on the
+largest commitment. MODEL.md section 8 states the hypothesis: under incentive rules
+that bite (credit-weighted `cma` matching and POCA mining rewards) over-committing
+should stop paying, so breaches should fall over time; in `centralized` mode, or with
+credit switched off, they should not. The model measures whether that happens; this
+script does not assume it.
+
+How. Three arms, each run over the same replication seeds (paired: the same parties,
+placement, weather and loads in every arm of a replication):
+
+- `cma_live`: credit matching algorithm (`matching = "cma"`), POCA consensus, the
+  `paper` credit rule, credit updated from every settled contract;
+- `cma_frozen`: the same with `credit_frozen = true` (every party's credit stays at
+  credit_initial, so neither matching priority nor POCA's block odds depend on conduct);
+- `centralized`: no direct trade; the grid company buys every offer at F and sells
+  every need at R; breaches are counted against offers; credit does not change.
+
+Default scenario otherwise (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
+tariff R = 0.657, F = 0.4 yuan/kWh), 30 days, `learning = "roth_erev"`,
+`opportunist_share = 0.2`, `ledger_detail = "off"` (the chains do not change any KPI;
+`--set ledger_detail=digest` turns them on). Runs go to a process pool over (arm,
+replication); each run is seeded only by its replication, so the results do not
+depend on ``--workers``. The model is stepped hour by hour to record the mean
+commitment ratio of the parties that sold (and bid-volume ratio of those that bought)
+in that hour, and the breaches and credit of opportunists and the others.
+
+Writes to ``--out``:
+
+- ``incentive_experiment_runs.csv``: one row per (arm, replication): seed, the summary
+  KPIs of model.summary(), breach rates in the first and last ``window_days`` (5 days,
+  or half the run if shorter), commitment ratios at the start and end, opportunists'
+  and others' breach rates and final credit;
+- ``incentive_experiment_daily.csv``: per arm and day, mean and Student-t 95 % CI over
+  replications of the breach rate (all, DPGCs, users, opportunists, others), mean credit
+  at the end of the day (by type; opportunists and others), commitment and bid-volume
+  ratios, transaction efficiency and P2P contract price spread;
+- ``incentive_experiment.csv``: per KPI and arm, mean and 95 % CI, and the paired
+  differences cma_live - cma_frozen and cma_live - centralized (and, per arm, last
+  window - first window of the breach rate and commitment ratio);
+- ``incentive_experiment.png``: the panels.
+
+    python experiments/incentive_experiment.py --out results/incentive
+    python experiments/incentive_experiment.py --quick
+    python experiments/incentive_experiment.py --set credit_rule="ema" --set block_reward_yuan=50
+    python experiments/incentive_experiment.py --arms cma_live cma_frozen --reps 20
+
+Where and why it may differ from the papers. [DIPI] presumes that credit makes
+parties keep their word. Here a breach costs the breaching party nothing directly (a
+seller is simply not paid for what it did not deliver; the buyer covers the gap at
+retail; a buyer that takes less leaves the seller to sell the rest at F): the only
+price of a breach is a lower credit, which buys less CMA priority (weight
+``cma_w_credit`` of the pair score) and fewer POCA block rewards. Whether that outweighs
+the volume an over-commitment wins is what the run shows. In `centralized` mode every
+party gets exactly the grid-only outcome, so its learning reward is zero except for the
+hour's block reward: the block winner's chosen action is reinforced whatever it was,
+and choices drift at random towards the middle of the action grid (opportunists
+down, the others up). With `--set learning="static"` no arm shows any trend in the
+breach rate, so trends over time come from learning, not from the weather.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import (
+    PALETTE,
+    Timer,
+    int_seed,
+    mean_ci,
+    parse,
+    parser,
+    rep_streams,
+    save_csv,
+    save_png,
+    style,
+)
+
+from dipi_abm import DIPIModel
+from dipi_abm.config import parse_assignments, validate
+from dipi_abm.errors import ConfigError
+from dipi_abm.model import BUYER, DPGC_KIND, SELLER
+
+#: arm -> the scenario keys that define it
+ARMS: dict[str, dict] = {
+    "cma_live": {"matching": "cma", "consensus": "poca", "credit_frozen": False},
+    "cma_frozen": {"matching": "cma", "consensus": "poca", "credit_frozen": True},
+    "centralized": {"matching": "centralized", "consensus": "poca", "credit_frozen": False},
+}
+ARM_LABEL = {"cma_live": "CMA + POCA, live credit", "cma_frozen": "CMA + POCA, credit frozen",
+             "centralized": "centralized"}
+ARM_COLOR = {"cma_live": PALETTE[0], "cma_frozen": PALETTE[1], "centralized": "#7a7a7a"}
+#: the experiment's scenario, before --dpgc/--users/--days and --set
+BASE = {"learning": "roth_erev", "opportunist_share": 0.2, "ledger_detail": "off"}
+#: keys the arms set; --set may not change them
+ARM_KEYS = ("matching", "consensus", "credit_frozen")
+
+#: columns of the runs CSV taken from model.summary()
+SUMMARY_KPIS = (
+    "breach_rate", "breaches", "breach_shortfall_kwh", "p2p_volume_kwh", "p2p_delivered_kwh",
+    "grid_purchase_kwh", "grid_sale_kwh", "curtailed_kwh", "mean_credit_dpgc",
+    "mean_credit_user", "transaction_efficiency", "price_mean", "price_std", "user_cost_yuan",
+    "dpgc_income_yuan", "grid_income_yuan", "clean_share", "blocks_gini",
+    "low_credit_block_share",
+)
+#: columns the script adds per run
+RUN_EXTRAS = (
+    "window_days", "breach_rate_first", "breach_rate_last", "breach_rate_change",
+    "commitment_ratio_first", "commitment_ratio_last", "bid_volume_ratio_first",
+    "bid_volume_ratio_last", "breach_rate_opportunist", "breach_rate_other",
+    "mean_credit_opportunist", "mean_credit_other", "user_cost_per_kwh",
+)
+RUN_COLUMNS = ["arm", "replication", "seed", "matching", "credit_frozen", *SUMMARY_KPIS,
+               *RUN_EXTRAS]
+#: per-day series (the daily CSV has <name>_mean, <name>_ci_low, <name>_ci_high)
+DAILY = (
+    "breach_rate", "breach_rate_dpgc", "breach_rate_user", "breach_rate_opportunist",
+    "breach_rate_other", "mean_credit_dpgc", "mean_credit_user", "mean_credit_opportunist",
+    "mean_credit_other", "commitment_ratio", "bid_volume_ratio", "volume_ratio_opportunist",
+    "volume_ratio_other", "transaction_efficiency", "price_std",
+)
+DAILY_COLUMNS = ["arm", "day", *(f"{k}_{s}" for k in DAILY for s in ("mean", "ci_low",
+                                                                        "ci_high")),
+                 "replications"]
+
+#: KPI -> (label, unit, scale) in the summary CSV and the printout
+KPIS = {
+    "breach_rate_first": ("breach rate, first window", "% of committed sides", 100.0),
+    "breach_rate_last": ("breach rate, last window", "% of committed sides", 100.0),
+    "breach_rate_change": ("breach rate, last - first window", "points", 100.0),
+    "breach_rate": ("breach rate, whole run", "% of committed sides", 100.0),
+    "breach_rate_opportunist": ("breach rate of opportunists", "% of committed sides", 100.0),
+    "breach_rate_other": ("breach rate of the others", "% of committed sides", 100.0),
+    "breach_shortfall_kwh": ("breach shortfall", "MWh", 1e-3),
+    "commitment_ratio_first": ("sellers' commitment ratio, first window", "-", 1.0),
+    "commitment_ratio_last": ("sellers' commitment ratio, last window", "-", 1.0),
+    "bid_volume_ratio_first": ("buyers' bid-volume ratio, first window", "-", 1.0),
+    "bid_volume_ratio_last": ("buyers' bid-volume ratio, last window", "-", 1.0),
+    "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100", 1.0),
+    "mean_credit_user": ("mean user credit at the end", "0-100", 1.0),
+    "mean_credit_opportunist": ("mean opportunist credit at the end", "0-100", 1.0),
+    "mean_credit_other": ("mean credit of the others at the end", "0-100", 1.0),
+    "transaction_efficiency": ("transaction efficiency", "%", 100.0),
+    "price_std": ("P2P contract price spread (SD)", "yuan/kWh", 1.0),
+    "user_cost_yuan": ("users' total cost", "thousand yuan", 1e-3),
+    "user_cost_per_kwh": ("users' cost per kWh of net need", "yuan/kWh", 1.0),
+    "clean_share": ("users' need met directly by clean DPGCs", "%", 100.0),
+    "p2p_delivered_kwh": ("P2P delivered", "MWh", 1e-3),
+    "low_credit_block_share": ("blocks won by parties with credit < 90", "%", 100.0),
+}
+SUMMARY_COLUMNS = ["kpi", "label", "unit", "arm", "mean", "ci_low", "ci_high", "replications"]
+COMPARISONS = (("cma_live", "cma_frozen"), ("cma_live", "centralized"))
+
+
+# --------------------------------------------------------------------------- one run
+def run_one(task: tuple[str, int, int, dict]) -> tuple[dict, pd.DataFrame]:
+    """One (arm, replication): the run's row and its per-day series."""
+    arm, rep, seed, scenario = task
+    m = DIPIModel(seed=seed, **scenario)
+    hours = m.params.hours
+    s, opp = m.state, m.opportunist
+    dpgc = s.kind == DPGC_KIND
+    groups = {"dpgc": dpgc, "user": ~dpgc, "opportunist": opp, "other": ~opp}
+    n_days = -(-hours // 24)
+    acc = {k: np.zeros(n_days) for k in (
+        "cr_sum", "cr_n", "bv_sum", "bv_n", *(f"vr_{g}_{x}" for g in ("opportunist", "other")
+                                              for x in ("sum", "n")),
+        *(f"{x}_{g}" for g in groups for x in ("breaches", "committed")))}
+    credit_end = {g: np.full(n_days, np.nan) for g in groups}
+    for h in range(hours):
+        m.step()
+        d = h // 24
+        sell, buy = s.role == SELLER, s.role == BUYER
+        acc["cr_sum"][d] += s.commitment_ratio[sell].sum()
+        acc["cr_n"][d] += sell.sum()
+        acc["bv_sum"][d] += s.bid_volume_ratio[buy].sum()
+        acc["bv_n"][d] += buy.sum()
+        ratio = np.where(sell, s.commitment_ratio, s.bid_volume_ratio)
+        acting = sell | buy
+        committed = s.committed_kwh > 0
+        for g, mask in groups.items():
+            if g in ("opportunist", "other"):
+                acc[f"vr_{g}_sum"][d] += ratio[acting & mask].sum()
+                acc[f"vr_{g}_n"][d] += (acting & mask).sum()
+            acc[f"breaches_{g}"][d] += (s.breach & mask).sum()
+            acc[f"committed_{g}"][d] += (committed & mask).sum()
+            if h % 24 == 23 or h == hours - 1:
+                credit_end[g][d] = s.credit.credit[mask].mean() if mask.any() else np.nan
+    summ = m.summary()
+    hourly = m.hourly_dataframe()
+    m.close()
+
+    day = np.arange(len(hourly)) // 24
+    q = hourly["p2p_volume_kwh"].to_numpy()
+    pm = np.nan_to_num(hourly["price_mean"].to_numpy())
+    ps = np.nan_to_num(hourly["price_std"].to_numpy())
+    tradable = np.minimum(hourly["offered_kwh"], hourly["demanded_kwh"]).to_numpy()
+
+    def per_day(x: np.ndarray) -> np.ndarray:
+        return np.bincount(day, x, n_days)
+
+    def ratio_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+    qd = per_day(q)
+    pmean = ratio_of(per_day(q * pm), qd)
+    p2 = ratio_of(per_day(q * (ps ** 2 + pm ** 2)), qd)
+    daily = pd.DataFrame({
+        "arm": arm, "replication": rep, "day": np.arange(1, n_days + 1),
+        "breaches": per_day(hourly["breaches"].to_numpy(float)),
+        "committed": per_day(hourly["committed_parties"].to_numpy(float)),
+        **{f"breach_rate_{g}": ratio_of(acc[f"breaches_{g}"], acc[f"committed_{g}"])
+           for g in groups},
+        **{f"mean_credit_{g}": credit_end[g] for g in groups},
+        "commitment_ratio": ratio_of(acc["cr_sum"], acc["cr_n"]),
+        "bid_volume_ratio": ratio_of(acc["bv_sum"], acc["bv_n"]),
+        **{f"volume_ratio_{g}": ratio_of(acc[f"vr_{g}_sum"], acc[f"vr_{g}_n"])
+           for g in ("opportunist", "other")},
+        "transaction_efficiency": ratio_of(qd, per_day(tradable)),
+        "price_std": np.sqrt(np.maximum(p2 - pmean ** 2, 0.0)),
+    })
+    daily.insert(3, "breach_rate", ratio_of(daily["breaches"].to_numpy(),
+                                            daily["committed"].to_numpy()))
+
+    w = window_days(n_days)
+
+    def window(col_sum: np.ndarray, col_n: np.ndarray, last: bool) -> float:
+        sl = slice(n_days - w, n_days) if last else slice(0, w)
+        n = col_n[sl].sum()
+        return float(col_sum[sl].sum() / n) if n > 0 else float("nan")
+
+    b, c = daily["breaches"].to_numpy(), daily["committed"].to_numpy()
+    user_need = summ["p2p_delivered_kwh"] + summ["grid_purchase_kwh"]
+    row = {
+        "arm": arm, "replication": rep, "seed": seed, "matching": scenario["matching"],
+        "credit_frozen": bool(scenario["credit_frozen"]),
+        **{k: summ[k] for k in SUMMARY_KPIS},
+        "window_days": w,
+        "breach_rate_first": window(b, c, False),
+        "breach_rate_last": window(b, c, True),
+        "commitment_ratio_first": window(acc["cr_sum"], acc["cr_n"], False),
+        "commitment_ratio_last": window(acc["cr_sum"], acc["cr_n"], True),
+        "bid_volume_ratio_first": window(acc["bv_sum"], acc["bv_n"], False),
+        "bid_volume_ratio_last": window(acc["bv_sum"], acc["bv_n"], True),
+        **{f"breach_rate_{g}": ratio_of(acc[f"breaches_{g}"].sum(),
+                                        acc[f"committed_{g}"].sum()).item()
+           for g in ("opportunist", "other")},
+        "mean_credit_opportunist": float(s.credit.credit[opp].mean()) if opp.any() else np.nan,
+        "mean_credit_other": float(s.credit.credit[~opp].mean()) if (~opp).any() else np.nan,
+        "user_cost_per_kwh": summ["user_cost_yuan"] / user_need if user_need > 0 else np.nan,
+    }
+    row["breach_rate_change"] = row["breach_rate_last"] - row["breach_rate_first"]
+    if summ["p2p_volume_kwh"] <= 0:  # no contracts: no contract price to spread
+        row["price_mean"] = row["price_std"] = np.nan
+    return row, daily
+
+
+def window_days(n_days: int) -> int:
+    """Days in the first and the last window: 5, or half the run if that is shorter."""
+    return max(1, min(5, n_days // 2))
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_all(tasks: list[tuple], workers: int) -> list[tuple[dict, pd.DataFrame]]:
+    """Every task, in task order, serially or on a process pool (same results either way)."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [run_one(t) for t in tasks]
+    import multiprocessing
+
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    for k in _THREAD_VARS:  # one BLAS thread per worker: the workers are the parallelism
+        os.environ.setdefault(k, "1")
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+            return list(pool.map(run_one, tasks))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- statistics
+def summarise_daily(daily: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for arm in arms:
+        d = daily[daily["arm"] == arm]
+        for day, g in d.groupby("day", sort=True):
+            row = {"arm": arm, "day": int(day)}
+            for k in DAILY:
+                mean, lo, hi = mean_ci(g[k].to_numpy())
+                row |= {f"{k}_mean": float(mean), f"{k}_ci_low": float(lo),
+                        f"{k}_ci_high": float(hi)}
+            row["replications"] = len(g)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=DAILY_COLUMNS)
+
+
+def summarise(runs: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
+    """Per KPI and arm: mean and 95 % CI; paired differences between arms."""
+    wide = {a: runs[runs["arm"] == a].set_index("replication").sort_index() for a in arms}
+    rows = []
+
+    def add(kpi: str, name: str, x: np.ndarray) -> None:
+        label, unit, scale = KPIS[kpi]
+        mean, lo, hi = mean_ci(np.asarray(x, float) * scale)
+        rows.append({"kpi": kpi, "label": label, "unit": unit, "arm": name, "mean": float(mean),
+                     "ci_low": float(lo), "ci_high": float(hi),
+                     "replications": int(np.sum(~np.isnan(np.asarray(x, float))))})
+
+    for kpi in KPIS:
+        for a in arms:
+            add(kpi, a, wide[a][kpi].to_numpy())
+        for a, b in COMPARISONS:
+            if a in wide and b in wide:
+                both = wide[a].index.intersection(wide[b].index)
+                add(kpi, f"{a} - {b}", (wide[a].loc[both, kpi] - wide[b].loc[both, kpi]))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+# --------------------------------------------------------------------------- plot
+def _band(ax, x, dsum: pd.DataFrame, key: str, color: str, label: str, scale: float = 1.0,
+          ls: str = "-", marker: str | None = "o", alpha: float = 0.18) -> None:
+    m = dsum[f"{key}_mean"].to_numpy() * scale
+    lo = dsum[f"{key}_ci_low"].to_numpy() * scale
+    hi = dsum[f"{key}_ci_high"].to_numpy() * scale
+    ax.plot(x, m, color=color, lw=2, ls=ls, label=label, marker=marker, ms=3)
+    ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0)
+
+
+def _bars(ax, runs: pd.DataFrame, summary: pd.DataFrame, arms: Sequence[str], kpi: str,
+          unit: str, rng: np.random.Generator, nan_note: str = "",
+          zero_note: str = "") -> None:
+    s = summary[summary["kpi"] == kpi].set_index("arm")
+    scale = KPIS[kpi][2]
+    for x, a in enumerate(arms):
+        mean, lo, hi = s.loc[a, ["mean", "ci_low", "ci_high"]]
+        if not np.isfinite(mean):
+            ax.text(x, 0.5, nan_note, transform=ax.get_xaxis_transform(), ha="center",
+                    va="center", fontsize=9.5, color="0.35", style="italic")
+            continue
+        if zero_note and a == "centralized":
+            ax.text(x, 0.5, zero_note, transform=ax.get_xaxis_transform(), ha="center",
+                    va="center", fontsize=9.5, color="0.35", style="italic")
+            continue
+        ax.bar(x, mean, width=0.6, color=ARM_COLOR[a], alpha=0.75,
+               yerr=[[mean - lo], [hi - mean]] if np.isfinite(lo) else None, capsize=7,
+               error_kw={"lw": 1.6})
+        v = runs.loc[runs["arm"] == a, kpi].to_numpy(float) * scale
+        ax.scatter(x + rng.uniform(-0.2, 0.2, v.size), v, s=10, color="0.15", alpha=0.45,
+                   zorder=3, lw=0)
+    ax.set_xticks(range(len(arms)), [ARM_LABEL[a].replace(", ", ",\n") for a in arms],
+                  fontsize=9.5)
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel(unit)
+
+
+#: credit series drawn in the credit panel: (daily column, name, line style)
+CREDIT_LINES = (("mean_credit_dpgc", "DPGCs", "-"), ("mean_credit_user", "users", "--"),
+                ("mean_credit_opportunist", "opportunists", ":"),
+                ("mean_credit_other", "others", "-."))
+
+
+def plot(runs: pd.DataFrame, dsum: pd.DataFrame, summary: pd.DataFrame, arms: Sequence[str],
+         scenario: dict, reps: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    style()
+    fig, axes = plt.subplots(3, 4, figsize=(22, 14.5))
+    rng = np.random.default_rng(0)  # jitter of the replication dots only
+    by_arm = {a: dsum[dsum["arm"] == a].sort_values("day") for a in arms}
+    w = int(runs["window_days"].iloc[0])
+
+    def days(a: str) -> np.ndarray:
+        return by_arm[a]["day"].to_numpy()
+
+    # (a) breach rate per day
+    ax = axes[0, 0]
+    for a in arms:
+        _band(ax, days(a), by_arm[a], "breach_rate", ARM_COLOR[a], ARM_LABEL[a], 100)
+    ax.set_title("breach rate per day (all committed sides)")
+    ax.set_ylabel("% of committed sides")
+    ax.legend(loc="best")
+
+    # (b) mean credit by party type
+    ax = axes[0, 1]
+    flat = []
+    for a in arms:
+        d = by_arm[a]
+        varies = np.nanmax(np.abs(d[["mean_credit_dpgc_mean", "mean_credit_user_mean"]].to_numpy()
+                                  - 100.0)) > 1e-9
+        if not varies:
+            flat.append(ARM_LABEL[a])
+            continue
+        for key, name, ls in CREDIT_LINES:
+            _band(ax, days(a), d, key, ARM_COLOR[a], f"{ARM_LABEL[a]}: {name}", ls=ls,
+                  marker=None, alpha=0.1)
+            last = d[f"{key}_mean"].dropna()
+            if len(last):
+                ax.annotate(f"{name} {last.iloc[-1]:.1f}", (days(a)[-1], last.iloc[-1]),
+                            xytext=(4, 0), textcoords="offset points", va="center",
+                            fontsize=9.5, color=ARM_COLOR[a])
+    if flat:
+        ax.text(0.02, 0.03, "constant 100: " + "; ".join(flat), transform=ax.transAxes,
+                fontsize=9.5, color="0.3", style="italic")
+    varying = [ARM_LABEL[a] for a in arms if ARM_LABEL[a] not in flat]
+    ax.set_title("mean credit at the end of each day\n" + ("; ".join(varying) or "all arms"))
+    ax.set_ylabel("credit (0-100)")
+    if ax.lines:
+        n_days = len(days(arms[0]))
+        ax.set_xlim(right=ax.get_xlim()[1] + 0.3 * n_days)
+        ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= n_days])
+
+    # (c) commitment ratio, (d) bid-volume ratio
+    for ax, key, title in ((axes[0, 2], "commitment_ratio",
+                            "sellers' commitment ratio (parties that sold)"),
+                           (axes[0, 3], "bid_volume_ratio",
+                            "buyers' bid-volume ratio (parties that bought)")):
+        for a in arms:
+            _band(ax, days(a), by_arm[a], key, ARM_COLOR[a], ARM_LABEL[a])
+        ax.axhline(1.0, color="0.4", ls=":", lw=1)
+        ax.set_title(title)
+        ax.set_ylabel("committed / forecast (mean)")
+        ax.legend(loc="best", fontsize=9.5)
+
+    # (e) breach rate: opportunists vs others
+    ax = axes[1, 0]
+    for a in arms:
+        _band(ax, days(a), by_arm[a], "breach_rate_opportunist", ARM_COLOR[a],
+              f"{ARM_LABEL[a]}: opportunists", 100)
+        _band(ax, days(a), by_arm[a], "breach_rate_other", ARM_COLOR[a],
+              f"{ARM_LABEL[a]}: others", 100, ls="--")
+    ax.set_title("breach rate per day: opportunists (solid) vs others (dashed)")
+    ax.set_ylabel("% of committed sides")
+
+    # (f) volume ratio: opportunists vs others
+    ax = axes[1, 1]
+    for a in arms:
+        _band(ax, days(a), by_arm[a], "volume_ratio_opportunist", ARM_COLOR[a],
+              f"{ARM_LABEL[a]}: opportunists")
+        _band(ax, days(a), by_arm[a], "volume_ratio_other", ARM_COLOR[a],
+              f"{ARM_LABEL[a]}: others", ls="--")
+    ax.axhline(1.0, color="0.4", ls=":", lw=1)
+    ax.set_title("volume ratio (sellers and buyers):\nopportunists (solid) vs others (dashed)")
+    ax.set_ylabel("committed / forecast (mean)")
+    handles = [Line2D([], [], color=ARM_COLOR[a], lw=2, label=ARM_LABEL[a]) for a in arms]
+    handles += [Line2D([], [], color="0.3", lw=2, label="opportunists"),
+                Line2D([], [], color="0.3", lw=2, ls="--", label="others")]
+    ax.legend(handles=handles, loc="best", fontsize=9)
+
+    # (g) transaction efficiency, (h) price spread, per day
+    ax = axes[1, 2]
+    for a in arms:
+        if a == "centralized":
+            continue
+        _band(ax, days(a), by_arm[a], "transaction_efficiency", ARM_COLOR[a], ARM_LABEL[a], 100)
+    if "centralized" in arms:
+        ax.text(0.02, 0.03, "centralized: 0 by construction (no direct trade)",
+                transform=ax.transAxes, fontsize=9.5, color="0.3", style="italic")
+    ax.set_title("transaction efficiency per day\nP2P volume / min(offered, demanded)")
+    ax.set_ylabel("%")
+    if ax.lines:
+        ax.legend(loc="center right", fontsize=9.5)
+    ax = axes[1, 3]
+    for a in arms:
+        if a == "centralized":
+            continue
+        _band(ax, days(a), by_arm[a], "price_std", ARM_COLOR[a], ARM_LABEL[a])
+    if "centralized" in arms:
+        ax.text(0.02, 0.03, "centralized: no contracts (one tariff price)",
+                transform=ax.transAxes, fontsize=9.5, color="0.3", style="italic")
+    ax.set_title("P2P contract price spread per day\n(volume-weighted SD)")
+    ax.set_ylabel("yuan/kWh")
+    if ax.lines:
+        ax.legend(loc="center right", fontsize=9.5)
+    for ax in axes[:2].flat:
+        ax.set_xlabel("day")
+
+    # (i) breach rate first vs last window
+    ax = axes[2, 0]
+    s = summary.set_index(["kpi", "arm"])
+    for x, a in enumerate(arms):
+        for dx, kpi, hatch in ((-0.18, "breach_rate_first", ""), (0.18, "breach_rate_last", "//")):
+            mean, lo, hi = s.loc[(kpi, a), ["mean", "ci_low", "ci_high"]]
+            ax.bar(x + dx, mean, width=0.34, color=ARM_COLOR[a], alpha=0.75 if hatch else 0.45,
+                   hatch=hatch, edgecolor="white", yerr=[[mean - lo], [hi - mean]], capsize=5)
+        ch = s.loc[("breach_rate_change", a)]
+        ax.text(x, 0.97, f"{ch['mean']:+.1f} [{ch['ci_low']:+.1f}, {ch['ci_high']:+.1f}]",
+                transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=9.5)
+    ax.set_xticks(range(len(arms)), [ARM_LABEL[a].replace(", ", ",\n") for a in arms],
+                  fontsize=9.5)
+    ax.set_ylabel("% of committed sides")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
+    ax.set_title(f"breach rate: first {w} days (plain) vs last {w} days (hatched)\n"
+                 "text: change, points, paired 95 % CI")
+
+    _bars(axes[2, 1], runs, summary, arms, "user_cost_yuan", "thousand yuan", rng)
+    axes[2, 1].set_title("users' total cost (whole run)")
+    _bars(axes[2, 2], runs, summary, arms, "clean_share", "% of users' net need", rng,
+          zero_note="0 by construction:\nno direct trade")
+    axes[2, 2].set_title("clean share: users' need met directly\nby solar, wind or hydro")
+    _bars(axes[2, 3], runs, summary, arms, "breach_shortfall_kwh", "MWh", rng)
+    axes[2, 3].set_title("breach shortfall energy (whole run)")
+
+    n_d, n_u = scenario.get("n_dpgc"), scenario.get("n_users")
+    fig.suptitle(
+        f"Incentive experiment (MODEL.md §8): {n_d} DPGCs + {n_u} users, "
+        f"{scenario['hours'] / 24:g} days, learning = {scenario['learning']}, "
+        f"{100 * scenario['opportunist_share']:g} % opportunists, "
+        f"{reps} paired replications per arm")
+    fig.text(0.5, -0.005, "Lines: mean over replications; bands and error bars: Student-t "
+             "95 % CI over replications; dots: replications (same seeds in every arm).",
+             ha="center", fontsize=10.5, color="0.3")
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+# --------------------------------------------------------------------------- main
+def _fmt_ci(r: pd.Series) -> str:
+    def f(v: float) -> str:
+        a = abs(v)
+        return (f"{v:,.0f}" if a >= 1000 else f"{v:.1f}" if a >= 10 else f"{v:.3f}"
+                if a >= 0.1 else f"{v:.4f}")
+    if not np.isfinite(r["mean"]):
+        return "n/a"
+    return f"{f(r['mean'])} [{f(r['ci_low'])}, {f(r['ci_high'])}]"
+
+
+def report(summary: pd.DataFrame, arms: Sequence[str]) -> None:
+    """Print the KPI table and what the numbers show (decided by the CIs, not assumed)."""
+    s = summary.set_index(["kpi", "arm"])
+    for kpi, (label, unit, _) in KPIS.items():
+        print(f"  {label} ({unit})")
+        for a in arms:
+            print(f"      {a:<12} {_fmt_ci(s.loc[(kpi, a)])}")
+        for a, b in COMPARISONS:
+            if (kpi, f"{a} - {b}") in s.index:
+                print(f"      {a} - {b}: {_fmt_ci(s.loc[(kpi, f'{a} - {b}')])}")
+
+    def sign(kpi: str, arm: str) -> int:
+        r = s.loc[(kpi, arm)]
+        return 1 if r["ci_low"] > 0 else (-1 if r["ci_high"] < 0 else 0)
+
+    moved = {1: "rose", -1: "fell", 0: "did not change significantly"}
+    print("  findings (95 % CIs over paired replications):")
+    for a in arms:
+        r = s.loc[("breach_rate_change", a)]
+        c0, c1 = s.loc[("commitment_ratio_first", a)], s.loc[("commitment_ratio_last", a)]
+        print(f"    {a}: breach rate {moved[sign('breach_rate_change', a)]} from the first to "
+              f"the last window ({r['mean']:+.1f} points [{r['ci_low']:+.1f}, "
+              f"{r['ci_high']:+.1f}]); sellers' commitment ratio {c0['mean']:.3f} -> "
+              f"{c1['mean']:.3f}")
+    for a, b in COMPARISONS:
+        key = f"{a} - {b}"
+        if ("breach_rate_last", key) in s.index:
+            r = s.loc[("breach_rate_last", key)]
+            word = {1: "higher", -1: "lower", 0: "not significantly different"}[
+                sign("breach_rate_last", key)]
+            print(f"    last-window breach rate, {a} vs {b}: {word} ({r['mean']:+.1f} points "
+                  f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}])")
+    hypothesis = ("cma_live" in arms and sign("breach_rate_change", "cma_live") < 0
+                  and ("cma_frozen" not in arms
+                       or sign("breach_rate_last", "cma_live - cma_frozen") < 0))
+    print("    MODEL.md §8 hypothesis (breaches fall under live credit, and below the frozen "
+          f"arm): {'supported' if hypothesis else 'not supported'} in this run")
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    ap = parser(__doc__, out="results/incentive_experiment", reps=30, quick_reps=2,
+                reps_help="paired replications per arm (at least 10 for the analysis)")
+    ap.add_argument("--dpgc", type=int, default=None, help="DPGCs (default 10; 4 with --quick)")
+    ap.add_argument("--users", type=int, default=None,
+                    help="users (default 50; 16 with --quick)")
+    ap.add_argument("--days", type=float, default=None,
+                    help="simulated days (default 30; 3 with --quick)")
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                    help="arms to run (default: all three)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="worker processes (default: min(2, CPUs)); results do not depend on it")
+    ap.add_argument("--set", dest="assignments", action="append", default=[],
+                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
+    args = parse(ap, argv)
+    if args.workers < 1:
+        ap.error(f"--workers {args.workers}: must be >= 1")
+    arms = list(dict.fromkeys(args.arms))
+    scenario = dict(BASE) | {
+        "n_dpgc": args.dpgc or (4 if args.quick else 10),
+        "n_users": args.users or (16 if args.quick else 50),
+        "hours": round(24 * (args.days or (3 if args.quick else 30))),
+    }
+    try:
+        extra = parse_assignments(args.assignments)
+        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
+        if fixed:
+            ap.error(f"--set {', '.join(fixed)}: set by the arms and the replication seeds; "
+                     "choose arms with --arms")
+        scenario |= extra
+        scenario.setdefault("agent_report_every", scenario["hours"])  # no per-agent snapshots
+        for a in arms:
+            validate({**scenario, **ARMS[a]})
+    except ConfigError as exc:
+        ap.error(str(exc))
+    timer = Timer()
+    seeds = [int_seed(ss) for ss in rep_streams(args.seed, args.reps)]
+    tasks = [(a, rep, seed, {**scenario, **ARMS[a]}) for a in arms
+             for rep, seed in enumerate(seeds)]
+    results = run_all(tasks, args.workers)
+    runs = pd.DataFrame([r for r, _ in results], columns=RUN_COLUMNS)
+    daily = pd.concat([d for _, d in results], ignore_index=True)
+    dsum = summarise_daily(daily, arms)
+    summary = summarise(runs, arms)
+    out = Path(args.out)
+    save_csv(runs, out / "incentive_experiment_runs.csv")
+    save_csv(dsum, out / "incentive_experiment_daily.csv")
+    save_csv(summary, out / "incentive_experiment.csv")
+    plot(runs, dsum, summary, arms, scenario, args.reps, out / "incentive_experiment.png")
+
+    w = int(runs["window_days"].iloc[0])
+    print(f"Incentive experiment: {', '.join(arms)}; {args.reps} paired replications; "
+          f"{scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, {scenario['hours']} h, "
+          f"learning {scenario['learning']}, opportunist_share {scenario['opportunist_share']}; "
+          f"windows: first and last {w} days; mean [95 % CI]")
+    report(summary, arms)
+    print(f"written to {out} in {timer} ({args.workers} workers)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
