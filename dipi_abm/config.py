@@ -203,6 +203,15 @@ PARAMS: tuple[Param, ...] = (
        "prosumer's mean load.", "population", low=0.0, high=100.0),
     _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance "
        "([DER-CBC] tests start at 200).", "population"),
+    _p("storage_share", 0.0, float, "-", "Share of DPGCs with a battery that firms up their "
+       "commitment (discharge to cover a shortfall, charge what exceeds it).", "population",
+       **_SHARE),
+    _p("storage_power_ratio", 0.25, float, "kW/kW", "Battery power per kW of the DPGC's "
+       "capacity.", "population", low=0.0, high=10.0),
+    _p("storage_hours", 2.0, float, "h", "Battery energy in hours at full power.",
+       "population", low=0.0, high=1000.0),
+    _p("storage_efficiency", 0.9, float, "-", "Battery round-trip efficiency.", "population",
+       low=0.0, high=1.0, low_open=True),
     _p("hash_power_spread", 0.0, float, "-", "Log-normal sigma of parties' hash power "
        "(0: equal hash power 1).", "population", low=0.0, high=5.0),
     _p("miner_hash_power", 1.0, float, "-", "Hash power of each stand-alone miner, in units "

@@ -56,7 +56,8 @@ DPGC_KIND, USER_KIND = 0, 1
 SELLER, BUYER = 1, -1
 
 #: Streams spawned from the run's SeedSequence, in this fixed order.
-STREAMS = ("placement", "population", "weather", "matching", "consensus", "behaviour")
+STREAMS = ("placement", "population", "weather", "matching", "consensus", "behaviour",
+           "storage")
 
 #: Per-hour KPIs (MODEL.md section 9), reported by the DataCollector and model.parquet.
 HOURLY_KPIS = (
@@ -75,6 +76,8 @@ HOURLY_KPIS = (
     "grid_sale_kwh",
     "curtailed_kwh",
     "line_curtailed_kwh",
+    "storage_charge_kwh",
+    "storage_discharge_kwh",
     "breaches",
     "breaches_dpgc",
     "breaches_user",
@@ -229,6 +232,7 @@ class DIPIModel(mesa.Model):
         ]
         self._create_agents()
         self._build_learners()
+        self._build_storage()
         self.ledger = self._open_ledger()
         self._totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
@@ -504,6 +508,35 @@ class DIPIModel(mesa.Model):
             self.contracts = Contracts(c.buyer[keep], c.seller[keep], ok[keep], c.ask[keep],
                                        c.bid[keep], c.wheeling[keep], rounds=c.rounds)
 
+    def _build_storage(self) -> None:
+        """Batteries for a share of the DPGCs (MODEL.md section 1, optional storage)."""
+        p, s = self.params, self.state
+        self.storage_kwh = np.zeros(s.n)
+        self.storage_kw = np.zeros(s.n)
+        n_with = int(round(p.storage_share * p.n_dpgc))
+        owners = self._rng["storage"].permutation(p.n_dpgc)[:n_with]
+        self.storage_kwh[owners] = p.storage_hours * p.storage_power_ratio * s.capacity_kw[owners]
+        self.storage_kw[owners] = p.storage_power_ratio * s.capacity_kw[owners]
+        self.soc_kwh = 0.5 * self.storage_kwh
+        self._storage_eff = float(np.sqrt(p.storage_efficiency))  # per direction
+
+    def _use_storage(self, surplus: NDArray, committed: NDArray) -> NDArray:
+        """A DPGC with a battery firms up its commitment: it discharges to cover a
+        shortfall against what it agreed, and charges with what it produced beyond it
+        (instead of selling that at F). Returns the surplus it can deliver."""
+        self._storage_flow = (0.0, 0.0)
+        if not self.storage_kw.any():
+            return surplus
+        eta = self._storage_eff
+        discharge = np.minimum.reduce([np.maximum(committed - surplus, 0.0), self.storage_kw,
+                                       self.soc_kwh * eta])
+        charge = np.minimum.reduce([np.maximum(surplus - committed, 0.0), self.storage_kw,
+                                    (self.storage_kwh - self.soc_kwh) / eta])
+        self.soc_kwh = np.clip(self.soc_kwh + charge * eta - discharge / eta, 0.0,
+                               self.storage_kwh)
+        self._storage_flow = (float(charge.sum()), float(discharge.sum()))
+        return surplus + discharge - charge
+
     def _deliver_and_settle(self, gen: NDArray, load: NDArray) -> None:
         """Delivery and settlement (MODEL.md sections 4-5): contracts, then PPSC and OGSC."""
         s, c, n = self.state, self.contracts, self.state.n
@@ -520,6 +553,7 @@ class DIPIModel(mesa.Model):
         else:
             committed = _per_party(c.seller, c.volume, n) + _per_party(c.buyer, c.volume, n)
         is_seller = s.role == SELLER
+        surplus = self._use_storage(surplus, np.where(is_seller, committed, 0.0))
         actual_side = np.where(is_seller, surplus, need)
         counted = np.minimum(actual_side, committed)
 
@@ -564,6 +598,7 @@ class DIPIModel(mesa.Model):
         k["grid_sale_kwh"] = float(st.surplus.sum() + taken.sum())
         k["curtailed_kwh"] = float((extra_surplus - taken).sum())
         k["line_curtailed_kwh"] = self._line_curtailed
+        k["storage_charge_kwh"], k["storage_discharge_kwh"] = self._storage_flow
         shortfall = np.where(s.breach, committed - counted, 0.0)
         has = committed > 0
         for label, mask in (("", slice(None)), ("_dpgc", dpgc), ("_user", user)):
