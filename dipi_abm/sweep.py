@@ -79,9 +79,9 @@ Python::
     runs = run_sweep("sweep.toml", "out", use_dask=True)       # Dask LocalCluster
     runs = run_sweep(spec_dict, "out", scheduler="tcp://host:8786")  # a Dask cluster
 
-On a Dask cluster the workers need ``dipi_abm`` installed; they return results
-to the calling process, which writes every file, so no shared file system is
-needed.
+On a Dask cluster the workers need ``dipi_abm`` installed (and any grid file the
+spec names, at the same path); they return their results to the calling process,
+which writes every file, so no shared file system is needed.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import as_completed as futures_as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,7 @@ def load_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike) -> SweepS
     if isinstance(spec, SweepSpec):
         return spec
     if isinstance(spec, Mapping):
-        return _parse(dict(spec), None, {})
+        return _parse(_plain(spec), None, {})
     path = Path(spec)
     try:
         text = path.read_text(encoding="utf-8")
@@ -610,8 +611,6 @@ class SweepFolder:
     def open(self, spec: SweepSpec, tasks: list[RunTask], points: list[dict]) -> None:
         """Create the folder for this spec, or check that it holds this spec."""
         root = self.root
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"out folder '{root}': is a file, expected a folder")
         meta = root / SPEC_FILE
         points_hash = hashlib.sha256(
             json.dumps(points, sort_keys=True, default=str).encode()).hexdigest()
@@ -690,9 +689,12 @@ class SweepFolder:
         with open(self.root / ".lock", "a+b") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 raise ConfigError(f"out folder '{self.root}': another sweep is writing to it "
                                   "(its .lock is held)") from None
+            except OSError:  # a file system without locks (some NFS mounts): go on unlocked
+                yield
+                return
             try:
                 yield
             finally:
@@ -759,7 +761,15 @@ def _process_pool(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterato
         try:
             futures = [pool.submit(run_one, t) for t in tasks]
             for fut in futures_as_completed(futures):
-                yield fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:
+                    raise SweepRunError(
+                        f"a worker process died ({exc}): out of memory, killed, or the "
+                        "calling script lacks `if __name__ == '__main__':` (workers are "
+                        "spawned and import it); finished runs are kept, rerun to resume"
+                    ) from None
+                yield result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -833,6 +843,8 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
     n_workers = default_workers() if workers is None else int(workers)
     points, tasks = _plan(s)  # every point validated before any file is touched
     folder = SweepFolder(out, len(tasks))
+    if folder.root.exists() and not folder.root.is_dir():
+        raise ConfigError(f"out folder '{folder.root}': is a file, expected a folder")
     if scheduler is not None or use_dask:
         backend = "dask"
     else:
@@ -857,6 +869,18 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
 
 
 # --------------------------------------------------------------------------- helpers
+def _plain(value: Any) -> Any:
+    """A dict spec as TOML would give it (tuples and arrays as lists, NumPy scalars as
+    Python numbers), so that it checks and hashes like the same spec in a file."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 

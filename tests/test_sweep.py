@@ -1,0 +1,509 @@
+"""Batch sweeps: designs, replication seeds, backends agree, resume, bad specs."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mesa
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from pandas.testing import assert_frame_equal
+
+from dipi_abm import ConfigError, DIPIModel
+from dipi_abm import sweep as sw
+from dipi_abm.sweep import design_points, load_spec, plan_runs, replication_seed, run_sweep
+
+TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
+SPEC = {
+    "sweep": {"design": "factorial", "replications": 2, "seed": 11},
+    "base": TINY,
+    "factors": {"natural_factor": [0.0, 0.2], "matching": ["price_time", "centralized"]},
+}
+N_RUNS = 8
+
+
+def _write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+# ----------------------------------------------------------------------------- designs
+def test_factorial_is_every_combination_last_factor_fastest():
+    spec = {"sweep": {"seed": 1}, "factors": {
+        "natural_factor": [0.0, 0.1, 0.2], "matching": ["price_time", "centralized"],
+        "credit_rule": ["paper", "ema"]}}
+    points = design_points(spec)
+    assert len(points) == 3 * 2 * 2
+    assert points[0] == {"natural_factor": 0.0, "matching": "price_time", "credit_rule": "paper"}
+    assert points[1] == {"natural_factor": 0.0, "matching": "price_time", "credit_rule": "ema"}
+    assert points[-1] == {"natural_factor": 0.2, "matching": "centralized", "credit_rule": "ema"}
+    assert len({tuple(p.values()) for p in points}) == len(points)
+
+
+def test_factorial_evenly_spaced_levels_and_two_number_lists_are_levels():
+    spec = {"sweep": {"seed": 1}, "factors": {
+        "breach_tolerance": {"low": 0.0, "high": 0.2, "num": 3}, "n_users": {"low": 10,
+                                                                             "high": 30,
+                                                                             "num": 3},
+        "poca_tau": [5, 10]}}
+    points = design_points(spec)
+    assert len(points) == 3 * 3 * 2
+    assert sorted({p["breach_tolerance"] for p in points}) == [0.0, 0.1, 0.2]
+    assert sorted({p["n_users"] for p in points}) == [10, 20, 30]
+    assert all(type(p["n_users"]) is int for p in points)
+    assert {p["poca_tau"] for p in points} == {5.0, 10.0}
+    assert plan_runs(spec)[0].params["poca_tau"] == 5.0  # coerced to the key's type
+
+
+@pytest.mark.parametrize("design", ["lhs", "sobol"])
+def test_sampled_designs_stay_in_range_with_types_and_levels(design):
+    n = 64
+    spec = {"sweep": {"design": design, "samples": n, "seed": 3}, "factors": {
+        "natural_factor": [0.05, 0.25],
+        "n_users": {"low": 10, "high": 40},
+        "matching": ["price_time", "centralized"],
+        "poca_tau": {"values": [5.0, 10.0]},
+        "consensus": ["poca", "pow", "dpos"],
+    }}
+    points = design_points(spec)
+    assert len(points) == n
+    nf = np.array([p["natural_factor"] for p in points])
+    assert ((nf >= 0.05) & (nf < 0.25)).all()
+    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points)
+    strata = np.floor((nf - 0.05) / 0.2 * n).astype(int)
+    assert sorted(strata.tolist()) == list(range(n))
+    users = [p["n_users"] for p in points]
+    assert all(type(u) is int for u in users)
+    assert set(users) <= set(range(10, 41)) and len(set(users)) >= 28
+    assert {p["matching"] for p in points} == {"price_time", "centralized"}
+    assert {p["poca_tau"] for p in points} == {5.0, 10.0}
+    assert {p["consensus"] for p in points} == {"poca", "pow", "dpos"}
+    assert all(isinstance(p["natural_factor"], float) for p in points)
+    # reproducible from the seed, different with another seed
+    assert design_points(spec) == points
+    other = {**spec, "sweep": {**spec["sweep"], "seed": 4}}
+    assert design_points(other) != points
+
+
+def test_sobol_warns_when_samples_is_not_a_power_of_two():
+    spec = {"sweep": {"design": "sobol", "samples": 10, "seed": 1},
+            "factors": {"natural_factor": [0.0, 0.2]}}
+    with pytest.warns(UserWarning, match="power of 2"):
+        assert len(design_points(spec)) == 10
+
+
+def test_integer_range_gives_every_integer_an_equal_share():
+    f = sw.Factor("n_users", low=10, high=12, integer=True)
+    assert [f.from_unit(u) for u in (0.0, 0.33, 0.34, 0.66, 0.67, 0.999999)] == [
+        10, 10, 11, 11, 12, 12]
+
+
+def test_range_may_end_at_an_open_upper_bound():
+    # natural_factor accepts [0, 0.3); samples fall in [low, high)
+    spec = {"sweep": {"design": "lhs", "samples": 16, "seed": 2},
+            "factors": {"natural_factor": [0.0, 0.3]}}
+    assert all(0.0 <= p["natural_factor"] < 0.3 for p in design_points(spec))
+
+
+# ----------------------------------------------------------------------------- seeds
+def test_replication_seeds_are_distinct_stable_and_spawned_from_the_master():
+    seeds = {replication_seed(2024, p, r) for p in range(50) for r in range(10)}
+    assert len(seeds) == 500
+    assert all(0 <= s < 2**63 for s in seeds)
+    # the definition: SeedSequence(master).spawn(P)[p].spawn(R)[r], as a 63-bit integer
+    child = np.random.SeedSequence(2024).spawn(5)[3].spawn(4)[2]
+    assert replication_seed(2024, 3, 2) == int(child.generate_state(1, np.uint64)[0] >> 1)
+    # stable across releases: results of old sweeps stay reproducible
+    assert replication_seed(2024, 0, 0) == STABLE_SEED_2024_0_0
+    # independent of how many points and replications the sweep has
+    small = {t.seed for t in plan_runs({**SPEC, "sweep": {**SPEC["sweep"], "replications": 1}})}
+    assert small <= {t.seed for t in plan_runs(SPEC)}
+
+
+STABLE_SEED_2024_0_0 = 2976583197208752182
+
+
+def test_run_ids_points_and_replications():
+    tasks = plan_runs(SPEC)
+    assert [t.run_id for t in tasks] == list(range(N_RUNS))
+    assert [(t.point_id, t.replication) for t in tasks[:3]] == [(0, 0), (0, 1), (1, 0)]
+    assert tasks[0].params == {"natural_factor": 0.0, "matching": "price_time", **TINY}
+
+
+# ----------------------------------------------------------------------------- running
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return out, run_sweep(SPEC, out, workers=1, progress=False)
+
+
+def test_sweep_writes_one_row_per_run_and_the_hourly_dataset(serial):
+    out, runs = serial
+    assert len(runs) == N_RUNS
+    assert runs["run_id"].tolist() == list(range(N_RUNS))
+    assert_frame_equal(runs, pd.read_parquet(out / "runs.parquet"))
+    for col in ["point_id", "replication", "seed", "natural_factor", "matching", "hours",
+                "n_dpgc", "n_users", "breach_rate", "transaction_efficiency",
+                "mean_credit_dpgc", "p2p_volume_kwh", "price_std", "blocks"]:
+        assert col in runs.columns, col
+    assert runs["seed"].nunique() == N_RUNS
+    hourly = pd.read_parquet(out / "hourly")
+    assert len(hourly) == N_RUNS * TINY["hours"]
+    assert sorted(hourly["run_id"].astype(int).unique()) == list(range(N_RUNS))
+    assert not list(out.rglob("*.part"))
+
+
+def test_a_row_is_reproduced_by_its_seed_and_parameters(serial):
+    out, runs = serial
+    row = runs.iloc[5]
+    params = {k: row[k] for k in ["natural_factor", "matching", *TINY]}
+    model = DIPIModel(seed=int(row["seed"]), **params).run()
+    summary = model.summary()
+    for kpi in ["breach_rate", "transaction_efficiency", "mean_credit_dpgc", "p2p_volume_kwh",
+                "user_cost_yuan", "blocks_gini"]:
+        assert row[kpi] == summary[kpi] or (math.isnan(row[kpi]) and math.isnan(summary[kpi]))
+    hourly = pd.read_parquet(out / "hourly", filters=[("run_id", "=", 5)])
+    want = model.hourly_dataframe()
+    assert_frame_equal(hourly.drop(columns="run_id").reset_index(drop=True), want,
+                       check_exact=True)
+
+
+def _hourly(out: Path) -> pd.DataFrame:
+    df = pd.read_parquet(out / "hourly")
+    df["run_id"] = df["run_id"].astype(int)
+    return df.sort_values(["run_id", "hour"]).reset_index(drop=True)
+
+
+def test_two_workers_give_identical_results(serial, tmp_path):
+    out, runs = serial
+    env = dict(os.environ)
+    again = run_sweep(SPEC, tmp_path / "pool", workers=2, progress=False)
+    assert dict(os.environ) == env  # workers get one BLAS thread; the caller's env is restored
+    assert_frame_equal(runs, again, check_exact=True)
+    assert_frame_equal(_hourly(out), _hourly(tmp_path / "pool"), check_exact=True)
+
+
+def test_dask_gives_identical_results(serial, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out, runs = serial
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        again = run_sweep(SPEC, tmp_path / "dask", scheduler=cluster.scheduler_address,
+                          progress=False)
+        with distributed.Client(cluster) as client:  # a Client works as well as an address
+            half = {**SPEC, "sweep": {**SPEC["sweep"], "replications": 1}}
+            by_client = run_sweep(half, tmp_path / "client", scheduler=client, progress=False)
+    assert_frame_equal(runs, again, check_exact=True)
+    assert_frame_equal(_hourly(out), _hourly(tmp_path / "dask"), check_exact=True)
+    assert set(by_client["seed"]) <= set(runs["seed"])
+
+
+def test_dask_local_cluster_of_processes(serial, tmp_path):
+    pytest.importorskip("distributed")
+    half = {**SPEC, "sweep": {**SPEC["sweep"], "replications": 1}}
+    runs = run_sweep(half, tmp_path / "cluster", use_dask=True, workers=2, progress=False)
+    want = serial[1][serial[1]["replication"] == 0]
+    assert runs["seed"].tolist() == want["seed"].tolist()
+    assert runs["breach_rate"].tolist() == want["breach_rate"].tolist()
+
+
+# ----------------------------------------------------------------------------- resume
+@pytest.fixture
+def count_models(monkeypatch):
+    built = []
+
+    class Counting(DIPIModel):
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs.get("seed"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sw, "DIPIModel", Counting)
+    return built
+
+
+def test_rerun_skips_finished_runs_and_recovers_an_interruption(serial, tmp_path, count_models):
+    out = tmp_path / "resume"
+    runs = run_sweep(SPEC, out, workers=1, progress=False)
+    assert len(count_models) == N_RUNS
+    assert_frame_equal(runs, serial[1], check_exact=True)
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+
+    again = run_sweep(SPEC, out, workers=1, progress=False)
+    assert len(count_models) == N_RUNS  # nothing ran
+    assert_frame_equal(again, runs, check_exact=True)
+
+    # A sweep killed while writing run 3: no row marker, a stray temporary file.
+    (out / "runs" / "000003.parquet").unlink()
+    (out / "runs" / ".000003.parquet.x1y2.part").write_bytes(b"half a parquet")
+    (out / "hourly" / "run_id=000003" / ".part.parquet.a7b8.part").write_bytes(b"PAR1")
+    (out / "runs.parquet").unlink()
+    resumed = run_sweep(SPEC, out, workers=1, progress=False)
+    assert len(count_models) == N_RUNS + 1  # only run 3 again
+    assert count_models[-1] == runs.loc[3, "seed"]
+    assert_frame_equal(resumed, runs, check_exact=True)
+    assert not list(out.rglob("*.part"))
+    for path, mtime in mtimes.items():
+        if path.name != "000003.parquet":
+            assert path.stat().st_mtime_ns == mtime, path
+
+
+def test_killed_sweep_loses_no_finished_run_and_resumes(tmp_path):
+    spec = {"sweep": {"replications": 8, "seed": 5}, "base": {**TINY, "hours": 150}}
+    out = tmp_path / "killed"
+    code = (f"from dipi_abm.sweep import run_sweep\n"
+            f"run_sweep({spec!r}, {str(out)!r}, workers=1, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = list((out / "runs").glob("*.parquet")) if (out / "runs").is_dir() else []
+            if len(done) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (out / "runs.parquet").exists(), "the sweep finished before it was killed"
+    finished = sorted((out / "runs").glob("[!.]*.parquet"))
+    assert 2 <= len(finished) < 8
+    for path in finished + sorted((out / "hourly").glob("*/[!.]*")):
+        pq.read_table(path)  # every file under its final name is complete
+    resumed = run_sweep(spec, out, workers=1, progress=False)
+    fresh = run_sweep(spec, tmp_path / "fresh", workers=1, progress=False)
+    assert_frame_equal(resumed, fresh, check_exact=True)
+
+
+def test_a_different_spec_is_refused(serial):
+    out, _ = serial
+    changed = {**SPEC, "sweep": {**SPEC["sweep"], "replications": 3}}
+    with pytest.raises(ConfigError, match=r"different spec.*replications: 2 there, 3 now"):
+        run_sweep(changed, out, workers=1, progress=False)
+    moved = {**SPEC, "base": {**TINY, "hours": 13}}
+    with pytest.raises(ConfigError, match=r"different spec.*\[base\] hours"):
+        run_sweep(moved, out, workers=1, progress=False)
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty and not a sweep folder"):
+        run_sweep(SPEC, tmp_path, workers=1, progress=False)
+
+
+def test_spec_file_and_dict_are_the_same_sweep(tmp_path):
+    path = _write(tmp_path, """
+        [sweep]
+        replications = 2   # two per point
+        seed = 11
+
+        [base]
+        n_dpgc = 3
+        n_users = 10
+        hours = 12
+
+        [factors]
+        natural_factor = [0.0, 0.2]
+        matching = ["price_time", "centralized"]
+    """)
+    assert load_spec(path).hash == load_spec(SPEC).hash
+    assert plan_runs(path) == plan_runs(SPEC)
+    numpy_spec = {"sweep": {"replications": np.int64(2), "seed": 11}, "base": TINY,
+                  "factors": {"natural_factor": np.array([0.0, 0.2]),
+                              "matching": ("price_time", "centralized")}}
+    assert load_spec(numpy_spec).hash == load_spec(SPEC).hash
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_sweep(SPEC, tmp_path / "f", workers=1, progress=False)
+
+
+# ----------------------------------------------------------------------------- bad specs
+BAD_SPECS = {
+    "toml_syntax": ("""
+        [sweep]
+        seed = 1
+        design = "lhs
+        """, ["line 3", "not valid TOML"]),
+    "unknown_base_key": ("""
+        [sweep]
+        seed = 1
+        [base]
+        hours = 12
+        natural_factr = 0.1
+        """, ["line 5", "[base] natural_factr", "did you mean 'natural_factor'"]),
+    "unknown_factor_key": ("""
+        [sweep]
+        seed = 1
+        [factors]
+        matchng = ["price_time"]
+        """, ["line 4", "[factors] matchng", "unknown key"]),
+    "range_out_of_bounds": ("""
+        [sweep]
+        design = "lhs"
+        samples = 8
+        seed = 1
+
+        [factors]
+        breach_tolerance = [0.0, 0.2]
+        natural_factor = [0.0, 0.5]
+        """, ["line 8", "[factors] natural_factor", "[0, 0.3)"]),
+    "level_out_of_bounds": ("""
+        [sweep]
+        seed = 1
+        [factors]
+        n_users = [10, -5]
+        """, ["line 4", "n_users = -5", "[1, "]),
+    "unknown_design": ("""
+        [sweep]
+        design = "random"
+        seed = 1
+        """, ["line 2", "[sweep] design", "factorial, lhs, sobol"]),
+    "unknown_sweep_key": ("""
+        [sweep]
+        seed = 1
+        replicates = 3
+        """, ["line 3", "replicates", "did you mean 'replications'"]),
+    "unknown_table": ("""
+        [sweep]
+        seed = 1
+        [factor]
+        natural_factor = [0.1]
+        """, ["line 3", "[factor]", "did you mean 'factors'"]),
+    "missing_seed": ("""
+        [sweep]
+        replications = 2
+        """, ["line 1", "seed is missing"]),
+    "seed_in_base": ("""
+        [sweep]
+        seed = 1
+        [base]
+        seed = 4
+        """, ["line 4", "[base] seed", "[sweep] seed"]),
+    "both_base_and_factor": ("""
+        [sweep]
+        seed = 1
+        [base]
+        hours = 12
+        [factors]
+        hours = [12, 24]
+        """, ["line 6", "[factors] hours", "also set in [base]"]),
+    "low_above_high": ("""
+        [sweep]
+        design = "sobol"
+        samples = 8
+        seed = 1
+        [factors]
+        natural_factor = {low = 0.2, high = 0.1}
+        """, ["line 6", "low must be below high"]),
+    "range_of_a_string_key": ("""
+        [sweep]
+        design = "lhs"
+        samples = 8
+        seed = 1
+        [factors]
+        matching = {low = 0, high = 1}
+        """, ["line 6", "[factors] matching", "list its levels"]),
+    "range_in_factorial": ("""
+        [sweep]
+        seed = 1
+        [factors]
+        natural_factor = {low = 0.0, high = 0.2}
+        """, ["line 4", "factorial design needs levels"]),
+    "empty_levels": ("""
+        [sweep]
+        seed = 1
+        [factors]
+        matching = []
+        """, ["line 4", "empty list"]),
+    "samples_in_factorial": ("""
+        [sweep]
+        seed = 1
+        samples = 10
+        """, ["line 3", "samples is for design = lhs or sobol"]),
+    "lhs_without_samples": ("""
+        [sweep]
+        design = "lhs"
+        seed = 1
+        [factors]
+        natural_factor = [0.0, 0.2]
+        """, ["line 1", "samples is missing"]),
+    "bad_replications": ("""
+        [sweep]
+        seed = 1
+        replications = 0
+        """, ["line 3", "replications = 0", "integer >= 1"]),
+    "point_breaks_a_cross_key_rule": ("""
+        [sweep]
+        seed = 1
+        [base]
+        share_wind = 0.3
+        [factors]
+        share_solar = [0.4, 0.6]
+        """, ["line 6", "design point 1", "share_solar = 0.6", "must sum to 1"]),
+    "missing_grid_file": ("""
+        [sweep]
+        seed = 1
+        [base]
+        grid = "no/such/feeder.csv"
+        """, ["line 4", "[base] grid", "no such file"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SPECS))
+def test_bad_spec_is_refused_before_anything_is_written(name, tmp_path):
+    text, needles = BAD_SPECS[name]
+    path = _write(tmp_path, text)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as info:
+        run_sweep(path, out, workers=1, progress=False)
+    message = str(info.value)
+    assert f"sweep spec '{path}'" in message
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert not out.exists()
+
+
+def test_bad_dict_spec_names_table_and_key():
+    with pytest.raises(ConfigError, match=r"^sweep spec: \[factors\] natural_factor: .*0\.5"):
+        design_points({"sweep": {"seed": 1}, "factors": {"natural_factor": [0.1, 0.5]}})
+
+
+def test_bad_workers_and_missing_spec_file(tmp_path):
+    with pytest.raises(ConfigError, match="workers = 0"):
+        run_sweep(SPEC, tmp_path / "o", workers=0, progress=False)
+    with pytest.raises(ConfigError, match="no such file"):
+        run_sweep(tmp_path / "nope.toml", tmp_path / "o", workers=1, progress=False)
+
+
+# ----------------------------------------------------------------------------- neighbours
+def test_mesa_batch_run_with_two_processes():
+    rows = pd.DataFrame(mesa.batch_run(
+        DIPIModel, parameters={**TINY, "seed": [1, 2]}, iterations=1, max_steps=12,
+        number_processes=2, data_collection_period=-1, display_progress=False))
+    assert set(rows["seed"]) == {1, 2}
+    for seed, at in rows.groupby("seed"):
+        want = DIPIModel(seed=int(seed), **TINY).run().datacollector.get_model_vars_dataframe()
+        step = int(at["Step"].iloc[0])  # Mesa's index of the last collected step
+        assert (at["Step"] == step).all() and step >= 11
+        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[step])
+        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[step])
+
+
+def test_ema_model_function_returns_the_outcomes():
+    out = sw.ema_model_function(seed=3, **TINY, natural_factor=0.2)
+    assert set(out) == set(sw.EMA_OUTCOMES)
+    assert all(isinstance(v, float) for v in out.values())
+    assert 0.0 <= out["breach_rate"] <= 1.0
+    assert out == sw.ema_model_function(seed=3, **TINY, natural_factor=np.float64(0.2))
