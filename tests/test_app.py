@@ -60,8 +60,8 @@ def test_keys_not_in_the_registry_get_no_control_until_added():
     groups = dict(ctl.control_groups(registry))
     market = [c.key for c in groups["Market"]]
     assert market == ["matching", "cma_w_credit"]
-    population = [c.key for c in groups["Population"]]
-    assert population == ["n_dpgc", "n_users", "opportunist_share"]
+    behaviour = [c.key for c in groups["Behaviour"]]
+    assert behaviour == ["learning", "opportunist_share"]
     assert ctl.default_values(registry)["cma_w_credit"] == "1"
 
 

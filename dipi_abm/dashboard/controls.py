@@ -25,12 +25,13 @@ from ..grid import BUILTIN_GRIDS
 
 #: The keys shown as controls, by group. Keys missing from the registry are skipped.
 CONTROL_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Population", ("n_dpgc", "n_users", "opportunist_share")),
+    ("Population", ("n_dpgc", "n_users", "storage_share")),
     ("Technology mix of DPGCs (shares sum to 1)",
      ("share_solar", "share_wind", "share_hydro", "share_thermal")),
-    ("Grid", ("grid", "grid_buses")),
+    ("Grid", ("grid", "grid_buses", "line_limit_kw")),
     ("Market", ("matching", "cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")),
-    ("Credit", ("credit_rule", "natural_factor")),
+    ("Behaviour", ("learning", "opportunist_share")),
+    ("Credit", ("credit_rule", "natural_factor", "credit_frozen")),
     ("Consensus", ("consensus", "poca_tau", "poca_mode")),
     ("Ledger", ("ledger_detail",)),
     ("Run", ("seed", "hours")),
@@ -43,6 +44,8 @@ NICE_NAMES: dict[str, str] = {
     "n_users": "users",
     "opportunist_share": "opportunistic share",
     "grid_buses": "buses (synthetic)",
+    "storage_share": "DPGCs with a battery",
+    "line_limit_kw": "every line's limit",
     "natural_factor": "λ",
     "poca_tau": "τ",
     "seed": "empty: fresh entropy",
