@@ -152,3 +152,35 @@ class Miner(mesa.Agent):
         if self.owner is not None:
             return self.owner.balance
         return float(self.model.miner_balance[self.node - self.model.state.n])
+
+
+class Storage(mesa.Agent):
+    """A battery owned by a DPGC, which uses it to firm up its commitments (optional)."""
+
+    model: DIPIModel
+
+    def __init__(self, model: DIPIModel, owner: Party) -> None:
+        super().__init__(model)
+        self.owner = owner
+
+    @property
+    def bus(self) -> int:
+        return self.owner.bus
+
+    @property
+    def energy_kwh(self) -> float:
+        return float(self.model.storage_kwh[self.owner.row])
+
+    @property
+    def power_kw(self) -> float:
+        return float(self.model.storage_kw[self.owner.row])
+
+    @property
+    def soc_kwh(self) -> float:
+        """Energy stored now."""
+        return float(self.model.soc_kwh[self.owner.row])
+
+    @property
+    def efficiency(self) -> float:
+        """Round-trip efficiency."""
+        return float(self.model.params.storage_efficiency)

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import config as cfg
-from .agents import DPGC, GridCompany, Miner, Party, User
+from .agents import DPGC, GridCompany, Miner, Party, Storage, User
 from .behaviour import LEARNING_RULES, ActionGrid, Learner
 from .chain import genesis_records, period_records, prepare_period, write_period
 from .consensus import (
@@ -519,6 +519,7 @@ class DIPIModel(mesa.Model):
         self.storage_kw[owners] = p.storage_power_ratio * s.capacity_kw[owners]
         self.soc_kwh = 0.5 * self.storage_kwh
         self._storage_eff = float(np.sqrt(p.storage_efficiency))  # per direction
+        self.batteries = [Storage(self, self.parties[i]) for i in np.sort(owners)]
 
     def _use_storage(self, surplus: NDArray, committed: NDArray) -> NDArray:
         """A DPGC with a battery firms up its commitment: it discharges to cover a

@@ -29,6 +29,17 @@ def test_batteries_reduce_dpgc_breaches_and_only_dpgcs_get_them():
                                0.25 * m.state.capacity_kw[: m.params.n_dpgc])
 
 
+def test_batteries_are_mesa_agents_reading_the_columns():
+    from dipi_abm.agents import DPGC, Storage
+
+    m = DIPIModel(storage_share=0.5, **SMALL).run(5)
+    batteries = m.agents_by_type[Storage]
+    assert len(batteries) == 5
+    for b in batteries:
+        assert isinstance(b.owner, DPGC) and b.bus == b.owner.bus
+        assert 0 <= b.soc_kwh <= b.energy_kwh and b.power_kw > 0
+
+
 def test_money_is_still_conserved_with_storage():
     m = DIPIModel(storage_share=0.5, n_miners=1, **SMALL).run()
     total = m.state.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
