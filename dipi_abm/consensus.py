@@ -165,14 +165,19 @@ def hashed_race(seed_hex: str, addresses: list[str], hash_power: NDArray[np.floa
 
 # ----------------------------------------------------------------------------- concentration
 def gini(counts: NDArray) -> float:
-    """Gini coefficient of block production over all nodes (0: equal, ->1: one node)."""
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n = x.size
-    total = x.sum()
-    if n == 0 or total <= 0:
+    """Gini coefficient of block production over all nodes (0: equal, ->1: one node).
+
+    Block counts are non-negative and mostly zero, so only the nodes that won
+    anything are sorted: the zeros take the lowest ranks (it runs every hour).
+    """
+    x = np.asarray(counts, dtype=np.float64)
+    won = np.sort(x[x > 0])
+    n, k = x.size, won.size
+    total = won.sum()
+    if total <= 0:
         return 0.0
-    ranks = np.arange(1, n + 1)
-    return float((2.0 * (ranks * x).sum()) / (n * total) - (n + 1.0) / n)
+    ranks = np.arange(n - k + 1, n + 1)
+    return float(2.0 * (ranks * won).sum() / (n * total) - (n + 1.0) / n)
 
 
 def nakamoto(counts: NDArray) -> int:

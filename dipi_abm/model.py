@@ -720,7 +720,7 @@ class DIPIModel(mesa.Model):
         k["producer_credit"] = float(credit[winner])
         k["producer_is_standalone"] = int(winner >= s.n)
         k["block_hashes"] = hashes
-        k["blocks_gini"] = _gini_sparse(won)
+        k["blocks_gini"] = gini(won)
         k["blocks_nakamoto"] = nakamoto(won[won > 0])
         k["low_credit_block_share"] = self._low_credit_blocks / max(int(won.sum()), 1)
         k["win_credit_corr"] = win_credit_correlation(won, credit)
@@ -743,14 +743,15 @@ class DIPIModel(mesa.Model):
         what it bought; 0.3, thermal, with neither). Stand-alone miners have no energy."""
         s, c, n = self.state, self.contracts, self.state.n
         d_pair = self.grid.distance[s.bus[c.buyer], s.bus[c.seller]]
-        vol = _per_party(c.buyer, c.volume, n) + _per_party(c.seller, c.volume, n)
+        bought = _per_party(c.buyer, c.volume, n)
+        vol = bought + _per_party(c.seller, c.volume, n)
         dsum = _per_party(c.buyer, c.volume * d_pair, n) + _per_party(c.seller,
                                                                       c.volume * d_pair, n)
         dist = np.where(vol > 0, dsum / np.where(vol > 0, vol, 1.0), self._mean_distance)
         qbought = _per_party(c.buyer, c.volume * s.cleanliness[c.seller], n)
-        vb = _per_party(c.buyer, c.volume, n)
-        q = np.where(s.tech >= 0, s.cleanliness,
-                     np.where(vb > 0, qbought / np.where(vb > 0, vb, 1.0), CLEANLINESS_Q[3]))
+        q_bought = np.where(bought > 0, qbought / np.where(bought > 0, bought, 1.0),
+                            CLEANLINESS_Q[3])
+        q = np.where(s.tech >= 0, s.cleanliness, q_bought)
         m = self.params.n_miners
         far = float(self.grid.distance.max()) if self.grid.distance.size else 0.0
         return np.concatenate([dist, np.full(m, far)]), np.concatenate([q, np.zeros(m)])
@@ -849,17 +850,6 @@ class DIPIModel(mesa.Model):
 def _per_party(rows: NDArray[np.intp], weights: NDArray, n: int) -> NDArray[np.float64]:
     """Sum contract quantities per party row (float even when there are no contracts)."""
     return np.bincount(rows, weights, n).astype(np.float64, copy=False)
-
-
-def _gini_sparse(counts: NDArray[np.int64]) -> float:
-    """Gini over all nodes, sorting only the nodes that won anything (zeros rank first)."""
-    won = np.sort(counts[counts > 0]).astype(np.float64)
-    n, k = counts.size, won.size
-    total = won.sum()
-    if total <= 0:
-        return 0.0
-    ranks = np.arange(n - k + 1, n + 1)
-    return float(2.0 * (ranks * won).sum() / (n * total) - (n + 1.0) / n)
 
 
 def _apportion(n: int, shares: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.int8]:
