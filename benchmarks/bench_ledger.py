@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dipi_abm import DIPIModel
-from dipi_abm.consensus import hashed_race, poca_targets, pow_hash
+from dipi_abm.rules.consensus import hashed_race, poca_targets, pow_hash
 
 
 def per_hour_ms(agents: int, hours: int, **kw: object) -> float:

@@ -50,7 +50,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from dipi_abm.sweep import run_sweep
+    from dipi_abm.sweep.engine import run_sweep
 
     s = spec(args.points, args.replications, args.agents, args.hours)
     n_runs = args.points * args.replications

@@ -136,7 +136,7 @@ def save_upload(name: str, data: bytes) -> Path:
 
 def on_grid_file(info: dict[str, Any]) -> None:
     """A grid file was dropped: save it, check it now, and select it."""
-    from dipi_abm.grid import build_grid
+    from dipi_abm.physics.grid import build_grid
 
     name = str(info.get("name") or "grid.graphml")
     data = info.get("data")

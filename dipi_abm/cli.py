@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
             "its parameters, seed and summary KPIs; written last) and DIR/hourly/ (the "
             "hourly KPIs of every run, partitioned by run_id). Rerunning the same spec "
             "into the same DIR skips the finished runs. Spec format: "
-            "`python -m pydoc dipi_abm.sweep`."
+            "`python -m pydoc dipi_abm.sweep.engine`."
         ),
     )
     sweep.add_argument("spec", metavar="SPEC.toml", help="[sweep] design, replications, "
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
-    from .output import write_results
+    from .results.output import write_results
 
     values = scenario_from_args(args)
     cfg.validate(values)  # everything is checked before any work starts
@@ -185,7 +185,7 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger import verify_ledger
+    from .ledger.store import verify_ledger
 
     report = verify_ledger(args.path)
     if report.ok:
@@ -197,7 +197,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from .sweep.engine import run_sweep
 
     start = time.perf_counter()
     runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,

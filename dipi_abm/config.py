@@ -125,15 +125,15 @@ def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
     return names
 
 
-_matching_rules = _registry("matching", "MATCHING_RULES")
-_price_rules = _registry("matching", "PRICE_RULES")
-_credit_rules = _registry("credit", "CREDIT_RULES")
-_consensus_rules = _registry("consensus", "CONSENSUS_RULES")
-_poca_modes = _registry("consensus", "POCA_MODES")
-_learning_rules = _registry("behaviour", "LEARNING_RULES")
-_distance_metrics = _registry("grid", "DISTANCE_METRICS")
-_wheeling_rules = _registry("grid", "WHEELING_RULES")
-_tariffs = _registry("market", "TARIFFS")
+_matching_rules = _registry("rules.matching", "MATCHING_RULES")
+_price_rules = _registry("rules.matching", "PRICE_RULES")
+_credit_rules = _registry("rules.credit", "CREDIT_RULES")
+_consensus_rules = _registry("rules.consensus", "CONSENSUS_RULES")
+_poca_modes = _registry("rules.consensus", "POCA_MODES")
+_learning_rules = _registry("rules.learning", "LEARNING_RULES")
+_distance_metrics = _registry("physics.grid", "DISTANCE_METRICS")
+_wheeling_rules = _registry("physics.grid", "WHEELING_RULES")
+_tariffs = _registry("rules.tariffs", "TARIFFS")
 
 
 def _p(name, default, kind, unit, doc, group, **kw) -> Param:
@@ -473,7 +473,7 @@ def validate(values: Mapping[str, Any] | None = None) -> Params:
     for key, value in (values or {}).items():
         out[key] = param(key).check(value)
     _check_cross(out)
-    from .weather import WeatherParams
+    from .physics.weather import WeatherParams
 
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
     WeatherParams(**{p.name: out[p.name] for p in WEATHER_PARAMS})

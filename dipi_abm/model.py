@@ -21,9 +21,14 @@ from numpy.typing import NDArray
 
 from . import config as cfg
 from .agents import DPGC, GridCompany, Miner, Party, Storage, User
-from .behaviour import LEARNING_RULES, ActionGrid, Learner
-from .chain import genesis_records, period_records, prepare_period, write_period
-from .consensus import (
+from .errors import ConfigError
+from .ledger.records import genesis_records, period_records, prepare_period, write_period
+from .ledger.store import Ledger, VerifyReport
+from .physics.flows import LineModel
+from .physics.grid import Grid, build_grid, wheeling_tariff
+from .physics.weather import Weather, WeatherParams
+from .results.collect import PARTY_REPORTERS, ColumnarDataCollector
+from .rules.consensus import (
     Nodes,
     draw_producer,
     gini,
@@ -33,14 +38,9 @@ from .consensus import (
     poca_targets,
     win_credit_correlation,
 )
-from .credit import CreditState, buyer_score, seller_score, update_credit
-from .datacollection import PARTY_REPORTERS, ColumnarDataCollector
-from .errors import ConfigError
-from .grid import Grid, build_grid, wheeling_tariff
-from .ledger import Ledger, VerifyReport
-from .lines import LineModel
-from .market import CLEANLINESS_Q, TARIFFS, grid_intake, ogsc_priority
-from .matching import (
+from .rules.credit import CreditState, buyer_score, seller_score, update_credit
+from .rules.learning import LEARNING_RULES, ActionGrid, Learner
+from .rules.matching import (
     GRID_ONLY_RULES,
     MATCHING_RULES,
     PRICE_RULES,
@@ -49,8 +49,8 @@ from .matching import (
     MarketNetwork,
     OrderBook,
 )
-from .settlement import attribute_pro_rata, settle
-from .weather import Weather, WeatherParams
+from .rules.settlement import attribute_pro_rata, settle
+from .rules.tariffs import CLEANLINESS_Q, TARIFFS, grid_intake, ogsc_priority
 
 DPGC_KIND, USER_KIND = 0, 1
 SELLER, BUYER = 1, -1

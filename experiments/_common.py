@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from dipi_abm.output import atomic_write  # noqa: E402
+from dipi_abm.results.output import atomic_write  # noqa: E402
 
 CI_LEVEL = 0.95
 
@@ -113,9 +113,9 @@ class Timer:
 def block_wins(rule: str, nodes, blocks: int, streams: Sequence[np.random.SeedSequence],
                **kw: float) -> np.ndarray:
     """Blocks won by each node in each trial (trials x nodes): ``blocks`` producers per
-    trial drawn by the model's own rule (dipi_abm.consensus.draw_producer), one
+    trial drawn by the model's own rule (dipi_abm.rules.consensus.draw_producer), one
     SeedSequence child per trial."""
-    from dipi_abm.consensus import draw_producer
+    from dipi_abm.rules.consensus import draw_producer
 
     wins = np.zeros((len(streams), nodes.hash_power.size), np.int64)
     for i, ss in enumerate(streams):

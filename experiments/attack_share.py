@@ -19,7 +19,7 @@ rules and shares (common random numbers). Per run two numbers:
 - the share of blocks the miner actually won (model.summary()
   ["standalone_block_share"]), the Monte Carlo estimate;
 - its expected share: the exact probability of winning each hour's block
-  (dipi_abm.consensus.win_probabilities on that hour's hash power, credit and
+  (dipi_abm.rules.consensus.win_probabilities on that hour's hash power, credit and
   stake) averaged over the hours; for POCA this resolves shares far below one
   block in 168;
 - for POCA also a counterfactual: the expected share had the miner entered
@@ -64,8 +64,8 @@ from _common import (
 
 from dipi_abm import DIPIModel
 from dipi_abm.config import parse_assignments, validate
-from dipi_abm.consensus import Nodes, win_probabilities
 from dipi_abm.errors import ConfigError
+from dipi_abm.rules.consensus import Nodes, win_probabilities
 
 RULES = ("pow", "dpos", "poca")
 RULE_LABEL = {"pow": "PoW (hash power)", "dpos": "DPoS (stake = balance)",

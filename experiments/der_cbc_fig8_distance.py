@@ -9,7 +9,7 @@ negligible, which is why direct trade is capped at a maximum distance.
 How. Ten parties with equal hash power, equal credit (100) and equal
 cleanliness (Q = 0.8) sit at electrical distances 0.1 ... 5 ohm (evenly
 spaced; --d-min/--d-max/--parties). Each trial draws 20 block producers with
-the model's `der_cbc` rule (dipi_abm.consensus.draw_producer: weight
+the model's `der_cbc` rule (dipi_abm.rules.consensus.draw_producer: weight
 hash power x e^(credit/tau) x Q^beta x e^(-D/D0), D0 = 1 ohm and beta = 2, the
 model's defaults der_cbc_distance_scale_ohm and der_cbc_q_exponent), one
 SeedSequence child per trial. Reported per party, with Student-t 95 % CIs over
@@ -50,7 +50,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.consensus import Nodes, win_probabilities
+from dipi_abm.rules.consensus import Nodes, win_probabilities
 
 CSV_COLUMNS = ["party", "distance_ohm", "p_theory", "p_mean", "p_ci_low", "p_ci_high",
                "p_any_theory", "p_any_mean", "p_any_ci_low", "p_any_ci_high", "blocks_won",

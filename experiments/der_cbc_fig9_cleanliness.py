@@ -8,7 +8,7 @@ thermal (0.3).
 
 How. Two groups of ten parties with equal hash power, credit (100) and
 electrical distance (1 ohm), each trial drawing 20 block producers with the
-model's `der_cbc` rule (dipi_abm.consensus.draw_producer: weight
+model's `der_cbc` rule (dipi_abm.rules.consensus.draw_producer: weight
 hash power x e^(credit/tau) x Q^beta x e^(-D/D0), beta = 2 and D0 = 1 ohm, the
 model's defaults), one SeedSequence child per trial:
 
@@ -53,9 +53,9 @@ from _common import (
     style,
 )
 
-from dipi_abm.consensus import Nodes, win_probabilities
-from dipi_abm.market import CLEANLINESS_Q
-from dipi_abm.weather import TECHNOLOGIES
+from dipi_abm.physics.weather import TECHNOLOGIES
+from dipi_abm.rules.consensus import Nodes, win_probabilities
+from dipi_abm.rules.tariffs import CLEANLINESS_Q
 
 CSV_COLUMNS = ["group", "party", "n_parties", "technology", "cleanliness_q", "p_theory",
                "p_mean", "p_ci_low", "p_ci_high", "blocks_won", "trials", "blocks_per_trial"]

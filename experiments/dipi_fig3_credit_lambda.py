@@ -6,15 +6,15 @@ under the unweighted score and under the score with lambda, which forgives a
 seller a shortfall of up to lambda*q that sun and wind caused: with lambda the
 credit stays higher.
 
-How. The model's own stochastic machinery drives it (dipi_abm.weather.Weather,
+How. The model's own stochastic machinery drives it (dipi_abm.physics.weather.Weather,
 default WeatherParams: Shanghai, from 21 June). One wind DPGC (2,000 kW) and one
 solar DPGC (1,500 kW), the model's median capacities, each commit their
 2-h-ahead forecast for an hour and deliver their actual output. Every hour whose
 forecast is positive is one transaction (as in DIPIModel, where a DPGC offers
 its whole forecast surplus at commitment ratio 1); it is scored with
-dipi_abm.credit.seller_score, s = 100 min(1, g / ((1 - lambda) q)), and the
+dipi_abm.rules.credit.seller_score, s = 100 min(1, g / ((1 - lambda) q)), and the
 credit is updated with the `paper` rule C_n = (C_1 + ... + C_{n-1} + s_n) / n
-(dipi_abm.credit.update_credit), starting from 100. Each repetition has its own
+(dipi_abm.rules.credit.update_credit), starting from 100. Each repetition has its own
 weather (one SeedSequence child per repetition); within a repetition every
 lambda sees the same weather (common random numbers), so the lambda effect is
 estimated as a paired difference. The figure shows the mean credit path over
@@ -61,8 +61,8 @@ from _common import (
     style,
 )
 
-from dipi_abm.credit import CREDIT_RULES, CreditState, seller_score, update_credit
-from dipi_abm.weather import SOLAR, WIND, Weather, WeatherParams
+from dipi_abm.physics.weather import SOLAR, WIND, Weather, WeatherParams
+from dipi_abm.rules.credit import CREDIT_RULES, CreditState, seller_score, update_credit
 
 TECHS = {"wind": (WIND, 2000.0), "solar": (SOLAR, 1500.0)}  # code, capacity kW (model medians)
 CSV_COLUMNS = ["tech", "natural_factor", "transaction", "credit_mean", "credit_ci_low",
@@ -192,7 +192,7 @@ def plot(df: pd.DataFrame, paths: dict, lambdas: Sequence[float], rule: str, rep
                bbox_to_anchor=(0.5, -0.075))
     fig.suptitle("[DIPI] Fig. 3: DPGC credit with and without the natural weighting factor λ")
     fig.text(0.5, -0.095, f"Commitment = 2-h-ahead forecast, delivery = simulated actual output "
-             f"(dipi_abm.weather); seller score 100·min(1, g/((1−λ)q)); "
+             f"(dipi_abm.physics.weather); seller score 100·min(1, g/((1−λ)q)); "
              f"{reps:,} weather repetitions, each seen by every λ.",
              ha="center", fontsize=10, color="0.3")
     fig.tight_layout()

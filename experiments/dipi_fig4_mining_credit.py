@@ -8,10 +8,10 @@ the chance of winning a block rises with credit.
 How. Ten players with equal hash power and credits 90, 91.1, ..., 100
 (--credit-min/--credit-max/--players) mine 50 blocks per trial, over many
 trials (one SeedSequence child per trial). Each block's producer is drawn by
-the model's own rule, dipi_abm.consensus.draw_producer("poca", ...) (the
+the model's own rule, dipi_abm.rules.consensus.draw_producer("poca", ...) (the
 `sampled` mode), for tau = 10 (the model's default: credits 90 and 100 differ by
 a factor e) and for tau = 1 (the paper's). A smaller run in the `hashed` mode
-runs real SHA-256 nonce races (dipi_abm.consensus.poca_targets + hashed_race, at
+runs real SHA-256 nonce races (dipi_abm.rules.consensus.poca_targets + hashed_race, at
 a small difficulty, --difficulty-bits) in which every other node verifies the
 winner's nonce; it is overlaid to show that the two modes agree. The estimate
 per player is the mean over trials of its share of the 50 blocks, with a
@@ -56,7 +56,7 @@ from _common import (
 )
 from scipy import stats
 
-from dipi_abm.consensus import Nodes, hashed_race, poca_targets, win_probabilities
+from dipi_abm.rules.consensus import Nodes, hashed_race, poca_targets, win_probabilities
 
 CSV_COLUMNS = ["mode", "tau", "player", "credit", "p_theory", "p_mean", "p_ci_low",
                "p_ci_high", "blocks_won", "trials", "blocks_per_trial", "chi2_pvalue"]

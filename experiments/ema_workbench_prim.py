@@ -2,7 +2,7 @@
 
 Which combinations of forecast error, commitment and tolerance make breaches
 frequent? The EMA Workbench samples the uncertainties below by Latin hypercube,
-runs one model per scenario through :func:`dipi_abm.sweep.ema_model_function`
+runs one model per scenario through :func:`dipi_abm.sweep.engine.ema_model_function`
 (all scenarios share one seed: common random numbers, so differences come from
 the uncertainties), and then
 
@@ -38,8 +38,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dipi_abm.output import atomic_write  # noqa: E402
-from dipi_abm.sweep import EMA_OUTCOMES, ema_model_function  # noqa: E402
+from dipi_abm.results.output import atomic_write  # noqa: E402
+from dipi_abm.sweep.engine import EMA_OUTCOMES, ema_model_function  # noqa: E402
 
 #: name: (low, high) of the uncertainties explored (scenario keys of dipi_abm.config)
 UNCERTAINTIES = {

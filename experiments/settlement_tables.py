@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dipi_abm.output import atomic_write
-from dipi_abm.settlement import settle
+from dipi_abm.results.output import atomic_write
+from dipi_abm.rules.settlement import settle
 
 R, F, START = 0.657, 0.4, 200.0
 # p, q, w, b, g  ([DER-CBC] Table 1)

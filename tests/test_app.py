@@ -16,7 +16,7 @@ from dipi_abm import config as cfg
 from dipi_abm.dashboard import controls as ctl
 from dipi_abm.dashboard import runner as runner_mod
 from dipi_abm.dashboard import server, views
-from dipi_abm.grid import build_grid, save_graphml
+from dipi_abm.physics.grid import build_grid, save_graphml
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from dipi_abm import ConfigError, DIPIModel
-from dipi_abm.behaviour import (
+from dipi_abm.rules.learning import (
     LEARNING_RULES,
     START_PROBABILITY,
     ActionGrid,

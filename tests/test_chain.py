@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dipi_abm import DIPIModel
-from dipi_abm.chain import node_attributes_from_ledger
-from dipi_abm.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
-from dipi_abm.ledger import read_meta, verify_ledger
+from dipi_abm.ledger.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
+from dipi_abm.ledger.records import node_attributes_from_ledger
+from dipi_abm.ledger.store import read_meta, verify_ledger
 
 SMALL = dict(n_dpgc=4, n_users=16)
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dipi_abm import DIPIModel
-from dipi_abm.matching import CMAWeights, MarketNetwork, OrderBook, cma_weight, match_cma
+from dipi_abm.rules.matching import CMAWeights, MarketNetwork, OrderBook, cma_weight, match_cma
 
 EPS = 1e-7
 

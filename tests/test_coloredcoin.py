@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dipi_abm.coloredcoin import (
+from dipi_abm.ledger.coloredcoin import (
     CREDIT_SCALE,
     DEFAULT_EXPONENT,
     GENERATED,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from dipi_abm import DIPIModel
-from dipi_abm.consensus import (
+from dipi_abm.rules.consensus import (
     CONSENSUS_RULES,
     Nodes,
     draw_producer,

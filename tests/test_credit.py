@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dipi_abm.credit import (
+from dipi_abm.rules.credit import (
     CREDIT_RULES,
     CreditState,
     buyer_score,

@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 
 from dipi_abm import DIPIModel
-from dipi_abm.lines import LineModel
+from dipi_abm.physics.flows import LineModel
 
 SMALL = dict(n_dpgc=6, n_users=30, hours=24, seed=4)
 

@@ -1,4 +1,4 @@
-"""Tests for dipi_abm.grid (MODEL.md §2: the grid, electrical distance, wheeling)."""
+"""Tests for dipi_abm.physics.grid (MODEL.md §2: the grid, electrical distance, wheeling)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.grid import (
+from dipi_abm.physics.grid import (
     DISTANCE_METRICS,
     IMPEDANCE_KEYS,
     WHEELING_RULES,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.ledger import (
+from dipi_abm.ledger.store import (
     CHAINS,
     GENESIS_PREV,
     Ledger,

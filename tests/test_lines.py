@@ -1,4 +1,4 @@
-"""Tests for dipi_abm.lines: line flows and DU1's executability check (MODEL.md §2, §4.3)."""
+"""Tests for dipi_abm.physics.flows: line flows and executability (MODEL.md §2, §4.3)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.grid import build_grid, ieee33, synthetic_radial_feeder
-from dipi_abm.lines import LIMIT_KEYS, PTDF_METHODS, LineModel, ptdf_dc, ptdf_radial
+from dipi_abm.physics.flows import LIMIT_KEYS, PTDF_METHODS, LineModel, ptdf_dc, ptdf_radial
+from dipi_abm.physics.grid import build_grid, ieee33, synthetic_radial_feeder
 
 
 def _path(limits=None, n=4, x=0.1):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dipi_abm.matching import (
+from dipi_abm.rules.matching import (
     MATCHING_RULES,
     PRICE_RULES,
     MarketNetwork,

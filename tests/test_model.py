@@ -17,7 +17,7 @@ from pandas.testing import assert_frame_equal
 import dipi_abm.model as model_mod
 from dipi_abm import DIPIModel
 from dipi_abm.agents import DPGC, GridCompany, Miner, User
-from dipi_abm.matching import PRICE_RULES
+from dipi_abm.rules.matching import PRICE_RULES
 
 SMALL = {"n_dpgc": 6, "n_users": 25}
 EPS = 1e-7

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dipi_abm.settlement import attribute_pro_rata, settle
+from dipi_abm.rules.settlement import attribute_pro_rata, settle
 
 R, F = 0.657, 0.4  # [DER-CBC] retail and feed-in prices, yuan/kWh
 START = 200.0  # every account starts at 200 yuan in [DER-CBC]'s tests

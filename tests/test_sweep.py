@@ -19,8 +19,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from dipi_abm import ConfigError, DIPIModel
-from dipi_abm import sweep as sw
-from dipi_abm.sweep import design_points, load_spec, plan_runs, replication_seed, run_sweep
+from dipi_abm.sweep import engine as sw
+from dipi_abm.sweep.engine import design_points, load_spec, plan_runs, replication_seed, run_sweep
 
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
 SPEC = {
@@ -260,7 +260,7 @@ def test_rerun_skips_finished_runs_and_recovers_an_interruption(serial, tmp_path
 def test_killed_sweep_loses_no_finished_run_and_resumes(tmp_path):
     spec = {"sweep": {"replications": 8, "seed": 5}, "base": {**TINY, "hours": 150}}
     out = tmp_path / "killed"
-    code = (f"from dipi_abm.sweep import run_sweep\n"
+    code = (f"from dipi_abm.sweep.engine import run_sweep\n"
             f"run_sweep({spec!r}, {str(out)!r}, workers=1, progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:

@@ -1,4 +1,4 @@
-"""Tests of dipi_abm.weather: output, load and forecast processes (MODEL.md §3)."""
+"""Tests of dipi_abm.physics.weather: output, load and forecast processes (MODEL.md §3)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.weather import (
+from dipi_abm.physics.weather import (
     COMMERCIAL,
     EV,
     HYDRO,

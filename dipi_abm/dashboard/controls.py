@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import config as cfg
 from ..errors import ConfigError
-from ..grid import BUILTIN_GRIDS
+from ..physics.grid import BUILTIN_GRIDS
 
 #: The keys shown as controls, by group. Keys missing from the registry are skipped.
 CONTROL_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (

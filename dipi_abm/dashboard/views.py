@@ -36,17 +36,17 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
-from ..plots import COLORS
+from ..results.plots import COLORS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..grid import Grid
     from ..model import DIPIModel
+    from ..physics.grid import Grid
 
 try:  # the ledger is optional: the page says "ledger off" without it
-    from ..ledger import CHAINS as LEDGER_CHAINS
-except ImportError:  # pragma: no cover - before dipi_abm.ledger exists
+    from ..ledger.store import CHAINS as LEDGER_CHAINS
+except ImportError:  # pragma: no cover - before dipi_abm.ledger.store exists
     LEDGER_CHAINS = ("DU1", "JY1", "LH1")
 
 DPGC_KIND, USER_KIND = 0, 1

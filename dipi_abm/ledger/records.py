@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 from .coloredcoin import decode_credit_updates, encode_credit_updates
 
 if TYPE_CHECKING:
-    from .ledger import Ledger, Prepared
-    from .model import DIPIModel
+    from ..model import DIPIModel
+    from .store import Ledger, Prepared
 
 Records = dict[str, dict[str, np.ndarray]]
 

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from .output import atomic_write  # noqa: E402
 
 if TYPE_CHECKING:
-    from .model import DIPIModel
+    from ..model import DIPIModel
 
 COLORS = {"dpgc": "#1b7837", "user": "#2166ac", "p2p": "#e08214", "grid": "#7f7f7f",
           "sale": "#b2abd2", "curtailed": "#d6604d"}

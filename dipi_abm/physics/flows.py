@@ -31,7 +31,7 @@ Policies fixed here (callers must know them)
   then ``r_ohm``, then ``weight``) present on the edge.  On a tree both give the same
   matrix.
 * **Zero-impedance lines** (switches, ideal transformers) are exact shorts, as in
-  :mod:`dipi_abm.grid`: the buses they join are contracted to one super-bus for the power
+  :mod:`dipi_abm.physics.grid`: the buses they join are contracted to one super-bus for the power
   flow, and the flow crossing the short is recovered by Kirchhoff's current law inside
   the super-bus (if shorts form a loop, they share flow equally, the limit of equally
   stiff lines).  A short carries flow and has no limit unless the edge gives one.  A
@@ -53,7 +53,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.grid import Grid
+from dipi_abm.physics.grid import Grid
 
 __all__ = [
     "FLOW_IMPEDANCE_KEYS",
@@ -250,7 +250,7 @@ class LineModel:
         """Build the line model of ``grid`` (module docstring: lines, limits, PTDF).
 
         Args:
-            grid: a validated :class:`~dipi_abm.grid.Grid`.
+            grid: a validated :class:`~dipi_abm.physics.grid.Grid`.
             default_limit_kw: limit of a line whose edge names none (``inf``: no limit).
             limit_attr: edge attribute(s) read as the limit, the first present wins.
             method: ``"auto"`` (``"radial"`` on a tree, else ``"dc"``) or a key of

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .consensus import pow_hash
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..rules.consensus import pow_hash
 
 __all__ = [
     "CHAINS",

@@ -67,14 +67,14 @@ spec's keys (factors, then base) and every scalar KPI of
 hourly KPIs of all runs with ``run_id`` as a (categorical) column.
 
 Every file is written to a temporary ``.*.part`` name and renamed into place
-(:func:`dipi_abm.output.atomic_write`), and a run counts as finished only once
+(:func:`dipi_abm.results.output.atomic_write`), and a run counts as finished only once
 its row file exists. Rerunning the same spec into the same folder skips finished
 runs and deletes stray temporary files; a folder made from a different spec is
 refused. A killed sweep therefore loses at most the runs in flight.
 
 Python::
 
-    from dipi_abm.sweep import run_sweep, design_points
+    from dipi_abm.sweep.engine import run_sweep, design_points
     runs = run_sweep("sweep.toml", "out", workers=2)          # local process pool
     runs = run_sweep("sweep.toml", "out", use_dask=True)       # Dask LocalCluster
     runs = run_sweep(spec_dict, "out", scheduler="tcp://host:8786")  # a Dask cluster
@@ -108,10 +108,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config as cfg
-from .errors import ConfigError
-from .model import DIPIModel, package_version
-from .output import atomic_write, write_json, write_parquet
+from .. import config as cfg
+from ..errors import ConfigError
+from ..model import DIPIModel, package_version
+from ..results.output import atomic_write, write_json, write_parquet
 
 #: Layout version of a sweep folder (part of the spec hash).
 FORMAT = 1

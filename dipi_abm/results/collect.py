@@ -17,7 +17,7 @@ import pandas as pd
 from mesa import DataCollector
 
 if TYPE_CHECKING:
-    from .model import DIPIModel
+    from ..model import DIPIModel
 
 #: Per-party reporters: the name is both the agent attribute and the record column.
 PARTY_REPORTERS = {

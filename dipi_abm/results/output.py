@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .model import DIPIModel
+    from ..model import DIPIModel
 
 SUMMARY_FILE = "summary.json"
 
