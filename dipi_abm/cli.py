@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
-    from .results.output import write_results
+    from .results.output import RunOutput
 
     values = scenario_from_args(args)
     cfg.validate(values)  # everything is checked before any work starts
@@ -150,13 +150,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = DIPIModel(**values)
     hours = model.params.hours
+    # Per-party records stream to agents.parquet as the run goes (memory stays flat).
+    output = RunOutput(model, args.out, plots=not args.no_plots)
     try:
         with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
                   dynamic_ncols=True) as bar:
             model.run(progress=bar.update)
+    except BaseException:
+        output.discard()
+        raise
     finally:
         model.close()  # an interrupted run's ledger keeps its whole periods
-    summary = write_results(model, args.out, plots=not args.no_plots)
+    summary = output.finish()
     if not args.quiet:
         print(format_summary(summary, args.out, time.perf_counter() - start))
     return 0

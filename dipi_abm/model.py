@@ -27,7 +27,7 @@ from .ledger.store import Ledger, VerifyReport
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
 from .physics.weather import Weather, WeatherParams
-from .results.collect import PARTY_REPORTERS, ColumnarDataCollector
+from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
 from .rules.consensus import (
     Nodes,
     draw_producer,
@@ -843,8 +843,10 @@ class DIPIModel(mesa.Model):
         return df.reset_index(drop=True)
 
     def agents_dataframe(self):  # noqa: ANN201
-        """Per party and reported hour: credit, balance, volumes, breach flag."""
-        return self.datacollector.get_agent_vars_dataframe().reset_index()
+        """Per party and reported hour, the columns of agents.parquet: hour, agent_id,
+        credit, balance, volumes, breach flag, blocks won, kind and bus (runs that fit
+        in memory; Mesa's Step/AgentID frame is ``datacollector.get_agent_vars_dataframe()``)."""
+        return party_dataframe(self)
 
 
 def _per_party(rows: NDArray[np.intp], weights: NDArray, n: int) -> NDArray[np.float64]:

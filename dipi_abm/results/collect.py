@@ -5,18 +5,29 @@ at 10,000 parties and 8,760 hours that would dominate the run. This subclass
 keeps Mesa's interface (``model_vars``, ``get_model_vars_dataframe``,
 ``get_agent_vars_dataframe``, ``_agent_records`` as read by ``mesa.batch_run``)
 but snapshots the party columns as numpy arrays every ``every`` hours.
+
+A run that does not fit in memory streams its snapshots instead
+(:meth:`ColumnarDataCollector.stream_agents`): each goes to a sink, such as
+the Parquet writer of :mod:`dipi_abm.results.output`, as soon as it is taken,
+so memory stays O(parties), not O(parties x hours).
+
+Both ways the per-party table has one schema, :class:`PartyRecords`:
+``agents.parquet`` and ``DIPIModel.agents_dataframe()`` have the same columns
+(MODEL.md section 9: hour, agent_id, the reporters, kind, bus).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 from mesa import DataCollector
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ..model import DIPIModel
 
 #: Per-party reporters: the name is both the agent attribute and the record column.
@@ -29,6 +40,15 @@ PARTY_REPORTERS = {
     "breach": "breach",
     "blocks_won": "blocks_won",
 }
+
+#: The columns of agents.parquet and of ``agents_dataframe()``, in order.
+PARTY_TABLE_COLUMNS = ("hour", "agent_id", *PARTY_REPORTERS, "kind", "bus")
+
+#: Party type labels by ``PartyState.kind`` code.
+KIND_LABELS = ("dpgc", "user")
+
+#: Runs longer than this are summarised per day in the credit band (and the plots).
+DAILY_AFTER_HOURS = 21 * 24
 
 
 def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
@@ -43,6 +63,98 @@ def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
         "breach": s.breach.copy(),
         "blocks_won": model.node_blocks_won[: s.n].astype(np.int32),
     }
+
+
+class AgentSink(Protocol):
+    """Where streamed snapshots go: ``write(hour, columns)`` as each is taken."""
+
+    def write(self, hour: int, columns: Mapping[str, np.ndarray]) -> None: ...
+
+
+class PartyRecords:
+    """The per-party table's schema and the builder of its Arrow tables.
+
+    One place decides the columns and their types, so the file written as the
+    run goes and the frame built from memory cannot differ. The types are those
+    pandas gives the table (``kind`` categorical, ``bus`` string), with pandas'
+    metadata, so ``pandas.read_parquet`` returns exactly ``agents_dataframe()``.
+    """
+
+    def __init__(self, model: DIPIModel) -> None:
+        import pandas as pd
+        import pyarrow as pa
+
+        kind = np.asarray(model.state.kind)
+        present = sorted({KIND_LABELS[k] for k in np.unique(kind).tolist()})
+        codes = np.searchsorted(np.array(present), np.array(KIND_LABELS))[kind].astype(np.int8)
+        buses = [str(model.grid.buses[b]) for b in np.asarray(model.state.bus).tolist()]
+        self.ids = np.asarray(model.party_ids, np.int64)
+        empty = {"hour": np.zeros(0, np.int64), "agent_id": np.zeros(0, np.int64)}
+        for name, values in party_columns(model).items():
+            empty[name] = values[:0]
+        frame = pd.DataFrame(empty)
+        frame["kind"] = pd.Categorical([], categories=present)
+        frame["bus"] = pd.Series([], dtype=str)
+        #: Arrow schema with pandas' metadata (as ``DataFrame.to_parquet`` writes it).
+        self.schema: pa.Schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        self._kind = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()),
+                                                    pa.array(present, pa.string()))
+        self._bus = pa.array(buses, self.schema.field("bus").type)
+
+    @property
+    def n(self) -> int:
+        return int(self.ids.size)
+
+    def table(self, hours: Sequence[int],
+              snapshots: Sequence[Mapping[str, np.ndarray]]) -> pa.Table:
+        """The rows of the given snapshots (party-row order within each hour)."""
+        import pyarrow as pa
+
+        k = len(hours)
+        if k == 0:
+            return self.schema.empty_table()
+        arrays: list[Any] = [np.repeat(np.asarray(hours, np.int64), self.n),
+                             np.tile(self.ids, k)]
+        for name in PARTY_REPORTERS:
+            cols = [s[name] for s in snapshots]
+            arrays.append(cols[0] if k == 1 else np.concatenate(cols))
+        arrays.append(self._kind if k == 1 else pa.concat_arrays([self._kind] * k))
+        arrays.append(self._bus if k == 1 else pa.concat_arrays([self._bus] * k))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+class CreditBand:
+    """Credit by party type over time (mean, 10th and 90th percentile of the party
+    records) for the plots, summarised as the records are written: every record,
+    or once a day in runs longer than :data:`DAILY_AFTER_HOURS`, so its cost and
+    size do not grow with parties x hours."""
+
+    FIELDS = ("hour", "dpgc_mean", "dpgc_p10", "dpgc_p90", "user_mean", "user_p10", "user_p90")
+
+    def __init__(self, kind: np.ndarray, hours: int) -> None:
+        dpgc = np.asarray(kind) == 0
+        self._masks = (dpgc, ~dpgc)
+        self._stride = 24 if hours > DAILY_AFTER_HOURS else 1
+        self._last = int(hours)
+        self.rows: list[tuple[float, ...]] = []
+
+    def add(self, hour: int, credit: np.ndarray) -> None:
+        if hour % self._stride and hour != self._last:
+            return
+        row: list[float] = [hour]
+        for mask in self._masks:
+            c = credit[mask]
+            if c.size:
+                lo, hi = np.quantile(c, [0.1, 0.9])
+                row += [float(c.mean()), float(lo), float(hi)]
+            else:
+                row += [float("nan")] * 3
+        self.rows.append(tuple(row))
+
+    def dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(self.FIELDS))
 
 
 class _Snapshots(Mapping[int, list[tuple]]):
@@ -73,6 +185,25 @@ class ColumnarDataCollector(DataCollector):
         super().__init__(model_reporters=model_reporters, agent_reporters=agent_reporters)
         self.every = int(every)
         self._agent_records = _Snapshots()
+        self._sink: AgentSink | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """True once snapshots go to a sink instead of memory."""
+        return self._sink is not None
+
+    def stream_agents(self, sink: AgentSink) -> None:
+        """Send every party snapshot to ``sink`` as it is taken instead of keeping it.
+
+        The snapshots of hours already run go first; the initial state (hour 0)
+        is not a party record and is not sent.
+        """
+        snaps = self._agent_records
+        for step in sorted(snaps.columns):
+            if step > 0:
+                sink.write(step, snaps.columns[step])
+        snaps.columns.clear()
+        self._sink = sink
 
     def collect(self, model: DIPIModel) -> None:  # type: ignore[override]
         agent_reporters, self.agent_reporters = self.agent_reporters, {}
@@ -81,12 +212,29 @@ class ColumnarDataCollector(DataCollector):
         finally:
             self.agent_reporters = agent_reporters
         if model.steps % self.every == 0 or not model.running:
+            if self._sink is not None:
+                if model.steps > 0:
+                    self._sink.write(model.steps, party_columns(model))
+                return
             snaps = self._agent_records
             if snaps.ids is None:
                 snaps.ids = model.party_ids
             snaps.columns[model.steps] = party_columns(model)
 
+    def party_snapshots(self) -> tuple[list[int], list[dict[str, np.ndarray]]]:
+        """The party records held in memory (hours > 0), for agents.parquet."""
+        if self._sink is not None:
+            raise RuntimeError("per-party records were streamed as the run went (to "
+                               "agents.parquet); read them there with pandas.read_parquet")
+        cols = self._agent_records.columns
+        hours = sorted(h for h in cols if h > 0)
+        return hours, [cols[h] for h in hours]
+
     def get_agent_vars_dataframe(self) -> pd.DataFrame:
+        import pandas as pd
+
+        if self._sink is not None:
+            self.party_snapshots()  # raises: nothing is held in memory
         snaps = self._agent_records
         if not snaps.columns:
             return pd.DataFrame(columns=["Step", "AgentID", *self.agent_reporters]).set_index(
@@ -100,3 +248,9 @@ class ColumnarDataCollector(DataCollector):
         for name in self.agent_reporters:
             data[name] = np.concatenate([snaps.columns[s][name] for s in steps])
         return pd.DataFrame(data).set_index(["Step", "AgentID"])
+
+
+def party_dataframe(model: DIPIModel) -> pd.DataFrame:
+    """Per party and reported hour, as in agents.parquet (runs that fit in memory)."""
+    hours, snaps = model.datacollector.party_snapshots()
+    return PartyRecords(model).table(hours, snaps).to_pandas()

@@ -11,20 +11,25 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
+
+from .collect import CreditBand, PartyRecords
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ..model import DIPIModel
 
 SUMMARY_FILE = "summary.json"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` only if it succeeded."""
+def _temp_beside(path: Path) -> Path:
+    """A new empty file next to ``path`` (same folder, so a rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -32,11 +37,21 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
+    return tmp
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` only if it succeeded."""
+    tmp = _temp_beside(path)
     try:
         write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -63,34 +78,122 @@ def write_json(data: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
-def party_table(model: DIPIModel) -> pd.DataFrame:
-    """agents.parquet: per party and reported hour, with the party's type and bus."""
-    df = model.agents_dataframe().rename(columns={"Step": "hour", "AgentID": "agent_id"})
-    df = df[df["hour"] > 0].reset_index(drop=True)
-    meta = pd.DataFrame({
-        "agent_id": model.party_ids,
-        "kind": pd.Categorical(["dpgc" if k == 0 else "user" for k in model.state.kind]),
-        "bus": [model.grid.buses[b] for b in model.state.bus],
-    })
-    meta["bus"] = meta["bus"].astype(str)
-    return df.merge(meta, on="agent_id", how="left")
+#: Rows per row group of agents.parquet: pyarrow's default, so a file written as the
+#: run goes has the row groups (and bytes) that ``DataFrame.to_parquet`` would give it.
+ROW_GROUP_ROWS = 1024 * 1024
+
+
+class PartyParquetStream:
+    """agents.parquet written as the run goes, one row group at a time.
+
+    Memory holds at most one row group (plus one hour's snapshot) whatever the
+    number of hours. Each record also feeds the plots' :class:`CreditBand`, so
+    the plots need no per-party frame.
+    """
+
+    def __init__(self, path: Path, records: PartyRecords, band: CreditBand) -> None:
+        import pyarrow.parquet as pq
+
+        self.records, self.band = records, band
+        self._writer = pq.ParquetWriter(path, records.schema, compression="snappy")
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self.rows_written = 0
+
+    def write(self, hour: int, columns: Mapping[str, np.ndarray]) -> None:
+        self.band.add(hour, columns["credit"])
+        table = self.records.table([hour], [columns])
+        self._pending.append(table)
+        self._rows += table.num_rows
+        while self._rows >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def _flush(self, rows: int) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._pending)
+        # One chunk per column, as a DataFrame's table has: the pages come out the same.
+        self._writer.write_table(table.slice(0, rows).combine_chunks())
+        rest = table.slice(rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._rows = rest.num_rows
+        self.rows_written += rows
+
+    def close(self) -> None:
+        if self._rows or not self.rows_written:
+            if self._pending:
+                self._flush(self._rows)
+            else:  # no record at all: an empty table with the schema, as pandas writes it
+                self._writer.write_table(self.records.schema.empty_table())
+        self._writer.close()
+
+
+class RunOutput:
+    """A run's output folder: agents.parquet streamed as the run goes, the rest at the end.
+
+    Open it before running (``stream=True``): the model's per-party snapshots
+    then go to disk as they are taken instead of into memory. ``finish()``
+    writes model.parquet, the plots and summary.json (last: its presence
+    marks a complete folder); ``discard()`` removes the partial file of a
+    run that failed. Every file appears under its name only once complete.
+    """
+
+    def __init__(self, model: DIPIModel, out: str | os.PathLike, *, plots: bool = True,
+                 stream: bool = True) -> None:
+        self.model = model
+        self.folder = Path(out)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.plots = plots
+        # A stale summary would mark a half-rewritten folder as complete.
+        (self.folder / SUMMARY_FILE).unlink(missing_ok=True)
+        self.band = CreditBand(model.state.kind, model.params.hours)
+        self._tmp: Path | None = _temp_beside(self.folder / "agents.parquet")
+        try:
+            self._stream = PartyParquetStream(self._tmp, PartyRecords(model), self.band)
+            if stream:
+                model.datacollector.stream_agents(self._stream)
+            else:  # a run already held in memory: the same writer, fed from the snapshots
+                for hour, columns in zip(*model.datacollector.party_snapshots(), strict=True):
+                    self._stream.write(hour, columns)
+        except BaseException:
+            self.discard()
+            raise
+
+    def finish(self) -> dict:
+        """Write the remaining files; return the summary (as written to summary.json)."""
+        if self._tmp is None:
+            raise RuntimeError("this output was already finished or discarded")
+        model, folder = self.model, self.folder
+        self._stream.close()
+        _commit(self._tmp, folder / "agents.parquet")
+        self._tmp = None
+        hourly = model.hourly_dataframe()
+        write_parquet(hourly, folder / "model.parquet")
+        files = ["model.parquet", "agents.parquet"]
+        if self.plots:
+            from .plots import plot_run
+
+            files += plot_run(hourly, self.band.dataframe(), folder)
+        summary = model.summary()
+        summary["files"] = files + [SUMMARY_FILE]
+        write_json(summary, folder / SUMMARY_FILE)
+        return summary
+
+    def discard(self) -> None:
+        """Remove the partial agents.parquet of a run that did not finish."""
+        if self._tmp is not None:
+            stream = getattr(self, "_stream", None)
+            if stream is not None:
+                try:
+                    stream._writer.close()
+                except Exception:  # noqa: BLE001 - the file goes anyway
+                    pass
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
 
 def write_results(model: DIPIModel, out: str | os.PathLike, *, plots: bool = True) -> dict:
-    """Write model.parquet, agents.parquet, the plots and summary.json into ``out``."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    # A stale summary would mark a half-rewritten folder as complete.
-    (folder / SUMMARY_FILE).unlink(missing_ok=True)
-    hourly = model.hourly_dataframe()
-    write_parquet(hourly, folder / "model.parquet")
-    write_parquet(party_table(model), folder / "agents.parquet")
-    files = ["model.parquet", "agents.parquet"]
-    if plots:
-        from .plots import plot_run
-
-        files += plot_run(hourly, model.agents_dataframe(), model, folder)
-    summary = model.summary()
-    summary["files"] = files + [SUMMARY_FILE]
-    write_json(summary, folder / SUMMARY_FILE)
-    return summary
+    """Write model.parquet, agents.parquet, the plots and summary.json into ``out``
+    for a run whose party records are held in memory (see :class:`RunOutput` to
+    stream them as the run goes)."""
+    return RunOutput(model, out, plots=plots, stream=False).finish()
