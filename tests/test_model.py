@@ -17,6 +17,7 @@ from pandas.testing import assert_frame_equal
 import dipi_abm.model as model_mod
 from dipi_abm import DIPIModel
 from dipi_abm.agents import DPGC, GridCompany, Miner, User
+from dipi_abm.results.collect import PARTY_TABLE_COLUMNS
 from dipi_abm.rules.matching import PRICE_RULES
 
 SMALL = {"n_dpgc": 6, "n_users": 25}
@@ -232,7 +233,7 @@ def test_agent_attributes_read_the_columnar_state():
     assert gc.balance == m.grid_company_balance
     assert gc.retail_price == m.retail_price and gc.feed_in_price == m.feed_in_price
     # the last agent records are the agents' current values
-    last = m.agents_dataframe().query("Step == 24").set_index("AgentID")
+    last = m.agents_dataframe().query("hour == 24").set_index("agent_id")
     for a in parties:
         assert last.loc[a.unique_id, "credit"] == pytest.approx(a.credit, rel=1e-6)
         assert last.loc[a.unique_id, "blocks_won"] == a.blocks_won
@@ -308,13 +309,18 @@ def test_natural_factor_raises_dpgc_credit_on_known_seeds():
 
 def test_agent_records_every_k_hours():
     m = DIPIModel(seed=4, hours=26, agent_report_every=6, **SMALL).run()
-    steps = set(m.agents_dataframe()["Step"].unique().tolist())
-    assert {0, 6, 12, 18, 24} <= steps
-    assert steps - {0, 6, 12, 18, 24} <= {26}  # at most a final snapshot besides
+    df = m.agents_dataframe()
+    steps = set(df["hour"].unique().tolist())
+    assert {6, 12, 18, 24} <= steps
+    assert steps - {6, 12, 18, 24} <= {26}  # at most a final snapshot besides
     assert len(m.hourly_dataframe()) == 26  # the KPIs stay hourly
     assert m.hourly_dataframe()["hour"].tolist() == list(range(1, 27))
-    per_step = m.agents_dataframe().groupby("Step").size()
+    per_step = df.groupby("hour").size()
     assert (per_step == m.state.n).all()
+    # the same columns whatever the reporting interval (those of agents.parquet)
+    hourly = DIPIModel(seed=4, hours=3, **SMALL).run().agents_dataframe()
+    assert list(df.columns) == list(hourly.columns) == list(PARTY_TABLE_COLUMNS)
+    assert df.dtypes.equals(hourly.dtypes)
 
 
 BATCH = dict(

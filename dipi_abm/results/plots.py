@@ -26,6 +26,8 @@ COLORS = {"dpgc": "#1b7837", "user": "#2166ac", "p2p": "#e08214", "grid": "#7f7f
 
 #: Legend below the axes, where it cannot cover the data.
 LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.16), "ncol": 4}
+#: Legend right of the axes (for stacked panels).
+LEGEND_RIGHT = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
 
 
 def _daily(hourly: pd.DataFrame) -> bool:
@@ -84,14 +86,14 @@ def plot_breaches(hourly: pd.DataFrame, path: Path) -> None:
     ax1.stackplot(x, *counts, colors=[COLORS["dpgc"], COLORS["user"]], alpha=0.8,
                   labels=["DPGCs", "users"], step="mid")
     ax1.set_ylabel(f"breaches per {unit}")
-    ax1.legend(loc="upper right", frameon=False)
+    ax1.legend(frameon=False, **LEGEND_RIGHT)
     ax1.set_title("Contract breaches (a side delivering or taking less than agreed)")
     colors = {"DPGCs": COLORS["dpgc"], "users": COLORS["user"]}
     for label, series in rate.items():
         ax2.plot(x, series, color=colors[label], label=label, lw=1.2)
     ax2.set_ylim(bottom=0)
     _finish(ax1, "", f"breaches per {unit}", None)
-    _finish(ax2, "", rate_label, {"loc": "upper right", "ncol": len(rate)})
+    _finish(ax2, "", rate_label, LEGEND_RIGHT)
     ax1.set_xlabel("")
     _save(fig, path)
 
