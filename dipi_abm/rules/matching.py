@@ -180,7 +180,7 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
     n_buy = book.buyer_volume.size
     if n_buy == 0 or book.seller_volume.size == 0:
         return Contracts.empty()
-    order = np.lexsort((*seller_keys, seller_queue))
+    order = _lexsort((*seller_keys, seller_queue))
     sq = seller_queue[order]
     qs = _Queues(sq, order, book.seller_price[order],
                  book.seller_volume[order].astype(np.float64).copy(),
@@ -189,11 +189,15 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
     s_party = book.seller_party[order]
     b_rem = book.buyer_volume.astype(np.float64).copy()
     open_ = b_rem > VOLUME_EPS
+    # Buyers are visited in submission order, so sorting a round's buyers by (queue,
+    # priority) with sorts that keep that order among equals is the full lexsort
+    # (queue, -priority, time) without sorting by time every round.
+    by_time = _lexsort((book.buyer_time,))
     parts: list[tuple[NDArray, ...]] = []
     rounds = 0
     while True:
         open_ &= b_rem > VOLUME_EPS
-        buyers = np.flatnonzero(open_)
+        buyers = by_time[open_[by_time]]
         if buyers.size == 0 or not np.any(qs.rem > VOLUME_EPS) or rounds == max_rounds > 0:
             break
         rounds += 1
@@ -202,7 +206,7 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
         buyers, tq, priority, net_bid = (x[feasible] for x in (buyers, tq, priority, net_bid))
         if buyers.size == 0:
             break
-        o = np.lexsort((book.buyer_time[buyers], -priority, tq))
+        o = _lexsort((-priority, tq))
         buyers, tq, net_bid = buyers[o], tq[o], net_bid[o]
         w = book.buyer_price[buyers] - net_bid
 
@@ -257,6 +261,37 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
     cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
     return Contracts(cols[0].astype(np.intp), cols[1].astype(np.intp), *cols[2:],
                      rounds=rounds)
+
+
+def _lexsort(keys: tuple[NDArray, ...]) -> NDArray[np.intp]:
+    """The permutation ``np.lexsort(keys)`` gives (last key most significant, ties in
+    input order), found key by key with the fastest sort that keeps it exact.
+
+    Sorting by each key in turn with a stable sort is what lexsort does. A key
+    without ties has one order, so an unstable sort (several times faster: it
+    uses SIMD) gives it, checked by a single pass; with ties the key falls back
+    to a stable sort, a radix sort for small non-negative integers (queue ids).
+    """
+    order: NDArray[np.intp] | None = None
+    for key in keys:
+        k = key if order is None else key[order]
+        p = _stable_argsort(k)
+        order = p if order is None else order[p]
+    if order is None:
+        raise ValueError("no sort keys")
+    return order
+
+
+def _stable_argsort(key: NDArray) -> NDArray[np.intp]:
+    if key.size > 1 and key.dtype.kind in "iu":
+        lo, hi = int(key.min()), int(key.max())
+        if lo >= 0 and hi < 2**15 and hi - lo < key.size:  # many ties: radix sort
+            return np.argsort(key.astype(np.int16), kind="stable")
+    p = np.argsort(key)
+    s = key[p]
+    if np.all(s[1:] > s[:-1]):  # strictly increasing: no ties (and no NaN)
+        return p
+    return np.argsort(key, kind="stable")
 
 
 def match_price_time(book: OrderBook, net: MarketNetwork) -> Contracts:
@@ -328,20 +363,33 @@ def match_cma(book: OrderBook, net: MarketNetwork) -> Contracts:
     s_q = _or_full(book.seller_cleanliness, book.seller_volume.size, 0.0)
     seller_part = w.credit * s_credit / 200.0 + w.green * s_q  # the seller's own part
     dist_term = w.distance * w.distance_ref_ohm / (w.distance_ref_ohm + net.queue_distance)
+    price_scale = w.price * w.price_ref
+    buyer_part = w.credit * b_credit / 200.0
+    everywhere = bool(net.queue_allowed.all())
 
     def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
+        # The terms of a (buyer bus, queue) pair come first, on the few buses; each
+        # buyer then gathers its bus's row once. The arithmetic is the pair weight's,
+        # term by term, so the weights are those of cma_weight to the last bit.
         queues, head = qs.heads()
         bus = book.buyer_bus[buyers]
-        x = book.buyer_price[buyers, None] - net.queue_wheeling[bus][:, queues]
-        ask = qs.ask[head][None, :]
-        ok = net.queue_allowed[bus][:, queues] & (x >= ask - PRICE_EPS)
-        weight = (seller_part[qs.order[head]][None, :] + dist_term[bus][:, queues]
-                  + w.price * w.price_ref / (w.price_ref + np.abs(x - ask)))
-        weight = np.where(ok, weight, -np.inf)
+        x = book.buyer_price[buyers, None] - net.queue_wheeling[:, queues][bus]
+        ask = qs.ask[head]
+        out = x < ask - PRICE_EPS  # not feasible (all terms are finite)
+        if not everywhere:
+            out |= ~net.queue_allowed[:, queues][bus]
+        own = seller_part[qs.order[head]][None, :] + dist_term[:, queues]
+        price_term = np.subtract(x, ask)
+        np.abs(price_term, out=price_term)
+        np.add(w.price_ref, price_term, out=price_term)
+        np.divide(price_scale, price_term, out=price_term)
+        weight = own[bus]
+        weight += price_term
+        np.copyto(weight, -np.inf, where=out)
         best = np.argmax(weight, axis=1)
         r = np.arange(buyers.size)
-        priority = weight[r, best] + w.credit * b_credit[buyers] / 200.0
-        return queues[best], ok[r, best], priority, x[r, best]
+        priority = weight[r, best] + buyer_part[buyers]
+        return queues[best], ~out[r, best], priority, x[r, best]
 
     weighted = _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
                                 (book.seller_time, book.seller_price, -seller_part), choose,
