@@ -29,6 +29,7 @@ from .physics.grid import Grid, build_grid, wheeling_tariff
 from .physics.weather import Weather, WeatherParams
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
 from .rules.consensus import (
+    BlockTally,
     Nodes,
     draw_producer,
     gini,
@@ -218,6 +219,7 @@ class DIPIModel(mesa.Model):
         hp[self.state.n:] = p.miner_hash_power
         self.node_hash_power = hp
         self.node_blocks_won = np.zeros(n_nodes, np.int64)
+        self._block_tally = BlockTally()  # Gini and Nakamoto of node_blocks_won, per block
         self.faulty = np.zeros(n_nodes, bool)
         self.faulty[self._rng["behaviour"].permutation(n_nodes)[
             : int(round(p.faulty_share * n_nodes))]] = True
@@ -720,8 +722,7 @@ class DIPIModel(mesa.Model):
         k["producer_credit"] = float(credit[winner])
         k["producer_is_standalone"] = int(winner >= s.n)
         k["block_hashes"] = hashes
-        k["blocks_gini"] = gini(won)
-        k["blocks_nakamoto"] = nakamoto(won[won > 0])
+        k["blocks_gini"], k["blocks_nakamoto"] = self._block_tally.update(won)
         k["low_credit_block_share"] = self._low_credit_blocks / max(int(won.sum()), 1)
         k["win_credit_corr"] = win_credit_correlation(won, credit)
         k["quorum_committed"] = int(self._quorum.committed)

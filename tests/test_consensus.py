@@ -11,6 +11,7 @@ from scipy import stats
 from dipi_abm import DIPIModel
 from dipi_abm.rules.consensus import (
     CONSENSUS_RULES,
+    BlockTally,
     Nodes,
     draw_producer,
     gini,
@@ -151,3 +152,21 @@ def test_hashed_mode_runs_in_the_model_and_reports_hashes():
     h = m.hourly_dataframe()
     assert (h["block_hashes"] > 0).all()
     assert m.summary()["blocks"] == 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.lists(st.integers(0, 39), max_size=300),
+       st.lists(st.integers(0, 39), max_size=3))
+def test_block_tally_is_gini_and_nakamoto_to_the_bit(n, winners, jumps):
+    """The running tally equals the sorting functions after every block, and after
+    any other change of the counts (it then recounts)."""
+    won = np.zeros(n, np.int64)
+    tally = BlockTally()
+    for i, w in enumerate(winners):
+        won[w % n] += 1
+        if i in jumps:
+            won[(w * 7) % n] += 5  # not one block: the tally must notice and recount
+        g, k = tally.update(won)
+        assert g == gini(won)
+        assert k == nakamoto(won[won > 0])
+    assert tally.update(np.zeros(n, np.int64)) == (0.0, 0)

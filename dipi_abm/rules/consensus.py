@@ -189,6 +189,70 @@ def nakamoto(counts: NDArray) -> int:
     return int(np.searchsorted(np.cumsum(x), total / 2.0, side="right") + 1)
 
 
+class BlockTally:
+    """:func:`gini` and :func:`nakamoto` of the block counts, kept up to date block by block.
+
+    Both sort the nodes' counts, and the model asks for them every hour. One more
+    block for a node with c blocks keeps the sorted order (the node moves from the
+    top of the c tier to the bottom of the c + 1 tier, at the same rank), so Gini's
+    rank-weighted sum grows by that rank, the number of nodes with at most c blocks,
+    and Nakamoto's count follows from the histogram of counts: O(n) compare and
+    O(max count) per hour instead of a sort. Every sum is of integers, exact in
+    float64, so the values are those of gini() and nakamoto() to the last bit.
+    """
+
+    def __init__(self) -> None:
+        self._seen: NDArray[np.int64] | None = None
+
+    def _rebuild(self, counts: NDArray[np.int64]) -> None:
+        self._seen = counts.copy()
+        self._hist = np.bincount(counts, minlength=2).astype(np.int64)
+        ranked = np.sort(counts)
+        self._rank_sum = int((np.arange(1, counts.size + 1, dtype=np.int64) * ranked).sum())
+        self._total = int(counts.sum())
+
+    def update(self, counts: NDArray) -> tuple[float, int]:
+        """(Gini, Nakamoto coefficient) of ``counts``, the nodes' blocks won so far."""
+        c = np.asarray(counts, dtype=np.int64)
+        seen = self._seen
+        if seen is None or seen.size != c.size:
+            self._rebuild(c)
+        else:
+            changed = np.flatnonzero(c != seen)
+            if changed.size == 1 and c[changed[0]] == seen[changed[0]] + 1:
+                before = int(seen[changed[0]])
+                self._rank_sum += int(self._hist[: before + 1].sum())
+                self._hist[before] -= 1
+                if before + 1 >= self._hist.size:
+                    self._hist = np.concatenate([self._hist, np.zeros(self._hist.size,
+                                                                       np.int64)])
+                self._hist[before + 1] += 1
+                self._total += 1
+                seen[changed[0]] += 1
+            elif changed.size:
+                self._rebuild(c)
+        return self._gini(c.size), self._nakamoto()
+
+    def _gini(self, n: int) -> float:
+        if self._total <= 0:
+            return 0.0
+        return float(2.0 * float(self._rank_sum) / (n * float(self._total)) - (n + 1.0) / n)
+
+    def _nakamoto(self) -> int:
+        total = self._total
+        if total <= 0:
+            return 0
+        half = total / 2.0
+        hist = self._hist[:0:-1]  # counts from the largest down to 1
+        value = np.arange(hist.size, 0, -1, dtype=np.int64)
+        tier_end = np.cumsum(value * hist)  # blocks of the nodes down to each tier
+        tier = int(np.searchsorted(tier_end, half, side="right"))  # tiers wholly <= half
+        nodes = int(hist[:tier].sum())
+        before = int(tier_end[tier - 1]) if tier else 0
+        nodes += int((half - before) // int(value[tier]))  # nodes of the next tier still <= half
+        return nodes + 1
+
+
 def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
     """Pearson correlation between blocks won and credit, over nodes (nan if undefined)."""
     a = np.asarray(counts, dtype=np.float64)
