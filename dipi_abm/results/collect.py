@@ -80,11 +80,11 @@ class ColumnarDataCollector(DataCollector):
             super().collect(model)  # model reporters only
         finally:
             self.agent_reporters = agent_reporters
-        if model.steps % self.every == 0 or not model.running:
+        if model.hour % self.every == 0 or not model.running:
             snaps = self._agent_records
             if snaps.ids is None:
                 snaps.ids = model.party_ids
-            snaps.columns[model.steps] = party_columns(model)
+            snaps.columns[model.hour] = party_columns(model)
 
     def get_agent_vars_dataframe(self) -> pd.DataFrame:
         snaps = self._agent_records
