@@ -44,7 +44,7 @@ from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
-from .physics.weather import THERMAL, Weather, WeatherParams
+from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.credit import CREDIT_RULES, CreditState
@@ -362,7 +362,7 @@ class DIPIModel(mesa.Model):
         mean_load[n_d:] = lmed[load_class[n_d:]] * rng.lognormal(0.0, p.load_spread, n_u)
         n_pros = int(round(p.prosumer_share * n_u))
         pros = n_d + rng.permutation(n_u)[:n_pros]
-        tech[pros] = 0  # rooftop PV
+        tech[pros] = SOLAR  # rooftop PV
         capacity[pros] = p.prosumer_pv_ratio * mean_load[pros]
 
         cleanliness = np.where(tech >= 0, CLEANLINESS_Q[np.maximum(tech, 0)], 0.0)
