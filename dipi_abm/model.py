@@ -167,7 +167,7 @@ class DIPIModel(mesa.Model):
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
         self.datacollector = ColumnarDataCollector(
-            model_reporters={k: k for k in HOURLY_KPIS},
+            model_reporters={"hour": "hour", **{k: k for k in HOURLY_KPIS}},
             agent_reporters=dict(PARTY_REPORTERS),
             every=p.agent_report_every,
         )
@@ -510,9 +510,8 @@ class DIPIModel(mesa.Model):
 
     def hourly_dataframe(self):  # noqa: ANN201 - pandas is optional at import time
         """One row per simulated hour with the KPIs of MODEL.md section 9."""
-        df = self.datacollector.get_model_vars_dataframe().iloc[1:].copy()
-        df.insert(0, "hour", np.arange(1, len(df) + 1))
-        return df.reset_index(drop=True)
+        df = self.datacollector.get_model_vars_dataframe()
+        return df.astype({"hour": np.int64}).reset_index(drop=True)
 
     def agents_dataframe(self):  # noqa: ANN201
         """Per party and reported hour: credit, balance, volumes, breach flag."""

@@ -362,6 +362,9 @@ def test_batch_run_rows_have_kpis_and_agent_records(batch_rows):
     per = df.groupby(["seed", "Step"]).size()
     assert (per == 25).all()
     assert df.groupby("seed")["Step"].max().tolist() == [11, 11]
+    # every hour is there, the last one included (row Step k holds hour k + 1)
+    assert sorted(df.groupby("seed")["hour"].agg(set).map(sorted).iloc[0]) == list(range(1, 13))
+    assert (df["hour"] == df["Step"] + 1).all()
     assert df["credit"].between(0, 100).all()
 
 
