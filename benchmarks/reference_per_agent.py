@@ -5,7 +5,8 @@ user is a ``mesa.Agent`` with its own attributes and a ``step`` of its own,
 the market is a loop over orders, and settlement, credit and block production
 walk the parties one by one. It runs the same phases as ``DIPIModel.step``
 (MODEL.md section 4: prices, forecast, orders, price-time matching, delivery
-and settlement, credit, a credit-weighted block producer) on the same kind of
+attributed to contracts pro rata, settlement, credit, a credit-weighted block
+producer, the hour's KPIs through Mesa's DataCollector) on the same kind of
 population (10 % DPGCs, the rest users, on the IEEE 33-bus feeder's buses),
 with simplified physics (one daily profile per technology, Gaussian forecast
 error). It is not the model: it exists so ``bench_year.py`` can state how many
@@ -60,6 +61,8 @@ class Party(mesa.Agent):
         self.committed = 0.0
         self.side = 0
         self.forecast_net = 0.0
+        self.breach = False
+        self.contracts: list[list] = []
 
     def actual(self, hour: int) -> tuple[float, float]:
         r = self.model.random
@@ -86,37 +89,73 @@ class Party(mesa.Agent):
             self.side = 0
 
     def deliver_and_settle(self) -> None:
-        """Meet the commitment or not; trade the rest with the grid; update credit."""
+        """Meet the commitments or not, contract by contract; the rest with the grid;
+        update credit."""
         gen, load = self.actual(self.model.hour_of_day)
         net = load - gen
-        if self.side == 1:
-            delivered = min(max(-net, 0.0), self.committed)
-            extra = max(-net, 0.0) - delivered
-            self.balance += extra * FEED_IN
-        else:
-            delivered = min(max(net, 0.0), self.committed)
-            extra = max(net, 0.0) - delivered
-            self.balance -= extra * RETAIL
+        side = max(-net, 0.0) if self.side == 1 else max(net, 0.0)
+        delivered = min(side, self.committed)
+        share = delivered / self.committed if self.committed > 0 else 0.0
+        for contract in self.contracts:  # pro rata over the party's contracts
+            contract[3 if self.side == 1 else 4] = contract[2] * share
+        extra = side - delivered
+        self.balance += extra * FEED_IN if self.side == 1 else -extra * RETAIL
+        self.breach = self.committed > 0 and delivered < 0.95 * self.committed
         if self.committed > 0:
             score = 100.0 * delivered / self.committed
             self.credit = 0.9 * self.credit + 0.1 * score  # an EMA credit rule
-            if delivered < 0.95 * self.committed:
-                self.model.breaches += 1
+        self.contracts = []
+
+
+# The hour's KPIs, as Mesa model reporters (named functions: they must pickle).
+def p2p_volume_kwh(model: ReferenceModel) -> float:
+    return sum(c[2] for c in model.contracts)
+
+
+def p2p_delivered_kwh(model: ReferenceModel) -> float:
+    return sum(min(c[3], c[4]) for c in model.contracts)
+
+
+def breaches(model: ReferenceModel) -> int:
+    return sum(1 for a in model.agents if a.breach)
+
+
+def mean_credit_dpgc(model: ReferenceModel) -> float:
+    values = [a.credit for a in model.agents if a.dpgc]
+    return sum(values) / len(values)
+
+
+def mean_credit_user(model: ReferenceModel) -> float:
+    values = [a.credit for a in model.agents if not a.dpgc]
+    return sum(values) / len(values)
+
+
+def price_mean(model: ReferenceModel) -> float:
+    q = p2p_volume_kwh(model)
+    return sum(c[2] * c[5] for c in model.contracts) / q if q > 0 else float("nan")
+
+
+def user_cost_yuan(model: ReferenceModel) -> float:
+    return -sum(a.balance for a in model.agents if not a.dpgc)
 
 
 class ReferenceModel(mesa.Model):
     """The hour, one agent at a time."""
 
     def __init__(self, n_parties: int, seed: int = 1) -> None:
-        super().__init__(seed=seed)
+        super().__init__(rng=seed)
         n_dpgc = n_parties // 10
         for i in range(n_parties):
             Party(self, dpgc=i < n_dpgc)
         self.hour_of_day = 0
         self.asks: list[list] = []
         self.bids: list[list] = []
-        self.breaches = 0
+        self.contracts: list[list] = []
         self.blocks_won: dict[int, int] = {}
+        self.datacollector = mesa.DataCollector(model_reporters={
+            f.__name__: f for f in (p2p_volume_kwh, p2p_delivered_kwh, breaches,
+                                    mean_credit_dpgc, mean_credit_user, price_mean,
+                                    user_cost_yuan)})
 
     def match(self) -> None:
         """Continuous double auction, price then time priority, walking the books."""
@@ -129,10 +168,11 @@ class ReferenceModel(mesa.Model):
                 break
             q = min(ask[3], bid[3])
             price = 0.5 * (ask[0] + bid[0] - WHEELING)
-            ask[2].committed += q
-            bid[2].committed += q
-            ask[2].balance += q * price
-            bid[2].balance -= q * (price + WHEELING)
+            contract = [ask[2], bid[2], q, 0.0, 0.0, price]  # seller, buyer, q, sent, taken, p
+            self.contracts.append(contract)
+            for party in (ask[2], bid[2]):
+                party.committed += q
+                party.contracts.append(contract)
             ask[3] -= q
             bid[3] -= q
             if ask[3] <= 1e-7:
@@ -147,12 +187,21 @@ class ReferenceModel(mesa.Model):
         winner.balance += 1.0
         self.blocks_won[winner.unique_id] = self.blocks_won.get(winner.unique_id, 0) + 1
 
+    def settle_contracts(self) -> None:
+        """Pay for what was delivered directly; shortfalls go through the grid."""
+        for seller, buyer, _q, sent, taken, price in self.contracts:
+            direct = min(sent, taken)
+            seller.balance += direct * price
+            buyer.balance -= direct * (price + WHEELING)
+
     def step(self) -> None:
-        self.asks, self.bids = [], []
+        self.asks, self.bids, self.contracts = [], [], []
         self.agents.shuffle_do("post_order")
         self.match()
         self.agents.do("deliver_and_settle")
+        self.settle_contracts()
         self.produce_block()
+        self.datacollector.collect(self)
         self.hour_of_day = (self.hour_of_day + 1) % 24
 
 

@@ -153,8 +153,11 @@ class _Queues:
     def heads(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """(queues with a seller left, sorted position of each such queue's next seller)."""
         alive = np.flatnonzero(self.rem > VOLUME_EPS)
-        queues, first = np.unique(self.queue[alive], return_index=True)
-        return queues, alive[first]
+        queue = self.queue[alive]  # sorted: sellers are sorted by queue first
+        first = np.empty(queue.size, bool)
+        first[:1] = True
+        np.not_equal(queue[1:], queue[:-1], out=first[1:])
+        return queue[first], alive[first]
 
 
 # A rule's choice for each open buyer: (target queue, feasible?, priority within the queue,
@@ -229,7 +232,7 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
         b_start = np.minimum(q_lo + within_end - demand, q_hi)
 
         alive = qs.rem > VOLUME_EPS
-        points = np.unique(np.concatenate([b_start, b_end, s_end[alive]]))
+        points = _sorted_unique(np.concatenate([b_start, b_end, s_end[alive]]))
         lo, hi = points[:-1], points[1:]
         mid = 0.5 * (lo + hi)
         seg = hi - lo
@@ -284,9 +287,21 @@ def _lexsort(keys: tuple[NDArray, ...]) -> NDArray[np.intp]:
     return order
 
 
+def _sorted_unique(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.unique(x)`` for a concatenation of a few ascending runs (no NaN): a stable
+    sort merges the runs in linear time."""
+    x.sort(kind="stable")
+    keep = np.empty(x.size, bool)
+    keep[:1] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
 def _stable_argsort(key: NDArray) -> NDArray[np.intp]:
     if key.size > 1 and key.dtype.kind in "iu":
         lo, hi = int(key.min()), int(key.max())
+        if lo == hi:  # one value (one queue): the order is the input's
+            return np.arange(key.size)
         if lo >= 0 and hi < 2**15 and hi - lo < key.size:  # many ties: radix sort
             return np.argsort(key.astype(np.int16), kind="stable")
     p = np.argsort(key)
