@@ -60,15 +60,12 @@ class Case:
 
 
 FULL = [
+    "cli:10000:876", "cli:10000:8760", "cli:10000:8760:matching=cma",
+    "sim:10000:8760", "sim:10000:48:ledger_detail=off", "ref:10000:48",
     "cli:1000:876", "cli:1000:8760",
-    "cli:10000:876", "cli:10000:8760",
-    "cli:10000:8760:matching=cma",
-    "cli:100000:876", "cli:100000:8760:agent_report_every=24",
-    "sim:10000:8760",
     "sim:10000:876", "sim:10000:876:matching=cma",
     "sim:10000:876:ledger_detail=off", "sim:10000:168:ledger_detail=full",
-    "sim:100000:168",
-    "sim:10000:48:ledger_detail=off", "ref:10000:48",
+    "sim:100000:168", "cli:100000:876", "cli:100000:8760:agent_report_every=24",
 ]
 QUICK = [
     "cli:1000:876", "cli:10000:876", "sim:10000:876", "sim:10000:876:matching=cma",
