@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
-    from .results.output import RunOutput
+    from .results.output import ResultsWriter
 
     values = scenario_from_args(args)
     cfg.validate(values)  # everything is checked before any work starts
@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = DIPIModel(**values)
     hours = model.params.hours
     # Per-party records stream to agents.parquet as the run goes (memory stays flat).
-    output = RunOutput(model, args.out, plots=not args.no_plots)
+    output = ResultsWriter(model, args.out, plots=not args.no_plots)
     try:
         with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
                   dynamic_ncols=True) as bar:

@@ -13,14 +13,14 @@ from pandas.testing import assert_frame_equal
 from dipi_abm import DIPIModel
 from dipi_abm.results import output, plots
 from dipi_abm.results.collect import DAILY_AFTER_HOURS, PARTY_TABLE_COLUMNS, CreditBand
-from dipi_abm.results.output import RunOutput, write_results
+from dipi_abm.results.output import ResultsWriter, write_results
 
 SMALL = {"n_dpgc": 5, "n_users": 20}
 
 
 def _streamed(tmp_path, **kw):
     model = DIPIModel(**kw)
-    out = RunOutput(model, tmp_path / "streamed", plots=False)
+    out = ResultsWriter(model, tmp_path / "streamed", plots=False)
     model.run()
     return model, out.finish()
 
@@ -47,7 +47,7 @@ def test_streamed_file_is_the_in_memory_table_byte_for_byte(tmp_path):
 def test_streaming_holds_one_row_group_at_most(tmp_path, monkeypatch):
     monkeypatch.setattr(output, "ROW_GROUP_ROWS", 60)
     model = DIPIModel(seed=2, hours=20, **SMALL)
-    out = RunOutput(model, tmp_path, plots=False)
+    out = ResultsWriter(model, tmp_path, plots=False)
     most = 0
     for _ in range(20):
         model.step()
@@ -66,7 +66,7 @@ def test_streaming_holds_one_row_group_at_most(tmp_path, monkeypatch):
 
 def test_a_failed_run_leaves_no_partial_file(tmp_path):
     model = DIPIModel(seed=1, hours=5, **SMALL)
-    out = RunOutput(model, tmp_path, plots=False)
+    out = ResultsWriter(model, tmp_path, plots=False)
     model.run(2)
     assert list(tmp_path.glob(".agents.parquet.*.part"))
     out.discard()

@@ -127,8 +127,16 @@ class PartyParquetStream:
                 self._writer.write_table(self.records.schema.empty_table())
         self._writer.close()
 
+    def abort(self) -> None:
+        """Stop writing (the caller removes the file)."""
+        self._pending = []
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - a half-written file is removed anyway
+            pass
 
-class RunOutput:
+
+class ResultsWriter:
     """A run's output folder: agents.parquet streamed as the run goes, the rest at the end.
 
     Open it before running (``stream=True``): the model's per-party snapshots
@@ -184,16 +192,13 @@ class RunOutput:
         if self._tmp is not None:
             stream = getattr(self, "_stream", None)
             if stream is not None:
-                try:
-                    stream._writer.close()
-                except Exception:  # noqa: BLE001 - the file goes anyway
-                    pass
+                stream.abort()
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
 
 def write_results(model: DIPIModel, out: str | os.PathLike, *, plots: bool = True) -> dict:
     """Write model.parquet, agents.parquet, the plots and summary.json into ``out``
-    for a run whose party records are held in memory (see :class:`RunOutput` to
+    for a run whose party records are held in memory (see :class:`ResultsWriter` to
     stream them as the run goes)."""
-    return RunOutput(model, out, plots=plots, stream=False).finish()
+    return ResultsWriter(model, out, plots=plots, stream=False).finish()
