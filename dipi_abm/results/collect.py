@@ -18,6 +18,7 @@ Both ways the per-party table has one schema, :class:`PartyRecords`:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,9 @@ PARTY_REPORTERS = {
 
 #: The columns of agents.parquet and of ``agents_dataframe()``, in order.
 PARTY_TABLE_COLUMNS = ("hour", "agent_id", *PARTY_REPORTERS, "kind", "bus")
+
+#: Values a model reporter can hand over without a copy.
+_IMMUTABLE = (int, float, bool, str, bytes, type(None), np.generic)
 
 #: Party type labels by ``PartyState.kind`` code.
 KIND_LABELS = ("dpgc", "user")
@@ -188,6 +192,16 @@ class ColumnarDataCollector(DataCollector):
         self.every = int(every)
         self._agent_records = _Snapshots()
         self._sink: AgentSink | None = None
+        self._by_attribute = all(isinstance(r, str) for r in self.model_reporters.values())
+
+    def _collect_attributes(self, model: DIPIModel) -> None:
+        """Mesa's collect for reporters that name attributes, without its deepcopy of
+        values that cannot change (numbers, strings): 48 KPIs every hour add up."""
+        for var, name in self.model_reporters.items():
+            value = getattr(model, name, None)
+            if not isinstance(value, _IMMUTABLE):
+                value = copy.deepcopy(value)
+            self.model_vars[var].append(value)
 
     @property
     def streaming(self) -> bool:
@@ -211,11 +225,14 @@ class ColumnarDataCollector(DataCollector):
         if model.hour > 0:
             # One model row per simulated hour (the row's ``hour`` says which), so that
             # mesa.batch_run, which reads rows 0 .. steps - 1, sees every hour.
-            agent_reporters, self.agent_reporters = self.agent_reporters, {}
-            try:
-                super().collect(model)  # model reporters only
-            finally:
-                self.agent_reporters = agent_reporters
+            if self._by_attribute and getattr(self, "_validated", True):
+                self._collect_attributes(model)
+            else:
+                agent_reporters, self.agent_reporters = self.agent_reporters, {}
+                try:
+                    super().collect(model)  # model reporters only (validated the first time)
+                finally:
+                    self.agent_reporters = agent_reporters
         if model.hour % self.every == 0 or not model.running:
             if self._sink is not None:
                 if model.hour > 0:
