@@ -17,7 +17,9 @@ imports included) are its own. Kinds of case:
   the ratio compares equal work.
 
 The load average before each case is printed with it: the machine may be
-shared, and other work only ever slows a case down.
+shared, and other work only ever slows a case down. On a busy machine the
+CPU seconds (user + system of the case's processes) say more than the wall
+time: they are what the case costs, whoever else is running.
 
     python benchmarks/bench_year.py              # the README table (about 30 minutes)
     python benchmarks/bench_year.py --quick      # a few minutes: no year at 100k
@@ -134,7 +136,8 @@ def run(case: Case, tmp: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
-    result = {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "load": load}
+    result = {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+              "peak_rss_mb": usage.ru_maxrss / 1024, "load": load}
     if case.kind == "cli":
         result["run_s"] = wall
         size = sum(f.stat().st_size for f in out.iterdir())
@@ -177,8 +180,8 @@ def main() -> None:
         return
     cases = [Case.parse(c) for c in (args.case or (QUICK if args.quick else FULL))]
     print(f"machine: {machine()}")
-    print("| case | parties | hours | wall s | agent-hours/s | peak RSS MB | load |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | parties | hours | wall s | CPU s | agent-hours/s | peak RSS MB | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     last_sim = None
     with tempfile.TemporaryDirectory(prefix="dipi-bench-year-") as tmp:
         for case in cases:
@@ -191,6 +194,7 @@ def main() -> None:
                 times = last_sim[1]["agent_hours_per_s"] / r["agent_hours_per_s"]
                 ratio = f" (sim: {times:.0f}x)"
             print(f"| {case.label} | {case.parties:,} | {case.hours:,} | {r['wall_s']:.1f} | "
+                  f"{r['cpu_s']:.1f} | "
                   f"{r['agent_hours_per_s']:.3g}{ratio} | {r['peak_rss_mb']:,.0f} | "
                   f"{r['load']:.1f} |", flush=True)
             if args.json:
