@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,9 +88,12 @@ ROW_GROUP_ROWS = 1024 * 1024
 class PartyParquetStream:
     """agents.parquet written as the run goes, one row group at a time.
 
-    Memory holds at most one row group (plus one hour's snapshot) whatever the
-    number of hours. Each record also feeds the plots' :class:`CreditBand`, so
-    the plots need no per-party frame.
+    Memory holds at most three row groups (the one being written, the next, and
+    the snapshots gathering for the one after) whatever the number of hours.
+    The encoding runs on a thread of its own: Arrow releases the GIL while it
+    compresses and writes, so on a second core it overlaps the simulation.
+    Each record also feeds the plots' :class:`CreditBand`, so the plots need no
+    per-party frame.
     """
 
     def __init__(self, path: Path, records: PartyRecords, band: CreditBand) -> None:
@@ -99,6 +104,11 @@ class PartyParquetStream:
         self._pending: list[pa.Table] = []
         self._rows = 0
         self.rows_written = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_row_groups, daemon=True,
+                                        name="agents.parquet")
+        self._thread.start()
 
     def write(self, hour: int, columns: Mapping[str, np.ndarray]) -> None:
         self.band.add(hour, columns["credit"])
@@ -111,25 +121,43 @@ class PartyParquetStream:
     def _flush(self, rows: int) -> None:
         import pyarrow as pa
 
+        if self._error is not None:
+            raise self._error
         table = pa.concat_tables(self._pending)
-        # One chunk per column, as a DataFrame's table has: the pages come out the same.
-        self._writer.write_table(table.slice(0, rows).combine_chunks())
+        self._queue.put(table.slice(0, rows))
         rest = table.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._rows = rest.num_rows
         self.rows_written += rows
 
+    def _write_row_groups(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    # One chunk per column, as a DataFrame's table has: the same pages.
+                    self._writer.write_table(table.combine_chunks())
+                except BaseException as exc:  # noqa: BLE001 - raised in the run's thread
+                    self._error = exc
+
     def close(self) -> None:
+        """Write what is left and close the file (raises what the writer met)."""
         if self._rows or not self.rows_written:
             if self._pending:
                 self._flush(self._rows)
             else:  # no record at all: an empty table with the schema, as pandas writes it
-                self._writer.write_table(self.records.schema.empty_table())
+                self._queue.put(self.records.schema.empty_table())
+        self._queue.put(None)
+        self._thread.join()
         self._writer.close()
+        if self._error is not None:
+            raise self._error
 
     def abort(self) -> None:
         """Stop writing (the caller removes the file)."""
         self._pending = []
+        self._error = self._error or RuntimeError("aborted")
+        self._queue.put(None)
+        self._thread.join()
         try:
             self._writer.close()
         except Exception:  # noqa: BLE001 - a half-written file is removed anyway
