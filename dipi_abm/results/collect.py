@@ -203,11 +203,6 @@ class ColumnarDataCollector(DataCollector):
                 value = copy.deepcopy(value)
             self.model_vars[var].append(value)
 
-    @property
-    def streaming(self) -> bool:
-        """True once snapshots go to a sink instead of memory."""
-        return self._sink is not None
-
     def stream_agents(self, sink: AgentSink) -> None:
         """Send every party snapshot to ``sink`` as it is taken instead of keeping it.
 
