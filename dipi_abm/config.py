@@ -280,6 +280,9 @@ PARAMS: tuple[Param, ...] = (
        low=0.0, high=1.0, high_open=True),
     _p("roth_erev_experimentation", 0.1, float, "-", "Roth-Erev spill-over eps to the "
        "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True),
+    _p("roth_erev_reference_rate", 0.05, float, "-", "Roth-Erev: weight w of the newest "
+       "payoff in the running reference payoff; reinforcement is payoff minus reference, "
+       "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
@@ -305,8 +308,11 @@ PARAMS: tuple[Param, ...] = (
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
     # --- credit ----------------------------------------------------------------------------
-    _p("credit_rule", "paper", str, "-", "Credit update rule (MODEL.md section 6).",
-       "credit", choices=_credit_rules),
+    _p("credit_rule", "decay", str, "-", "Credit update rule (MODEL.md section 6): decay "
+       "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
+       "window.", "credit", choices=_credit_rules),
+    _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
+       "this many hours, whatever the party's number of contracts.", "credit", **_POS),
     _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
        high=100.0),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "

@@ -333,7 +333,8 @@ class DIPIModel(mesa.Model):
         self._learn = LEARNING_RULES[p.learning]
         self._learn_kw = {"recency": p.roth_erev_recency,
                           "experimentation": p.roth_erev_experimentation,
-                          "epsilon": p.egreedy_epsilon}
+                          "epsilon": p.egreedy_epsilon,
+                          "reference_rate": p.roth_erev_reference_rate}
         learners = []
         for lo, hi, start_level, base in (
             (p.ask_markup_min, p.ask_markup_max, s.ask_markup, p.commitment_ratio),
@@ -675,7 +676,8 @@ class DIPIModel(mesa.Model):
         s.score[idx] = score
         k = self._contract_counts[idx] if p.credit_count == "contract" else np.ones(idx.size,
                                                                                    np.int64)
-        update_credit(p.credit_rule, s.credit, idx, score, k, alpha=p.credit_ema_alpha)
+        update_credit(p.credit_rule, s.credit, idx, score, k, alpha=p.credit_ema_alpha,
+                      half_life_h=p.credit_half_life_h, hour=self.steps)
 
     def _produce_block(self, records: dict | None) -> None:
         """Consensus: find the period's block producer; it takes the block reward; the
