@@ -131,7 +131,7 @@ model_params = st.fixed_dictionaries(
         "n_users": st.integers(20, 40),
         "hours": st.integers(24, 36),
         "start_hour": st.integers(0, 23),
-        "credit_rule": st.sampled_from(["paper", "ema", "window"]),
+        "credit_rule": st.sampled_from(["decay", "mean", "paper", "ema", "window"]),
         "wheeling": st.sampled_from(["flat", "distance"]),
         "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
         "tariff": st.sampled_from(["flat", "tou"]),
@@ -281,7 +281,7 @@ def test_higher_breach_tolerance_fewer_breaches(seed):
 
 
 @settings(max_examples=6, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["paper", "ema", "window"]))
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["decay", "mean", "paper", "ema", "window"]))
 def test_natural_factor_keeps_dpgc_credit_higher(seed, rule):
     kw = dict(seed=seed, hours=72, credit_rule=rule, **SMALL)
     plain = DIPIModel(natural_factor=0.0, **kw)
