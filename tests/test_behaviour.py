@@ -87,8 +87,7 @@ def test_a_constant_payoff_is_no_signal_however_negative():
 PENALTY_GRID = ActionGrid.build(np.array([0.8, 0.9, 1.0, 1.1, 1.2, 1.3]), np.array([0.4]))
 
 
-def _penalised_commitment(choose, update, *, penalty=0.5, hours=400, parties=300, seed=0,
-                          **kw):
+def _penalised_commitment(choose, update, *, penalty=0.5, hours=400, parties=300, seed=0):
     """Parties start on the largest commitment; every action loses money, and committing
     beyond 1 loses ``penalty`` more per unit of over-commitment. Returns the mean
     commitment ratio chosen over the last 100 hours."""
@@ -98,31 +97,32 @@ def _penalised_commitment(choose, update, *, penalty=0.5, hours=400, parties=300
     idx = np.arange(parties)
     chosen = []
     for _ in range(hours):
-        a = choose(lr, idx, rng, **kw)
+        a = choose(lr, idx, rng)
         lr.chosen[:] = a
         ratio = PENALTY_GRID.volume_ratio[a]
         payoff = -0.05 - penalty * np.maximum(ratio - 1.0, 0.0) + rng.normal(0.0, 0.02, parties)
-        update(lr, idx, payoff, **kw)
+        update(lr, idx, payoff)
         chosen.append(ratio)
     return float(np.mean(chosen[-100:]))
 
 
-LEARN_KW = dict(recency=0.05, experimentation=0.1, reference_rate=0.05, epsilon=0.1)
+LEARN_KEYS = {"roth_erev_recency": 0.05, "roth_erev_experimentation": 0.1,
+              "roth_erev_reference_rate": 0.05, "egreedy_epsilon": 0.1}
 
 
 @pytest.mark.parametrize("rule", ["roth_erev", "epsilon_greedy"])
 def test_a_party_facing_a_penalty_learns_to_commit_less(rule):
     """MODEL.md section 8: the rule must feel losses, even when every payoff is negative."""
-    choose, update = LEARNING_RULES[rule]
-    learnt = _penalised_commitment(choose, update, **LEARN_KW)
+    choose, update = LEARNING_RULES[rule].bind(LEARN_KEYS)
+    learnt = _penalised_commitment(choose, update)
     assert learnt < 1.0  # from 1.3 with probability 0.8
     # The penalty is what taught it: with the same losses but no penalty it does not
     # settle on committing at most its forecast.
-    control = _penalised_commitment(choose, update, penalty=0.0, **LEARN_KW)
+    control = _penalised_commitment(choose, update, penalty=0.0)
     assert control > learnt + 0.05
 
 
-def _floored_roth_erev(lr, idx, reward, *, recency, experimentation, **_):
+def _floored_roth_erev(lr, idx, reward, recency=0.05, experimentation=0.1):
     """The form before losses were felt: reinforce max(payoff, 0)."""
     k = lr.actions.size
     x = np.maximum(reward, 0.0)
@@ -134,7 +134,7 @@ def _floored_roth_erev(lr, idx, reward, *, recency, experimentation, **_):
 
 
 def test_a_floor_at_zero_learns_nothing_from_losses():
-    stuck = _penalised_commitment(choose_roth_erev, _floored_roth_erev, hours=150, **LEARN_KW)
+    stuck = _penalised_commitment(choose_roth_erev, _floored_roth_erev, hours=150)
     assert stuck > 1.15
 
 
@@ -184,8 +184,8 @@ def test_hourly_gain_over_the_grid_alternative_is_never_negative():
     m = DIPIModel(hours=1, learning="roth_erev", matching="cma", **SMALL)
     for _ in range(36):
         m.step()
-        surplus, need = m._actual_positions
-        gain = m._party_transfer - (surplus * m.feed_in_price - need * m.retail_price)
+        d, st = m.record.delivery, m.record.settlement
+        gain = st.party_transfer - (d.surplus_kw * m.feed_in_price - d.need_kw * m.retail_price)
         assert gain.min() >= -1e-9
 
 

@@ -25,11 +25,12 @@ tracks conduct:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 CREDIT_MAX = 100.0
 
@@ -131,6 +132,8 @@ def update_decay(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
     counts every update as one hour after the party's previous one. As with
     ``mean``, a new party shows ``credit_initial`` until its first contract.
     """
+    if not half_life_h > 0.0:
+        raise ValueError(f"credit_half_life_h = {half_life_h}: must be > 0")
     s = np.asarray(score, dtype=np.float64)
     kk = k.astype(np.float64)
     now = state.last_hour[idx] + 1.0 if hour is None else np.full(idx.size, float(hour))
@@ -174,20 +177,22 @@ def update_window(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: 
     state.credit[idx] = np.clip(np.nanmean(state.window[idx], axis=1), 0.0, CREDIT_MAX)
 
 
-CreditRule = Callable[..., None]
-CREDIT_RULES: dict[str, CreditRule] = {
-    "decay": update_decay,
-    "mean": update_mean,
-    "paper": update_paper,
-    "ema": update_ema,
-    "window": update_window,
+#: Credit rules: ``rule(state, idx, score, k, hour=...)`` updates parties ``idx`` in place;
+#: ``hour`` is the model's hour (the decay rule's clock; the others ignore it).
+CREDIT_RULES: dict[str, Rule] = {
+    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}),
+    "mean": Rule(update_mean),
+    "paper": Rule(update_paper),
+    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}),
+    "window": Rule(update_window),
 }
 
 
 def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: NDArray,
                   k: NDArray, *, alpha: float = 0.1, half_life_h: float = 72.0,
                   hour: float | None = None) -> None:
-    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``.
+    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``
+    (for studies and tests; the model binds its rule once).
 
     ``alpha`` is the ema weight, ``half_life_h`` the decay rule's half-life and
     ``hour`` the absolute hour of the update (the decay rule's clock; see
@@ -195,8 +200,7 @@ def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: N
     """
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
-    if not half_life_h > 0.0:
-        raise ValueError(f"credit_half_life_h = {half_life_h}: must be > 0")
+    update = CREDIT_RULES[rule].bind({"credit_ema_alpha": alpha,
+                                      "credit_half_life_h": half_life_h})
     if idx.size:
-        CREDIT_RULES[rule](state, idx, score, np.asarray(k, dtype=np.int64), alpha=alpha,
-                           half_life_h=half_life_h, hour=hour)
+        update(state, idx, score, np.asarray(k, dtype=np.int64), hour=hour)
