@@ -189,15 +189,20 @@ CREDIT_RULES: dict[str, Rule] = {
 
 
 def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: NDArray,
-                  k: NDArray, *, alpha: float = 0.1, half_life_h: float = 72.0,
+                  k: NDArray, *, alpha: float = 0.1, half_life_h: float | None = None,
                   hour: float | None = None) -> None:
     """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``
     (for studies and tests; the model binds its rule once).
 
-    ``alpha`` is the ema weight, ``half_life_h`` the decay rule's half-life and
-    ``hour`` the absolute hour of the update (the decay rule's clock; see
-    :func:`update_decay`); rules ignore what they do not use.
+    ``alpha`` is the ema weight, ``half_life_h`` the decay rule's half-life (None:
+    the scenario default, ``credit_half_life_h``) and ``hour`` the absolute hour of
+    the update (the decay rule's clock; see :func:`update_decay`); rules ignore what
+    they do not use.
     """
+    if half_life_h is None:
+        from dipi_abm.config import PARAMS_BY_NAME
+
+        half_life_h = PARAMS_BY_NAME["credit_half_life_h"].default
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
     update = CREDIT_RULES[rule].bind({"credit_ema_alpha": alpha,
