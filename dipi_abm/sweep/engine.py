@@ -261,7 +261,7 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
             raise err("sweep", key, f"unknown key{_did_you_mean(key, SWEEP_KEYS)}; "
                       f"[sweep] takes {', '.join(SWEEP_KEYS)}")
     design = sweep.get("design", "factorial")
-    if design not in DESIGNS:
+    if not isinstance(design, str) or design not in DESIGNS:
         raise err("sweep", "design", f"design = {design!r}: must be one of "
                   f"{', '.join(DESIGNS)}")
     replications = sweep.get("replications", 1)
@@ -389,6 +389,8 @@ def _parse_factor(name: str, raw: Any, design: str,
                   f"{p.allowed()}: list its levels instead")
     if not (_is_number(low) and _is_number(high)):
         raise err("factors", name, f"range [{low!r}, {high!r}]: low and high must be numbers")
+    if not (_finite(low) and _finite(high)):
+        raise err("factors", name, f"range [{low!r}, {high!r}]: both ends must be finite")
     if not low < high:
         raise err("factors", name, f"range [{low!r}, {high!r}]: low must be below high")
     lo = check(low)
@@ -920,6 +922,13 @@ def _plain(value: Any) -> Any:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _is_number(v: Any) -> bool:
