@@ -390,3 +390,17 @@ def test_a_killed_rerun_never_leaves_the_earlier_result_looking_complete(tmp_pat
     assert rc == 0, err
     assert json.loads((out / "summary.json").read_text())["seed"] == 3
     assert _hidden_siblings(out) == []  # the killed run's partial folder is gone
+
+
+def test_force_into_the_current_folder_keeps_its_files(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine\n")
+    monkeypatch.chdir(work)
+    rc, _, err = run_main([*SMALL, "--out", "."], capsys)
+    assert rc == 2 and "--force" in err
+    rc, _, err = run_main([*SMALL, "--out", ".", "--force"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in work.iterdir()) == ["agents.parquet", "model.parquet",
+                                                      "notes.txt", "summary.json"]
+    assert _hidden_siblings(work) == []

@@ -196,9 +196,9 @@ def replacing_folder(out: str | os.PathLike, *, force: bool = False) -> Iterator
     """
     from ..errors import ConfigError
 
-    target = Path(out)
-    if target.is_symlink():
-        target = target.resolve()
+    target = Path(out).resolve()  # "." and symlinks: swap the real folder, beside it
+    if target.parent == target:
+        raise ConfigError(f"--out '{out}': the file system root cannot be an output folder")
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a folder")
     foreign = foreign_entries(target)
