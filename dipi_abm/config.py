@@ -565,7 +565,7 @@ BYTES_PER_MINER = 3_000  # a stand-alone miner: a Mesa agent and its node column
 BYTES_PER_HOUR = 2_500  # the hour's KPIs in the DataCollector (measured 1.4-2.2 kB)
 BYTES_PER_PARTY_RECORD = 150  # one party-hour record, and its agents.parquet row on writing
 LEDGER_BYTES_PER_HOUR = {"off": 0, "digest": 2_000, "full": 2_000}
-LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 0, "full": 700}  # measured 650
+LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 25, "full": 700}  # measured 22, 640
 DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
 #: Hashed POCA: expected SHA-256 evaluations of one block's nonce race at most (about
 #: 10 s of pure-Python hashing); a harder race would look like a hang.
