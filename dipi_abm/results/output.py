@@ -207,6 +207,8 @@ def replacing_folder(out: str | os.PathLike, *, force: bool = False) -> Iterator
         raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
                           f"{shown}); choose a new or empty folder, or add --force")
     try:
+        # The earlier result is being replaced: from now on it must not read as complete.
+        (target / SUMMARY_FILE).unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-",
@@ -217,7 +219,6 @@ def replacing_folder(out: str | os.PathLike, *, force: bool = False) -> Iterator
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; results are an ordinary folder
-    (target / SUMMARY_FILE).unlink(missing_ok=True)
     try:
         yield tmp
     except BaseException:
