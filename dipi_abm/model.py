@@ -71,26 +71,29 @@ class DIPIModel(mesa.Model):
     """Hourly P2P distributed-energy market with credit and credit-weighted consensus.
 
     ``DIPIModel(seed=..., **params)`` takes any key of :data:`dipi_abm.config.PARAMS`
-    (invalid values raise :class:`~dipi_abm.errors.ConfigError`, a ``ValueError``).
-    ``grid`` may also be a ``networkx.Graph``. ``step()`` advances one hour;
+    (invalid values raise :class:`~dipi_abm.errors.ConfigError`, a ``ValueError``);
+    ``DIPIModel(params=cfg.validate(...))`` takes an already validated set (what the
+    CLI, the sweeps and the dashboard hand over). ``grid`` may also be a
+    ``networkx.Graph``. ``step()`` advances one hour;
     ``run()`` runs up to ``hours`` hours; ``datacollector`` holds the hourly KPIs and
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, seed: int | None = None, **params: Any) -> None:
-        graph = params.pop("grid", None)
+    def __init__(self, seed: int | None = None, *, params: cfg.Params | None = None,
+                 **values: Any) -> None:
+        graph = values.pop("grid", None)
         if isinstance(graph, nx.Graph):
-            grid_source: Any = graph
-            params["grid"] = "graph"
+            values["grid"] = "graph"
         elif graph is not None:
-            params["grid"] = graph
-            grid_source = graph
-        else:
-            grid_source = cfg.PARAMS_BY_NAME["grid"].default
+            values["grid"] = graph
         if seed is not None:
-            params["seed"] = seed
-        self.params = cfg.validate(params)
-        p = self.params
+            values["seed"] = seed
+        if params is None:
+            params = cfg.validate(values)
+        elif values:
+            raise ConfigError(f"DIPIModel: pass keys ({', '.join(values)}) or params=, not both")
+        self.params = p = params
+        grid_source: Any = graph if isinstance(graph, nx.Graph) else p.grid
         ss = np.random.SeedSequence(p.seed)
         self.seed = int(ss.entropy)  # type: ignore[arg-type]
         super().__init__(rng=self.seed)
