@@ -256,8 +256,6 @@ def test_every_bad_key_value_through_the_command_line(tmp_path):
 ENTRY_POINT_SAMPLE = [
     ["--set", "capacity_solar_kw=inf"],
     ["--set", "n_users=10000000"],
-    ["--set", "hours=nan"],
-    ["--set", "matching=[1, 2]"],
     ["--set", "poca_mode=hashed", "--set", "poca_difficulty_bits=32"],
     ["--set", "nosuchkey=1"],
 ]
