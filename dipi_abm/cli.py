@@ -8,6 +8,7 @@ no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "are TOML (e.g. --set matching=centralized --set natural_factor=0.2)")
     run.add_argument("--ledger", metavar="PATH", help="write the DU1/JY1/LH1 chains to this "
                      "new SQLite file as the run goes (ledger_detail sets full/digest)")
+    run.add_argument("--force", action="store_true", help="write into an --out folder that "
+                     "holds other files (an earlier run's results are always replaced)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 def scenario_from_args(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if args.config:
+        # Every value of the file is checked on its own, even one an option overrides.
         values.update(cfg.load_toml(args.config))
     if args.grid is not None:
         values["grid"] = args.grid
@@ -137,26 +141,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
-    from .results.output import write_results
+    from .results.output import foreign_entries, replacing_folder, write_results
 
     values = scenario_from_args(args)
     cfg.validate(values)  # everything is checked before any work starts
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a folder")
+    foreign = foreign_entries(out)
+    if foreign and not args.force:
+        shown = ", ".join(repr(f) for f in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
+                          f"{shown}); choose a new or empty folder, or add --force")
     grid = values.get("grid")
     if grid is not None and grid not in ("ieee33", "synthetic") and not Path(grid).exists():
         raise ConfigError(f"grid file '{grid}': no such file")
     start = time.perf_counter()
     model = DIPIModel(**values)
     hours = model.params.hours
-    try:
-        with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
-                  dynamic_ncols=True) as bar:
-            model.run(progress=bar.update)
-    finally:
-        model.close()  # an interrupted run's ledger keeps its whole periods
-    summary = write_results(model, args.out, plots=not args.no_plots)
+    # The run goes to a new sibling folder that replaces --out only once complete.
+    with replacing_folder(out, force=args.force) as folder:
+        try:
+            with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
+                      dynamic_ncols=True) as bar:
+                model.run(progress=bar.update)
+        finally:
+            model.close()  # an interrupted run's ledger keeps its whole periods
+        summary = write_results(model, folder, plots=not args.no_plots)
     if not args.quiet:
         print(format_summary(summary, args.out, time.perf_counter() - start))
     return 0
@@ -197,11 +208,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep.engine import run_sweep
+    from .sweep.engine import SweepRunError, run_sweep
 
     start = time.perf_counter()
-    runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                     use_dask=args.dask, progress=not args.quiet)
+    try:
+        runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                         use_dask=args.dask, progress=not args.quiet)
+    except SweepRunError as exc:  # a run failed or a worker died: one line, resumable
+        print(f"dipi-abm: sweep stopped: {' '.join(str(exc).split())} (folder "
+              f"{args.out}/)", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"{len(runs)} runs: {args.out}/runs.parquet, hourly KPIs in {args.out}/hourly/ "
               f"({time.perf_counter() - start:.1f} s)")
@@ -229,6 +245,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `dipi-abm keys | head`: the reader left; say nothing more (and nothing at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -106,6 +106,7 @@ class DIPIModel(mesa.Model):
         self.grid: Grid = build_grid(
             grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
             rng=self.rngs["placement"],
+            memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
         )
         self.state = self._build_parties()
         self.network = self._build_network()
