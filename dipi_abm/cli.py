@@ -141,10 +141,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
+    from .physics.grid import check_grid_source
     from .results.output import foreign_entries, replacing_folder, write_results
 
-    values = scenario_from_args(args)
-    cfg.validate(values)  # everything is checked before any work starts
+    # Everything is checked before any work starts; the model takes the checked set.
+    params = cfg.validate(scenario_from_args(args))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a folder")
@@ -153,11 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = ", ".join(repr(f) for f in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
                           f"{shown}); choose a new or empty folder, or add --force")
-    grid = values.get("grid")
-    if grid is not None and grid not in ("ieee33", "synthetic") and not Path(grid).exists():
-        raise ConfigError(f"grid file '{grid}': no such file")
+    check_grid_source(params.grid)
     start = time.perf_counter()
-    model = DIPIModel(**values)
+    model = DIPIModel(params=params)
     hours = model.params.hours
     # The run goes to a new sibling folder that replaces --out only once complete.
     with replacing_folder(out, force=args.force) as folder:

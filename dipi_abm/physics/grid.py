@@ -869,6 +869,19 @@ class Grid:
             ) from None
 
 
+def check_grid_source(source: str | os.PathLike[str]) -> None:
+    """The one check that a ``grid`` value names a built-in grid or an existing file, for
+    entry points that must refuse a run before any work starts (the file's contents are
+    checked when the grid is built)."""
+    if isinstance(source, str) and source.strip().lower() in BUILTIN_GRIDS:
+        return
+    if not Path(source).exists():
+        raise ConfigError(
+            f"grid file {os.fspath(source)!r}: no such file; give "
+            f"{', '.join(BUILTIN_GRIDS)} or an existing GraphML or edge-list file"
+        )
+
+
 def build_grid(
     source: str | os.PathLike | nx.Graph = "ieee33",
     *,
@@ -916,11 +929,7 @@ def build_grid(
             g = synthetic_radial_feeder(n_buses, rng)
     elif isinstance(source, str | os.PathLike):
         label = f"grid file {os.fspath(source)!r}"
-        if isinstance(source, str) and not Path(source).exists():
-            raise ConfigError(
-                f"grid source {source!r} is neither a built-in grid "
-                f"({', '.join(BUILTIN_GRIDS)}) nor an existing file"
-            )
+        check_grid_source(source)
         g = load_graph(source)
     else:
         raise ConfigError(

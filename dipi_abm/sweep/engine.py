@@ -110,6 +110,7 @@ import pandas as pd
 from .. import config as cfg
 from ..errors import ConfigError
 from ..model import DIPIModel, package_version
+from ..physics.grid import check_grid_source
 from ..results.output import atomic_write, write_json, write_parquet
 
 #: Layout version of a sweep folder (part of the spec hash).
@@ -509,10 +510,12 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
         except ConfigError as exc:
             raise _point_error(s, point_id, point, exc) from None
         grid = params["grid"]
-        if grid not in ("ieee33", "synthetic") and grid not in checked_grids:
-            if not Path(grid).exists():
-                table = "factors" if "grid" in point else "base"
-                raise s.error(table, "grid", f"grid file '{grid}': no such file")
+        if grid not in checked_grids:
+            try:
+                check_grid_source(grid)
+            except ConfigError as exc:
+                raise s.error("factors" if "grid" in point else "base", "grid",
+                              str(exc)) from None
             checked_grids.add(grid)
         run_params = {k: params[k] for k in s.keys}
         for rep in range(s.replications):
