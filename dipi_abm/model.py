@@ -22,7 +22,9 @@ from numpy.typing import NDArray
 from . import config as cfg
 from .agents import DPGC, GridCompany, Miner, Party, Storage, User
 from .errors import ConfigError
-from .ledger.records import genesis_records, period_records, prepare_period, write_period
+from .ledger.coloredcoin import credit_as_recorded
+from .ledger.keys import KeyRing
+from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
@@ -233,7 +235,7 @@ class DIPIModel(mesa.Model):
         self._create_agents()
         self._build_learners()
         self._build_storage()
-        self.ledger = self._open_ledger()
+        self.ledger, self.node_keys = self._open_ledger()
         self._totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
              "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
@@ -349,19 +351,16 @@ class DIPIModel(mesa.Model):
             s.commitment_ratio[self.opportunist] = p.commit_max
             s.bid_volume_ratio[self.opportunist] = p.commit_max
 
-    def _open_ledger(self) -> Ledger | None:
-        """The run's chains, with a genesis block on each (MODEL.md section 7)."""
+    def _open_ledger(self) -> tuple[Ledger | None, KeyRing | None]:
+        """The run's chains, with a signed genesis block on each, and the nodes' private
+        keys (MODEL.md section 7)."""
         p = self.params
         if p.ledger_detail == "off":
-            return None
+            return None, None
         meta = {"package": "dipi_abm", "version": package_version(), "seed": str(self.seed),
                 "params": json.dumps({k: v for k, v in p.to_dict().items() if k != "ledger"},
                                      default=str, sort_keys=True)}
-        ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta)
-        with ledger.period():
-            for chain, records in genesis_records(self).items():
-                ledger.append(chain, 0, records, producer="genesis")
-        return ledger
+        return open_run_ledger(self, meta)
 
     def verify_ledger(self) -> VerifyReport | None:
         """Recompute every hash and Merkle root of the run's chains (None: ledger off)."""
@@ -689,11 +688,12 @@ class DIPIModel(mesa.Model):
         nodes = Nodes(hash_power=self.node_hash_power, credit=credit, stake=stake,
                       distance=distance, cleanliness=cleanliness)
         hashes = 0
-        prepared = prepare_period(self.ledger, records) if records is not None else None
+        prepared = self.ledger.prepare_period(records) if records is not None else None
         seed_hex = self._block_seed(prepared)
         if p.consensus == "poca" and p.poca_mode == "hashed":
             race = hashed_race(seed_hex, self.addresses, self.node_hash_power,
-                               poca_targets(credit, p.poca_difficulty_bits, p.poca_tau))
+                               poca_targets(credit_as_recorded(credit), p.poca_difficulty_bits,
+                                            p.poca_tau))
             if not race.verified:  # the other nodes reject it; cannot happen with honest hashing
                 raise RuntimeError("hashed POCA: the winner's nonce failed verification")
             winner, hashes = race.winner, race.hashes
@@ -705,8 +705,9 @@ class DIPIModel(mesa.Model):
             self.block_nonce, self.block_target = 0, 0
         self.block_winner = winner
         if records is not None:
-            write_period(self.ledger, self.steps, records, prepared, self.addresses[winner],
-                         self.block_nonce, self.block_target)
+            self.ledger.append_period(self.steps, prepared,
+                                      self.node_keys.signer(self.addresses[winner]),
+                                      nonce=self.block_nonce, target=self.block_target)
         self.node_blocks_won[winner] += 1
         if winner < s.n:
             s.balance[winner] += p.block_reward_yuan
@@ -811,6 +812,7 @@ class DIPIModel(mesa.Model):
             "blocks": int(self.node_blocks_won.sum()),
             **self._block_summary(),
             "minted_yuan": self.minted_yuan,
+            "chains": None if self.ledger is None else self.ledger.heads(),
         }
 
     def _block_summary(self) -> dict[str, Any]:
