@@ -10,7 +10,8 @@ import pytest
 from dipi_abm import DIPIModel
 from dipi_abm.ledger.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
 from dipi_abm.ledger.records import node_attributes_from_ledger
-from dipi_abm.ledger.store import read_meta, verify_ledger
+from dipi_abm.ledger.store import read_meta
+from dipi_abm.ledger.verify import verify_ledger
 
 SMALL = dict(n_dpgc=4, n_users=16)
 
