@@ -121,6 +121,8 @@ def run_periods(ledger: Ledger, n: int, seed: int = 0) -> dict[tuple[str, int], 
     extra = genesis_tables(ledger)
     for chain in CHAINS:
         appended[chain, 0] = {**genesis[chain], **extra.get(chain, {})}
+    roots = {c: ledger.blocks(c)[0].merkle_root for c in ("DU1", "JY1")}
+    appended["LH1", 0]["chains"] = linked_roots(roots["DU1"], roots["JY1"])
     for hour in range(1, n):
         period = period_records(rng, hour)
         prepared = ledger.prepare_period(period)

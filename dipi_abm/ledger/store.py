@@ -599,8 +599,9 @@ class Ledger:
         self, records: Mapping[str, Records], public_keys: Mapping[str, bytes], signer: Signer
     ) -> None:
         """Block 0 of each chain, hour 0, signed by ``signer`` (the grid company): the
-        given records, plus on DU1 the run record (``meta``) and on JY1 the members'
-        32-byte Ed25519 public keys. Kept whole at every detail level."""
+        given records, plus on DU1 the run record (``meta``), on JY1 the members'
+        32-byte Ed25519 public keys, on LH1 the DU1 and JY1 genesis roots. Kept whole at
+        every detail level."""
         if self.detail == "off":
             return
         if any(self._heads.values()):
@@ -615,14 +616,21 @@ class Ledger:
                                                     dtype=str)}},
         }
         detail = "full" if self.detail == "full" else "columns"
+        own = {c: dict(records.get(c, {})) for c in CHAINS}
+        for chain, tables in extra.items():
+            clash = own[chain].keys() & tables.keys()
+            if clash:
+                raise ValueError(f"genesis {chain}: table {sorted(clash)[0]!r} is reserved")
+            own[chain].update(tables)
+        if "chains" in own["LH1"]:
+            raise ValueError("genesis LH1: table 'chains' is reserved")
+        prepared = {c: _prepare(own[c], detail) for c in ("DU1", "JY1")}
+        # LH1's genesis commits to the others' (the key registry included), as every period does
+        own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
+        prepared["LH1"] = _prepare(own["LH1"], detail)
         with self.period():
             for chain in CHAINS:
-                own = dict(records.get(chain, {}))
-                clash = own.keys() & extra.get(chain, {}).keys()
-                if clash:
-                    raise ValueError(f"genesis {chain}: table {sorted(clash)[0]!r} is reserved")
-                own.update(extra.get(chain, {}))
-                self.append(chain, 0, own, signer=signer, prepared=_prepare(own, detail))
+                self.append(chain, 0, {}, signer=signer, prepared=prepared[chain])
 
     def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
         """Hash a period's records once per chain; LH1 then also commits to the DU1 and

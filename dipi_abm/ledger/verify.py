@@ -4,7 +4,8 @@
 
 1. **Genesis.** Block 0 of each chain is recomputed (records, Merkle root,
    hash) and must be signed by the grid company's key registered in JY1's
-   genesis; the ``meta`` table must equal the run record committed in DU1's.
+   genesis; the ``meta`` table must equal the run record committed in DU1's; LH1's
+   genesis records the DU1 and JY1 genesis roots.
 2. **Every block.** Chain by chain: the index continues, the previous hash
    links, the hour moves forward, the Merkle root matches the stored records,
    the hash matches the header, the producer is a registered member and its
@@ -297,6 +298,7 @@ class _Verifier:
         for chain in CHAINS:
             self.check_signature(self.rows[chain][0], 0)
             self.checked += 1
+        self._check_links(0)
         targets = _TargetRule(self, run)
         if not targets.known:
             unchecked.append(_NO_CONSENSUS)
