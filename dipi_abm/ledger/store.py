@@ -511,7 +511,7 @@ class Block:
     nonce: int
     target: int
     hash: str
-    signature: str
+    signature: str = ""
 
 
 def signed_message(chain_hash: str) -> bytes:
