@@ -715,3 +715,28 @@ def test_nonce_must_meet_target(tmp_path):
     report = verify_ledger(path)
     assert (report.ok, report.chain, report.index) == (False, "LH1", 1)
     assert report.problem == "nonce does not meet target"
+
+
+def test_key_file_round_trip_owner_only_and_refusals(tmp_path):
+    path = tmp_path / "keys.json"
+    KEYS.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    back = KeyRing.load(path)
+    assert back.names == KEYS.names and back.public_keys() == KEYS.public_keys()
+    message = signed_message("ab" * 32)
+    assert back.signer("node-2").sign(message) == KEYS.signer("node-2").sign(message)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="already exists"):
+        KEYS.save(path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    with pytest.raises(ConfigError, match="does not exist"):
+        KEYS.save(tmp_path / "no" / "keys.json")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    for bad, message in ((tmp_path / "bad.json", "not a dipi-abm key file"),
+                         (tmp_path / "missing.json", "no such file")):
+        with pytest.raises(ConfigError, match=message):
+            KeyRing.load(bad)
+    with pytest.raises(ValueError, match="unique"):
+        KeyRing.generate(["a", "a"])
+    with pytest.raises(ValueError, match="no key"):
+        KEYS.signer("stranger")

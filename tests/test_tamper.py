@@ -25,8 +25,10 @@ from dipi_abm.ledger.store import (
     _parse_row,
     block_hash,
     canonical_row,
+    linked_roots,
     merkle_root,
     signed_message,
+    table_digest,
 )
 from dipi_abm.ledger.verify import NO_ANCHOR, _Verifier, verify_ledger
 
@@ -326,8 +328,6 @@ def test_key_holder_rewrites_every_chain_needs_the_anchor(forge, detail):
         "AND tbl = 'chains'", (MID,))]
     jy1_root = block(db, "JY1", MID)["merkle_root"]
     du1_root = block(db, "DU1", MID)["merkle_root"]
-    from dipi_abm.ledger.store import linked_roots, table_digest
-
     if lh1:
         for (rowid, payload), root in zip(lh1, (du1_root, jy1_root), strict=True):
             name, row, values = _parse_row(payload)
@@ -421,15 +421,16 @@ def test_sampled_blocks_carry_no_proof_of_work(forge, detail):
 @pytest.mark.parametrize("detail", DETAILS)
 def test_meta_edited_or_emptied(forge, detail):
     db, run, path = forge(detail)
+    db.close()
     for sql in ("UPDATE meta SET value = '1' WHERE key = 'seed'",
                 "UPDATE meta SET value = replace(value, '\"hours\": 48', '\"hours\": 96') "
                 "WHERE key = 'params'",
                 "DELETE FROM meta",
                 "INSERT INTO meta VALUES ('note', 'x')"):
         shutil.copyfile(run.path, path)
-        with sqlite3.connect(path) as db:
-            assert db.execute(sql).rowcount == 1 or sql.startswith("DELETE")
-        db.close()
+        with sqlite3.connect(path) as con:
+            assert con.execute(sql).rowcount == 1 or sql.startswith("DELETE")
+        con.close()
         found(path, ("DU1", 0), problem="meta table")
 
 

@@ -36,7 +36,7 @@ __all__ = ["AUTHORITY", "KEY_FILE_FORMAT", "KeyRing", "Signer", "public_key", "s
 #: The member that writes the genesis blocks: the grid company, the alliance's operator.
 AUTHORITY = "grid_company"
 KEY_FILE_FORMAT = "dipi-abm keys 1"
-_SEED_BYTES = 32
+_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class KeyRing:
         if len(set(names)) != len(names):
             raise ValueError("member names must be unique")
         # One urandom call for all: at 10,000 members this is a few hundred ms.
-        raw = os.urandom(_SEED_BYTES * len(names))
+        raw = os.urandom(_KEY_BYTES * len(names))
         return cls({
-            name: Ed25519PrivateKey.from_private_bytes(raw[i * _SEED_BYTES:(i + 1) * _SEED_BYTES])
+            name: Ed25519PrivateKey.from_private_bytes(raw[i * _KEY_BYTES:(i + 1) * _KEY_BYTES])
             for i, name in enumerate(names)
         })
 
@@ -108,11 +108,18 @@ class KeyRing:
                 json.dump(doc, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.link(tmp, path)  # atomic, and refuses to replace a file made meanwhile
+            try:
+                os.link(tmp, path)  # atomic, and refuses to replace a file made meanwhile
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
         except FileExistsError:
             raise ConfigError(f"key file '{path}': already exists; choose a new path") from None
         finally:
-            os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> KeyRing:

@@ -267,8 +267,8 @@ class _Verifier:
         """The named producer is a registered member (the grid company for a genesis
         block) and its key verifies the signature of the block's hash."""
         chain, producer, h, signature = row[0], row[5], row[8], row[9]
-        if index == 0 and producer != AUTHORITY:
-            raise _Bad(chain, index, f"a genesis block must be produced by {AUTHORITY}")
+        if (index == 0) != (producer == AUTHORITY):
+            raise _Bad(chain, index, f"{AUTHORITY} produces the genesis blocks, and only them")
         key = self.keys.get(producer)
         if key is None:
             raise _Bad(chain, index, "producer is not a registered member")
