@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..rules.consensus import poca_targets, pow_hash
+from ..rules.consensus import CONSENSUS_RULES, poca_targets, pow_hash
 from .coloredcoin import CodecError, decode_credit_updates
 from .keys import AUTHORITY, public_key, signature_ok
 from .store import (
@@ -437,8 +437,9 @@ class _TargetRule:
         except (KeyError, ValueError, TypeError):
             self.known = False
             return
-        self.known = True
-        self.hashed = consensus == "poca" and mode == "hashed"
+        rule = CONSENSUS_RULES.get(consensus)
+        self.known = rule is not None
+        self.hashed = self.known and rule.has("nonce_race") and mode == "hashed"
         self.credit: np.ndarray | None = None
         self.node_of: dict[str, int] = {}
 
