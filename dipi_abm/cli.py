@@ -68,16 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
                      "new SQLite file as the run goes (ledger_detail sets full/digest)")
     run.add_argument("--force", action="store_true", help="write into an --out folder that "
                      "holds other files (an earlier run's results are always replaced)")
+    run.add_argument("--keys", metavar="PATH", help="save the nodes' and the grid company's "
+                     "Ed25519 private keys to this new file (owner-only, mode 0600); "
+                     "without it they are discarded when the run ends")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     verify = sub.add_parser(
-        "verify-ledger", help="recompute every hash and Merkle root of a ledger file",
-        description="Recompute every block hash, previous-hash link, Merkle root and "
-                    "proof-of-work nonce of a ledger written by `dipi-abm run --ledger`. "
-                    "Exit 0: intact; 1: altered (the chain and first altered block are "
-                    "named); 2: missing or not a ledger.")
+        "verify-ledger", help="check every hash, signature and cross-chain link of a ledger",
+        description="Check a ledger written by `dipi-abm run --ledger`: every block hash, "
+                    "previous-hash link, Merkle root and producer signature (against the keys "
+                    "registered in the genesis), the LH1 record of the DU1 and JY1 roots, "
+                    "equal lengths and hours on the three chains, every consensus target "
+                    "re-derived from the committed parameters and the credit on LH1, the "
+                    "meta table against the committed run record; with an anchor, the chain "
+                    "heads. Exit 0: intact (what could not be checked is listed); 1: altered "
+                    "(the chain and first bad block are named); 2: missing or not a ledger.")
     verify.add_argument("path", metavar="PATH", help="the ledger's SQLite file")
+    verify.add_argument("--summary", metavar="FILE", help="the run's summary.json: its chain "
+                        "lengths and head hashes anchor the check (detects truncation and "
+                        "wholesale replacement)")
+    verify.add_argument("--head", dest="heads", action="append", default=[],
+                        metavar="CHAIN:HASH", help="a chain's head hash kept elsewhere, e.g. "
+                        "LH1:3fa9...; repeatable")
 
     sweep = sub.add_parser(
         "sweep", help="run a parameter sweep (factorial, Latin hypercube or Sobol design)",
@@ -155,6 +168,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
                           f"{shown}); choose a new or empty folder, or add --force")
     check_grid_source(params.grid)
+    keys = None if args.keys is None else Path(args.keys)
+    if keys is not None:
+        if keys.exists():
+            raise ConfigError(f"--keys '{keys}': already exists; choose a new path")
+        if not keys.parent.is_dir():
+            raise ConfigError(f"--keys '{keys}': folder '{keys.parent}' does not exist")
+        if params.ledger_detail == "off":
+            raise ConfigError("--keys: ledger_detail is off, so the run has no keys to save")
     start = time.perf_counter()
     model = DIPIModel(params=params)
     hours = model.params.hours
@@ -166,6 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 model.run(progress=bar.update)
         finally:
             model.close()  # an interrupted run's ledger keeps its whole periods
+            if keys is not None:  # also after an interruption: the kept periods are signed
+                model.node_keys.save(keys)
         summary = write_results(model, folder, plots=not args.no_plots)
     if not args.quiet:
         print(format_summary(summary, args.out, time.perf_counter() - start))
@@ -195,13 +218,23 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger.store import verify_ledger
+    from .ledger.verify import anchor_from_heads, anchor_from_summary, verify_ledger
 
-    report = verify_ledger(args.path)
+    if args.summary is not None and args.heads:
+        raise ConfigError("verify-ledger: give --summary or --head, not both")
+    anchor = None
+    if args.summary is not None:
+        anchor = anchor_from_summary(args.summary)
+    elif args.heads:
+        anchor = anchor_from_heads(args.heads)
+    report = verify_ledger(args.path, anchor)
     if report.ok:
         print(f"ledger '{args.path}': intact ({report.blocks} blocks on DU1, JY1 and LH1)")
+        for what in report.unchecked:
+            print(f"  not checked: {what}")
         return 0
-    print(f"ledger '{args.path}': ALTERED: {report.chain} block {report.index}: "
+    where = report.chain if report.index is None else f"{report.chain} block {report.index}"
+    print(f"ledger '{args.path}': ALTERED: {where}: "
           f"{report.problem} ({report.blocks} blocks before it verified)")
     return 1
 
