@@ -76,11 +76,14 @@ def test_sampled_designs_stay_in_range_with_types_and_levels(design):
         "consensus": ["poca", "pow", "dpos"],
     }}
     points = design_points(spec)
-    assert len(points) == n
+    # sobol: Saltelli's scheme, n base points and n * (D + 2) design points
+    assert len(points) == (n if design == "lhs" else n * (5 + 2))
     nf = np.array([p["natural_factor"] for p in points])
     assert ((nf >= 0.05) & (nf < 0.25)).all()
-    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points)
-    strata = np.floor((nf - 0.05) / 0.2 * n).astype(int)
+    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points,
+    # in the base matrix A: every (D + 2)-th point of Saltelli's scheme)
+    base = nf if design == "lhs" else nf[:: 5 + 2]
+    strata = np.floor((base - 0.05) / 0.2 * n).astype(int)
     assert sorted(strata.tolist()) == list(range(n))
     users = [p["n_users"] for p in points]
     assert all(type(u) is int for u in users)
@@ -99,7 +102,7 @@ def test_sobol_warns_when_samples_is_not_a_power_of_two():
     spec = {"sweep": {"design": "sobol", "samples": 10, "seed": 1},
             "factors": {"natural_factor": [0.0, 0.2]}}
     with pytest.warns(UserWarning, match="power of 2"):
-        assert len(design_points(spec)) == 10
+        assert len(design_points(spec)) == 10 * (1 + 2)
 
 
 def test_integer_range_gives_every_integer_an_equal_share():
