@@ -77,7 +77,14 @@ class DIPIModel(mesa.Model):
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, seed: int | None = None, **params: Any) -> None:
+    def __init__(self, rng: int | None = None, **params: Any) -> None:
+        # ``seed`` stays a scenario key in ``params``, not a named argument: Mesa >= 3.4's
+        # batch_run passes its own ``rng`` values (None by default) to a model whose
+        # signature names ``seed``, overwriting the seeds of ``parameters``.
+        if rng is not None:
+            if params.get("seed") is not None:
+                raise ConfigError(f"rng = {rng!r} and seed = {params['seed']!r}: give one")
+            params["seed"] = rng
         graph = params.pop("grid", None)
         if isinstance(graph, nx.Graph):
             grid_source: Any = graph
@@ -87,8 +94,6 @@ class DIPIModel(mesa.Model):
             grid_source = graph
         else:
             grid_source = cfg.PARAMS_BY_NAME["grid"].default
-        if seed is not None:
-            params["seed"] = seed
         self.params = cfg.validate(params)
         p = self.params
         ss = np.random.SeedSequence(p.seed)
