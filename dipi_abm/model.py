@@ -71,31 +71,34 @@ class DIPIModel(mesa.Model):
     """Hourly P2P distributed-energy market with credit and credit-weighted consensus.
 
     ``DIPIModel(seed=..., **params)`` takes any key of :data:`dipi_abm.config.PARAMS`
-    (invalid values raise :class:`~dipi_abm.errors.ConfigError`, a ``ValueError``).
-    ``grid`` may also be a ``networkx.Graph``. ``step()`` advances one hour;
+    (invalid values raise :class:`~dipi_abm.errors.ConfigError`, a ``ValueError``);
+    ``DIPIModel(params=cfg.validate(...))`` takes an already validated set (what the
+    CLI, the sweeps and the dashboard hand over). ``grid`` may also be a
+    ``networkx.Graph``. ``step()`` advances one hour;
     ``run()`` runs up to ``hours`` hours; ``datacollector`` holds the hourly KPIs and
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, rng: int | None = None, **params: Any) -> None:
-        # ``seed`` stays a scenario key in ``params``, not a named argument: Mesa >= 3.4's
+    def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
+                 **values: Any) -> None:
+        # ``seed`` stays a scenario key in ``values``, not a named argument: Mesa >= 3.4's
         # batch_run passes its own ``rng`` values (None by default) to a model whose
         # signature names ``seed``, overwriting the seeds of ``parameters``.
         if rng is not None:
-            if params.get("seed") is not None:
-                raise ConfigError(f"rng = {rng!r} and seed = {params['seed']!r}: give one")
-            params["seed"] = rng
-        graph = params.pop("grid", None)
+            if values.get("seed") is not None:
+                raise ConfigError(f"rng = {rng!r} and seed = {values['seed']!r}: give one")
+            values["seed"] = rng
+        graph = values.pop("grid", None)
         if isinstance(graph, nx.Graph):
-            grid_source: Any = graph
-            params["grid"] = "graph"
+            values["grid"] = "graph"
         elif graph is not None:
-            params["grid"] = graph
-            grid_source = graph
-        else:
-            grid_source = cfg.PARAMS_BY_NAME["grid"].default
-        self.params = cfg.validate(params)
-        p = self.params
+            values["grid"] = graph
+        if params is None:
+            params = cfg.validate(values)
+        elif values:
+            raise ConfigError(f"DIPIModel: pass keys ({', '.join(values)}) or params=, not both")
+        self.params = p = params
+        grid_source: Any = graph if isinstance(graph, nx.Graph) else p.grid
         ss = np.random.SeedSequence(p.seed)
         self.seed = int(ss.entropy)  # type: ignore[arg-type]
         super().__init__(rng=self.seed)
