@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run every design point of SPEC.toml with its seeded replications, in a local "
             "process pool or on a Dask cluster. Writes DIR/runs.parquet (one row per run: "
             "its parameters, seed and summary KPIs; written last) and DIR/hourly/ (the "
-            "hourly KPIs of every run, partitioned by run_id). Rerunning the same spec "
+            "hourly KPIs of every run, partitioned by run_id), then prints and writes the "
+            "sweep's report (see `dipi-abm report --help`). Rerunning the same spec "
             "into the same DIR skips the finished runs. Spec format: "
             "`python -m pydoc dipi_abm.sweep.engine`."
         ),
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report", help="summarise a finished sweep: intervals, differences, Sobol indices",
         description="Read SWEEP_DIR/runs.parquet and write, next to it, report.md and "
-                    "report.html (each KPI's mean per factor level with its 95 %% interval "
+                    "report.html (each KPI's mean per factor level with its 95 % interval "
                     "over replications; differences between levels, paired where the "
                     "points share seeds; Sobol indices for sobol designs), PNG figures and "
                     "CSV tables. `dipi-abm sweep` writes the same report when it finishes.")
