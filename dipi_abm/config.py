@@ -301,7 +301,7 @@ PARAMS: tuple[Param, ...] = (
        "prices", low=0.0, high=2.0, low_open=True),
     # --- behaviour -------------------------------------------------------------------------
     _p("learning", "static", str, "-", "How parties adapt their commitment and prices "
-       "(MODEL.md section 8).", "behaviour", choices=_learning_rules),
+       "(docs/model.md section 8).", "behaviour", choices=_learning_rules),
     _p("opportunist_share", 0.0, float, "-", "Share of parties that start by over-committing "
        "(their propensity on the largest commitment; 'static': they keep it).", "behaviour",
        **_SHARE),
@@ -323,7 +323,7 @@ PARAMS: tuple[Param, ...] = (
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
-    _p("matching", "price_time", str, "-", "Matching rule (MODEL.md section 4).", "market",
+    _p("matching", "price_time", str, "-", "Matching rule (docs/model.md section 4).", "market",
        choices=_matching_rules),
     _p("price_rule", "midpoint", str, "-", "Contract price: midpoint of ask and the bid "
        "net of wheeling, pay-as-ask or pay-as-bid.", "market", choices=_price_rules),
@@ -345,7 +345,7 @@ PARAMS: tuple[Param, ...] = (
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
     # --- credit ----------------------------------------------------------------------------
-    _p("credit_rule", "decay", str, "-", "Credit update rule (MODEL.md section 6): decay "
+    _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
        "window.", "credit", choices=_credit_rules),
     _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
@@ -366,7 +366,7 @@ PARAMS: tuple[Param, ...] = (
        "contract (the papers) or one per trading hour.", "credit",
        choices=("contract", "period")),
     # --- consensus -------------------------------------------------------------------------
-    _p("consensus", "poca", str, "-", "Block-producer rule (MODEL.md section 7).",
+    _p("consensus", "poca", str, "-", "Block-producer rule (docs/model.md section 7).",
        "consensus", choices=_consensus_rules),
     _p("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
        "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6),

@@ -80,15 +80,20 @@ class DIPIModel(mesa.Model):
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, seed: int | None = None, *, params: cfg.Params | None = None,
+    def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
                  **values: Any) -> None:
+        # ``seed`` stays a scenario key in ``values``, not a named argument: Mesa >= 3.4's
+        # batch_run passes its own ``rng`` values (None by default) to a model whose
+        # signature names ``seed``, overwriting the seeds of ``parameters``.
+        if rng is not None:
+            if values.get("seed") is not None:
+                raise ConfigError(f"rng = {rng!r} and seed = {values['seed']!r}: give one")
+            values["seed"] = rng
         graph = values.pop("grid", None)
         if isinstance(graph, nx.Graph):
             values["grid"] = "graph"
         elif graph is not None:
             values["grid"] = graph
-        if seed is not None:
-            values["seed"] = seed
         if params is None:
             params = cfg.validate(values)
         elif values:

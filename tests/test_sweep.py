@@ -83,11 +83,14 @@ def test_sampled_designs_stay_in_range_with_types_and_levels(design):
         "consensus": ["poca", "pow", "dpos"],
     }}
     points = design_points(spec)
-    assert len(points) == n
+    # sobol: Saltelli's scheme, n base points and n * (D + 2) design points
+    assert len(points) == (n if design == "lhs" else n * (5 + 2))
     nf = np.array([p["natural_factor"] for p in points])
     assert ((nf >= 0.05) & (nf < 0.25)).all()
-    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points)
-    strata = np.floor((nf - 0.05) / 0.2 * n).astype(int)
+    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points,
+    # in the base matrix A: every (D + 2)-th point of Saltelli's scheme)
+    base = nf if design == "lhs" else nf[:: 5 + 2]
+    strata = np.floor((base - 0.05) / 0.2 * n).astype(int)
     assert sorted(strata.tolist()) == list(range(n))
     users = [p["n_users"] for p in points]
     assert all(type(u) is int for u in users)
@@ -106,7 +109,7 @@ def test_sobol_warns_when_samples_is_not_a_power_of_two():
     spec = {"sweep": {"design": "sobol", "samples": 10, "seed": 1},
             "factors": {"natural_factor": [0.0, 0.2]}}
     with pytest.warns(UserWarning, match="power of 2"):
-        assert len(design_points(spec)) == 10
+        assert len(design_points(spec)) == 10 * (1 + 2)
 
 
 def test_integer_range_gives_every_integer_an_equal_share():
@@ -497,15 +500,14 @@ def test_bad_workers_and_missing_spec_file(tmp_path):
 # ----------------------------------------------------------------------------- neighbours
 def test_mesa_batch_run_with_two_processes():
     rows = pd.DataFrame(mesa.batch_run(
-        DIPIModel, parameters={**TINY, "seed": [1, 2]}, iterations=1, max_steps=12,
+        DIPIModel, parameters={**TINY, "seed": [1, 2]}, max_steps=12,
         number_processes=2, data_collection_period=-1, display_progress=False))
     assert set(rows["seed"]) == {1, 2}
     for seed, at in rows.groupby("seed"):
         want = DIPIModel(seed=int(seed), **TINY).run().datacollector.get_model_vars_dataframe()
-        step = int(at["Step"].iloc[0])  # Mesa's index of the last collected step
-        assert (at["Step"] == step).all() and step >= 11
-        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[step])
-        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[step])
+        assert (at["hour"] == TINY["hours"]).all()  # the last hour
+        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[-1])
+        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[-1])
 
 
 def test_ema_model_function_returns_the_outcomes():

@@ -162,22 +162,27 @@ class CreditBand:
 
 
 class _Snapshots(Mapping[int, list[tuple]]):
-    """``{step: [(step, agent_id, *values), ...]}`` built on demand from array snapshots."""
+    """``{step: [(step, agent_id, *values), ...]}`` built on demand from array snapshots.
 
-    def __init__(self) -> None:
+    ``step`` is the label mesa.batch_run asks for: Mesa 3.3 reads entry ``step`` for
+    steps 0 .. model.steps - 1, pairing it with ``model_vars[...][step]``, which holds
+    hour step + 1 (``offset`` 1); Mesa >= 3.4 reads the steps its DataCollector
+    recorded, which ``collect`` sets to the hour (``offset`` 0).
+    """
+
+    def __init__(self, offset: int) -> None:
         self.ids: np.ndarray | None = None
         self.columns: dict[int, dict[str, np.ndarray]] = {}
+        self.offset = offset
 
     def __getitem__(self, step: int) -> list[tuple]:
-        # mesa.batch_run reads entry ``step`` for steps 0 .. model.steps - 1, pairing it with
-        # ``model_vars[...][step]``, which holds hour step + 1 (see ``collect``).
-        cols = self.columns[step + 1]
+        cols = self.columns[int(step) + self.offset]
         values = [c.tolist() for c in cols.values()]
         n = len(self.ids)  # type: ignore[arg-type]
         return list(zip([step] * n, self.ids.tolist(), *values, strict=True))  # type: ignore[union-attr]
 
     def __iter__(self) -> Iterator[int]:
-        return (h - 1 for h in self.columns if h > 0)
+        return (h - self.offset for h in self.columns if h > 0)
 
     def __len__(self) -> int:
         return sum(1 for h in self.columns if h > 0)
@@ -190,9 +195,14 @@ class ColumnarDataCollector(DataCollector):
                  every: int = 1) -> None:
         super().__init__(model_reporters=model_reporters, agent_reporters=agent_reporters)
         self.every = int(every)
-        self._agent_records = _Snapshots()
+        # Mesa >= 3.4 keeps the step of every collection and batch_run reads them back.
+        self._records_steps = hasattr(self, "_collection_steps")
+        self._agent_records = _Snapshots(offset=0 if self._records_steps else 1)
         self._sink: AgentSink | None = None
-        self._by_attribute = all(isinstance(r, str) for r in self.model_reporters.values())
+        # Reporters that name attributes are read directly (Mesa 3.3's collect does no
+        # more with them); newer Mesa keeps its own bookkeeping, so it collects there.
+        self._by_attribute = not self._records_steps and all(
+            isinstance(r, str) for r in self.model_reporters.values())
 
     def _collect_attributes(self, model: DIPIModel) -> None:
         """Mesa's collect for reporters that name attributes, without its deepcopy of
@@ -228,6 +238,8 @@ class ColumnarDataCollector(DataCollector):
                     super().collect(model)  # model reporters only (validated the first time)
                 finally:
                     self.agent_reporters = agent_reporters
+                if self._records_steps:  # the hour, not Mesa's clock (model.time, a float)
+                    self._collection_steps[-1] = model.hour
         if model.hour % self.every == 0 or not model.running:
             if self._sink is not None:
                 if model.hour > 0:
