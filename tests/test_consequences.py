@@ -1,0 +1,210 @@
+"""Breach consequences (MODEL.md section 6b): each policy alone on hand-computed cases,
+money conserved for every policy and combination, the registry and its scenario key."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dipi_abm import config as cfg
+from dipi_abm.errors import ConfigError
+from dipi_abm.rules.consequences import (
+    BREACH_POLICIES,
+    GRID,
+    Flows,
+    Hour,
+    Positions,
+    bind,
+    canonical,
+    deposit_rate,
+    gate_share,
+    policy_names,
+)
+
+R, F = 0.657, 0.4
+DEFAULTS = cfg.validate({})
+
+
+def hour(q, p, w, b, g, credit=(100.0, 100.0), tech=(0, -1), tol=0.05) -> Hour:
+    """One contract: party 0 sells (technology tech[0]), party 1 buys."""
+    one = np.ones(1)
+    return Hour(buyer=np.array([1]), seller=np.array([0]), volume=q * one, price=p * one,
+                wheeling=w * one, consumed=b * one, generated=g * one,
+                credit=np.array(credit, float), tech=np.array(tech, np.int8), retail=R,
+                feed_in=F, breach_tolerance=tol)
+
+
+def net(name: str, h: Hour, **over) -> tuple[np.ndarray, float]:
+    c = bind(name, {**DEFAULTS, **over})
+    f = c.transfers(h)
+    return f.party_net(h.credit.size), f.grid_net()
+
+
+# --------------------------------------------------------------------------- hand-computed
+def test_none_moves_nothing_and_has_no_hooks():
+    c = bind("none", DEFAULTS)
+    assert not c.active and c.transfers(hour(100, 0.55, 0.02, 50, 10)).size == 0
+
+
+def test_imbalance_penalty_beyond_the_technology_tolerance():
+    # Solar seller delivers 70 of 100: 30 short, 20 tolerated, 10 kWh x 0.2 = 2 yuan.
+    party, grid = net("imbalance_penalty", hour(100, 0.55, 0.02, 100, 70))
+    np.testing.assert_allclose(party, [-2.0, 2.0])
+    assert grid == 0.0
+    # Thermal seller: 3 % tolerated, so 27 kWh x 0.2 = 5.4 yuan, to the grid company.
+    party, grid = net("imbalance_penalty", hour(100, 0.55, 0.02, 100, 70, tech=(3, -1)),
+                      penalty_recipient="grid_company")
+    np.testing.assert_allclose(party, [-5.4, 0.0])
+    assert grid == pytest.approx(5.4)
+    # Buyer takes 90 of 100: 10 short, 5 tolerated: pays 5 x 0.2 = 1 yuan to the seller.
+    party, _ = net("imbalance_penalty", hour(100, 0.55, 0.02, 90, 100))
+    np.testing.assert_allclose(party, [1.0, -1.0])
+    # Within tolerance: nothing.
+    party, grid = net("imbalance_penalty", hour(100, 0.55, 0.02, 96, 81))
+    assert not party.any() and grid == 0.0
+
+
+def test_make_whole_pays_the_counterparty_its_replacement_cost():
+    # [DER-CBC] case 3 reversed: seller short, buyer replaced 20 kWh at R instead of p + w.
+    party, grid = net("make_whole", hour(200, 0.54, 0.02, 200, 180))
+    np.testing.assert_allclose(party, [-20 * (R - 0.54 - 0.02), 20 * (R - 0.54 - 0.02)])
+    assert grid == 0.0
+    # Buyer short: the seller sold 20 kWh at F instead of p.
+    party, _ = net("make_whole", hour(200, 0.56, 0.02, 180, 200))
+    np.testing.assert_allclose(party, [20 * (0.56 - F), -20 * (0.56 - F)])
+    # Both short by the same amount: nobody had to replace anything.
+    party, _ = net("make_whole", hour(200, 0.56, 0.02, 150, 150))
+    assert not party.any()
+
+
+def test_deposit_forfeit_grows_as_credit_falls():
+    assert deposit_rate(np.array([100.0, 0.0, 50.0]), 0.05, 0.5) == pytest.approx(
+        [0.05, 0.5, 0.275])
+    # Seller credit 50 (rate 0.275) delivers 80 of 100: 20 short, 5 tolerated: 15 x 0.275.
+    party, grid = net("deposit", hour(100, 0.55, 0.02, 100, 80, credit=(50.0, 100.0)))
+    np.testing.assert_allclose(party, [-15 * 0.275, 15 * 0.275])
+    assert grid == 0.0
+    # Kept contract: everything released, nothing moves.
+    party, _ = net("deposit", hour(100, 0.55, 0.02, 100, 99, credit=(50.0, 100.0)))
+    assert not party.any()
+
+
+def test_deposit_caps_what_a_party_can_commit():
+    c = bind("deposit", DEFAULTS)
+    pos = Positions(credit=np.array([100.0, 0.0, 100.0]), balance=np.array([0.0, 0.0, -500.0]),
+                    forecast_kwh=np.array([1e6, 1e6, 1e6]))
+    # (guarantee 100 + positive balance) / rate: 100 / 0.05 and 100 / 0.5; debt does not help.
+    np.testing.assert_allclose(c.volume_cap(pos), [2000.0, 200.0, 2000.0])
+    pos = Positions(credit=np.array([100.0]), balance=np.array([50.0]), forecast_kwh=np.ones(1))
+    assert c.volume_cap(pos) == pytest.approx([3000.0])
+
+
+def test_credit_gate_caps_below_the_threshold_with_a_probation_floor():
+    m = gate_share(np.array([100.0, 80.0, 70.0, 60.0, 10.0]), 80.0, 20.0, 0.25)
+    np.testing.assert_allclose(m, [1.0, 1.0, 0.5, 0.25, 0.25])
+    c = bind("credit_gate", DEFAULTS)
+    pos = Positions(credit=np.array([95.0, 70.0, 0.0]), balance=np.zeros(3),
+                    forecast_kwh=np.array([100.0, 100.0, 100.0]))
+    np.testing.assert_allclose(c.volume_cap(pos), [np.inf, 50.0, 25.0])
+    np.testing.assert_array_equal(c.gated(pos.credit), [False, True, True])
+    assert not c.moves_money and c.gates
+
+
+def test_credit_scaled_reward_is_paid_by_the_grid_company():
+    # 100 kWh delivered; seller credit 100 gets kappa (R - F) x 100; buyer credit 90 half.
+    party, grid = net("credit_scaled_reward", hour(100, 0.55, 0.02, 100, 100,
+                                                   credit=(100.0, 90.0)))
+    full = 0.1 * (R - F) * 100
+    np.testing.assert_allclose(party, [full, full / 2])
+    assert grid == pytest.approx(-1.5 * full)
+    # At or below the floor, nothing; a breach earns on delivered energy only.
+    party, _ = net("credit_scaled_reward", hour(100, 0.55, 0.02, 100, 40, credit=(80.0, 100.0)))
+    np.testing.assert_allclose(party, [0.0, 0.1 * (R - F) * 40])
+
+
+def test_combinations_add_up():
+    h = hour(100, 0.55, 0.02, 100, 60, credit=(60.0, 95.0))
+    total = np.zeros(2)
+    grid = 0.0
+    for name in ("imbalance_penalty", "make_whole", "deposit", "credit_scaled_reward"):
+        p, g = net(name, h)
+        total += p
+        grid += g
+    c = bind(["credit_scaled_reward", "deposit", "make_whole", "imbalance_penalty"], DEFAULTS)
+    f = c.transfers(h)
+    np.testing.assert_allclose(f.party_net(2), total)
+    assert f.grid_net() == pytest.approx(grid)
+    # every flow is labelled with its policy
+    assert {c.names[k] for k in np.unique(f.policy)} == {
+        "imbalance_penalty", "make_whole", "deposit", "credit_scaled_reward"}
+    assert sum(f.by_policy(k) for k in range(len(c.names))) == pytest.approx(f.yuan.sum())
+
+
+# --------------------------------------------------------------------------- conservation
+ALL = [n for n in BREACH_POLICIES if n != "none"]
+COMBOS = [list(c) for r in (1, 2, len(ALL)) for c in itertools.combinations(ALL, r)]
+
+
+@st.composite
+def hours(draw):
+    n = draw(st.integers(2, 8))
+    k = draw(st.integers(0, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    seller = rng.integers(0, n, k)
+    buyer = (seller + rng.integers(1, n, k)) % n
+    q = rng.uniform(0.0, 500.0, k)
+    p = rng.uniform(F, R - 0.05, k)
+    return Hour(buyer=buyer, seller=seller, volume=q, price=p, wheeling=np.full(k, 0.02),
+                consumed=q * rng.uniform(0, 1, k), generated=q * rng.uniform(0, 1, k),
+                credit=rng.uniform(0, 100, n), tech=rng.integers(-1, 4, n).astype(np.int8),
+                retail=R, feed_in=F, breach_tolerance=draw(st.sampled_from([0.0, 0.05])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=hours(), combo=st.sampled_from(COMBOS),
+       recipient=st.sampled_from(["counterparty", "grid_company"]))
+def test_money_is_conserved_by_every_policy_and_combination(h, combo, recipient):
+    f = bind(combo, {**DEFAULTS, "penalty_recipient": recipient}).transfers(h)
+    n = h.credit.size
+    assert np.all(f.yuan > 0)
+    assert f.party_net(n).sum() + f.grid_net() == pytest.approx(0.0, abs=1e-9)
+    # nobody pays itself, and only the reward flows from the grid company
+    assert not np.any(f.payer == f.payee)
+    assert set(np.asarray(combo)[f.policy[f.payer == GRID]]) <= {"credit_scaled_reward"}
+
+
+def test_flows_keep_only_payments_above_zero():
+    f = Flows.of(np.array([0, 1]), GRID, np.array([0.0, 2.0]))
+    assert f.size == 1 and f.grid_net() == 2.0 and f.party_net(2).tolist() == [0.0, -2.0]
+
+
+# --------------------------------------------------------------------------- the key
+def test_breach_policy_key_takes_a_name_a_list_or_names_joined_by_plus():
+    assert cfg.validate({}).breach_policy == "none"
+    assert cfg.validate({"breach_policy": "deposit"}).breach_policy == "deposit"
+    combo = "imbalance_penalty+credit_gate"
+    for v in (["credit_gate", "imbalance_penalty"], "credit_gate+imbalance_penalty", combo,
+              ("imbalance_penalty", "credit_gate", "credit_gate")):
+        assert cfg.validate({"breach_policy": v}).breach_policy == combo
+    assert cfg.parse_assignments(['breach_policy=["imbalance_penalty","credit_gate"]']) == {
+        "breach_policy": ["imbalance_penalty", "credit_gate"]}
+    assert policy_names(combo) == ("imbalance_penalty", "credit_gate")
+    assert canonical(["make_whole"]) == "make_whole"
+
+
+@pytest.mark.parametrize("bad", ["fine", ["none", "deposit"], [], 3, ["deposit", 1]])
+def test_bad_breach_policy_is_one_line_naming_the_key(bad):
+    with pytest.raises(ConfigError, match=r"^breach_policy = .*must be one or more of none"):
+        cfg.validate({"breach_policy": bad})
+
+
+def test_every_policy_key_is_a_documented_scenario_key():
+    for p in BREACH_POLICIES.values():
+        assert p.doc
+        for key in p.keys:
+            prm = cfg.param(key)
+            assert prm.group == "breach policy" and prm.doc and prm.unit
