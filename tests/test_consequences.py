@@ -208,3 +208,72 @@ def test_every_policy_key_is_a_documented_scenario_key():
         for key in p.keys:
             prm = cfg.param(key)
             assert prm.group == "breach policy" and prm.doc and prm.unit
+
+
+# --------------------------------------------------------------------------- strict CMA
+def _strict_book(buyer_credit, buyer_price, seller_credit=(100.0,), seller_volume=(100.0,)):
+    from dipi_abm.rules.matching import OrderBook
+
+    n_s, n_b = len(seller_credit), len(buyer_credit)
+    return OrderBook(
+        seller_party=np.arange(n_s), seller_bus=np.zeros(n_s, np.intp),
+        seller_volume=np.array(seller_volume, float), seller_price=np.full(n_s, 0.45),
+        seller_time=np.arange(n_s),
+        buyer_party=n_s + np.arange(n_b), buyer_bus=np.zeros(n_b, np.intp),
+        buyer_volume=np.full(n_b, 100.0), buyer_price=np.array(buyer_price, float),
+        buyer_time=np.arange(n_b), seller_credit=np.array(seller_credit, float),
+        buyer_credit=np.array(buyer_credit, float), seller_cleanliness=np.full(n_s, 0.8))
+
+
+def _one_bus(weights):
+    from dipi_abm.rules.matching import MarketNetwork
+
+    return MarketNetwork.build(np.full((1, 1), 0.02), np.ones((1, 1), bool),
+                               distance=np.zeros((1, 1)), cma=weights)
+
+
+def test_strict_cma_serves_trusted_parties_first_whatever_the_price_weight():
+    from dipi_abm.rules.matching import MATCHING_RULES, CMAWeights, match_cma
+
+    # A low-credit buyer whose bid sits right on the ask wins plain CMA on the
+    # price-consensus coefficient; under cma_strict the trusted buyer comes first.
+    w = CMAWeights(credit=0.1, distance=0.0, price=1.0, green=0.0, strict_credit=90.0)
+    net = _one_bus(w)
+    book = _strict_book(buyer_credit=[50.0, 95.0], buyer_price=[0.47, 0.65])
+    plain = match_cma(book, net)
+    strict = MATCHING_RULES["cma_strict"](book, net)
+    assert plain.buyer.tolist() == [1] and plain.volume.sum() == pytest.approx(100.0)
+    assert strict.buyer.tolist() == [2] and strict.volume.sum() == pytest.approx(100.0)
+    # With supply to spare, the low-credit buyer gets what is left.
+    book = _strict_book(buyer_credit=[50.0, 95.0], buyer_price=[0.47, 0.65],
+                        seller_volume=(150.0,))
+    strict = MATCHING_RULES["cma_strict"](book, net)
+    bought = np.bincount(strict.buyer, strict.volume, 3)
+    np.testing.assert_allclose(bought[1:], [50.0, 100.0])
+
+
+def test_strict_cma_contracts_are_feasible_and_within_orders():
+    from dipi_abm.rules.matching import CMAWeights, MarketNetwork, OrderBook, match_cma_strict
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n_s, n_b, n_bus = rng.integers(1, 15), rng.integers(1, 25), rng.integers(1, 5)
+        pts = rng.uniform(0, 3, n_bus)
+        d = np.abs(pts[:, None] - pts[None, :])
+        net = MarketNetwork.build(0.02 + 0.01 * d, np.ones_like(d, bool), distance=d,
+                                  cma=CMAWeights(strict_credit=80.0))
+        b = OrderBook(
+            seller_party=np.arange(n_s), seller_bus=rng.integers(0, n_bus, n_s),
+            seller_volume=rng.uniform(1, 50, n_s), seller_price=rng.uniform(0.40, 0.60, n_s),
+            seller_time=rng.permutation(n_s), buyer_party=n_s + np.arange(n_b),
+            buyer_bus=rng.integers(0, n_bus, n_b), buyer_volume=rng.uniform(1, 50, n_b),
+            buyer_price=rng.uniform(0.45, 0.657, n_b), buyer_time=rng.permutation(n_b),
+            seller_credit=rng.uniform(50, 100, n_s), buyer_credit=rng.uniform(50, 100, n_b),
+            seller_cleanliness=rng.choice([0.3, 0.6, 0.8], n_s))
+        c = match_cma_strict(b, net)
+        assert np.all(c.bid >= c.ask + c.wheeling - 1e-12)
+        sold = np.bincount(c.seller, c.volume, n_s)
+        bought = np.bincount(c.buyer - n_s, c.volume, n_b)
+        assert np.all(sold <= b.seller_volume + 1e-7)
+        assert np.all(bought <= b.buyer_volume + 1e-7)
+        assert c.rounds > 0 or c.size == 0
