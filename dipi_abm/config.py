@@ -320,6 +320,9 @@ PARAMS: tuple[Param, ...] = (
        "coefficient.", "market", **_POS),
     _p("cma_rounds", 6, int, "-", "CMA: weighted matching rounds per hour; what is still "
        "feasible afterwards clears by price-time priority.", "market", low=1, high=1000),
+    _p("cma_strict_credit", 90.0, float, "-", "cma_strict: parties with at least this credit "
+       "clear first, among themselves, by CMA weight; the others get only what is left "
+       "(no price-time round).", "market", low=0.0, high=100.0),
     _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),

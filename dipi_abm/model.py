@@ -38,6 +38,7 @@ from .rules.consensus import (
     poca_targets,
     win_credit_correlation,
 )
+from .rules.consequences import Consequences, Flows, Hour, Positions, bind
 from .rules.credit import CreditState, buyer_score, seller_score, update_credit
 from .rules.learning import LEARNING_RULES, ActionGrid, Learner
 from .rules.matching import (
@@ -110,6 +111,10 @@ HOURLY_KPIS = (
     "low_credit_block_share",
     "win_credit_corr",
 )
+
+#: Per-hour KPIs of the breach consequences (MODEL.md section 6b), reported only when a
+#: breach_policy other than ``none`` is in force (so default outputs stay as they were).
+POLICY_KPIS = ("gated_share", "breach_consequence_yuan")
 
 
 def package_version() -> str:
@@ -209,6 +214,9 @@ class DIPIModel(mesa.Model):
         self._price_rule = PRICE_RULES[p.price_rule]
         self._grid_only = p.matching in GRID_ONLY_RULES
         self._ogsc_key = ogsc_priority(self.state.tech)
+        self._consequences: Consequences = bind(p.breach_policy, p)
+        self._consequence_flows: Flows | None = None
+        self._gated_hours = 0.0
 
         n_nodes = self.state.n + p.n_miners
         hp = np.ones(n_nodes)
@@ -238,13 +246,14 @@ class DIPIModel(mesa.Model):
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
              "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
              "dpgc_income", "grid_income", "generation", "load", "clean", "user_need",
-             "breach_shortfall"), 0.0)
-        for name in HOURLY_KPIS:
+             "breach_shortfall", "breach_consequence"), 0.0)
+        self.hourly_kpis = HOURLY_KPIS + (POLICY_KPIS if self._consequences.active else ())
+        for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         self.hour_of_day = p.start_hour
         self._set_prices()
         self.datacollector = ColumnarDataCollector(
-            model_reporters={k: k for k in HOURLY_KPIS},
+            model_reporters={k: k for k in self.hourly_kpis},
             agent_reporters=dict(PARTY_REPORTERS),
             every=p.agent_report_every,
         )
@@ -316,9 +325,10 @@ class DIPIModel(mesa.Model):
                             p.wheeling_rate_yuan_per_kwh_ohm)
         # CMA weighs electrical distance, so its queues are per bus; price-time's only
         # separate buses whose wheeling or reachability differ.
-        cma = p.matching == "cma"
+        cma = p.matching in ("cma", "cma_strict")
         weights = CMAWeights(p.cma_w_credit, p.cma_w_distance, p.cma_w_price, p.cma_w_green,
-                             p.cma_distance_ref_ohm, p.cma_price_ref_yuan, p.cma_rounds)
+                             p.cma_distance_ref_ohm, p.cma_price_ref_yuan, p.cma_rounds,
+                             p.cma_strict_credit)
         return MarketNetwork.build(w, d <= p.max_distance_ohm, distance=d if cma else None,
                                    cma=weights)
 
@@ -393,6 +403,7 @@ class DIPIModel(mesa.Model):
         self._check_quorum()
         self._check_executability()
         self._deliver_and_settle(draw.gen_actual_kw, draw.load_actual_kw)
+        self._apply_breach_consequences()
         self._update_credit()
         self._produce_block(period_records(self) if self.ledger is not None else None)
         self._learn_from_hour(*self._actual_positions)
@@ -439,6 +450,11 @@ class DIPIModel(mesa.Model):
         s.offered_kwh[:] = 0.0
         s.offered_kwh[sell] = -net[sell] * s.commitment_ratio[sell]
         s.offered_kwh[buy] = net[buy] * s.bid_volume_ratio[buy]
+        if self._consequences.caps_volume and not self._grid_only:
+            # breach_policy hooks before matching: credit gate, deposit affordability.
+            cap = self._consequences.volume_cap(
+                Positions(credit=s.credit.credit, balance=s.balance, forecast_kwh=np.abs(net)))
+            np.minimum(s.offered_kwh, cap, out=s.offered_kwh)
         time = self._rng["matching"].permutation(sell.size + buy.size)
         return OrderBook(
             seller_party=sell, seller_bus=s.bus[sell], seller_volume=s.offered_kwh[sell],
@@ -562,6 +578,7 @@ class DIPIModel(mesa.Model):
         b = attribute_pro_rata(need, committed, c.buyer, c.volume)
         st = settle(price, c.volume, c.wheeling, b, g, r, f)
         self._settlement = st
+        self._attributed = (b, g)
 
         # Outside contracts: unmatched or extra need is bought at retail (PPSC), surplus is
         # offered to the grid company at feed-in, cleaner sources first (OGSC).
@@ -654,6 +671,40 @@ class DIPIModel(mesa.Model):
         self._contract_counts = (np.bincount(c.seller, minlength=n)
                                  + np.bincount(c.buyer, minlength=n))
         self._counted = counted
+
+    def _apply_breach_consequences(self) -> None:
+        """Consequence phase (MODEL.md section 6b): the breach_policy's money flows after
+        settlement, into balances, the hour's transfers (so learning feels them), the
+        grid company's account, the KPIs and the JY1 records."""
+        cons = self._consequences
+        if not cons.active:
+            return
+        s, c, k, t = self.state, self.contracts, self._kpi, self._totals
+        k["gated_share"] = float(cons.gated(s.credit.credit).mean()) if cons.gates else 0.0
+        self._gated_hours += k["gated_share"]
+        k["breach_consequence_yuan"] = 0.0
+        if not cons.moves_money:
+            return
+        b, g = self._attributed
+        flows = cons.transfers(Hour(
+            buyer=c.buyer, seller=c.seller, volume=c.volume, price=self._contract_price,
+            wheeling=c.wheeling, consumed=b, generated=g, credit=s.credit.credit, tech=s.tech,
+            retail=self.retail_price, feed_in=self.feed_in_price,
+            breach_tolerance=self.params.breach_tolerance))
+        self._consequence_flows = flows
+        party = flows.party_net(s.n)
+        grid = flows.grid_net()
+        s.balance += party
+        self._party_transfer = self._party_transfer + party
+        self.grid_company_balance += grid
+        dpgc = s.kind == DPGC_KIND
+        moved = float(flows.yuan.sum())
+        k["breach_consequence_yuan"] = moved
+        for name, value in (("user_cost", -float(party[~dpgc].sum())),
+                            ("dpgc_income", float(party[dpgc].sum())), ("grid_income", grid)):
+            k[f"{name}_yuan"] += value
+            t[name] += value
+        t["breach_consequence"] += moved
 
     def _update_credit(self) -> None:
         """Credit (LH1): score each committed party and update its credit (MODEL.md section 6)."""
@@ -780,6 +831,10 @@ class DIPIModel(mesa.Model):
         params = self.params.to_dict()
         params["seed"] = self.seed
         dpgc = s.kind == DPGC_KIND
+        policy = {}
+        if self._consequences.active:
+            policy = {"breach_consequence_yuan": t["breach_consequence"],
+                      "gated_share": self._gated_hours / max(int(self.steps), 1)}
         return {
             "package": "dipi_abm",
             "version": package_version(),
@@ -811,6 +866,7 @@ class DIPIModel(mesa.Model):
             "blocks": int(self.node_blocks_won.sum()),
             **self._block_summary(),
             "minted_yuan": self.minted_yuan,
+            **policy,
         }
 
     def _block_summary(self) -> dict[str, Any]:

@@ -277,3 +277,87 @@ def test_strict_cma_contracts_are_feasible_and_within_orders():
         assert np.all(sold <= b.seller_volume + 1e-7)
         assert np.all(bought <= b.buyer_volume + 1e-7)
         assert c.rounds > 0 or c.size == 0
+
+
+# --------------------------------------------------------------------------- in the model
+MODEL_COMBOS = ["none", *ALL, ["imbalance_penalty", "credit_gate"],
+                ["make_whole", "deposit"], ALL]
+
+
+@settings(max_examples=25, deadline=None)
+@given(combo=st.sampled_from(MODEL_COMBOS), seed=st.integers(0, 2**32 - 1),
+       matching=st.sampled_from(["price_time", "cma", "cma_strict"]),
+       learning=st.sampled_from(["static", "roth_erev", "epsilon_greedy"]),
+       recipient=st.sampled_from(["counterparty", "grid_company"]))
+def test_money_is_conserved_every_hour_under_every_policy(combo, seed, matching, learning,
+                                                          recipient):
+    from dipi_abm import DIPIModel
+
+    # Low gate threshold and low credit start so that the gate and the deposit cap bind.
+    m = DIPIModel(seed=seed, n_dpgc=4, n_users=12, hours=12, breach_policy=combo,
+                  matching=matching, learning=learning, opportunist_share=0.3,
+                  credit_initial=85.0, gate_credit_threshold=90.0, deposit_guarantee_yuan=5.0,
+                  penalty_recipient=recipient, ledger_detail="off")
+    s = m.state
+    start = s.balance.sum() + m.grid_company_balance
+    for _ in range(12):
+        before = s.balance.copy()
+        m.step()
+        total = s.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
+        assert total == pytest.approx(start + m.minted_yuan, rel=1e-12, abs=1e-7)
+        # what learning sees is what moved the balance (block reward aside)
+        moved = s.balance - before
+        moved[m.block_winner] -= m.params.block_reward_yuan if m.block_winner < s.n else 0.0
+        np.testing.assert_allclose(moved, m._party_transfer, atol=1e-7)
+        if m._consequences.active:
+            assert 0.0 <= m.gated_share <= 1.0 and m.breach_consequence_yuan >= 0.0
+            if not m._consequences.caps_volume:
+                continue
+            # the pre-matching caps hold: nobody committed more than its cap allowed
+            assert np.all(s.committed_kwh <= s.offered_kwh + 1e-7)
+
+
+def test_default_outputs_carry_no_policy_columns_and_policies_report_theirs():
+    from dipi_abm import DIPIModel
+
+    m = DIPIModel(seed=3, n_dpgc=4, n_users=12, hours=6, ledger_detail="off").run()
+    assert "gated_share" not in m.hourly_dataframe() and "gated_share" not in m.summary()
+    m = DIPIModel(seed=3, n_dpgc=4, n_users=12, hours=6, ledger_detail="off",
+                  breach_policy="imbalance_penalty+credit_gate", credit_initial=70.0).run()
+    df = m.hourly_dataframe()
+    # Everyone starts below the default threshold 80; parties that keep their contracts
+    # earn their way back.
+    assert df.gated_share.iloc[0] == 1.0 and df.gated_share.iloc[-1] < 1.0
+    assert df.breach_consequence_yuan.sum() == pytest.approx(
+        m.summary()["breach_consequence_yuan"])
+
+
+def test_a_gated_party_offers_at_most_its_capped_share():
+    from dipi_abm import DIPIModel
+
+    m = DIPIModel(seed=4, n_dpgc=4, n_users=12, hours=4, ledger_detail="off",
+                  breach_policy="credit_gate", credit_initial=60.0, credit_frozen=True,
+                  commitment_ratio=1.3,
+                  bid_volume_ratio=1.3, gate_probation_share=0.25)
+    for _ in range(4):
+        m.step()
+        net = np.abs(m._forecast_net)
+        acting = m.state.role != 0
+        # credit 60 = threshold 80 - width 20: the probation share of the forecast
+        np.testing.assert_allclose(m.state.offered_kwh[acting], 0.25 * net[acting])
+
+
+def test_consequence_payments_are_on_the_ledger_and_balances_recompute():
+    from dipi_abm import DIPIModel
+    from dipi_abm.ledger.records import node_attributes_from_ledger
+
+    m = DIPIModel(seed=9, n_dpgc=4, n_users=12, hours=8, ledger_detail="full",
+                  breach_policy=["make_whole", "imbalance_penalty"], commitment_ratio=1.3)
+    m.run()
+    assert m.verify_ledger().ok
+    rows = [m.ledger.read_records("JY1", h)["consequences"] for h in range(1, 9)]
+    paid = sum(float(r["yuan"].sum()) for r in rows)
+    assert paid == pytest.approx(m.summary()["breach_consequence_yuan"]) and paid > 0
+    assert {str(x) for r in rows for x in r["policy"]} <= {"make_whole", "imbalance_penalty"}
+    attrs = node_attributes_from_ledger(m.ledger)
+    np.testing.assert_allclose(attrs["balance"][: m.state.n], m.state.balance, atol=1e-6)

@@ -86,6 +86,11 @@ def period_records(model: DIPIModel) -> dict[str, Records]:
         "transfers": {"node": moved.astype(np.int64),
                       "yuan": model._party_transfer[moved]},
     }
+    flows = model._consequence_flows
+    if flows is not None:  # breach_policy payments (MODEL.md 6b); -1 is the grid company
+        jy1["consequences"] = {"payer": flows.payer.astype(np.int64),
+                               "payee": flows.payee.astype(np.int64), "yuan": flows.yuan,
+                               "policy": np.array(model._consequences.names)[flows.policy]}
     updated = model._credit_updated
     seq, value = encode_credit_updates(s.credit.credit[updated], np.zeros(updated.size, bool))
     lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}
