@@ -507,3 +507,31 @@ def test_ema_model_function_returns_the_outcomes():
     assert all(isinstance(v, float) for v in out.values())
     assert 0.0 <= out["breach_rate"] <= 1.0
     assert out == sw.ema_model_function(seed=3, **TINY, natural_factor=np.float64(0.2))
+
+
+def mean_credit_probe(model: DIPIModel) -> dict[str, float]:
+    return {"mean_credit": float(model.state.credit.credit.mean()), "hour": model.steps}
+
+
+def test_paired_sweeps_share_seeds_across_points_and_probes_add_hourly_columns(tmp_path,
+                                                                              monkeypatch):
+    """paired = true: common random numbers (the same seed for replication r at every
+    point); probe: extra hourly columns from a function called after every hour."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    spec = {"sweep": {"seed": 5, "replications": 2, "paired": True,
+                      "probe": "test_sweep:mean_credit_probe"},
+            "base": {"hours": 3, "n_dpgc": 3, "n_users": 6, "ledger_detail": "off"},
+            "factors": {"breach_policy": ["none", ["make_whole", "credit_gate"]]}}
+    tasks = plan_runs(spec)
+    seeds = {(t.point_id, t.replication): t.seed for t in tasks}
+    assert seeds[0, 0] == seeds[1, 0] != seeds[0, 1] == seeds[1, 1]
+    unpaired = plan_runs({**spec, "sweep": {"seed": 5, "replications": 2}})
+    assert unpaired[2].seed != seeds[1, 0]
+    runs = run_sweep(spec, tmp_path / "s", workers=1, progress=False)
+    assert list(runs.breach_policy) == ["none"] * 2 + ["make_whole+credit_gate"] * 2
+    hourly = pd.read_parquet(tmp_path / "s" / "hourly")
+    assert len(hourly) == 4 * 3
+    np.testing.assert_array_equal(hourly.probe_hour, hourly.hour)
+    assert hourly.probe_mean_credit.between(0, 100).all()
+    with pytest.raises(ConfigError, match="probe"):
+        plan_runs({**spec, "sweep": {"seed": 5, "probe": "not a function"}})

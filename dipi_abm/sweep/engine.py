@@ -12,6 +12,8 @@ A sweep is described by a TOML file (or the same structure as a ``dict``)::
     seed = 2024                 # master seed (required)
     samples = 64                # lhs / sobol only: number of design points
     hourly = true               # also write every run's hourly KPIs (default true)
+    paired = false              # common random numbers across points (default false)
+    probe = "module:function"   # extra hourly columns (optional; see below)
 
     [base]                      # fixed scenario keys of every run
     hours = 168
@@ -50,6 +52,19 @@ replication r)`` uses the child ``SeedSequence(seed, spawn_key=(p, r))`` (that i
 seed for :class:`~dipi_abm.model.DIPIModel`. A run's seed therefore depends only on
 the master seed and its (point, replication), never on workers or completion
 order, and ``DIPIModel(seed=row.seed, **params)`` reproduces any row.
+
+With ``paired = true`` every point's replication r uses the seed of point 0's
+replication r (common random numbers): the same parties, placement, weather and
+loads at every point, so differences between points are paired comparisons with
+much narrower intervals.
+
+Probe
+-----
+``probe = "module:function"`` names a function ``probe(model) -> {name: number}``
+that is called after every hour; its values become extra columns of the run's
+hourly KPIs (prefixed ``probe_``). Experiments use it for what the model does not
+report (opportunists' breaches, chosen commitment ratios). The module must be
+importable in the workers (process-pool workers inherit ``sys.path``).
 
 Output folder
 -------------
@@ -122,7 +137,7 @@ HOURLY_DIR = "hourly"
 HOURLY_PART = "part.parquet"
 
 TABLES = ("sweep", "base", "factors")
-SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly")
+SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly", "paired", "probe")
 
 #: Summary entries that are not KPIs of a row (the row has its own seed and parameters).
 _NOT_KPIS = frozenset({"package", "version", "hours", "seed", "params"})
@@ -179,6 +194,8 @@ class SweepSpec:
     normalized: dict[str, Any]
     source: str | None = None
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    paired: bool = False
+    probe: str | None = None
 
     @property
     def hash(self) -> str:
@@ -216,6 +233,7 @@ class RunTask:
     seed: int
     params: dict[str, Any]
     hourly: bool = True
+    probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +320,15 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     hourly = sweep.get("hourly", True)
     if not isinstance(hourly, bool):
         raise err("sweep", "hourly", f"hourly = {hourly!r}: must be true or false")
+    paired = sweep.get("paired", False)
+    if not isinstance(paired, bool):
+        raise err("sweep", "paired", f"paired = {paired!r}: must be true or false")
+    probe = sweep.get("probe")
+    if probe is not None:
+        if not isinstance(probe, str) or not re.fullmatch(r"[\w.]+:\w+", probe):
+            raise err("sweep", "probe", f"probe = {probe!r}: must be 'module:function'")
+        if not hourly:
+            raise err("sweep", "probe", "a probe adds hourly columns: it needs hourly = true")
 
     for table, keys in (("base", base), ("factors", factors_raw)):
         for key in keys:
@@ -330,9 +357,14 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
         "base": base,
         "factors": factors_raw,
     }
+    # Only when set, so that the hash of every earlier spec stays the same.
+    if paired:
+        normalized["sweep"]["paired"] = True
+    if probe is not None:
+        normalized["sweep"]["probe"] = probe
     return SweepSpec(design, int(replications), int(seed),
                      None if samples is None else int(samples), hourly, base, factors,
-                     normalized, source, lines)
+                     normalized, source, lines, paired, probe)
 
 
 def _parse_factor(name: str, raw: Any, design: str,
@@ -515,8 +547,8 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
         for rep in range(s.replications):
             tasks.append(RunTask(
                 run_id=point_id * s.replications + rep, point_id=point_id, replication=rep,
-                seed=replication_seed(s.seed, point_id, rep), params=run_params,
-                hourly=s.hourly,
+                seed=replication_seed(s.seed, 0 if s.paired else point_id, rep),
+                params=run_params, hourly=s.hourly, probe=s.probe,
             ))
     return points, tasks
 
@@ -542,7 +574,11 @@ def run_one(task: RunTask) -> RunOutput:
     params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
     try:
         model = DIPIModel(seed=task.seed, **params)
-        model.run()
+        probed = None
+        if task.probe:
+            probed = _run_probed(model, task.probe)
+        else:
+            model.run()
     except ConfigError as exc:
         raise ConfigError(f"run {task.run_id} (point {task.point_id}, replication "
                           f"{task.replication}, seed {task.seed}): {exc}") from None
@@ -553,8 +589,26 @@ def run_one(task: RunTask) -> RunOutput:
     row = {"run_id": task.run_id, "point_id": task.point_id,
            "replication": task.replication, "seed": task.seed, **task.params,
            **summary_kpis(model.summary())}
-    hourly = _parquet_bytes(model.hourly_dataframe()) if task.hourly else None
+    hourly = None
+    if task.hourly:
+        df = model.hourly_dataframe()
+        if probed is not None:
+            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+        hourly = _parquet_bytes(df)
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
+
+
+def _run_probed(model: DIPIModel, probe: str) -> pd.DataFrame:
+    """Step the model hour by hour, calling ``module:function`` after each hour."""
+    import importlib
+
+    module, _, name = probe.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    rows = []
+    for _ in range(model.params.hours):
+        model.step()
+        rows.append(dict(fn(model)))
+    return pd.DataFrame(rows)
 
 
 def summary_kpis(summary: Mapping[str, Any]) -> dict[str, Any]:
