@@ -41,14 +41,17 @@ def test_fig3_credit_lambda(load, tmp_path):
     assert list(df.columns) == mod.CSV_COLUMNS
     assert set(df.tech) == {"wind", "solar"}
     assert set(df.natural_factor) == {0.0, 0.1, 0.2}
+    assert set(df.credit_rule) == set(mod.CREDIT_RULES)  # Fig. 3 for every credit rule
     assert df.credit_mean.between(0, 100).all()
+    for rule in mod.CREDIT_RULES:
+        assert (tmp_path / f"dipi_fig3_credit_lambda_{rule}.png").stat().st_size > 10_000
     # With lambda the credit stays higher: the paired gain is never negative and, at the
-    # end of the run, significantly positive for both technologies and both factors.
+    # end of the run, significantly positive for every rule, technology and factor.
     assert (df.gain_mean >= -1e-12).all()
     last = df[df.transaction == df.transaction.max()]
     assert (last[last.natural_factor > 0].gain_ci_low > 0).all()
-    for tech in ("wind", "solar"):
-        final = last[last.tech == tech].sort_values("natural_factor").credit_mean.to_numpy()
+    for (_, _), d in last.groupby(["credit_rule", "tech"]):
+        final = d.sort_values("natural_factor").credit_mean.to_numpy()
         assert np.all(np.diff(final) >= 0)
 
 
