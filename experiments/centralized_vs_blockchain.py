@@ -121,9 +121,9 @@ def schedule_probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
     s = model.state
     scheduled = s.offered_kwh > 0  # submitted an order (P2P) or a schedule (centralized)
     short = np.where(s.breach, s.committed_kwh - s.delivered_kwh, 0.0)
-    need = model._actual_positions[1]
+    need = model.record.delivery.need_kw
     buyer = (s.kind == USER_KIND) & (need > 1e-9)
-    paid = -model._party_transfer[buyer]
+    paid = -model.record.settlement.party_transfer[buyer]
     kwh = need[buyer]
     price = paid / kwh
     return {"scheduled": float(scheduled.sum()), "breaches": float((s.breach & scheduled).sum()),

@@ -102,7 +102,7 @@ def block_probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
     n = s.n
     credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
     stake = np.concatenate([s.balance, model.miner_balance])
-    dist, q = model._node_distance_and_cleanliness()
+    dist, q = model._node_distance_and_cleanliness(model.record.cleared.contracts)
     nodes = Nodes(hash_power=model.node_hash_power, credit=credit, stake=stake,
                   distance=dist if p.consensus == "der_cbc" else None,
                   cleanliness=q if p.consensus == "der_cbc" else None)

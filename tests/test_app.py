@@ -282,7 +282,7 @@ def test_runner_keeps_the_previous_model_when_a_rebuild_is_refused():
     assert r.step(2).hour == 2
     with pytest.raises(ConfigError, match="max_parties_per_bus"):
         r.rebuild({"n_users": 500, "max_parties_per_bus": 1})  # refused by the model itself
-    assert r.model is first and r.build == build and r.model.steps == 2
+    assert r.model is first and r.build == build and r.model.hour == 2
     snap = r.rebuild({"n_users": 20, "seed": 4, "hours": 3})
     assert snap.n_parties == 30 and r.build > build
     assert r.step(10).hour == 3 and not r.running  # never past the run's end
@@ -385,7 +385,7 @@ def test_reset_refuses_bad_input_and_keeps_the_model(app):
     assert level == "error"
     assert text == ("Not applied: natural_factor = 0.4: must be a number in [0, 0.3). "
                     "The model keeps its previous settings.")
-    assert app.snapshot.value.hour == 2 and r.model.steps == 2
+    assert app.snapshot.value.hour == 2 and r.model.hour == 2
     app.set_entry("natural_factor", "0.2")
     app.set_entry("n_users", "70")
     app.apply_controls(r)

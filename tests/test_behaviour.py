@@ -108,8 +108,8 @@ def test_hourly_gain_over_the_grid_alternative_is_never_negative():
     m = DIPIModel(hours=1, learning="roth_erev", matching="cma", **SMALL)
     for _ in range(36):
         m.step()
-        surplus, need = m._actual_positions
-        gain = m._party_transfer - (surplus * m.feed_in_price - need * m.retail_price)
+        d, st = m.record.delivery, m.record.settlement
+        gain = st.party_transfer - (d.surplus_kw * m.feed_in_price - d.need_kw * m.retail_price)
         assert gain.min() >= -1e-9
 
 

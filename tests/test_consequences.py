@@ -202,9 +202,15 @@ def test_bad_breach_policy_is_one_line_naming_the_key(bad):
         cfg.validate({"breach_policy": bad})
 
 
-def test_every_policy_key_is_a_documented_scenario_key():
-    for p in BREACH_POLICIES.values():
-        assert p.doc
+def test_every_policy_is_an_entry_whose_hooks_declare_documented_keys():
+    from dipi_abm.rules.registry import Rule
+
+    defaults = cfg.validate({})
+    assert set(BREACH_POLICIES) == set(cfg.param("breach_policy").choice_values())
+    for name, p in BREACH_POLICIES.items():
+        assert p.doc and (name == "none") != bool(p.hooks)
+        for hook in p.hooks.values():
+            assert isinstance(hook, Rule) and hook.__doc__ and callable(hook.bind(defaults))
         for key in p.keys:
             prm = cfg.param(key)
             assert prm.group == "breach policy" and prm.doc and prm.unit
@@ -237,17 +243,17 @@ def test_strict_cma_serves_trusted_parties_first_whatever_the_price_weight():
 
     # A low-credit buyer whose bid sits right on the ask wins plain CMA on the
     # price-consensus coefficient; under cma_strict the trusted buyer comes first.
-    w = CMAWeights(credit=0.1, distance=0.0, price=1.0, green=0.0, strict_credit=90.0)
+    w = CMAWeights(credit=0.1, distance=0.0, price=1.0, green=0.0)
     net = _one_bus(w)
     book = _strict_book(buyer_credit=[50.0, 95.0], buyer_price=[0.47, 0.65])
     plain = match_cma(book, net)
-    strict = MATCHING_RULES["cma_strict"](book, net)
+    strict = MATCHING_RULES["cma_strict"](book, net, strict_credit=90.0)
     assert plain.buyer.tolist() == [1] and plain.volume.sum() == pytest.approx(100.0)
     assert strict.buyer.tolist() == [2] and strict.volume.sum() == pytest.approx(100.0)
     # With supply to spare, the low-credit buyer gets what is left.
     book = _strict_book(buyer_credit=[50.0, 95.0], buyer_price=[0.47, 0.65],
                         seller_volume=(150.0,))
-    strict = MATCHING_RULES["cma_strict"](book, net)
+    strict = MATCHING_RULES["cma_strict"].bind({"cma_strict_credit": 90.0})(book, net)
     bought = np.bincount(strict.buyer, strict.volume, 3)
     np.testing.assert_allclose(bought[1:], [50.0, 100.0])
 
@@ -261,7 +267,7 @@ def test_strict_cma_contracts_are_feasible_and_within_orders():
         pts = rng.uniform(0, 3, n_bus)
         d = np.abs(pts[:, None] - pts[None, :])
         net = MarketNetwork.build(0.02 + 0.01 * d, np.ones_like(d, bool), distance=d,
-                                  cma=CMAWeights(strict_credit=80.0))
+                                  cma=CMAWeights())
         b = OrderBook(
             seller_party=np.arange(n_s), seller_bus=rng.integers(0, n_bus, n_s),
             seller_volume=rng.uniform(1, 50, n_s), seller_price=rng.uniform(0.40, 0.60, n_s),
@@ -270,7 +276,7 @@ def test_strict_cma_contracts_are_feasible_and_within_orders():
             buyer_price=rng.uniform(0.45, 0.657, n_b), buyer_time=rng.permutation(n_b),
             seller_credit=rng.uniform(50, 100, n_s), buyer_credit=rng.uniform(50, 100, n_b),
             seller_cleanliness=rng.choice([0.3, 0.6, 0.8], n_s))
-        c = match_cma_strict(b, net)
+        c = match_cma_strict(b, net, strict_credit=80.0)
         assert np.all(c.bid >= c.ask + c.wheeling - 1e-12)
         sold = np.bincount(c.seller, c.volume, n_s)
         bought = np.bincount(c.buyer - n_s, c.volume, n_b)
@@ -308,10 +314,10 @@ def test_money_is_conserved_every_hour_under_every_policy(combo, seed, matching,
         # what learning sees is what moved the balance (block reward aside)
         moved = s.balance - before
         moved[m.block_winner] -= m.params.block_reward_yuan if m.block_winner < s.n else 0.0
-        np.testing.assert_allclose(moved, m._party_transfer, atol=1e-7)
-        if m._consequences.active:
+        np.testing.assert_allclose(moved, m.record.settlement.party_transfer, atol=1e-7)
+        if m.consequences.active:
             assert 0.0 <= m.gated_share <= 1.0 and m.breach_consequence_yuan >= 0.0
-            if not m._consequences.caps_volume:
+            if not m.consequences.caps_volume:
                 continue
             # the pre-matching caps hold: nobody committed more than its cap allowed
             assert np.all(s.committed_kwh <= s.offered_kwh + 1e-7)
@@ -341,7 +347,7 @@ def test_a_gated_party_offers_at_most_its_capped_share():
                   bid_volume_ratio=1.3, gate_probation_share=0.25)
     for _ in range(4):
         m.step()
-        net = np.abs(m._forecast_net)
+        net = np.abs(m.record.orders.net_forecast_kw)
         acting = m.state.role != 0
         # credit 60 = threshold 80 - width 20: the probation share of the forecast
         np.testing.assert_allclose(m.state.offered_kwh[acting], 0.25 * net[acting])

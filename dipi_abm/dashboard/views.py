@@ -177,7 +177,7 @@ def take_snapshot(model: DIPIModel, build: int = 0) -> Snapshot:
     hourly = model.hourly_dataframe()
     return Snapshot(
         build=build,
-        hour=int(model.steps),
+        hour=int(model.hour),
         hours=int(model.params.hours),
         running=bool(model.running),
         hour_of_day=int(model.hour_of_day),

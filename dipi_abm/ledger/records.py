@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from .coloredcoin import decode_credit_updates, encode_credit_updates
 
 if TYPE_CHECKING:
+    from ..hour import HourRecord
     from ..model import DIPIModel
     from .store import Ledger, Prepared
 
@@ -59,21 +60,23 @@ def genesis_records(model: DIPIModel) -> dict[str, Records]:
     }
 
 
-def period_records(model: DIPIModel) -> dict[str, Records]:
-    """The period's records on DU1, JY1 and LH1 (before the block producer is known)."""
-    s, c, book = model.state, model.contracts, model._book
-    k = model._kpi
-    price = model._contract_price
-    st = model._settlement
+def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
+                   ) -> dict[str, Records]:
+    """The period's records on DU1, JY1 and LH1, from the hour's phase results (before
+    the block producer is known). ``credit`` is every party's credit after the update."""
+    c, book = record.cleared.contracts, record.orders.book
+    price = record.cleared.price
+    st = record.settlement.contracts
+    transfer = record.settlement.party_transfer
     du1 = {"schedule": {
-        "hour": np.array([model.steps], np.int64),
-        "retail_yuan_per_kwh": np.array([model.retail_price]),
-        "feed_in_yuan_per_kwh": np.array([model.feed_in_price]),
-        "curtailed_kwh": np.array([k["curtailed_kwh"]]),
-        "line_curtailed_kwh": np.array([k["line_curtailed_kwh"]]),
-        "quorum_committed": np.array([bool(model._quorum.committed)]),
+        "hour": np.array([hour], np.int64),
+        "retail_yuan_per_kwh": np.array([record.schedule.retail]),
+        "feed_in_yuan_per_kwh": np.array([record.schedule.feed_in]),
+        "curtailed_kwh": np.array([record.kpis["curtailed_kwh"]]),
+        "line_curtailed_kwh": np.array([record.cleared.line_curtailed_kwh]),
+        "quorum_committed": np.array([bool(record.cleared.quorum.committed)]),
     }}
-    moved = np.flatnonzero(model._party_transfer != 0.0)
+    moved = np.flatnonzero(transfer != 0.0)
     jy1 = {
         "offers": {"node": book.seller_party.astype(np.int64), "kwh": book.seller_volume,
                    "price": book.seller_price, "time": book.seller_time.astype(np.int64)},
@@ -83,16 +86,15 @@ def period_records(model: DIPIModel) -> dict[str, Records]:
                       "kwh": c.volume, "price": price, "wheeling": c.wheeling,
                       "buyer_pays": st.buyer_pays, "seller_income": st.seller_income,
                       "grid_income": st.grid_income},
-        "transfers": {"node": moved.astype(np.int64),
-                      "yuan": model._party_transfer[moved]},
+        "transfers": {"node": moved.astype(np.int64), "yuan": transfer[moved]},
     }
-    flows = model._consequence_flows
+    flows = record.settlement.consequences
     if flows is not None:  # breach_policy payments (MODEL.md 6b); -1 is the grid company
         jy1["consequences"] = {"payer": flows.payer.astype(np.int64),
                                "payee": flows.payee.astype(np.int64), "yuan": flows.yuan,
-                               "policy": np.array(model._consequences.names)[flows.policy]}
-    updated = model._credit_updated
-    seq, value = encode_credit_updates(s.credit.credit[updated], np.zeros(updated.size, bool))
+                               "policy": np.array(flows.names + ("",))[flows.policy]}
+    updated = record.credit.updated
+    seq, value = encode_credit_updates(credit[updated], np.zeros(updated.size, bool))
     lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}
     return {"DU1": du1, "JY1": jy1, "LH1": lh1}
 

@@ -8,8 +8,9 @@ on breaching. A scenario names one policy or several (``breach_policy =
 effects add up.
 
 Each policy is a :class:`BreachPolicy` entry in :data:`BREACH_POLICIES` that
-declares the hooks it has and the scenario keys it reads; the model binds the
-chosen entries once (:func:`bind`) and never asks a policy its name:
+declares the hooks it has, each a registry :class:`~dipi_abm.rules.registry.Rule`
+with the scenario keys it reads; the model binds the chosen entries once
+(:func:`bind`) and never asks a policy its name:
 
 - ``transfers(hour, **keys) -> Flows``: money moved after settlement, as
   explicit payer -> payee flows (party rows, or :data:`GRID` for the grid
@@ -35,6 +36,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 #: Payer / payee row of the grid company in :class:`Flows`.
 GRID = -1
@@ -95,13 +98,14 @@ class Flows:
     """Money moved by consequence rules: one row per payment (yuan >= 0).
 
     ``payer`` and ``payee`` are party rows or :data:`GRID`; ``policy`` indexes
-    the bound policies' names (:attr:`Consequences.names`).
+    ``names``, the bound policies' names (:attr:`Consequences.names`).
     """
 
     payer: NDArray[np.intp]
     payee: NDArray[np.intp]
     yuan: NDArray[np.float64]
     policy: NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
+    names: tuple[str, ...] = ()  # policy k is names[k]
 
     @classmethod
     def empty(cls) -> Flows:
@@ -211,8 +215,7 @@ def deposit_rate(credit: NDArray, deposit_yuan_per_kwh: float,
 
 
 def deposit_transfers(hour: Hour, *, deposit_yuan_per_kwh: float,
-                      deposit_low_credit_yuan_per_kwh: float,
-                      deposit_guarantee_yuan: float) -> Flows:
+                      deposit_low_credit_yuan_per_kwh: float) -> Flows:
     """``deposit``: each side locked rate(credit) * q at matching; it forfeits the share
     of it that its shortfall beyond ``breach_tolerance`` is of q, to the counterparty::
 
@@ -267,8 +270,8 @@ def gate_cap(pos: Positions, *, gate_credit_threshold: float, gate_credit_width:
     return np.where(m >= 1.0, np.inf, m * pos.forecast_kwh)
 
 
-def gate_gated(credit: NDArray, *, gate_credit_threshold: float, gate_credit_width: float,
-               gate_probation_share: float) -> NDArray[np.bool_]:
+def gate_gated(credit: NDArray, *, gate_credit_threshold: float) -> NDArray[np.bool_]:
+    """``credit_gate``: the parties below the threshold (reported as ``gated_share``)."""
     return np.asarray(credit) < gate_credit_threshold
 
 
@@ -297,14 +300,28 @@ def reward_transfers(hour: Hour, *, reward_share_of_margin: float,
 # --------------------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class BreachPolicy:
-    """One named consequence rule: the hooks it has and the scenario keys they read."""
+    """One named consequence rule: the hooks it has, each a registry :class:`Rule` that
+    declares the scenario keys it reads (``transfers``, ``volume_cap``, ``gated``)."""
 
-    name: str
     doc: str
-    keys: tuple[str, ...] = ()
-    transfers: Callable[..., Flows] | None = None
-    volume_cap: Callable[..., NDArray[np.float64]] | None = None
-    gated: Callable[..., NDArray[np.bool_]] | None = None
+    transfers: Rule | None = None
+    volume_cap: Rule | None = None
+    gated: Rule | None = None
+
+    @property
+    def hooks(self) -> dict[str, Rule]:
+        return {name: r for name in ("transfers", "volume_cap", "gated")
+                if (r := getattr(self, name)) is not None}
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every scenario key the policy reads."""
+        return tuple(dict.fromkeys(k for r in self.hooks.values() for k in r.keys.values()))
+
+
+def _rule(fn: Callable[..., Any], keys: tuple[str, ...] = ()) -> Rule:
+    """A hook whose keyword arguments are named after their scenario keys."""
+    return Rule(fn, keys={k: k for k in keys})
 
 
 _PENALTY_KEYS = ("penalty_yuan_per_kwh", "penalty_tolerance_solar", "penalty_tolerance_wind",
@@ -316,28 +333,30 @@ _GATE_KEYS = ("gate_credit_threshold", "gate_credit_width", "gate_probation_shar
 _REWARD_KEYS = ("reward_share_of_margin", "reward_credit_floor")
 
 BREACH_POLICIES: dict[str, BreachPolicy] = {
-    "none": BreachPolicy("none", "The papers' settlement: a breach costs nothing directly."),
+    "none": BreachPolicy("The papers' settlement: a breach costs nothing directly."),
     "imbalance_penalty": BreachPolicy(
-        "imbalance_penalty", "The breacher pays penalty_yuan_per_kwh on its shortfall beyond "
-        "its tolerance, to the counterparty or the grid company.", _PENALTY_KEYS,
-        transfers=imbalance_transfers),
+        "The breacher pays penalty_yuan_per_kwh on its shortfall beyond its tolerance, to the "
+        "counterparty or the grid company.",
+        transfers=_rule(imbalance_transfers, _PENALTY_KEYS)),
     "make_whole": BreachPolicy(
-        "make_whole", "Expectation damages: a short seller pays its buyer (R - p - w) per kWh "
-        "the buyer replaced at R; a short buyer pays its seller (p - F) per kWh sold at F.",
-        transfers=make_whole_transfers),
+        "Expectation damages: a short seller pays its buyer (R - p - w) per kWh the buyer "
+        "replaced at R; a short buyer pays its seller (p - F) per kWh sold at F.",
+        transfers=_rule(make_whole_transfers)),
     "deposit": BreachPolicy(
-        "deposit", "Collateral per committed kWh, larger at lower credit, locked at matching "
-        "(a party cannot commit more than it can post), forfeited to the counterparty pro "
-        "rata to the shortfall beyond breach_tolerance.", _DEPOSIT_KEYS,
-        transfers=deposit_transfers, volume_cap=deposit_cap),
+        "Collateral per committed kWh, larger at lower credit, locked at matching (a party "
+        "cannot commit more than it can post), forfeited to the counterparty pro rata to the "
+        "shortfall beyond breach_tolerance.",
+        transfers=_rule(deposit_transfers, _DEPOSIT_KEYS[:2]),
+        volume_cap=_rule(deposit_cap, _DEPOSIT_KEYS)),
     "credit_gate": BreachPolicy(
-        "credit_gate", "Below gate_credit_threshold a party may trade only m(credit) of its "
-        "forecast, never less than the probation share.", _GATE_KEYS,
-        volume_cap=gate_cap, gated=gate_gated),
+        "Below gate_credit_threshold a party may trade only m(credit) of its forecast, never "
+        "less than the probation share.",
+        volume_cap=_rule(gate_cap, _GATE_KEYS),
+        gated=_rule(gate_gated, ("gate_credit_threshold",))),
     "credit_scaled_reward": BreachPolicy(
-        "credit_scaled_reward", "The grid company rebates kappa (R - F) per delivered kWh to "
-        "both sides, scaled by credit above a floor.", _REWARD_KEYS,
-        transfers=reward_transfers),
+        "The grid company rebates kappa (R - F) per delivered kWh to both sides, scaled by "
+        "credit above a floor.",
+        transfers=_rule(reward_transfers, _REWARD_KEYS)),
 }
 
 
@@ -372,26 +391,27 @@ def canonical(value: str | Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Consequences:
-    """The chosen policies bound to their scenario keys (built once per run by :func:`bind`)."""
+    """The chosen policies' hooks, bound to their scenario keys once per run (:func:`bind`).
 
-    policies: tuple[BreachPolicy, ...]
-    settings: tuple[Mapping[str, Any], ...]
+    ``transfers`` pairs each money-moving hook with its policy's index in ``names``.
+    """
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.policies)
+    names: tuple[str, ...]
+    transfer_hooks: tuple[tuple[int, Callable[[Hour], Flows]], ...] = ()
+    cap_hooks: tuple[Callable[[Positions], NDArray[np.float64]], ...] = ()
+    gate_hooks: tuple[Callable[[NDArray[np.float64]], NDArray[np.bool_]], ...] = ()
 
     @property
     def moves_money(self) -> bool:
-        return any(p.transfers is not None for p in self.policies)
+        return bool(self.transfer_hooks)
 
     @property
     def caps_volume(self) -> bool:
-        return any(p.volume_cap is not None for p in self.policies)
+        return bool(self.cap_hooks)
 
     @property
     def gates(self) -> bool:
-        return any(p.gated is not None for p in self.policies)
+        return bool(self.gate_hooks)
 
     @property
     def active(self) -> bool:
@@ -400,30 +420,34 @@ class Consequences:
     def volume_cap(self, pos: Positions) -> NDArray[np.float64]:
         """The tightest cap of all bound policies (kWh per party; inf: no cap)."""
         cap = np.full(pos.credit.size, np.inf)
-        for p, kw in zip(self.policies, self.settings, strict=True):
-            if p.volume_cap is not None:
-                np.minimum(cap, p.volume_cap(pos, **kw), out=cap)
+        for hook in self.cap_hooks:
+            np.minimum(cap, hook(pos), out=cap)
         return cap
 
     def gated(self, credit: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Parties held back by any bound gate."""
         out = np.zeros(credit.size, bool)
-        for p, kw in zip(self.policies, self.settings, strict=True):
-            if p.gated is not None:
-                out |= p.gated(credit, **kw)
+        for hook in self.gate_hooks:
+            out |= hook(credit)
         return out
 
     def transfers(self, hour: Hour) -> Flows:
         """Every bound policy's flows for the hour, labelled by policy."""
         parts = []
-        for k, (p, kw) in enumerate(zip(self.policies, self.settings, strict=True)):
-            if p.transfers is not None:
-                f = p.transfers(hour, **kw)
-                parts.append(Flows(f.payer, f.payee, f.yuan, np.full(f.size, k, np.int8)))
-        return Flows.concat(parts)
+        for k, hook in self.transfer_hooks:
+            f = hook(hour)
+            parts.append(Flows(f.payer, f.payee, f.yuan, np.full(f.size, k, np.int8)))
+        f = Flows.concat(parts)
+        return Flows(f.payer, f.payee, f.yuan, f.policy, self.names)
 
 
 def bind(value: str | Iterable[str], params: Mapping[str, Any]) -> Consequences:
-    """Bind the named policies to their keys' values in ``params`` (once per run)."""
-    policies = tuple(BREACH_POLICIES[n] for n in policy_names(value))
-    return Consequences(policies, tuple({k: params[k] for k in p.keys} for p in policies))
+    """Bind the named policies' hooks to their keys' values in ``params`` (once per run)."""
+    names = policy_names(value)
+    policies = [BREACH_POLICIES[n] for n in names]
+    return Consequences(
+        names,
+        tuple((k, p.transfers.bind(params)) for k, p in enumerate(policies) if p.transfers),
+        tuple(p.volume_cap.bind(params) for p in policies if p.volume_cap),
+        tuple(p.gated.bind(params) for p in policies if p.gated),
+    )

@@ -8,11 +8,12 @@ party performs alike), is updated as if the contracts were settled one by one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 CREDIT_MAX = 100.0
 
@@ -105,17 +106,18 @@ def update_window(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: 
     state.credit[idx] = np.clip(np.nanmean(state.window[idx], axis=1), 0.0, CREDIT_MAX)
 
 
-CreditRule = Callable[..., None]
-CREDIT_RULES: dict[str, CreditRule] = {
-    "paper": update_paper,
-    "ema": update_ema,
-    "window": update_window,
+#: Credit rules: ``rule(state, idx, score, k)`` updates parties ``idx`` in place.
+CREDIT_RULES: dict[str, Rule] = {
+    "paper": Rule(update_paper),
+    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}),
+    "window": Rule(update_window),
 }
 
 
 def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: NDArray,
                   k: NDArray, *, alpha: float = 0.1) -> None:
-    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``."""
+    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``
+    (for studies and tests; the model binds its rule once)."""
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
     if idx.size:

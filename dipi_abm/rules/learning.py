@@ -26,9 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 #: Probability of a party's starting action before it has learnt anything.
 START_PROBABILITY = 0.8
@@ -113,6 +116,7 @@ def choose_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], rng: np.random.Gen
 
 def update_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
                           **_: float) -> None:
+    """Running mean profit of the chosen action."""
     a = lr.chosen[idx]
     lr.count[idx, a] += 1
     lr.value[idx, a] += (reward - lr.value[idx, a]) / lr.count[idx, a]
@@ -120,16 +124,32 @@ def update_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np
 
 def choose_static(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
                   **_: float) -> NDArray[np.intp]:
+    """No choice: parties keep their starting commitment and price."""
     return np.full(idx.size, -1, np.intp)
 
 
 def update_static(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
                   **_: float) -> None:
+    """No learning."""
     return None
 
 
-LEARNING_RULES: dict[str, tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]] = {
-    "roth_erev": (choose_roth_erev, update_roth_erev),
-    "epsilon_greedy": (choose_epsilon_greedy, update_epsilon_greedy),
-    "static": (choose_static, update_static),
+@dataclass(frozen=True)
+class LearningRule:
+    """A learning rule: how a party picks this hour's action, and how it learns from the
+    hour's reward. ``choose(lr, idx, rng)`` and ``update(lr, idx, reward)`` once bound."""
+
+    choose: Rule
+    update: Rule
+
+    def bind(self, params: Any) -> tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]:
+        return self.choose.bind(params), self.update.bind(params)
+
+
+_RE_KEYS = {"recency": "roth_erev_recency", "experimentation": "roth_erev_experimentation"}
+LEARNING_RULES: dict[str, LearningRule] = {
+    "roth_erev": LearningRule(Rule(choose_roth_erev), Rule(update_roth_erev, keys=_RE_KEYS)),
+    "epsilon_greedy": LearningRule(Rule(choose_epsilon_greedy, keys={"epsilon": "egreedy_epsilon"}),
+                                   Rule(update_epsilon_greedy)),
+    "static": LearningRule(Rule(choose_static), Rule(update_static)),
 }

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from .registry import Rule
+
 VOLUME_EPS = 1e-7  # kWh: volumes below this are treated as nothing left
 PRICE_EPS = 1e-12
 
@@ -86,7 +88,6 @@ class CMAWeights:
     distance_ref_ohm: float = 1.0
     price_ref: float = 0.01
     rounds: int = 6  # weighted rounds before the rest clears by price-time priority
-    strict_credit: float = 90.0  # cma_strict: credit a party needs to trade in the first tier
 
 
 @dataclass(frozen=True)
@@ -355,20 +356,21 @@ def match_cma(book: OrderBook, net: MarketNetwork, fallback: bool = True) -> Con
     return _concat(weighted, leftover)
 
 
-def match_cma_strict(book: OrderBook, net: MarketNetwork) -> Contracts:
+def match_cma_strict(book: OrderBook, net: MarketNetwork,
+                     strict_credit: float = 90.0) -> Contracts:
     """Strict credit matching: priority that price-time clearing cannot erase (MODEL.md 6b).
 
     In :func:`match_cma` everything still feasible after ``CMAWeights.rounds``
     weighted rounds clears by price-time priority, so a low-credit party ends up
     matched much as a high-credit one. Here the orders of parties whose credit is
-    at least ``CMAWeights.strict_credit`` clear first, among themselves, by CMA
-    weight until no feasible pair is left; only then do the low-credit parties
-    get what is left, again by weight. There is no price-time round at all.
+    at least ``strict_credit`` (scenario key ``cma_strict_credit``) clear first,
+    among themselves, by CMA weight until no feasible pair is left; only then do the
+    low-credit parties get what is left, again by weight. There is no price-time round.
     """
     w = replace(net.cma, rounds=0)  # 0: weighted rounds until nothing feasible is left
     unlimited = replace(net, cma=w)
-    s_ok = _or_full(book.seller_credit, book.seller_volume.size, 100.0) >= w.strict_credit
-    b_ok = _or_full(book.buyer_credit, book.buyer_volume.size, 100.0) >= w.strict_credit
+    s_ok = _or_full(book.seller_credit, book.seller_volume.size, 100.0) >= strict_credit
+    b_ok = _or_full(book.buyer_credit, book.buyer_volume.size, 100.0) >= strict_credit
     first_tier = replace(book, seller_volume=np.where(s_ok, book.seller_volume, 0.0),
                          buyer_volume=np.where(b_ok, book.buyer_volume, 0.0))
     trusted = match_cma(first_tier, unlimited, fallback=False)
@@ -409,17 +411,17 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
     return Contracts.empty()
 
 
-MatchingRule = Callable[[OrderBook, MarketNetwork], Contracts]
-MATCHING_RULES: dict[str, MatchingRule] = {
-    "price_time": match_price_time,
-    "cma": match_cma,
-    "cma_strict": match_cma_strict,
-    "centralized": match_centralized,
+#: Matching rules: ``rule(book, network) -> Contracts``. ``needs_distance``: the
+#: network keeps per-bus queues with electrical distances (the rule weighs
+#: distance). ``grid_only``: no party trades directly; breaches are counted
+#: against what it offered the grid company, and credit does not change.
+MATCHING_RULES: dict[str, Rule] = {
+    "price_time": Rule(match_price_time),
+    "cma": Rule(match_cma, traits=frozenset({"needs_distance"})),
+    "cma_strict": Rule(match_cma_strict, keys={"strict_credit": "cma_strict_credit"},
+                       traits=frozenset({"needs_distance"})),
+    "centralized": Rule(match_centralized, traits=frozenset({"grid_only"})),
 }
-
-#: Rules in which no party trades directly: breaches are counted against what it
-#: offered the grid company, and credit does not change.
-GRID_ONLY_RULES = frozenset({"centralized"})
 
 
 def price_midpoint(ask: NDArray, bid: NDArray, wheeling: NDArray) -> NDArray[np.float64]:
