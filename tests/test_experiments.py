@@ -130,3 +130,45 @@ def test_attack_share(load, tmp_path):
     assert (poca.expected_share_mean < 0.01 * poca.index).all()
     assert (poca.won_share_mean == 0).all()
     assert (poca.fresh_credit_share_mean >= 0.9 * poca.index).all()
+
+
+def test_policy_frontier(load, tmp_path):
+    mod = load("policy_frontier")
+    df = run_quick(mod, tmp_path)
+    runs = pd.read_csv(tmp_path / "policy_frontier_runs.csv")
+    assert list(df.columns) == mod.SUMMARY_COLUMNS and list(runs.columns) == mod.RUN_COLUMNS
+    # Every policy (and the strict-CMA arm) under both learning rules, paired seeds.
+    assert set(runs.policy) == {*mod.POLICIES, mod.STRICT}
+    assert set(runs.learning) == set(mod.LEARNING)
+    assert runs.groupby("replication").seed.nunique().eq(1).all()
+    assert set(df.kpi) == set(mod.KPIS)
+    none = df[df.policy == "none"]
+    assert (none.diff_mean == 0).all()  # the reference against itself
+    # Only gates gate; only policies with payments move money; 'none' moves nothing.
+    gated = runs.groupby("policy").gated_share_pct.max()
+    assert (gated[[p for p in gated.index if "credit_gate" not in p]] == 0).all()
+    moved = runs.groupby("policy").consequence_kyuan.min()
+    assert moved[["none", "credit_gate", mod.STRICT]].eq(0).all()
+    assert (moved[["imbalance_penalty", "make_whole", "credit_scaled_reward"]] > 0).all()
+    assert runs.breach_rate_last.between(0, 100).all()
+    assert runs.user_cost_per_kwh.between(0.3, 0.7).all()
+
+
+def test_credit_mining_market(load, tmp_path):
+    mod = load("credit_mining_market")
+    df = run_quick(mod, tmp_path)
+    assert list(df.columns) == mod.CSV_COLUMNS
+    assert set(df.consensus) == {"poca", "der_cbc"}
+    assert set(df.attribute[df.consensus == "der_cbc"]) == set(mod.BINS)
+    assert set(df.attribute[df.consensus == "poca"]) == {"credit"}
+    for (_, _), d in df.groupby(["consensus", "attribute"]):
+        assert d.party_hour_share.sum() == pytest.approx(1.0)
+    # What the rules expect, through the market: more credit more blocks (POCA), farther
+    # fewer (der_cbc).
+    poca = df[(df.consensus == "poca") & (df.party_hour_share > 0)]
+    assert stats.spearmanr(poca.low, poca.expected_rel_mean).statistic > 0.8
+    far = df[(df.consensus == "der_cbc") & (df.attribute == "distance_ohm")
+             & (df.party_hour_share > 0)]
+    assert stats.spearmanr(far.low, far.expected_rel_mean).statistic < -0.8
+    runs = pd.read_csv(tmp_path / "credit_mining_market_runs.csv")
+    assert runs.groupby("replication").seed.nunique().eq(1).all()
