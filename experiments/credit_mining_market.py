@@ -172,7 +172,8 @@ def plot(summary: pd.DataFrame, kpis: pd.DataFrame, scenario: dict, reps: int,
             a = d[d["consensus"] == arm].set_index("bin").reindex(labels)
             x = np.arange(len(labels)) + (j - (len(arms) - 1) / 2) * width
             color = PALETTE[j]
-            ok = a["win_rel_mean"].notna().to_numpy()
+            # bins with (almost) no party-hours say nothing: leave them out
+            ok = (a["win_rel_mean"].notna() & (a["party_hour_share"] >= 0.005)).to_numpy()
             ax.bar(x[ok], a["win_rel_mean"][ok], width=width * 0.9, color=color, alpha=0.7,
                    yerr=[(a["win_rel_mean"] - a["win_rel_ci_low"])[ok].fillna(0),
                          (a["win_rel_ci_high"] - a["win_rel_mean"])[ok].fillna(0)],
@@ -180,10 +181,13 @@ def plot(summary: pd.DataFrame, kpis: pd.DataFrame, scenario: dict, reps: int,
             ax.plot(x[ok], a["expected_rel_mean"][ok], "_", color="black", ms=18, mew=2.5,
                     label=f"{arm}: expected from the rule" if j == 0 else None)
             for xi, share in zip(x, a["party_hour_share"].to_numpy(), strict=True):
-                if np.isfinite(share) and share > 0:
+                if np.isfinite(share) and share >= 0.005:
                     ax.text(xi, 0.0, f"{100 * share:.0f}%", ha="center", va="bottom",
                             fontsize=8.5, color=color, rotation=90)
         ax.axhline(1.0, color="0.4", ls=":", lw=1)
+        shown = d[d["party_hour_share"] >= 0.005]
+        top = np.nanmax(shown[["win_rel_mean", "expected_rel_mean"]].to_numpy(), initial=1.0)
+        ax.set_ylim(0, 1.35 * top)  # CIs of sparse bins may reach beyond: clipped
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=10)
         ax.set_title(titles[attr], fontsize=12)
         ax.set_ylabel("blocks per party-hour / equal share")
@@ -198,7 +202,8 @@ def plot(summary: pd.DataFrame, kpis: pd.DataFrame, scenario: dict, reps: int,
     fig.text(0.5, -0.02, "Bars: realised blocks per party-hour relative to an equal share "
              "(1 = 1/N), mean and 95 % CI over replications; black ticks: what the consensus "
              "rule's exact probabilities expect; small numbers: share of party-hours in the "
-             f"bin. Mean correlation of blocks won with final credit: {corr}.",
+             "bin (bins under 0.5 % left out). Mean correlation of blocks won with final "
+             f"credit: {corr}.",
              ha="center", fontsize=10, color="0.3", wrap=True)
     fig.tight_layout()
     save_png(fig, path)
