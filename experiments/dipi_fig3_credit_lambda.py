@@ -15,7 +15,8 @@ its whole forecast surplus at commitment ratio 1); it is scored with
 dipi_abm.rules.credit.seller_score, s = 100 min(1, g / ((1 - lambda) q)), and the
 credit is updated from 100 with every rule of dipi_abm.rules.credit.CREDIT_RULES
 (``--credit-rules`` picks some), the `paper` rule C_n = (C_1 + ... + C_{n-1} + s_n) / n
-among them; every rule sees the same transactions. Each repetition has its own
+among them; every rule sees the same transactions (a rule whose memory is set in
+hours counts each transaction as one hour after the previous one). Each repetition has its own
 weather (one SeedSequence child per repetition); within a repetition every
 lambda sees the same weather (common random numbers), so the lambda effect is
 estimated as a paired difference. The figure shows the mean credit path over
