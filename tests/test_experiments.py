@@ -116,6 +116,13 @@ def test_centralized_vs_blockchain(load, tmp_path):
     assert summary.loc["user_price_yuan_per_kwh", "diff_ci_high"] < 0
     assert summary.loc["grid_purchase_mwh", "diff_ci_high"] < 0
     assert np.allclose(central.user_price_yuan_per_kwh, 0.657, atol=1e-3)
+    # Fair definitions: in centralized mode every scheduled party is held to its schedule,
+    # so the shared denominator equals the committed sides; under a flat tariff every
+    # user pays R, so the effective-price spread is 0 there and positive with P2P prices.
+    np.testing.assert_allclose(central.breach_rate_scheduled_pct, central.breach_rate_pct)
+    assert (p2p.breach_rate_scheduled_pct <= p2p.breach_rate_pct + 1e-9).all()
+    assert np.allclose(central.user_price_spread, 0.0, atol=1e-9)
+    assert (p2p.user_price_spread > 0).all()
 
 
 def test_attack_share(load, tmp_path):
