@@ -15,7 +15,7 @@ import importlib
 import math
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +299,9 @@ PARAMS: tuple[Param, ...] = (
        low=0.0, high=1.0, high_open=True),
     _p("roth_erev_experimentation", 0.1, float, "-", "Roth-Erev spill-over eps to the "
        "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True),
+    _p("roth_erev_reference_rate", 0.05, float, "-", "Roth-Erev: weight w of the newest "
+       "payoff in the running reference payoff; reinforcement is payoff minus reference, "
+       "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
@@ -372,8 +375,11 @@ PARAMS: tuple[Param, ...] = (
        "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
        high=100.0, high_open=True),
     # --- credit ----------------------------------------------------------------------------
-    _p("credit_rule", "paper", str, "-", "Credit update rule (MODEL.md section 6).",
-       "credit", choices=_credit_rules),
+    _p("credit_rule", "decay", str, "-", "Credit update rule (MODEL.md section 6): decay "
+       "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
+       "window.", "credit", choices=_credit_rules),
+    _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
+       "this many hours, whatever the party's number of contracts.", "credit", **_POS),
     _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
        high=100.0),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
@@ -425,58 +431,19 @@ PARAMS: tuple[Param, ...] = (
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
 
-_PERSIST = {"low": 0.0, "high": 1.0, "high_open": True}
-WEATHER_PARAMS: tuple[Param, ...] = (
-    _p("latitude_deg", 31.2, float, "deg", "Latitude for solar geometry (31.2: Shanghai).",
-       "weather", low=-90.0, high=90.0),
-    _p("start_day_of_year", 172, int, "day", "Day of year of the first step (172: 21 June).",
-       "weather", low=1, high=365),
-    _p("solar_performance_ratio", 0.8, float, "-", "PV system losses (inverter, soiling, heat).",
-       "weather", **_SHARE),
-    _p("clearness_mean", 0.65, float, "-", "Mean clearness index (calibrated: PV capacity "
-       "factor about 13.5 %).", "weather", **_SHARE),
-    _p("clearness_persistence", 0.9, float, "-", "Hour-to-hour AR(1) coefficient of "
-       "clearness.", "weather", **_PERSIST),
-    _p("clearness_sd", 0.25, float, "-", "Spread of the hourly clearness index.", "weather",
-       **_NONNEG),
-    _p("solar_regional_share", 0.7, float, "-", "Share of clearness variance common to all "
-       "PV units (regional weather).", "weather", **_SHARE),
-    _p("wind_weibull_shape", 2.0, float, "-", "Weibull shape k of hourly wind speed.",
-       "weather", **_POS),
-    _p("wind_weibull_scale_ms", 7.35, float, "m/s", "Weibull scale (calibrated: wind "
-       "capacity factor about 25 %).", "weather", **_POS),
-    _p("wind_persistence", 0.95, float, "-", "Hour-to-hour AR(1) coefficient of the latent "
-       "wind-speed process.", "weather", **_PERSIST),
-    _p("wind_regional_share", 0.8, float, "-", "Share of wind variance common to all units.",
-       "weather", **_SHARE),
-    _p("wind_cut_in_ms", 3.0, float, "m/s", "Turbine cut-in speed.", "weather", **_NONNEG),
-    _p("wind_rated_ms", 12.0, float, "m/s", "Turbine rated speed.", "weather", **_POS),
-    _p("wind_cut_out_ms", 25.0, float, "m/s", "Turbine cut-out speed.", "weather", **_POS),
-    _p("hydro_availability", 0.55, float, "-", "Mean share of hydro capacity the inflow "
-       "allows.", "weather", **_SHARE),
-    _p("thermal_dispatch", 0.85, float, "-", "Share of thermal capacity offered when up.",
-       "weather", **_SHARE),
-    _p("outage_rate_per_h", 0.002, float, "1/h", "Forced-outage rate of hydro and thermal "
-       "units (up to down).", "weather", **_SHARE),
-    _p("repair_rate_per_h", 0.05, float, "1/h", "Repair rate (down to up).", "weather",
-       **_SHARE),
-    _p("load_noise_sd", 0.08, float, "-", "Multiplicative hourly load noise.", "weather",
-       **_NONNEG),
-    _p("load_noise_persistence", 0.7, float, "-", "AR(1) coefficient of the load noise.",
-       "weather", **_PERSIST),
-    _p("forecast_lead_h", 2.0, float, "h", "Lead time of the forecasts ([DIPI]: orders "
-       "close 2 h ahead of delivery).", "weather", **_NONNEG),
-    _p("forecast_sd_solar", 0.12, float, "share of capacity", "Long-horizon solar forecast "
-       "error; at lead L it is sd (1 - exp(-L/T)): 3.4 % at 2 h.", "weather", **_NONNEG),
-    _p("forecast_sd_wind", 0.20, float, "share of capacity", "Long-horizon wind forecast "
-       "error: 5.7 % at 2 h, about 20 % a day ahead.", "weather", **_NONNEG),
-    _p("forecast_sd_load", 0.10, float, "share of load", "Long-horizon load forecast error: "
-       "2.8 % at 2 h.", "weather", **_NONNEG),
-    _p("forecast_sd_dispatchable", 0.01, float, "share of capacity", "Forecast error of "
-       "hydro and thermal units.", "weather", **_NONNEG),
-    _p("forecast_timescale_h", 6.0, float, "h", "Time scale T of the forecast-error growth "
-       "with lead time.", "weather", **_POS),
-)
+def _weather_params() -> tuple[Param, ...]:
+    """The weather keys, declared once as the fields of WeatherParams (physics.weather)."""
+    from .physics.weather import WeatherParams
+
+    bounds = ("low", "high", "low_open", "high_open")
+    return tuple(
+        Param(f.name, f.default, type(f.default), f.metadata["unit"], f.metadata["doc"],
+              "weather", **{k: f.metadata[k] for k in bounds if k in f.metadata})
+        for f in fields(WeatherParams)
+    )
+
+
+WEATHER_PARAMS: tuple[Param, ...] = _weather_params()
 
 
 def all_params() -> tuple[Param, ...]:

@@ -212,7 +212,7 @@ class DIPIModel(mesa.Model):
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
                                         self._credit_update, p.natural_factor,
-                                        p.credit_count == "contract")
+                                        p.credit_count == "contract", self.hour)
                   if self._credit_live else CreditUpdate.none())
         kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
                            parties.tech, draw.gen_actual_kw, draw.load_actual_kw)

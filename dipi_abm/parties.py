@@ -168,8 +168,10 @@ class PartySet:
                         charge, discharge)
 
     def update_credit(self, delivery: Delivery, contracts: Contracts, update: Callable[..., None],
-                      natural_factor: float, per_contract: bool) -> CreditUpdate:
-        """Credit (LH1, MODEL.md section 6): score each committed party, update its credit."""
+                      natural_factor: float, per_contract: bool, hour: int) -> CreditUpdate:
+        """Credit (LH1, MODEL.md section 6): score each committed party, update its credit.
+
+        ``hour`` is the model's hour: the clock of rules whose memory is set in time."""
         idx = np.flatnonzero(delivery.committed_kwh > 0)
         if idx.size == 0:
             return CreditUpdate.none()
@@ -187,7 +189,7 @@ class PartySet:
                  + np.bincount(contracts.buyer, minlength=n))[idx]
         else:
             k = np.ones(idx.size, np.int64)
-        update(self.credit, idx, score, np.asarray(k, dtype=np.int64))
+        update(self.credit, idx, score, np.asarray(k, dtype=np.int64), hour=hour)
         return CreditUpdate(idx, score)
 
     def learn(self, schedule: Schedule, orders: Orders, delivery: Delivery,

@@ -38,7 +38,9 @@ def test_defaults_validate_to_the_papers_values():
     assert p.wheeling_base_yuan_per_kwh == 0.02
     assert p.initial_balance_yuan == 200.0
     assert p.matching == "price_time" and p.price_rule == "midpoint"
-    assert p.credit_rule == "paper" and p.credit_initial == 100.0
+    # Credit's memory is set in time (MODEL.md section 6); paper freezes, never the default.
+    assert p.credit_rule == "decay" and p.credit_initial == 100.0
+    assert p.credit_half_life_h == 72.0
     assert 0.0 <= p.natural_factor < 0.3
     assert 0.0 < p.breach_tolerance < 0.3  # a small band by default (MODEL.md section 6)
     assert p.consensus == "poca"
@@ -78,7 +80,9 @@ def test_validate_fills_defaults_and_coerces():
         ({"breach_tolerance": float("nan")}, ["breach_tolerance"]),
         ({"matching": "auction"}, ["matching", "price_time", "centralized"]),
         ({"matching": 3}, ["matching", "price_time"]),
-        ({"credit_rule": "median"}, ["credit_rule", "paper", "ema", "window"]),
+        ({"credit_rule": "median"}, ["credit_rule", "decay", "mean", "paper", "ema", "window"]),
+        ({"credit_half_life_h": 0.0}, ["credit_half_life_h", "> 0"]),
+        ({"roth_erev_reference_rate": 0.0}, ["roth_erev_reference_rate", "(0, 1]"]),
         ({"price_rule": "vwap"}, ["price_rule", "midpoint"]),
         ({"tariff": "dynamic"}, ["tariff", "flat", "tou"]),
         ({"wheeling": "postage"}, ["wheeling", "flat", "distance"]),

@@ -293,7 +293,7 @@ def test_higher_breach_tolerance_fewer_breaches(seed):
 
 
 @settings(max_examples=6, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["paper", "ema", "window"]))
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["decay", "mean", "paper", "ema", "window"]))
 def test_natural_factor_keeps_dpgc_credit_higher(seed, rule):
     kw = dict(seed=seed, hours=72, credit_rule=rule, **SMALL)
     plain = DIPIModel(natural_factor=0.0, **kw)
