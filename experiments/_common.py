@@ -144,7 +144,7 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
     ``hour``, ..., and the probe's ``probe_*`` columns), in group, point and
     replication order.
     """
-    from dipi_abm.sweep.engine import design_points, load_spec, run_sweep
+    from dipi_abm.sweep.engine import SweepFolder, design_points, load_spec, run_sweep
 
     def default_label(group: str, point: Mapping[str, Any]) -> str:
         return "|".join([group, *map(str, point.values())]) if point else group
@@ -164,8 +164,12 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
         r.insert(0, "arm", [names[i] for i in r["point_id"]])
         r.insert(1, "group", group)
         runs.append(r)
-        h = pd.read_parquet(folder / "hourly")
-        run_id = h.pop("run_id").astype(str).astype(int)
+        # One file per run, read one by one: runs of one sweep may differ in columns (a
+        # breach_policy adds its KPIs), and a dataset read keeps the first file's schema.
+        files = SweepFolder(folder, len(r))
+        h = pd.concat([pd.read_parquet(files.hourly_path(i)).assign(run_id=i)
+                       for i in r["run_id"]], ignore_index=True)
+        run_id = h.pop("run_id")
         by_run = r.set_index("run_id")
         h.insert(0, "arm", by_run.loc[run_id, "arm"].to_numpy())
         h.insert(1, "replication", by_run.loc[run_id, "replication"].to_numpy())

@@ -152,8 +152,10 @@ def test_policy_frontier(load, tmp_path):
     none = df[df.policy == "none"]
     assert (none.diff_mean == 0).all()  # the reference against itself
     # Only gates gate; only policies with payments move money; 'none' moves nothing.
-    gated = runs.groupby("policy").gated_share_pct.max()
-    assert (gated[[p for p in gated.index if "credit_gate" not in p]] == 0).all()
+    for col in ("gated_share_pct", "gated_share_last_pct"):
+        gated = runs.groupby("policy")[col].max()
+        assert (gated[[p for p in gated.index if "credit_gate" not in p]] == 0).all()
+        assert (gated[[p for p in gated.index if "credit_gate" in p]] > 0).all()
     moved = runs.groupby("policy").consequence_kyuan.min()
     assert moved[["none", "credit_gate", mod.STRICT]].eq(0).all()
     assert (moved[["imbalance_penalty", "make_whole", "credit_scaled_reward"]] > 0).all()
