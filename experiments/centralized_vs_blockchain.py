@@ -125,10 +125,13 @@ def schedule_probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
     buyer = (s.kind == USER_KIND) & (need > 1e-9)
     paid = -model.record.settlement.party_transfer[buyer]
     kwh = need[buyer]
-    price = paid / kwh
+    # Prices relative to a constant (the retail parameter), so that a spread of zero
+    # comes out as zero and not as rounding noise of E[x^2] - E[x]^2.
+    dev = paid / kwh - model.params.retail_yuan_per_kwh
     return {"scheduled": float(scheduled.sum()), "breaches": float((s.breach & scheduled).sum()),
             "shortfall_kwh": float(short.sum()), "user_kwh": float(kwh.sum()),
-            "user_paid": float(paid.sum()), "user_p2_kwh": float((price * price * kwh).sum())}
+            "user_dev_kwh": float((dev * kwh).sum()),
+            "user_dev2_kwh": float((dev * dev * kwh).sum())}
 
 
 def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
@@ -137,8 +140,8 @@ def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
     p = probe.sum()
     user_need = s["p2p_delivered_kwh"] + s["grid_purchase_kwh"]  # users' energy bought, kWh
     has_p2p = s["p2p_volume_kwh"] > 0
-    mean_price = p["probe_user_paid"] / p["probe_user_kwh"]
-    spread = float(np.sqrt(max(p["probe_user_p2_kwh"] / p["probe_user_kwh"] - mean_price ** 2,
+    mean_dev = p["probe_user_dev_kwh"] / p["probe_user_kwh"]
+    spread = float(np.sqrt(max(p["probe_user_dev2_kwh"] / p["probe_user_kwh"] - mean_dev ** 2,
                                0.0)))
     return {
         "transaction_efficiency_pct": 100.0 * s["transaction_efficiency"],
