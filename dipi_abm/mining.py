@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .hour import Block
+from .ledger.coloredcoin import credit_as_recorded
 from .rules.consensus import (
     CONSENSUS_RULES,
     Nodes,
@@ -63,7 +64,9 @@ class MinerSet:
         if self.hashed:
             p = self.params
             race = hashed_race(seed_hex, self.addresses, self.hash_power,
-                               poca_targets(credit, p.poca_difficulty_bits, p.poca_tau))
+                               # from credit as LH1 records it: a verifier re-derives them
+                               poca_targets(credit_as_recorded(credit), p.poca_difficulty_bits,
+                                            p.poca_tau))
             if not race.verified:  # the other nodes reject it; cannot happen with honest hashing
                 raise RuntimeError("hashed POCA: the winner's nonce failed verification")
             return Block(race.winner, race.nonce, race.target, race.hashes)

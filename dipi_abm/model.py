@@ -38,7 +38,8 @@ from .hour import (
     credit_kpis,
     market_kpis,
 )
-from .ledger.records import genesis_records, period_records, prepare_period, write_period
+from .ledger.keys import KeyRing
+from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
 from .market import Market, apply_consequences, settle_hour
 from .mining import MinerSet
@@ -82,15 +83,20 @@ class DIPIModel(mesa.Model):
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, seed: int | None = None, *, params: cfg.Params | None = None,
+    def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
                  **values: Any) -> None:
+        # ``seed`` stays a scenario key in ``values``, not a named argument: Mesa >= 3.4's
+        # batch_run passes its own ``rng`` values (None by default) to a model whose
+        # signature names ``seed``, overwriting the seeds of ``parameters``.
+        if rng is not None:
+            if values.get("seed") is not None:
+                raise ConfigError(f"rng = {rng!r} and seed = {values['seed']!r}: give one")
+            values["seed"] = rng
         graph = values.pop("grid", None)
         if isinstance(graph, nx.Graph):
             values["grid"] = "graph"
         elif graph is not None:
             values["grid"] = graph
-        if seed is not None:
-            values["seed"] = seed
         if params is None:
             params = cfg.validate(values)
         elif values:
@@ -109,6 +115,7 @@ class DIPIModel(mesa.Model):
         self.grid: Grid = build_grid(
             grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
             rng=self.rngs["placement"],
+            memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
         )
         self.state = self._build_parties()
         self.network = self._build_network()
@@ -165,7 +172,7 @@ class DIPIModel(mesa.Model):
         self.state.init_learning(p, self.rngs["behaviour"], static=p.learning == "static")
         self.batteries, owners = Batteries.build(self.state, p, self.rngs["storage"])
         self.storage_agents = [Storage(self, self.parties[i]) for i in owners]
-        self.ledger = self._open_ledger()
+        self.ledger, self.node_keys = self._open_ledger()
         self.totals = dict.fromkeys(
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
              "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
@@ -274,14 +281,15 @@ class DIPIModel(mesa.Model):
         if miners.needs_distance or miners.needs_cleanliness:
             distance, cleanliness = self._node_distance_and_cleanliness(record.cleared.contracts)
         records = period_records(record, s.credit.credit, self.hour) if self.ledger else None
-        prepared = prepare_period(self.ledger, records) if records is not None else None
+        prepared = self.ledger.prepare_period(records) if records is not None else None
         block = miners.produce(self._block_seed(prepared), credit, stake,
                                distance if miners.needs_distance else None,
                                cleanliness if miners.needs_cleanliness else None,
                                self.rngs["consensus"])
         if records is not None:
-            write_period(self.ledger, self.hour, records, prepared, self.addresses[block.winner],
-                         block.nonce, block.target)
+            self.ledger.append_period(self.hour, prepared,
+                                      self.node_keys.signer(self.addresses[block.winner]),
+                                      nonce=block.nonce, target=block.target)
         miners.reward(block, credit, s.balance)
         self._block_credit = credit
         return block
@@ -445,19 +453,16 @@ class DIPIModel(mesa.Model):
                                    cma=weights)
 
 
-    def _open_ledger(self) -> Ledger | None:
-        """The run's chains, with a genesis block on each (MODEL.md section 7)."""
+    def _open_ledger(self) -> tuple[Ledger | None, KeyRing | None]:
+        """The run's chains, with a signed genesis block on each, and the nodes' private
+        keys (MODEL.md section 7)."""
         p = self.params
         if p.ledger_detail == "off":
-            return None
+            return None, None
         meta = {"package": "dipi_abm", "version": package_version(), "seed": str(self.seed),
                 "params": json.dumps({k: v for k, v in p.to_dict().items() if k != "ledger"},
                                      default=str, sort_keys=True)}
-        ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta)
-        with ledger.period():
-            for chain, records in genesis_records(self).items():
-                ledger.append(chain, 0, records, producer="genesis")
-        return ledger
+        return open_run_ledger(self, meta)
 
     def verify_ledger(self) -> VerifyReport | None:
         """Recompute every hash and Merkle root of the run's chains (None: ledger off)."""
@@ -524,6 +529,7 @@ class DIPIModel(mesa.Model):
             "blocks": int(self.miners_set.blocks_won.sum()),
             **self._block_summary(),
             "minted_yuan": self.miners_set.minted_yuan,
+            "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
         }
 

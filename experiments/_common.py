@@ -134,7 +134,7 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
 
     ``groups`` maps a group name to ``{"base": {...}, "factors": {...}}`` (the
     sweep spec's tables, on top of ``base``); each group is one factorial sweep with
-    ``paired = true`` in its own resumable folder ``out/sweeps/<group>-<spec hash>``.
+    ``common_seeds = true`` in its own resumable folder ``out/sweeps/<group>-<spec hash>``.
     Every group uses the same master seed, so replication r has the same seed,
     parties, placement and weather in every arm of every group (common random
     numbers: differences between arms are paired). An arm is one design point,
@@ -152,7 +152,7 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
     label = label or default_label
     runs, hourly = [], []
     for group, tables in groups.items():
-        sweep = {"seed": seed, "replications": reps, "hourly": True, "paired": True}
+        sweep = {"seed": seed, "replications": reps, "hourly": True, "common_seeds": True}
         if probe:
             sweep["probe"] = probe
         spec = {"sweep": sweep, "base": {**base, **tables.get("base", {})},

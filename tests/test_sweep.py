@@ -20,7 +20,14 @@ from pandas.testing import assert_frame_equal
 
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm.sweep import engine as sw
-from dipi_abm.sweep.engine import design_points, load_spec, plan_runs, replication_seed, run_sweep
+from dipi_abm.sweep.engine import (
+    RUNS_FILE,
+    design_points,
+    load_spec,
+    plan_runs,
+    replication_seed,
+    run_sweep,
+)
 
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
 SPEC = {
@@ -76,11 +83,14 @@ def test_sampled_designs_stay_in_range_with_types_and_levels(design):
         "consensus": ["poca", "pow", "dpos"],
     }}
     points = design_points(spec)
-    assert len(points) == n
+    # sobol: Saltelli's scheme, n base points and n * (D + 2) design points
+    assert len(points) == (n if design == "lhs" else n * (5 + 2))
     nf = np.array([p["natural_factor"] for p in points])
     assert ((nf >= 0.05) & (nf < 0.25)).all()
-    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points)
-    strata = np.floor((nf - 0.05) / 0.2 * n).astype(int)
+    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points,
+    # in the base matrix A: every (D + 2)-th point of Saltelli's scheme)
+    base = nf if design == "lhs" else nf[:: 5 + 2]
+    strata = np.floor((base - 0.05) / 0.2 * n).astype(int)
     assert sorted(strata.tolist()) == list(range(n))
     users = [p["n_users"] for p in points]
     assert all(type(u) is int for u in users)
@@ -99,7 +109,7 @@ def test_sobol_warns_when_samples_is_not_a_power_of_two():
     spec = {"sweep": {"design": "sobol", "samples": 10, "seed": 1},
             "factors": {"natural_factor": [0.0, 0.2]}}
     with pytest.warns(UserWarning, match="power of 2"):
-        assert len(design_points(spec)) == 10
+        assert len(design_points(spec)) == 10 * (1 + 2)
 
 
 def test_integer_range_gives_every_integer_an_equal_share():
@@ -490,15 +500,14 @@ def test_bad_workers_and_missing_spec_file(tmp_path):
 # ----------------------------------------------------------------------------- neighbours
 def test_mesa_batch_run_with_two_processes():
     rows = pd.DataFrame(mesa.batch_run(
-        DIPIModel, parameters={**TINY, "seed": [1, 2]}, iterations=1, max_steps=12,
+        DIPIModel, parameters={**TINY, "seed": [1, 2]}, max_steps=12,
         number_processes=2, data_collection_period=-1, display_progress=False))
     assert set(rows["seed"]) == {1, 2}
     for seed, at in rows.groupby("seed"):
         want = DIPIModel(seed=int(seed), **TINY).run().datacollector.get_model_vars_dataframe()
-        step = int(at["Step"].iloc[0])  # Mesa's index of the last collected step
-        assert (at["Step"] == step).all() and step >= 11
-        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[step])
-        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[step])
+        assert (at["hour"] == TINY["hours"]).all()  # the last hour
+        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[-1])
+        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[-1])
 
 
 def test_ema_model_function_returns_the_outcomes():
@@ -509,28 +518,156 @@ def test_ema_model_function_returns_the_outcomes():
     assert out == sw.ema_model_function(seed=3, **TINY, natural_factor=np.float64(0.2))
 
 
+# ----------------------------------------------------------------------------- faults
+def _children(pid: int) -> dict[int, str]:
+    """Live (not zombie) child processes of ``pid`` and their command lines (Linux /proc)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out[int(entry.name)] = cmd
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+FAULT_SPEC = """
+[sweep]
+seed = 3
+replications = 6
+[base]
+n_dpgc = 3
+n_users = 10
+hours = 400
+"""
+
+
+def _start_sweep(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    spec = _write(tmp_path, FAULT_SPEC)
+    cmd = [sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec), "--out", str(out),
+           "--workers", "2", "--quiet"]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), spec
+
+
+def _workers(pid: int) -> dict[int, str]:
+    return {k: v for k, v in _children(pid).items() if "spawn_main" in v}
+
+
+def _rows(out: Path) -> list[Path]:
+    return sorted((out / "runs").glob("[!.]*.parquet")) if (out / "runs").is_dir() else []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkilled_sweep_leaves_no_worker_and_resumes(tmp_path):
+    """Issue 14: a SIGKILLed `dipi-abm sweep --workers 2` took its workers with it."""
+    out = tmp_path / "out"
+    proc, spec = _start_sweep(tmp_path, out)
+    try:
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and _rows(out), what="two busy workers")
+        family = _children(proc.pid)  # the workers and multiprocessing's resource tracker
+        proc.kill()
+        proc.wait()
+        _wait_for(lambda: not any(_alive(p) for p in family), timeout=30,
+                  what=f"the orphans {family} to end")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert not (out / RUNS_FILE).exists()
+    again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
+                            "--out", str(out), "--workers", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert len(pd.read_parquet(out / RUNS_FILE)) == 6
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_dead_worker_gives_one_line_exit_1_and_a_resumable_folder(tmp_path):
+    out = tmp_path / "out"
+    proc, spec = _start_sweep(tmp_path, out)
+    try:
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and _rows(out), what="two busy workers")
+        victim = min(_workers(proc.pid))
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "worker process died" in lines[0] and "resume" in lines[0] and str(out) in lines[0]
+    _wait_for(lambda: not _children(proc.pid), timeout=30, what="the other worker to end")
+    finished = len(_rows(out))
+    again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
+                            "--out", str(out), "--workers", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs = pd.read_parquet(out / RUNS_FILE)
+    assert len(runs) == 6 and finished >= 1
+
+
+def test_oversized_designs_are_refused_before_they_are_generated(tmp_path):
+    """Issue 14: 10^5 x 10^5 factorial levels, 10^9 samples or replications."""
+    big = {"low": 0.0, "high": 0.2, "num": 100_000}
+    cases = [
+        ({"sweep": {"seed": 1}, "factors": {"natural_factor": big,
+                                            "breach_tolerance": {**big, "high": 0.5}}},
+         "[factors]"),
+        ({"sweep": {"seed": 1, "design": "lhs", "samples": 10**9},
+          "factors": {"natural_factor": [0.0, 0.2]}}, "[sweep] samples"),
+        ({"sweep": {"seed": 1, "replications": 10**9}}, "[sweep] replications"),
+        ({"sweep": {"seed": 1}, "factors": {"natural_factor": {**big, "num": 10**9}}},
+         "num"),
+    ]
+    for spec, needle in cases:
+        with pytest.raises(ConfigError) as info:
+            run_sweep(spec, tmp_path / "o", workers=1, progress=False)
+        assert needle in str(info.value) and str(sw.MAX_RUNS) in str(info.value)
+        assert not (tmp_path / "o").exists()
+
+
 def mean_credit_probe(model: DIPIModel) -> dict[str, float]:
-    return {"mean_credit": float(model.state.credit.credit.mean()), "hour": model.steps}
+    return {"mean_credit": float(model.state.credit.credit.mean()), "hour": model.hour}
 
 
-def test_paired_sweeps_share_seeds_across_points_and_probes_add_hourly_columns(tmp_path,
-                                                                              monkeypatch):
-    """paired = true: common random numbers (the same seed for replication r at every
-    point); probe: extra hourly columns from a function called after every hour."""
+def test_a_probe_adds_hourly_columns_and_policy_factors_combine(tmp_path, monkeypatch):
+    """probe: extra hourly columns from a function called after every hour; a
+    breach_policy factor may list combinations; common seeds pair the points."""
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    spec = {"sweep": {"seed": 5, "replications": 2, "paired": True,
+    spec = {"sweep": {"seed": 5, "replications": 2, "common_seeds": True,
                       "probe": "test_sweep:mean_credit_probe"},
             "base": {"hours": 3, "n_dpgc": 3, "n_users": 6, "ledger_detail": "off"},
             "factors": {"breach_policy": ["none", ["make_whole", "credit_gate"]]}}
     tasks = plan_runs(spec)
     seeds = {(t.point_id, t.replication): t.seed for t in tasks}
     assert seeds[0, 0] == seeds[1, 0] != seeds[0, 1] == seeds[1, 1]
-    unpaired = plan_runs({**spec, "sweep": {"seed": 5, "replications": 2}})
-    assert unpaired[2].seed != seeds[1, 0]
     runs = run_sweep(spec, tmp_path / "s", workers=1, progress=False)
     assert list(runs.breach_policy) == ["none"] * 2 + ["make_whole+credit_gate"] * 2
-    hourly = pd.read_parquet(tmp_path / "s" / "hourly")
-    assert len(hourly) == 4 * 3
+    hourly = pd.concat([pd.read_parquet(p) for p in
+                        sorted((tmp_path / "s" / "hourly").glob("*/part.parquet"))])
+    assert len(hourly) == 4 * 3 and "gated_share" in hourly
     np.testing.assert_array_equal(hourly.probe_hour, hourly.hour)
     assert hourly.probe_mean_credit.between(0, 100).all()
     with pytest.raises(ConfigError, match="probe"):

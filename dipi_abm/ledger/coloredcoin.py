@@ -292,6 +292,12 @@ def encode_credit_updates(
     return sequence, value
 
 
+def credit_as_recorded(credit: NDArray) -> NDArray[np.float64]:
+    """Credit as an LH1 record carries it (whole centi-credits, rounded half-even like
+    :func:`encode_credit_updates`): what a verifier re-derives a POCA target from."""
+    return np.rint(np.asarray(credit, dtype=np.float64) * CREDIT_SCALE) / CREDIT_SCALE
+
+
 def decode_credit_updates(
     sequence: NDArray, value: NDArray
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:

@@ -64,8 +64,10 @@ _STREAMS = ("solar", "wind", "outage", "load", "forecast")
 
 _SHARE = {"low": 0.0, "high": 1.0}
 _PERSIST = {"low": 0.0, "high": 1.0, "high_open": True}
-_NONNEG = {"low": 0.0}
-_POS = {"low": 0.0, "low_open": True}
+_SPEED = {"low": 0.0, "high": 200.0}  # m/s
+_SPEED_POS = {**_SPEED, "low_open": True}
+_SD = {"low": 0.0, "high": 10.0}  # a spread or forecast error, as a share
+_HOURS = {"low": 0.0, "high": 8760.0}
 
 
 def _key(default: float, unit: str, doc: str, **bounds: float | bool) -> Any:
@@ -124,19 +126,20 @@ class WeatherParams:
                                  "factor about 13.5 %).", **_SHARE)
     clearness_persistence: float = _key(0.9, "-", "Hour-to-hour AR(1) coefficient of "
                                         "clearness.", **_PERSIST)
-    clearness_sd: float = _key(0.25, "-", "Spread of the hourly clearness index.", **_NONNEG)
+    clearness_sd: float = _key(0.25, "-", "Spread of the hourly clearness index.", **_SD)
     solar_regional_share: float = _key(0.7, "-", "Share of clearness variance common to all "
                                        "PV units (regional weather).", **_SHARE)
-    wind_weibull_shape: float = _key(2.0, "-", "Weibull shape k of hourly wind speed.", **_POS)
+    wind_weibull_shape: float = _key(2.0, "-", "Weibull shape k of hourly wind speed.",
+                                     low=0.0, high=100.0, low_open=True)
     wind_weibull_scale_ms: float = _key(7.35, "m/s", "Weibull scale (calibrated: wind "
-                                        "capacity factor about 25 %).", **_POS)
+                                        "capacity factor about 25 %).", **_SPEED_POS)
     wind_persistence: float = _key(0.95, "-", "Hour-to-hour AR(1) coefficient of the latent "
                                    "wind-speed process.", **_PERSIST)
     wind_regional_share: float = _key(0.8, "-", "Share of wind variance common to all units.",
                                       **_SHARE)
-    wind_cut_in_ms: float = _key(3.0, "m/s", "Turbine cut-in speed.", **_NONNEG)
-    wind_rated_ms: float = _key(12.0, "m/s", "Turbine rated speed.", **_POS)
-    wind_cut_out_ms: float = _key(25.0, "m/s", "Turbine cut-out speed.", **_POS)
+    wind_cut_in_ms: float = _key(3.0, "m/s", "Turbine cut-in speed.", **_SPEED)
+    wind_rated_ms: float = _key(12.0, "m/s", "Turbine rated speed.", **_SPEED_POS)
+    wind_cut_out_ms: float = _key(25.0, "m/s", "Turbine cut-out speed.", **_SPEED_POS)
     hydro_availability: float = _key(0.55, "-", "Mean share of hydro capacity the inflow "
                                      "allows.", **_SHARE)
     thermal_dispatch: float = _key(0.85, "-", "Share of thermal capacity offered when up.",
@@ -144,24 +147,24 @@ class WeatherParams:
     outage_rate_per_h: float = _key(0.002, "1/h", "Forced-outage rate of hydro and thermal "
                                     "units (up to down).", **_SHARE)
     repair_rate_per_h: float = _key(0.05, "1/h", "Repair rate (down to up).", **_SHARE)
-    load_noise_sd: float = _key(0.08, "-", "Multiplicative hourly load noise.", **_NONNEG)
+    load_noise_sd: float = _key(0.08, "-", "Multiplicative hourly load noise.", **_SD)
     load_noise_persistence: float = _key(0.7, "-", "AR(1) coefficient of the load noise.",
                                          **_PERSIST)
     forecast_lead_h: float = _key(2.0, "h", "Lead time of the forecasts ([DIPI]: orders "
-                                  "close 2 h ahead of delivery).", **_NONNEG)
+                                  "close 2 h ahead of delivery).", **_HOURS)
     forecast_sd_solar: float = _key(0.20, "share of capacity", "Day-ahead solar forecast "
                                     "error SD at clear-sky peak; at lead L it is "
-                                    "sd sqrt(1 - exp(-L/T)).", **_NONNEG)
+                                    "sd sqrt(1 - exp(-L/T)).", **_SD)
     forecast_sd_wind: float = _key(0.22, "share of capacity", "Day-ahead wind forecast error "
                                    "SD (NMAE about 12 % after clipping); 2 h ahead about "
-                                   "half of it.", **_NONNEG)
+                                   "half of it.", **_SD)
     forecast_sd_load: float = _key(0.10, "share of load", "Day-ahead load forecast error SD "
-                                   "(MAPE about 8 %; 3 % an hour ahead).", **_NONNEG)
+                                   "(MAPE about 8 %; 3 % an hour ahead).", **_SD)
     forecast_sd_dispatchable: float = _key(0.01, "share of capacity", "Forecast error of "
-                                           "hydro and thermal units.", **_NONNEG)
+                                           "hydro and thermal units.", **_SD)
     forecast_timescale_h: float = _key(6.0, "h", "Time scale T of the forecast-error growth "
                                        "with lead time (and of its hour-to-hour "
-                                       "persistence).", **_POS)
+                                       "persistence).", **_HOURS, low_open=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):
