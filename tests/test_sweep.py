@@ -646,3 +646,29 @@ def test_oversized_designs_are_refused_before_they_are_generated(tmp_path):
             run_sweep(spec, tmp_path / "o", workers=1, progress=False)
         assert needle in str(info.value) and str(sw.MAX_RUNS) in str(info.value)
         assert not (tmp_path / "o").exists()
+
+
+def mean_credit_probe(model: DIPIModel) -> dict[str, float]:
+    return {"mean_credit": float(model.state.credit.credit.mean()), "hour": model.hour}
+
+
+def test_a_probe_adds_hourly_columns_and_policy_factors_combine(tmp_path, monkeypatch):
+    """probe: extra hourly columns from a function called after every hour; a
+    breach_policy factor may list combinations; common seeds pair the points."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    spec = {"sweep": {"seed": 5, "replications": 2, "common_seeds": True,
+                      "probe": "test_sweep:mean_credit_probe"},
+            "base": {"hours": 3, "n_dpgc": 3, "n_users": 6, "ledger_detail": "off"},
+            "factors": {"breach_policy": ["none", ["make_whole", "credit_gate"]]}}
+    tasks = plan_runs(spec)
+    seeds = {(t.point_id, t.replication): t.seed for t in tasks}
+    assert seeds[0, 0] == seeds[1, 0] != seeds[0, 1] == seeds[1, 1]
+    runs = run_sweep(spec, tmp_path / "s", workers=1, progress=False)
+    assert list(runs.breach_policy) == ["none"] * 2 + ["make_whole+credit_gate"] * 2
+    hourly = pd.concat([pd.read_parquet(p) for p in
+                        sorted((tmp_path / "s" / "hourly").glob("*/part.parquet"))])
+    assert len(hourly) == 4 * 3 and "gated_share" in hourly
+    np.testing.assert_array_equal(hourly.probe_hour, hourly.hour)
+    assert hourly.probe_mean_credit.between(0, 100).all()
+    with pytest.raises(ConfigError, match="probe"):
+        plan_runs({**spec, "sweep": {"seed": 5, "probe": "not a function"}})

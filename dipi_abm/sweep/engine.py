@@ -13,6 +13,7 @@ A sweep is described by a TOML file (or the same structure as a ``dict``)::
     samples = 64                # lhs: design points; sobol: base samples N (see below)
     hourly = true               # also write every run's hourly KPIs (default true)
     common_seeds = false        # true: replication r of every point has the same seed
+    probe = "module:function"   # extra hourly columns (optional; see below)
 
     [base]                      # fixed scenario keys of every run
     hours = 168
@@ -60,6 +61,14 @@ With ``common_seeds = true`` every point uses point 0's seeds (replication r of
 every point runs with ``SeedSequence(seed, spawn_key=(0, r))``): common random
 numbers, so that points differ only in their factors and ``dipi-abm report``
 pairs them (paired differences, much narrower intervals).
+
+Probe
+-----
+``probe = "module:function"`` names a function ``probe(model) -> {name: number}``
+that is called after every hour; its values become extra columns of the run's
+hourly KPIs (prefixed ``probe_``). Experiments use it for what the model does not
+report (opportunists' breaches, chosen commitment ratios). The module must be
+importable in the workers (process-pool workers inherit ``sys.path``).
 
 Output folder
 -------------
@@ -135,7 +144,8 @@ TABLES = ("sweep", "base", "factors")
 #: Most runs (points x replications) one sweep may plan: checked from the spec's numbers
 #: before any design point is generated (10^5 runs of a minute each is ten weeks).
 MAX_RUNS = 100_000
-SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly", "common_seeds")
+SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly", "common_seeds",
+              "probe")
 
 #: Summary entries that are not KPIs of a row (the row has its own seed and parameters).
 _NOT_KPIS = frozenset({"package", "version", "hours", "seed", "params"})
@@ -193,6 +203,7 @@ class SweepSpec:
     source: str | None = None
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
     common_seeds: bool = False
+    probe: str | None = None
 
     @property
     def hash(self) -> str:
@@ -230,6 +241,7 @@ class RunTask:
     seed: int
     params: dict[str, Any]
     hourly: bool = True
+    probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +322,12 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     if not isinstance(common_seeds, bool):
         raise err("sweep", "common_seeds", f"common_seeds = {common_seeds!r}: must be true "
                   "or false")
+    probe = sweep.get("probe")
+    if probe is not None:
+        if not isinstance(probe, str) or not re.fullmatch(r"[\w.]+:\w+", probe):
+            raise err("sweep", "probe", f"probe = {probe!r}: must be 'module:function'")
+        if not hourly:
+            raise err("sweep", "probe", "a probe adds hourly columns: it needs hourly = true")
 
     for table, keys in (("base", base), ("factors", factors_raw)):
         for key in keys:
@@ -354,9 +372,11 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     }
     if common_seeds:  # only when set: specs written before the key keep their hash
         normalized["sweep"]["common_seeds"] = True
+    if probe is not None:
+        normalized["sweep"]["probe"] = probe
     return SweepSpec(design, int(replications), int(seed),
                      None if samples is None else int(samples), hourly, base, factors,
-                     normalized, source, lines, common_seeds)
+                     normalized, source, lines, common_seeds, probe)
 
 
 def _parse_factor(name: str, raw: Any, design: str,
@@ -552,8 +572,7 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
             tasks.append(RunTask(
                 run_id=point_id * s.replications + rep, point_id=point_id, replication=rep,
                 seed=replication_seed(s.seed, 0 if s.common_seeds else point_id, rep),
-                params=run_params,
-                hourly=s.hourly,
+                params=run_params, hourly=s.hourly, probe=s.probe,
             ))
     return points, tasks
 
@@ -579,7 +598,11 @@ def run_one(task: RunTask) -> RunOutput:
     params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
     try:
         model = DIPIModel(seed=task.seed, **params)
-        model.run()
+        probed = None
+        if task.probe:
+            probed = _run_probed(model, task.probe)
+        else:
+            model.run()
     except ConfigError as exc:
         raise ConfigError(f"run {task.run_id} (point {task.point_id}, replication "
                           f"{task.replication}, seed {task.seed}): {exc}") from None
@@ -590,8 +613,26 @@ def run_one(task: RunTask) -> RunOutput:
     row = {"run_id": task.run_id, "point_id": task.point_id,
            "replication": task.replication, "seed": task.seed, **task.params,
            **summary_kpis(model.summary())}
-    hourly = _parquet_bytes(model.hourly_dataframe()) if task.hourly else None
+    hourly = None
+    if task.hourly:
+        df = model.hourly_dataframe()
+        if probed is not None:
+            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+        hourly = _parquet_bytes(df)
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
+
+
+def _run_probed(model: DIPIModel, probe: str) -> pd.DataFrame:
+    """Step the model hour by hour, calling ``module:function`` after each hour."""
+    import importlib
+
+    module, _, name = probe.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    rows = []
+    for _ in range(model.params.hours):
+        model.step()
+        rows.append(dict(fn(model)))
+    return pd.DataFrame(rows)
 
 
 def summary_kpis(summary: Mapping[str, Any]) -> dict[str, Any]:
