@@ -50,6 +50,10 @@ warnings.filterwarnings("ignore", message="Cookies with samesite=none require ht
 
 #: Shortest time between two frames while playing, seconds (a Pause cuts it short).
 PLAY_INTERVAL_S = 0.1
+#: Shortest pause between a frame drawn and the next, seconds (clicks are read then).
+FRAME_GAP_S = 0.05
+#: Longest wait for the page to draw a Play frame (no page: go on without it), seconds.
+DRAW_TIMEOUT_S = 10.0
 #: Choices of hours per Step click / Play frame.
 HOURS_PER_FRAME = (1, 6, 24)
 
@@ -66,6 +70,7 @@ verify_result = solara.reactive(None)  # (build, hour, ok, text) from the last V
 baseline = solara.reactive(None)  # views.Baseline pinned for the A/B comparison
 zoom = solara.reactive(1)  # grid view zoom factor (figures.ZOOMS)
 centre = solara.reactive(None)  # bus row the zoomed grid view centres on
+bus_names = solara.reactive(())  # the current grid's bus labels (set on Reset)
 has_model = solara.lab.computed(lambda: snapshot.value is not None)
 
 CSS = """
@@ -123,24 +128,29 @@ def apply_controls(runner: ModelRunner) -> None:
         notice.set(("error", f"Not applied: {_named(exc)}.{kept}"))
         return
     notice.set(None)
+    names = tuple(str(b) for b in snap.grid.buses)
+    if names != bus_names.value:
+        bus_names.set(names)
+        centre.set(None)
     snapshot.set(snap)
 
 
-def advance(runner: ModelRunner, hours: int, *, stoppable: bool = False) -> bool:
-    """Step: advance ``hours`` hours and show the hour the model reached; False if the
+def advance(runner: ModelRunner, hours: int, *,
+            stoppable: bool = False) -> views.Snapshot | None:
+    """Step: advance ``hours`` hours and show the hour the model reached; None if the
     step failed (the page says why)."""
     if runner.model is None:
-        return False
+        return None
     try:
         snap = runner.step(hours, stoppable=stoppable)
     except Exception as exc:  # a failing step must not take the page down
         log.exception("step failed")
         runner.request_stop()
         notice.set(("error", f"The step failed: {type(exc).__name__}: {exc}"))
-        return False
+        return None
     if snap.build == runner.build:  # a Reset meanwhile replaced the model: drop the old hour
         snapshot.set(snap)
-    return True
+    return snap
 
 
 def play(runner: ModelRunner) -> None:
@@ -149,13 +159,22 @@ def play(runner: ModelRunner) -> None:
     Pause (:func:`pause`) asks the runner to stop after the hour being computed;
     the loop then shows that hour and only afterwards turns the button back to
     Play, so the hour on screen is the hour the model has reached.
+
+    Each frame waits until the page has drawn it, then leaves a gap: Solara
+    draws a frame on whichever thread holds its render lock, and a click's
+    handler thread that is drawing when the next frame arrives keeps drawing,
+    so frames back to back would hold off every click (Pause included) until
+    the run ends.
     """
     try:
         while not runner.stop_requested and runner.running:
             start = time.perf_counter()
-            if not advance(runner, hours_per_frame.value, stoppable=True):
+            snap = advance(runner, hours_per_frame.value, stoppable=True)
+            if snap is None:
                 break
-            if runner.wait_for_stop(PLAY_INTERVAL_S - (time.perf_counter() - start)):
+            runner.wait_drawn((snap.build, snap.hour), DRAW_TIMEOUT_S)
+            gap = max(FRAME_GAP_S, PLAY_INTERVAL_S - (time.perf_counter() - start))
+            if runner.wait_for_stop(gap):
                 break
     finally:
         pausing.set(False)
@@ -170,6 +189,15 @@ def start_playing(runner: ModelRunner) -> None:
 def pause(runner: ModelRunner) -> None:
     runner.request_stop()
     pausing.set(True)
+
+
+def play_or_pause(runner: ModelRunner) -> None:
+    """The Play/Pause button. It acts on the state, not on the label it was drawn
+    with: a click can reach the server through the widget of either label."""
+    if playing.value:
+        pause(runner)
+    elif snapshot.value is not None and snapshot.value.running:
+        start_playing(runner)
 
 
 def verify(runner: ModelRunner) -> None:
@@ -287,13 +315,11 @@ def RunControls(runner: ModelRunner) -> None:
         with solara.Row(gap="8px"):
             solara.Button("Reset", color="primary", icon_name="mdi-restart",
                           on_click=lambda: apply_controls(runner))
-            if playing.value:
-                solara.Button("Pausing…" if pausing.value else "Pause", color="primary",
-                              icon_name="mdi-pause", disabled=pausing.value,
-                              on_click=lambda: pause(runner))
-            else:
-                solara.Button("Play", color="primary", icon_name="mdi-play",
-                              disabled=not running, on_click=lambda: start_playing(runner))
+            label = ("Pausing…" if pausing.value else "Pause") if playing.value else "Play"
+            solara.Button(label, color="primary",
+                          icon_name="mdi-pause" if playing.value else "mdi-play",
+                          disabled=pausing.value or not (running or playing.value),
+                          on_click=lambda: play_or_pause(runner))
             solara.Button("Step", color="primary", icon_name="mdi-step-forward",
                           disabled=playing.value or not running,
                           on_click=lambda: advance(runner, hours_per_frame.value))
@@ -432,8 +458,7 @@ def GridFigure(view: figures.GridView) -> None:
 
 @solara.component
 def GridZoom() -> None:
-    snap = snapshot.value
-    names = [str(b) for b in snap.grid.buses]
+    names = bus_names.value  # not the hour: this need not re-render every hour
     current = names[centre.value] if centre.value is not None and \
         centre.value < len(names) else None
 
@@ -446,7 +471,7 @@ def GridZoom() -> None:
         solara.Text("Zoom", classes=["dipi-note"])
         solara.ToggleButtonsSingle(value=zoom, values=list(figures.ZOOMS), dense=True,
                                    classes=["dipi-zoom"])
-        solara.Select("centre on bus", values=names, value=current, on_value=on_centre,
+        solara.Select("centre on bus", values=list(names), value=current, on_value=on_centre,
                       classes=["dipi-centre"], style={"max-width": "160px"})
         solara.Text("Hover a bus for its details.", classes=["dipi-note"])
 
@@ -497,6 +522,13 @@ def LedgerPanel(runner: ModelRunner) -> None:
 
 
 @solara.component
+def FrameDrawn(runner: ModelRunner) -> None:
+    """Tells the Play loop that the hour on screen has been drawn (after the render)."""
+    snap = snapshot.value
+    solara.use_effect(lambda: runner.mark_drawn((snap.build, snap.hour)), [snap])
+
+
+@solara.component
 def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> None:
     with solara.Column(gap="12px", style={"padding": "8px 16px"}):
         Header()
@@ -512,6 +544,7 @@ def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> Non
             FigureImage(views_["credit"], "credit")
         with solara.Card("Ledger", margin=0):
             LedgerPanel(runner)
+        FrameDrawn(runner)
 
 
 @solara.component

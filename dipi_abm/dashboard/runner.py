@@ -50,6 +50,8 @@ class ModelRunner:
         self.build = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
         self._stop = threading.Event()
+        self._drawn = threading.Condition()
+        self._drawn_key: Any = None
         self._closed = False
         self._worker: threading.Thread | None = None
         # A session that ends without close() still releases its thread.
@@ -95,6 +97,8 @@ class ModelRunner:
     def request_stop(self) -> None:
         """Stop the current multi-hour step after the hour being computed (Pause)."""
         self._stop.set()
+        with self._drawn:
+            self._drawn.notify_all()
 
     def clear_stop(self) -> None:
         self._stop.clear()
@@ -102,6 +106,20 @@ class ModelRunner:
     def wait_for_stop(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking at once when a stop is requested; True if it was."""
         return self._stop.wait(max(0.0, seconds))
+
+    def mark_drawn(self, key: Any) -> None:
+        """The page has drawn the snapshot ``key`` (build, hour)."""
+        with self._drawn:
+            self._drawn_key = key
+            self._drawn.notify_all()
+
+    def wait_drawn(self, key: Any, seconds: float) -> bool:
+        """Wait until snapshot ``key`` is drawn (or a stop is requested, or ``seconds``
+        pass); True if it was drawn."""
+        with self._drawn:
+            self._drawn.wait_for(lambda: self._drawn_key == key or self._stop.is_set(),
+                                 seconds)
+            return self._drawn_key == key
 
     # ------------------------------------------------------------------ actions
     def rebuild(self, values: Mapping[str, Any]) -> Snapshot:
