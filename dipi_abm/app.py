@@ -79,7 +79,8 @@ CSS = """
 .dipi-note { display: block; }
 .dipi-group { display: block; font-weight: 600; font-size: 0.8rem; text-transform: uppercase;
               letter-spacing: 0.04em; color: #546e7a; margin: 10px 0 2px 0; }
-.dipi-kpis { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 8px; }
+.dipi-kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr));
+             gap: 8px; }
 .dipi-kpi { border: 1px solid #e0e0e0; border-radius: 6px; padding: 6px 10px;
             background: #fafafa; }
 .dipi-kpi .label { font-size: 0.75rem; color: #607d8b; }
@@ -96,7 +97,7 @@ CSS = """
 .dipi-kpi .delta { font-size: 0.75rem; font-weight: 600; color: #546e7a; }
 .dipi-kpi .delta.better { color: #2e7d32; }
 .dipi-kpi .delta.worse { color: #c62828; }
-.dipi-gridwrap { position: relative; width: 100%; }
+.dipi-gridwrap { position: relative; width: 100%; max-width: 1100px; }
 .dipi-gridwrap img { display: block; width: 100%; height: auto; }
 .dipi-hotspots { position: absolute; left: 0; top: 0; width: 100%; height: 100%;
                  pointer-events: none; }
@@ -424,6 +425,8 @@ def Header() -> None:
 def FigureImage(view: figures.FigureView, name: str) -> None:
     snap, opts = snapshot.value, view_options()
     data = solara.use_memo(lambda: view.render(snap, opts), [snap, opts, view])
+    if name == "credit":
+        solara.Text(view.caption(snap), classes=["dipi-note", f"dipi-caption-{name}"])
     solara.Image(data, width="100%", classes=["dipi-figure", f"dipi-{name}"])
 
 
@@ -451,6 +454,7 @@ def GridFigure(view: figures.GridView) -> None:
         return png, hotspot_html(snap, view.hotspots)
 
     png, spots = solara.use_memo(draw, [snap, opts, view])
+    solara.Text(view.caption(snap), classes=["dipi-note", "dipi-caption-grid"])
     with solara.Div(classes=["dipi-gridwrap"]):
         solara.Image(png, width="100%", classes=["dipi-figure", "dipi-grid"])
         solara.HTML(unsafe_innerHTML=spots, classes=["dipi-hotspots"])
@@ -532,12 +536,11 @@ def FrameDrawn(runner: ModelRunner) -> None:
 def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> None:
     with solara.Column(gap="12px", style={"padding": "8px 16px"}):
         Header()
-        with solara.Columns([3, 2], gutters_dense=True):
-            with solara.Card("Grid: this hour per bus, P2P flow on the lines", margin=0):
-                GridZoom()
-                GridFigure(views_["grid"])
-            with solara.Card("Run so far", margin=0):
-                KpiTiles()
+        with solara.Card("Grid: this hour per bus, P2P flow on the lines", margin=0):
+            GridZoom()
+            GridFigure(views_["grid"])
+        with solara.Card("Run so far", margin=0):
+            KpiTiles()
         with solara.Card("Hourly series", margin=0):
             FigureImage(views_["timeseries"], "timeseries")
         with solara.Card("Credit and block production", margin=0):

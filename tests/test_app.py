@@ -625,7 +625,7 @@ def test_step_errors_are_shown_not_raised(app):
         raise RuntimeError("weather station offline")
 
     r.model.step = boom
-    assert app.advance(r, 1) is False
+    assert app.advance(r, 1) is None
     assert app.notice.value == ("error", "The step failed: RuntimeError: weather station "
                                          "offline")
     assert r.stop_requested  # a Play loop stops

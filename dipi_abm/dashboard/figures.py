@@ -184,19 +184,27 @@ class FigureView:
             return self._draw()
 
     def file(self, snap: Snapshot, opts: ViewOptions, fmt: str, dpi: int = 150) -> bytes:
-        """The figure as a file (``png`` or ``svg``), every artist drawn."""
+        """The figure as a file (``png`` or ``svg``), every artist drawn, with the caption
+        the page shows next to it as its title."""
         with self._lock:
             self._prepare(snap, opts)
             self.update(snap)
             for artist in self.animated:
                 artist.set_animated(False)
+            title = self.fig.text(0.01, 0.995, self.caption(snap), fontsize=9, va="top")
             try:
                 buf = io.BytesIO()
                 self.fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
                 return buf.getvalue()
             finally:
+                title.remove()
                 for artist in self.animated:
                     artist.set_animated(True)
+
+    def caption(self, snap: Snapshot) -> str:
+        """A line about the hour drawn, shown as HTML above the image (text is the most
+        expensive artist to draw every hour)."""
+        return f"Hour {snap.hour} ({time_label(snap.hour, snap.clock_offset)})"
 
     def _prepare(self, snap: Snapshot, opts: ViewOptions) -> None:
         key = (snap.build, id(snap.grid), *opts.key())
@@ -269,7 +277,7 @@ class GridView(FigureView):
     def setup(self, fig: Figure, snap: Snapshot) -> None:
         layout = self.layout = grid_layout(snap.grid)
         b = snap.buses
-        fig.subplots_adjust(left=0.01, right=0.9, bottom=0.19, top=0.93)
+        fig.subplots_adjust(left=0.01, right=0.9, bottom=0.19, top=0.97)
         ax = self.ax = fig.add_subplot()
         ax.set_axis_off()
         self._set_view(ax, layout.pos)
@@ -318,7 +326,6 @@ class GridView(FigureView):
         self.cbar.set_label("bus net P2P position, kWh (+ sells, − buys)", fontsize=8)
         cax.tick_params(labelsize=7)
         self.legend = None
-        self.title = self.animate(fig.text(0.01, 0.965, "", fontsize=10, va="center"))
 
     def _set_view(self, ax: Any, pos: NDArray[np.float64]) -> None:
         lo, hi = pos.min(axis=0), pos.max(axis=0)
@@ -362,8 +369,8 @@ class GridView(FigureView):
                    label="DPGCs on the bus (size ∝ √capacity)"),
             Line2D([], [], marker="s", ls="", color="black", ms=6, label="substation"),
             Line2D([], [], marker="o", ls="", color=COLORS["p2p"], alpha=0.35,
-                   ms=math.sqrt(self.HALO_AREA), label=f"{self.local_scale:,.4g} kWh traded "
-                   "within a bus (area ∝ kWh)"),
+                   ms=math.sqrt(self.HALO_AREA / 4), label=f"{self.local_scale / 4:,.4g} kWh "
+                   "traded within a bus (area ∝ kWh)"),
             *[Line2D([], [], color=COLORS["p2p"], lw=float(self._width(w)),
                      label=f"line flow {w:,.0f} kWh" if w >= 10 else f"line flow {w:.3g} kWh")
               for w in widths],
@@ -408,10 +415,11 @@ class GridView(FigureView):
         self.halos.set_sizes(self.HALO_AREA * b.local_kwh / self.local_scale)
         self.nodes.set_array(net)
         self._bars(b)
+
+    def caption(self, snap: Snapshot) -> str:
         day_time = time_label(snap.hour, snap.clock_offset)
-        self.title.set_text(
-            f"Hour {snap.hour} ({day_time}): {snap.n_contracts:,} P2P contracts, "
-            f"{snap.p2p_kwh:,.0f} kWh agreed, {snap.local_kwh:,.0f} kWh of it within a bus")
+        return (f"Hour {snap.hour} ({day_time}): {snap.n_contracts:,} P2P contracts, "
+                f"{snap.p2p_kwh:,.0f} kWh agreed, {snap.local_kwh:,.0f} kWh of it within a bus")
 
     def _arrows(self, flows: NDArray[np.float64], mag: NDArray[np.float64]) -> None:
         seg = self.layout.segments
@@ -614,7 +622,7 @@ class CreditView(FigureView):
     BINS = 20
 
     def setup(self, fig: Figure, snap: Snapshot) -> None:
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.16)
+        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.88, wspace=0.16)
         a, b = self.axes = fig.subplots(1, 2)
         self.lo = None
         self.hist_top: tuple[float, float] | None = None
@@ -647,10 +655,7 @@ class CreditView(FigureView):
             sc = b.scatter(np.zeros(int(mask.sum())), np.zeros(int(mask.sum())), s=14,
                            alpha=0.6, c=color, marker=marker, label=label, linewidths=0.8)
             self.points.append(self.animate(sc))
-        b.set_title("Block producers vs credit", fontsize=10)
-        self.blocks_note = self.animate(b.text(0.99, 0.97, "", transform=b.transAxes,
-                                               ha="right", va="top", fontsize=8,
-                                               color="#333333"))
+        b.set_title("Block producers vs credit (nodes that won a block)", fontsize=10)
         b.set_xlabel("node credit now (stand-alone miners: 0)", fontsize=9)
         b.set_ylabel("blocks won so far", fontsize=9)
         b.legend(handles=[p for p, m in zip(self.points, self.node_masks, strict=True)
@@ -700,15 +705,19 @@ class CreditView(FigureView):
             new = grow_limits(current, 0.0, value, floor=0.0, ceiling=ceiling)
             if new != current:
                 setattr(self, limits_name, new)
-                ax.set_ylim(0.0 if ax is a else -0.3, new[1])
+                ax.set_ylim(0.0 if ax is a else 0.5, new[1])
                 self.invalidate()
+        # Only the nodes that won a block: at 10,000 parties the rest is one line at 0.
         for sc, mask in zip(self.points, self.node_masks, strict=True):
-            sc.set_offsets(np.column_stack([np.maximum(credit[mask], b.get_xlim()[0] + 1.0),
-                                            won[mask]]))
-        s = snap.summary
-        self.blocks_note.set_text(
-            f"{int(won.sum())} blocks · Gini {format_kpi(s.get('blocks_gini'), 'ratio')}"
-            f" · Nakamoto {format_kpi(s.get('blocks_nakamoto'), 'int')}")
+            m = mask & (won > 0)
+            sc.set_offsets(np.column_stack([np.maximum(credit[m], b.get_xlim()[0] + 1.0),
+                                            won[m]]))
+
+    def caption(self, snap: Snapshot) -> str:
+        won, s = snap.blocks_won, snap.summary
+        return (f"Hour {snap.hour}: {int(won.sum())} blocks by {int((won > 0).sum())} of "
+                f"{won.size:,} nodes · Gini {format_kpi(s.get('blocks_gini'), 'ratio')}"
+                f" · Nakamoto {format_kpi(s.get('blocks_nakamoto'), 'int')}")
 
 
 VIEWS: dict[str, type[FigureView]] = {"grid": GridView, "timeseries": SeriesView,
