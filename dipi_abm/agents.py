@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import mesa
 
+from .hour import Schedule
+from .physics.weather import LOAD_CLASSES, TECHNOLOGIES
+from .rules.tariffs import TARIFFS
+
 if TYPE_CHECKING:
     from .model import DIPIModel
 
-TECH_NAMES = ("solar", "wind", "hydro", "thermal")
-LOAD_CLASS_NAMES = ("residential", "commercial", "industrial", "ev")
 
 
 def _column(name: str, doc: str, *, writable: bool = False, cast: type = float) -> property:
@@ -86,7 +88,7 @@ class DPGC(Party):
 
     @property
     def technology(self) -> str:
-        return TECH_NAMES[int(self.model.state.tech[self.row])]
+        return TECHNOLOGIES[int(self.model.state.tech[self.row])]
 
 
 class User(Party):
@@ -98,7 +100,7 @@ class User(Party):
 
     @property
     def load_class(self) -> str:
-        return LOAD_CLASS_NAMES[int(self.model.state.load_class[self.row])]
+        return LOAD_CLASSES[int(self.model.state.load_class[self.row])]
 
     @property
     def prosumer(self) -> bool:
@@ -109,6 +111,18 @@ class GridCompany(mesa.Agent):
     """Publishes prices and tariffs (DU1), sells shortfalls (PPSC), buys surplus (OGSC)."""
 
     model: DIPIModel
+
+    def __init__(self, model: DIPIModel) -> None:
+        super().__init__(model)
+        self._tariff = TARIFFS[model.params.tariff]
+
+    def publish(self, hour: int) -> Schedule:
+        """Schedule (DU1): the retail and feed-in prices for period ``hour``."""
+        p = self.model.params
+        hour_of_day = (p.start_hour + hour) % 24
+        retail = self._tariff(hour_of_day, p.retail_yuan_per_kwh, p.tou_peak_yuan_per_kwh,
+                              p.tou_valley_yuan_per_kwh)
+        return Schedule(hour, hour_of_day, retail, p.feed_in_yuan_per_kwh)
 
     @property
     def retail_price(self) -> float:
@@ -169,16 +183,16 @@ class Storage(mesa.Agent):
 
     @property
     def energy_kwh(self) -> float:
-        return float(self.model.storage_kwh[self.owner.row])
+        return float(self.model.batteries.energy_kwh[self.owner.row])
 
     @property
     def power_kw(self) -> float:
-        return float(self.model.storage_kw[self.owner.row])
+        return float(self.model.batteries.power_kw[self.owner.row])
 
     @property
     def soc_kwh(self) -> float:
         """Energy stored now."""
-        return float(self.model.soc_kwh[self.owner.row])
+        return float(self.model.batteries.soc_kwh[self.owner.row])
 
     @property
     def efficiency(self) -> float:

@@ -8,6 +8,7 @@ no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,16 +66,31 @@ def build_parser() -> argparse.ArgumentParser:
                      "are TOML (e.g. --set matching=centralized --set natural_factor=0.2)")
     run.add_argument("--ledger", metavar="PATH", help="write the DU1/JY1/LH1 chains to this "
                      "new SQLite file as the run goes (ledger_detail sets full/digest)")
+    run.add_argument("--force", action="store_true", help="write into an --out folder that "
+                     "holds other files (an earlier run's results are always replaced)")
+    run.add_argument("--keys", metavar="PATH", help="save the nodes' and the grid company's "
+                     "Ed25519 private keys to this new file (owner-only, mode 0600); "
+                     "without it they are discarded when the run ends")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
     verify = sub.add_parser(
-        "verify-ledger", help="recompute every hash and Merkle root of a ledger file",
-        description="Recompute every block hash, previous-hash link, Merkle root and "
-                    "proof-of-work nonce of a ledger written by `dipi-abm run --ledger`. "
-                    "Exit 0: intact; 1: altered (the chain and first altered block are "
-                    "named); 2: missing or not a ledger.")
+        "verify-ledger", help="check every hash, signature and cross-chain link of a ledger",
+        description="Check a ledger written by `dipi-abm run --ledger`: every block hash, "
+                    "previous-hash link, Merkle root and producer signature (against the keys "
+                    "registered in the genesis), the LH1 record of the DU1 and JY1 roots, "
+                    "equal lengths and hours on the three chains, every consensus target "
+                    "re-derived from the committed parameters and the credit on LH1, the "
+                    "meta table against the committed run record; with an anchor, the chain "
+                    "heads. Exit 0: intact (what could not be checked is listed); 1: altered "
+                    "(the chain and first bad block are named); 2: missing or not a ledger.")
     verify.add_argument("path", metavar="PATH", help="the ledger's SQLite file")
+    verify.add_argument("--summary", metavar="FILE", help="the run's summary.json: its chain "
+                        "lengths and head hashes anchor the check (detects truncation and "
+                        "wholesale replacement)")
+    verify.add_argument("--head", dest="heads", action="append", default=[],
+                        metavar="CHAIN:HASH", help="a chain's head hash kept elsewhere, e.g. "
+                        "LH1:3fa9...; repeatable")
 
     sweep = sub.add_parser(
         "sweep", help="run a parameter sweep (factorial, Latin hypercube or Sobol design)",
@@ -120,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 def scenario_from_args(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if args.config:
+        # Every value of the file is checked on its own, even one an option overrides.
         values.update(cfg.load_toml(args.config))
     if args.grid is not None:
         values["grid"] = args.grid
@@ -137,26 +154,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .model import DIPIModel
-    from .results.output import write_results
+    from .physics.grid import check_grid_source
+    from .results.output import foreign_entries, replacing_folder, write_results
 
-    values = scenario_from_args(args)
-    cfg.validate(values)  # everything is checked before any work starts
+    # Everything is checked before any work starts; the model takes the checked set.
+    params = cfg.validate(scenario_from_args(args))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a folder")
-    grid = values.get("grid")
-    if grid is not None and grid not in ("ieee33", "synthetic") and not Path(grid).exists():
-        raise ConfigError(f"grid file '{grid}': no such file")
+    foreign = foreign_entries(out)
+    if foreign and not args.force:
+        shown = ", ".join(repr(f) for f in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
+                          f"{shown}); choose a new or empty folder, or add --force")
+    check_grid_source(params.grid)
+    keys = None if args.keys is None else Path(args.keys)
+    if keys is not None:
+        if keys.exists():
+            raise ConfigError(f"--keys '{keys}': already exists; choose a new path")
+        if not keys.parent.is_dir():
+            raise ConfigError(f"--keys '{keys}': folder '{keys.parent}' does not exist")
+        if params.ledger_detail == "off":
+            raise ConfigError("--keys: ledger_detail is off, so the run has no keys to save")
     start = time.perf_counter()
-    model = DIPIModel(**values)
+    model = DIPIModel(params=params)
     hours = model.params.hours
-    try:
-        with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
-                  dynamic_ncols=True) as bar:
-            model.run(progress=bar.update)
-    finally:
-        model.close()  # an interrupted run's ledger keeps its whole periods
-    summary = write_results(model, args.out, plots=not args.no_plots)
+    # The run goes to a new sibling folder that replaces --out only once complete.
+    with replacing_folder(out, force=args.force) as folder:
+        try:
+            with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
+                      dynamic_ncols=True) as bar:
+                model.run(progress=bar.update)
+        finally:
+            model.close()  # an interrupted run's ledger keeps its whole periods
+            if keys is not None:  # also after an interruption: the kept periods are signed
+                model.node_keys.save(keys)
+        summary = write_results(model, folder, plots=not args.no_plots)
     if not args.quiet:
         print(format_summary(summary, args.out, time.perf_counter() - start))
     return 0
@@ -185,23 +218,38 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger.store import verify_ledger
+    from .ledger.verify import anchor_from_heads, anchor_from_summary, verify_ledger
 
-    report = verify_ledger(args.path)
+    if args.summary is not None and args.heads:
+        raise ConfigError("verify-ledger: give --summary or --head, not both")
+    anchor = None
+    if args.summary is not None:
+        anchor = anchor_from_summary(args.summary)
+    elif args.heads:
+        anchor = anchor_from_heads(args.heads)
+    report = verify_ledger(args.path, anchor)
     if report.ok:
         print(f"ledger '{args.path}': intact ({report.blocks} blocks on DU1, JY1 and LH1)")
+        for what in report.unchecked:
+            print(f"  not checked: {what}")
         return 0
-    print(f"ledger '{args.path}': ALTERED: {report.chain} block {report.index}: "
+    where = report.chain if report.index is None else f"{report.chain} block {report.index}"
+    print(f"ledger '{args.path}': ALTERED: {where}: "
           f"{report.problem} ({report.blocks} blocks before it verified)")
     return 1
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep.engine import run_sweep
+    from .sweep.engine import SweepRunError, run_sweep
 
     start = time.perf_counter()
-    runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                     use_dask=args.dask, progress=not args.quiet)
+    try:
+        runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                         use_dask=args.dask, progress=not args.quiet)
+    except SweepRunError as exc:  # a run failed or a worker died: one line, resumable
+        print(f"dipi-abm: sweep stopped: {' '.join(str(exc).split())} (folder "
+              f"{args.out}/)", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"{len(runs)} runs: {args.out}/runs.parquet, hourly KPIs in {args.out}/hourly/ "
               f"({time.perf_counter() - start:.1f} s)")
@@ -229,6 +277,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `dipi-abm keys | head`: the reader left; say nothing more (and nothing at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

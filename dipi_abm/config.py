@@ -13,9 +13,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ class Param:
     high_open: bool = False
     choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None
     allow_none: bool = False
+    allow_inf: bool = False  # +inf is a documented value ("no limit")
 
     def allowed(self) -> str:
         """Human-readable statement of what the key accepts."""
@@ -50,14 +53,15 @@ class Param:
         if self.kind is str:
             return "a string"
         what = "an integer" if self.kind is int else "a number"
+        inf = " or inf" if self.allow_inf else ""
         if self.low is not None and self.high is not None:
             left = "(" if self.low_open else "["
             right = ")" if self.high_open else "]"
-            return f"{what} in {left}{_fmt(self.low)}, {_fmt(self.high)}{right}"
+            return f"{what} in {left}{_fmt(self.low)}, {_fmt(self.high)}{right}{inf}"
         if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {_fmt(self.low)}"
+            return f"{what} {'>' if self.low_open else '>='} {_fmt(self.low)}{inf}"
         if self.high is not None:
-            return f"{what} {'<' if self.high_open else '<='} {_fmt(self.high)}"
+            return f"{what} {'<' if self.high_open else '<='} {_fmt(self.high)}{inf}"
         return what
 
     def choice_values(self) -> tuple[str, ...]:
@@ -65,7 +69,11 @@ class Param:
         return tuple(c() if callable(c) else c)  # type: ignore[misc]
 
     def check(self, value: Any) -> Any:
-        """Return the value coerced to the key's type, or raise ConfigError."""
+        """Return the value coerced to the key's type, or raise ConfigError.
+
+        The message always names this key (never a derived quantity), so
+        ``capacity_solar_kw = inf`` is reported as ``capacity_solar_kw``.
+        """
         if value is None:
             if self.allow_none:
                 return None
@@ -73,13 +81,16 @@ class Param:
         v = value
         if self.kind is bool:
             if not isinstance(v, bool):
-                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+                raise self._bad(v)
             return v
         if self.kind is str:
             if not isinstance(v, str):
-                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+                raise self._bad(v)
             if self.choices is not None and v not in self.choice_values():
-                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+                raise self._bad(v)
+            if "\x00" in v or len(v) > 4096:
+                raise ConfigError(f"{self.name} = {_short(v)}: must be a string of at most "
+                                  "4096 characters without NUL")
             return v
         if isinstance(v, bool) or not isinstance(v, int | float):
             try:
@@ -90,21 +101,37 @@ class Param:
                 else:
                     raise TypeError
             except TypeError:
-                raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}") from None
+                raise self._bad(v) from None
         if self.kind is int:
             if isinstance(v, float):
                 if not v.is_integer():
-                    raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
+                    raise self._bad(v)
                 v = int(v)
         else:
-            v = float(v)
+            try:
+                v = float(v)
+            except OverflowError:  # an integer beyond the float range
+                raise self._bad(v) from None
             if math.isnan(v):
                 raise ConfigError(f"{self.name} = nan: must be {self.allowed()}")
+            if math.isinf(v):
+                if v > 0 and self.allow_inf:
+                    return v
+                raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
         if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
             raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
         if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
             raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
         return v
+
+    def _bad(self, value: Any) -> ConfigError:
+        return ConfigError(f"{self.name} = {_short(value)}: must be {self.allowed()}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a bad value, cut to keep the error message one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fmt(x: float) -> str:
@@ -112,6 +139,8 @@ def _fmt(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
         return str(int(x))
+    if isinstance(x, int) and abs(x) >= 10**15:
+        return f"{x:.3g}" if abs(x) < 10**300 else _short(x)
     return repr(x) if isinstance(x, float) else str(x)
 
 
@@ -140,9 +169,12 @@ def _p(name, default, kind, unit, doc, group, **kw) -> Param:
     return Param(name, default, kind, unit, doc, group, **kw)
 
 
+# Every numeric key has a finite range (issue 14: no silent inf or 1e308); the few keys
+# where infinity means "no limit" say so with allow_inf.
 _SHARE = {"low": 0.0, "high": 1.0}
-_NONNEG = {"low": 0.0}
-_POS = {"low": 0.0, "low_open": True}
+_KW = {"low": 0.0, "high": 1e7, "low_open": True}  # one party: up to 10 GW
+_OHM = {"low": 0.0, "high": 1e6}
+_PRICE = {"low": 0.0, "high": 1000.0, "low_open": True}  # yuan/kWh
 
 PARAMS: tuple[Param, ...] = (
     # --- run -------------------------------------------------------------------------------
@@ -150,10 +182,14 @@ PARAMS: tuple[Param, ...] = (
        low=1, high=10_000_000),
     _p("seed", None, int, "-", "Master seed; every component and replication draws its own "
        "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
-       "summary.", "run", low=0, allow_none=True),
+       "summary.", "run", low=0, high=2**128 - 1, allow_none=True),
     _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
     _p("agent_report_every", 1, int, "h", "Per-agent records (DataCollector, agents.parquet) "
-       "every k hours.", "run", low=1),
+       "every k hours.", "run", low=1, high=10_000_000),
+    _p("memory_limit_gb", None, float, "GiB", "Largest memory a run may need by the estimate "
+       "made before it starts (distance matrix, parties, hourly and per-party records, "
+       "ledger); a run estimated above it is refused. Empty: 75 % of this machine's "
+       "physical memory.", "run", low=0.1, high=1e6, allow_none=True),
     # --- population ------------------------------------------------------------------------
     _p("n_dpgc", 10, int, "-", "Distributed power generation companies (sellers).",
        "population", low=1, high=10_000_000),
@@ -170,13 +206,13 @@ PARAMS: tuple[Param, ...] = (
     _p("share_thermal", 0.2, float, "-", "Share of DPGCs that are thermal (gas/coal CHP); the "
        "four technology shares must sum to 1.", "population", **_SHARE),
     _p("capacity_solar_kw", 1500.0, float, "kW", "Median solar DPGC capacity.", "population",
-       **_POS),
+       **_KW),
     _p("capacity_wind_kw", 2000.0, float, "kW", "Median wind DPGC capacity.", "population",
-       **_POS),
+       **_KW),
     _p("capacity_hydro_kw", 1000.0, float, "kW", "Median hydro DPGC capacity.", "population",
-       **_POS),
+       **_KW),
     _p("capacity_thermal_kw", 1500.0, float, "kW", "Median thermal DPGC capacity.",
-       "population", **_POS),
+       "population", **_KW),
     _p("capacity_spread", 0.3, float, "-", "Log-normal sigma of DPGC capacity around the "
        "median.", "population", low=0.0, high=3.0),
     _p("share_residential", 0.5, float, "-", "Share of users that are residential communities.",
@@ -188,13 +224,13 @@ PARAMS: tuple[Param, ...] = (
     _p("share_ev", 0.15, float, "-", "Share of users that are EV charging stations; the four "
        "load-class shares must sum to 1.", "population", **_SHARE),
     _p("load_residential_kw", 80.0, float, "kW", "Median mean load of a residential "
-       "community.", "population", **_POS),
+       "community.", "population", **_KW),
     _p("load_commercial_kw", 150.0, float, "kW", "Median mean load of a commercial building.",
-       "population", **_POS),
+       "population", **_KW),
     _p("load_industrial_kw", 400.0, float, "kW", "Median mean load of an industrial site.",
-       "population", **_POS),
+       "population", **_KW),
     _p("load_ev_kw", 100.0, float, "kW", "Median mean load of an EV charging station.",
-       "population", **_POS),
+       "population", **_KW),
     _p("load_spread", 0.3, float, "-", "Log-normal sigma of users' mean load.", "population",
        low=0.0, high=3.0),
     _p("prosumer_share", 0.3, float, "-", "Share of users with rooftop PV (prosumers sell "
@@ -202,7 +238,7 @@ PARAMS: tuple[Param, ...] = (
     _p("prosumer_pv_ratio", 1.2, float, "kW/kW", "Rooftop PV capacity per kW of the "
        "prosumer's mean load.", "population", low=0.0, high=100.0),
     _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance "
-       "([DER-CBC] tests start at 200).", "population"),
+       "([DER-CBC] tests start at 200).", "population", low=-1e12, high=1e12),
     _p("storage_share", 0.0, float, "-", "Share of DPGCs with a battery that firms up their "
        "commitment (discharge to cover a shortfall, charge what exceeds it).", "population",
        **_SHARE),
@@ -215,9 +251,9 @@ PARAMS: tuple[Param, ...] = (
     _p("hash_power_spread", 0.0, float, "-", "Log-normal sigma of parties' hash power "
        "(0: equal hash power 1).", "population", low=0.0, high=5.0),
     _p("miner_hash_power", 1.0, float, "-", "Hash power of each stand-alone miner, in units "
-       "of a party's median.", "population", **_NONNEG),
+       "of a party's median.", "population", low=0.0, high=1e6),
     _p("max_parties_per_bus", 0, int, "-", "Most parties one bus may hold (0: no limit).",
-       "population", low=0),
+       "population", low=0, high=10_000_000),
     # --- grid ------------------------------------------------------------------------------
     _p("grid", "ieee33", str, "-", "Feeder: 'ieee33' (Baran & Wu), 'synthetic' (seeded "
        "radial feeder of grid_buses buses) or a path to a GraphML / edge-list file.", "grid"),
@@ -226,7 +262,7 @@ PARAMS: tuple[Param, ...] = (
     _p("distance_metric", "resistance", str, "-", "Electrical distance between buses.",
        "grid", choices=_distance_metrics),
     _p("max_distance_ohm", INF, float, "ohm", "No direct trade beyond this electrical "
-       "distance ([DER-CBC] Fig. 8).", "grid", **_NONNEG),
+       "distance ([DER-CBC] Fig. 8).", "grid", **_OHM, allow_inf=True),
     _p("wheeling", "flat", str, "-", "Wheeling tariff rule: flat, or base + rate x distance.",
        "grid", choices=_wheeling_rules),
     _p("wheeling_base_yuan_per_kwh", 0.02, float, "yuan/kWh", "Flat wheeling fee, or the "
@@ -235,21 +271,22 @@ PARAMS: tuple[Param, ...] = (
        "fee per ohm of electrical distance.", "grid", low=0.0, high=10.0),
     _p("line_limit_kw", INF, float, "kW", "Thermal limit of every line without its own "
        "limit_kw edge attribute; DU1 curtails matched trades whose flows would exceed a "
-       "limit (radial: subtree flows; meshed: DC power flow).", "grid", **_POS),
+       "limit (radial: subtree flows; meshed: DC power flow).", "grid", low=0.0, high=1e12,
+       low_open=True, allow_inf=True),
     # --- prices ----------------------------------------------------------------------------
     _p("tariff", "flat", str, "-", "Retail tariff: flat, or time-of-use (peak 8-11 h and "
        "18-21 h, valley 23-7 h).", "prices", choices=_tariffs),
     _p("retail_yuan_per_kwh", 0.657, float, "yuan/kWh", "Retail price R (flat tariff; the "
-       "TOU shoulder price) ([DER-CBC]: 0.657).", "prices", **_POS),
+       "TOU shoulder price) ([DER-CBC]: 0.657).", "prices", **_PRICE),
     _p("feed_in_yuan_per_kwh", 0.40, float, "yuan/kWh", "Feed-in price F the grid company "
-       "pays for surplus ([DER-CBC]: 0.4).", "prices", **_NONNEG),
+       "pays for surplus ([DER-CBC]: 0.4).", "prices", low=0.0, high=1000.0),
     _p("tou_peak_yuan_per_kwh", 0.85, float, "yuan/kWh", "Time-of-use peak retail price.",
-       "prices", **_POS),
+       "prices", **_PRICE),
     _p("tou_valley_yuan_per_kwh", 0.45, float, "yuan/kWh", "Time-of-use valley retail price "
-       "(must stay above F).", "prices", **_POS),
+       "(must stay above F).", "prices", **_PRICE),
     _p("grid_intake_limit_kw", INF, float, "kW", "Most surplus the grid company takes in "
        "one hour (OGSC: cleaner, more efficient, steadier sources first; the rest is "
-       "curtailed).", "prices", **_NONNEG),
+       "curtailed).", "prices", low=0.0, high=1e12, allow_inf=True),
     _p("ask_markup_min", 0.2, float, "-", "Sellers ask F + m(R - F), m drawn per seller "
        "from [min, max].", "prices", **_SHARE),
     _p("ask_markup_max", 0.6, float, "-", "Upper end of the ask markup range.", "prices",
@@ -280,6 +317,9 @@ PARAMS: tuple[Param, ...] = (
        low=0.0, high=1.0, high_open=True),
     _p("roth_erev_experimentation", 0.1, float, "-", "Roth-Erev spill-over eps to the "
        "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True),
+    _p("roth_erev_reference_rate", 0.05, float, "-", "Roth-Erev: weight w of the newest "
+       "payoff in the running reference payoff; reinforcement is payoff minus reference, "
+       "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
@@ -296,17 +336,21 @@ PARAMS: tuple[Param, ...] = (
     _p("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
        "seller's energy.", "market", low=0.0, high=100.0),
     _p("cma_distance_ref_ohm", 1.0, float, "ohm", "CMA: D0 of the distance coefficient.",
-       "market", **_POS),
+       "market", **_OHM, low_open=True),
     _p("cma_price_ref_yuan", 0.01, float, "yuan/kWh", "CMA: p0 of the price-consensus "
-       "coefficient.", "market", **_POS),
+       "coefficient.", "market", **_PRICE),
     _p("cma_rounds", 6, int, "-", "CMA: weighted matching rounds per hour; what is still "
        "feasible afterwards clears by price-time priority.", "market", low=1, high=1000),
     _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
     # --- credit ----------------------------------------------------------------------------
-    _p("credit_rule", "paper", str, "-", "Credit update rule (MODEL.md section 6).",
-       "credit", choices=_credit_rules),
+    _p("credit_rule", "decay", str, "-", "Credit update rule (MODEL.md section 6): decay "
+       "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
+       "window.", "credit", choices=_credit_rules),
+    _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
+       "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
+       high=1e6, low_open=True),
     _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
        high=100.0),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
@@ -325,9 +369,9 @@ PARAMS: tuple[Param, ...] = (
     _p("consensus", "poca", str, "-", "Block-producer rule (MODEL.md section 7).",
        "consensus", choices=_consensus_rules),
     _p("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
-       "makes credits 90 and 100 differ by a factor e.", "consensus", **_POS),
+       "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6),
     _p("block_reward_yuan", 5.0, float, "yuan", "Reward credited to the block producer.",
-       "consensus", **_NONNEG),
+       "consensus", low=0.0, high=1e9),
     _p("poca_mode", "sampled", str, "-", "POCA producer: drawn from the weights (sampled, "
        "fast) or found by a real SHA-256 nonce search that the other nodes verify (hashed).",
        "consensus", choices=_poca_modes),
@@ -336,7 +380,7 @@ PARAMS: tuple[Param, ...] = (
        low=1.0, high=32.0),
     _p("der_cbc_distance_scale_ohm", 1.0, float, "ohm", "der_cbc: weight falls as "
        "exp(-D/D0) with the node's electrical distance to its counterparties.", "consensus",
-       **_POS),
+       **_OHM, low_open=True),
     _p("der_cbc_q_exponent", 2.0, float, "-", "der_cbc: weight grows as Q^beta with the "
        "cleanliness of the node's energy.", "consensus", low=0.0, high=20.0),
     _p("quorum_share", 0.5, float, "-", "Credit-matching quorum: a matching result is "
@@ -358,58 +402,19 @@ PARAMS: tuple[Param, ...] = (
 PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
 
-_PERSIST = {"low": 0.0, "high": 1.0, "high_open": True}
-WEATHER_PARAMS: tuple[Param, ...] = (
-    _p("latitude_deg", 31.2, float, "deg", "Latitude for solar geometry (31.2: Shanghai).",
-       "weather", low=-90.0, high=90.0),
-    _p("start_day_of_year", 172, int, "day", "Day of year of the first step (172: 21 June).",
-       "weather", low=1, high=365),
-    _p("solar_performance_ratio", 0.8, float, "-", "PV system losses (inverter, soiling, heat).",
-       "weather", **_SHARE),
-    _p("clearness_mean", 0.65, float, "-", "Mean clearness index (calibrated: PV capacity "
-       "factor about 13.5 %).", "weather", **_SHARE),
-    _p("clearness_persistence", 0.9, float, "-", "Hour-to-hour AR(1) coefficient of "
-       "clearness.", "weather", **_PERSIST),
-    _p("clearness_sd", 0.25, float, "-", "Spread of the hourly clearness index.", "weather",
-       **_NONNEG),
-    _p("solar_regional_share", 0.7, float, "-", "Share of clearness variance common to all "
-       "PV units (regional weather).", "weather", **_SHARE),
-    _p("wind_weibull_shape", 2.0, float, "-", "Weibull shape k of hourly wind speed.",
-       "weather", **_POS),
-    _p("wind_weibull_scale_ms", 7.35, float, "m/s", "Weibull scale (calibrated: wind "
-       "capacity factor about 25 %).", "weather", **_POS),
-    _p("wind_persistence", 0.95, float, "-", "Hour-to-hour AR(1) coefficient of the latent "
-       "wind-speed process.", "weather", **_PERSIST),
-    _p("wind_regional_share", 0.8, float, "-", "Share of wind variance common to all units.",
-       "weather", **_SHARE),
-    _p("wind_cut_in_ms", 3.0, float, "m/s", "Turbine cut-in speed.", "weather", **_NONNEG),
-    _p("wind_rated_ms", 12.0, float, "m/s", "Turbine rated speed.", "weather", **_POS),
-    _p("wind_cut_out_ms", 25.0, float, "m/s", "Turbine cut-out speed.", "weather", **_POS),
-    _p("hydro_availability", 0.55, float, "-", "Mean share of hydro capacity the inflow "
-       "allows.", "weather", **_SHARE),
-    _p("thermal_dispatch", 0.85, float, "-", "Share of thermal capacity offered when up.",
-       "weather", **_SHARE),
-    _p("outage_rate_per_h", 0.002, float, "1/h", "Forced-outage rate of hydro and thermal "
-       "units (up to down).", "weather", **_SHARE),
-    _p("repair_rate_per_h", 0.05, float, "1/h", "Repair rate (down to up).", "weather",
-       **_SHARE),
-    _p("load_noise_sd", 0.08, float, "-", "Multiplicative hourly load noise.", "weather",
-       **_NONNEG),
-    _p("load_noise_persistence", 0.7, float, "-", "AR(1) coefficient of the load noise.",
-       "weather", **_PERSIST),
-    _p("forecast_lead_h", 2.0, float, "h", "Lead time of the forecasts ([DIPI]: orders "
-       "close 2 h ahead of delivery).", "weather", **_NONNEG),
-    _p("forecast_sd_solar", 0.12, float, "share of capacity", "Long-horizon solar forecast "
-       "error; at lead L it is sd (1 - exp(-L/T)): 3.4 % at 2 h.", "weather", **_NONNEG),
-    _p("forecast_sd_wind", 0.20, float, "share of capacity", "Long-horizon wind forecast "
-       "error: 5.7 % at 2 h, about 20 % a day ahead.", "weather", **_NONNEG),
-    _p("forecast_sd_load", 0.10, float, "share of load", "Long-horizon load forecast error: "
-       "2.8 % at 2 h.", "weather", **_NONNEG),
-    _p("forecast_sd_dispatchable", 0.01, float, "share of capacity", "Forecast error of "
-       "hydro and thermal units.", "weather", **_NONNEG),
-    _p("forecast_timescale_h", 6.0, float, "h", "Time scale T of the forecast-error growth "
-       "with lead time.", "weather", **_POS),
-)
+def _weather_params() -> tuple[Param, ...]:
+    """The weather keys, declared once as the fields of WeatherParams (physics.weather)."""
+    from .physics.weather import WeatherParams
+
+    bounds = ("low", "high", "low_open", "high_open")
+    return tuple(
+        Param(f.name, f.default, type(f.default), f.metadata["unit"], f.metadata["doc"],
+              "weather", **{k: f.metadata[k] for k in bounds if k in f.metadata})
+        for f in fields(WeatherParams)
+    )
+
+
+WEATHER_PARAMS: tuple[Param, ...] = _weather_params()
 
 
 def all_params() -> tuple[Param, ...]:
@@ -423,7 +428,7 @@ def param(name: str) -> Param:
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown key {name!r}{hint}; see `dipi-abm run --help-keys`")
+        raise ConfigError(f"unknown key {name!r}{hint}; see `dipi-abm keys`")
     return table[name]
 
 
@@ -473,6 +478,7 @@ def validate(values: Mapping[str, Any] | None = None) -> Params:
     for key, value in (values or {}).items():
         out[key] = param(key).check(value)
     _check_cross(out)
+    check_resources(out)
     from .physics.weather import WeatherParams
 
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
@@ -514,6 +520,134 @@ def _check_cross(v: dict[str, Any]) -> None:
             )
 
 
+# --------------------------------------------------------------------------- resources
+# What a run holds in memory, measured on the default scenario (issue 14; bytes). The
+# estimate is deliberately generous: it refuses runs that cannot finish, not tight ones.
+BASE_BYTES = 400 * 2**20  # interpreter, numpy, pandas, Mesa, networkx
+BYTES_PER_PARTY = 6_000  # columns, Mesa agents and miner nodes (measured 2.3-5.1 kB)
+BYTES_PER_MINER = 3_000  # a stand-alone miner: a Mesa agent and its node columns
+BYTES_PER_HOUR = 2_500  # the hour's KPIs in the DataCollector (measured 1.4-2.2 kB)
+BYTES_PER_PARTY_RECORD = 150  # one party-hour record, and its agents.parquet row on writing
+LEDGER_BYTES_PER_HOUR = {"off": 0, "digest": 2_000, "full": 2_000}
+LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 25, "full": 700}  # measured 22, 640
+DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
+#: Hashed POCA: expected SHA-256 evaluations of one block's nonce race at most (about
+#: 10 s of pure-Python hashing); a harder race would look like a hang.
+HASHES_PER_BLOCK_LIMIT = 2**22
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One resource a run will use, the key that drives it, and the limit it must meet."""
+
+    key: str
+    what: str
+    amount: float
+    limit: float
+    unit: str
+
+    @property
+    def over(self) -> bool:
+        return self.amount > self.limit
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory (0 if the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """``memory_limit_gb`` in bytes; unset: 75 % of physical memory (16 GiB if unknown)."""
+    if memory_limit_gb is not None:
+        return memory_limit_gb * 2**30
+    phys = physical_memory_bytes()
+    return 0.75 * phys if phys > 0 else 16 * 2**30
+
+
+def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
+    """Bus-by-bus distance, wheeling and reach matrices, and the party-by-bus distances."""
+    return DISTANCE_MATRICES * 8.0 * n_buses**2 + 8.0 * n_buses * n_parties
+
+
+def estimate_resources(v: Mapping[str, Any]) -> list[Estimate]:
+    """What the run ``v`` (complete, checked values) will need, before it allocates.
+
+    Memory: the distance matrix (built-in grids; a grid file is checked once read, in
+    :func:`dipi_abm.physics.grid.build_grid`), the parties, and what grows every hour
+    (KPIs, per-party records every ``agent_report_every`` hours, the in-memory ledger).
+    Hashed POCA: the expected SHA-256 evaluations per block at the starting credit.
+    """
+    limit = memory_limit_bytes(v["memory_limit_gb"])
+    hours = v["hours"]
+    n = v["n_dpgc"] + v["n_users"]
+    buses = {"ieee33": 33, "synthetic": v["grid_buses"]}.get(v["grid"], 0)
+    detail = v["ledger_detail"]
+    per_hour = (BYTES_PER_HOUR + LEDGER_BYTES_PER_HOUR[detail]
+                + LEDGER_BYTES_PER_PARTY_HOUR[detail] * n)
+    records = BYTES_PER_PARTY_RECORD * n * (hours // v["agent_report_every"] + 1)
+    # (what, bytes, the keys that drive it)
+    parts = [
+        ("the distance matrix", distance_matrix_bytes(buses, n), ("grid_buses",)),
+        ("the parties", BYTES_PER_PARTY * n + BYTES_PER_MINER * v["n_miners"],
+         ("n_users", "n_dpgc", "n_miners")),
+        ("the hourly records and ledger", hours * per_hour + records,
+         ("hours", "n_users", "n_dpgc")),
+    ]
+    total = BASE_BYTES + sum(b for _, b, _ in parts)
+    what, _, keys = max(parts, key=lambda part: part[1])
+    # Name the key furthest above its default: the one the user most likely raised.
+    key = max(keys, key=lambda k: v[k] / max(PARAMS_BY_NAME[k].default, 1))
+    out = [Estimate(key, f"memory (mostly {what})", total, limit, "bytes")]
+    if v["consensus"] == "poca" and v["poca_mode"] == "hashed":
+        out.append(Estimate("poca_difficulty_bits", "SHA-256 hashes per block",
+                            expected_hashes_per_block(v), HASHES_PER_BLOCK_LIMIT, "hashes"))
+    return out
+
+
+def expected_hashes_per_block(v: Mapping[str, Any]) -> float:
+    """Hashed POCA's expected hashes per block at the starting credit (MODEL.md section 7).
+
+    Node j hashes at rate h_j and succeeds with probability p_j = 2^-bits e^((c_j-100)/tau)
+    per hash, so the race lasts about 1 / sum(h p) rounds and costs sum(h) hashes a round
+    (at least one round).
+    """
+    n = v["n_dpgc"] + v["n_users"]
+    mean_h = math.exp(v["hash_power_spread"] ** 2 / 2.0)  # log-normal mean
+    h_parties, h_miners = n * mean_h, v["n_miners"] * v["miner_hash_power"]
+    base = 2.0 ** -v["poca_difficulty_bits"]
+    rate = base * (h_parties * math.exp((v["credit_initial"] - 100.0) / v["poca_tau"])
+                   + h_miners * math.exp(-100.0 / v["poca_tau"]))
+    total_h = h_parties + h_miners
+    return total_h * max(1.0, 1.0 / rate) if rate > 0 else math.inf
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:.3g} GiB"
+
+
+def check_resources(v: Mapping[str, Any]) -> None:
+    """Refuse a run whose estimate exceeds a limit: one line naming the key, the estimate
+    and the limit (issue 14: before anything is allocated)."""
+    for e in estimate_resources(v):
+        if not e.over:
+            continue
+        value = _fmt(v[e.key])
+        if e.unit == "bytes":
+            src = ("memory_limit_gb" if v["memory_limit_gb"] is not None
+                   else "75 % of this machine's memory; set memory_limit_gb to change it")
+            raise ConfigError(
+                f"{e.key} = {value}: the run would need about {_gib(e.amount)} of {e.what}, "
+                f"above the limit of {_gib(e.limit)} ({src}); lower hours or the number of "
+                "parties or buses, raise agent_report_every, or set ledger_detail = 'off'")
+        raise ConfigError(
+            f"{e.key} = {value}: hashed POCA would need about {e.amount:.3g} {e.what} at "
+            f"the starting credit, above the limit of {e.limit:.3g} (about 10 s a block); "
+            "lower poca_difficulty_bits or miner_hash_power, or use poca_mode = 'sampled'")
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value as a TOML value; bare words are strings."""
     try:
@@ -537,34 +671,147 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a scenario TOML file: top-level keys, optionally grouped in tables."""
+#: Largest TOML file read (config or sweep spec): a scenario is a few kB.
+MAX_TOML_BYTES = 10 * 2**20
+
+
+def read_toml(path: str | os.PathLike, label: str) -> tuple[dict[str, Any], str]:
+    """Read a TOML file as ``(data, text)``; every failure is one ConfigError line.
+
+    ``label`` starts the message (``"config file 'x.toml'"``). Binary or non-UTF-8
+    files, directories, huge files and syntax errors are named as such, with the
+    line tomllib reports.
+    """
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            raw = tomllib.load(fh)
+        if p.is_dir():
+            raise ConfigError(f"{label}: is a directory, expected a TOML file")
+        if p.exists() and not p.is_file():
+            raise ConfigError(f"{label}: not a regular file, expected a TOML file")
+        size = p.stat().st_size
+        if size > MAX_TOML_BYTES:
+            raise ConfigError(f"{label}: {size} bytes, more than a TOML file of "
+                              f"{MAX_TOML_BYTES} bytes at most; is it the right file?")
+        data = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file '{p}': no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file '{p}': is a directory, expected a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file '{p}': not valid TOML ({exc})") from None
+        raise ConfigError(f"{label}: no such file") from None
     except OSError as exc:
-        raise ConfigError(f"config file '{p}': cannot be read ({exc.strerror})") from None
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{label}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); expected a TOML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{label}: a binary file (NUL byte at offset {text.index(chr(0))}); "
+                          "expected a TOML file")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = " ".join(str(exc).split())
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+        if m:  # tomllib puts the position at the end; lead with it
+            raise ConfigError(f"{label}, line {m[1]}, column {m[2]}: not valid TOML: "
+                              f"{msg[: m.start()]}") from None
+        raise ConfigError(f"{label}: not valid TOML: {msg}") from None
+    return raw, text
+
+
+_TABLE_RE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+_BARE = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_KEY_RE = re.compile(rf"^\s*({_BARE}(?:\s*\.\s*{_BARE})*)\s*=")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(_BARE, text)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def toml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Where each table and key first appears in a TOML text (1-based lines).
+
+    A light scan, not a parser: tomllib has already accepted the text and does not
+    report positions; it only points error messages at a line.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _TABLE_RE.match(line)
+        if m:
+            table = _split_key(m[1])
+            lines.setdefault(table, n)
+            continue
+        m = _KEY_RE.match(line)
+        if m:
+            path = table + _split_key(m[1])
+            for i in range(1, len(path) + 1):
+                lines.setdefault(path[:i], n)
+    return lines
+
+
+def _at(lines: dict[tuple[str, ...], int], *path: str) -> str:
+    n = lines.get(tuple(path))
+    return f", line {n}" if n is not None else ""
+
+
+def config_tables() -> tuple[str, ...]:
+    """The tables a scenario file may group its keys in: the key groups (``dipi-abm keys``)."""
+    return tuple(dict.fromkeys(p.group for p in all_params()))
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a scenario TOML file: top-level keys, optionally grouped in tables.
+
+    Tables (``[population]``, ``[grid]``, ...: the key groups) only group keys for
+    readability, so a key may appear once in the whole file. Refused, naming the
+    file and line: an unknown table (tables differing only in case included), a
+    nested table, a key given twice (at top level and in a table, or in two tables),
+    an unknown key, and a value its key does not accept (so a bad value is reported
+    even when ``--hours`` or ``--set`` would override it).
+    """
+    p = Path(path)
+    label = f"config file '{p}'"
+    raw, text = read_toml(p, label)
+    lines = toml_key_lines(text)
+    tables = config_tables()
     flat: dict[str, Any] = {}
+    where: dict[str, tuple[str, ...]] = {}
     for key, value in raw.items():
-        # Tables ([grid], [credit], ...) only group keys for readability; keys stay flat.
         if isinstance(value, dict):
-            for k2, v2 in value.items():
-                flat[k2] = v2
+            if key not in tables:
+                same = [t for t in (*tables, *raw) if t != key and t.lower() == key.lower()]
+                hint = (f"; it differs from [{same[0]}] only in case" if same else
+                        _did_you_mean(key, tables))
+                raise ConfigError(f"{label}{_at(lines, key)}: unknown table [{key}]{hint}; "
+                                  f"tables group keys: {', '.join(tables)}")
+            items = [((key, k2), k2, v2) for k2, v2 in value.items()]
         else:
-            flat[key] = value
-    for key in flat:
-        try:
-            param(key)
-        except ConfigError as exc:
-            raise ConfigError(f"config file '{p}': {exc}") from None
+            items = [((key,), key, value)]
+        for path_, k, v in items:
+            at = _at(lines, *path_)
+            if isinstance(v, dict):
+                raise ConfigError(f"{label}{at}: [{'.'.join(path_)}] is a nested table; "
+                                  "tables only group keys, one level deep")
+            if k in flat:
+                first = where[k]
+                n_first = lines.get(first)
+                first_at = f" at line {n_first}" if n_first is not None else ""
+                raise ConfigError(
+                    f"{label}{at}: {k} is set twice (first{first_at} as "
+                    f"{'.'.join(first)}, again as {'.'.join(path_)}); set it once")
+            try:
+                flat[k] = param(k).check(v) if v is not None else v
+            except ConfigError as exc:
+                raise ConfigError(f"{label}{at}: {exc}") from None
+            flat[k] = v
+            where[k] = path_
     return flat
+
+
+def _did_you_mean(name: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean [{close[0]}]?)" if close else ""
 
 
 def markdown_table() -> str:

@@ -416,7 +416,7 @@ def test_runner_keeps_the_previous_model_when_a_rebuild_is_refused():
     assert r.step(2).hour == 2
     with pytest.raises(ConfigError, match="max_parties_per_bus"):
         r.rebuild({"n_users": 500, "max_parties_per_bus": 1})  # refused by the model itself
-    assert r.model is first and r.build == build and r.model.steps == 2
+    assert r.model is first and r.build == build and r.model.hour == 2
     snap = r.rebuild({"n_users": 20, "seed": 4, "hours": 3})
     assert snap.n_parties == 30 and r.build > build
     assert r.step(10).hour == 3 and not r.running  # never past the run's end
@@ -459,7 +459,7 @@ def test_sessions_do_not_share_a_model_thread():
         assert a.call.__self__ is a and worker.is_alive()
         release.set()
         worker.join(60)
-        assert a.model.steps == 1
+        assert a.model.hour == 1
     finally:
         release.set()
         a.close()
@@ -473,13 +473,13 @@ def test_a_stop_request_ends_a_frame_after_the_hour_being_computed():
 
     def step_and_pause(step=r.model.step):
         step()
-        hours.append(r.model.steps)
+        hours.append(r.model.hour)
         if len(hours) == 3:
             r.request_stop()  # Pause pressed during the third hour of a 24-hour frame
 
     r.model.step = step_and_pause
     snap = r.step(24, stoppable=True)
-    assert snap.hour == 3 == r.model.steps  # the hour shown is the hour computed
+    assert snap.hour == 3 == r.model.hour  # the hour shown is the hour computed
     assert r.step(2).hour == 5  # a Step click is not a Play frame: it completes its hours
     r.clear_stop()
     assert r.step(2, stoppable=True).hour == 7
@@ -588,7 +588,7 @@ def test_reset_refuses_bad_input_and_keeps_the_model(app):
     assert level == "error"
     assert text == ("Not applied: natural_factor = 0.4: must be a number in [0, 0.3). "
                     "The model keeps its previous settings.")
-    assert app.snapshot.value.hour == 2 and r.model.steps == 2
+    assert app.snapshot.value.hour == 2 and r.model.hour == 2
     app.set_entry("natural_factor", "0.2")
     app.set_entry("n_users", "70")
     app.apply_controls(r)

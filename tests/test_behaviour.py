@@ -8,6 +8,7 @@ from scipy import stats
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm.rules.learning import (
     LEARNING_RULES,
+    PROPENSITY_FLOOR,
     START_PROBABILITY,
     ActionGrid,
     Learner,
@@ -37,12 +38,28 @@ def test_roth_erev_update_matches_the_formula():
     lr = Learner.new(2, GRID, np.array([0, 1]))
     before = lr.propensity.copy()
     lr.chosen[:] = [4, 1]
-    update_roth_erev(lr, np.array([0, 1]), np.array([0.5, 0.0]), recency=0.1,
-                     experimentation=0.2)
+    lr.reference[:] = [0.2, 0.1]
+    update_roth_erev(lr, np.array([0, 1]), np.array([0.5, -0.3]), recency=0.1,
+                     experimentation=0.2, reference_rate=0.25)
+    r = np.array([0.5 - 0.2, -0.3 - 0.1])  # payoff minus reference
     expected = before * 0.9
-    expected[0] += 0.5 * 0.2 / 5
-    expected[0, 4] += 0.5 * 0.8 - 0.5 * 0.2 / 5
-    np.testing.assert_allclose(lr.propensity, expected)
+    expected += (r * 0.2 / 5)[:, None]
+    expected[0, 4] += r[0] * 0.8 - r[0] * 0.2 / 5
+    expected[1, 1] += r[1] * 0.8 - r[1] * 0.2 / 5
+    np.testing.assert_allclose(lr.propensity, np.maximum(expected, PROPENSITY_FLOOR))
+    # A worse hour than usual lowers what was done, a better one raises it.
+    assert lr.propensity[1, 1] < 0.9 * before[1, 1]
+    assert lr.propensity[0, 4] > 0.9 * before[0, 4]
+    np.testing.assert_allclose(lr.reference, [0.2 + 0.25 * 0.3, 0.1 - 0.25 * 0.4])
+
+
+def test_first_payoff_sets_the_reference_and_teaches_nothing():
+    lr = Learner.new(1, GRID, np.array([2]))
+    p0 = lr.propensity[0] / lr.propensity[0].sum()
+    lr.chosen[:] = 2
+    update_roth_erev(lr, np.array([0]), np.array([-7.0]), recency=0.05, experimentation=0.1)
+    assert lr.reference[0] == -7.0
+    np.testing.assert_allclose(lr.propensity[0] / lr.propensity[0].sum(), p0)
 
 
 def test_roth_erev_draws_follow_the_propensities():
@@ -53,13 +70,72 @@ def test_roth_erev_draws_follow_the_propensities():
     assert stats.chisquare(counts, 20000 * np.array([1, 2, 3, 4, 5, 5]) / 20).pvalue > 0.001
 
 
-def test_no_reward_leaves_choice_probabilities_unchanged_for_ever():
+def test_a_constant_payoff_is_no_signal_however_negative():
+    """The same payoff every hour (here a steady loss) reinforces nothing: propensities
+    only fade, alike, so the party slowly forgets its start and never locks in."""
     lr = Learner.new(1, GRID, np.array([2]))
     p0 = lr.propensity[0] / lr.propensity[0].sum()
     lr.chosen[:] = 2
-    for _ in range(20000):
-        update_roth_erev(lr, np.array([0]), np.array([0.0]), recency=0.05, experimentation=0.1)
+    for _ in range(20):
+        update_roth_erev(lr, np.array([0]), np.array([-3.0]), recency=0.05, experimentation=0.1)
     np.testing.assert_allclose(lr.propensity[0] / lr.propensity[0].sum(), p0)
+    for _ in range(2000):
+        update_roth_erev(lr, np.array([0]), np.array([-3.0]), recency=0.05, experimentation=0.1)
+    np.testing.assert_allclose(lr.propensity[0] / lr.propensity[0].sum(), 1 / GRID.size)
+
+
+PENALTY_GRID = ActionGrid.build(np.array([0.8, 0.9, 1.0, 1.1, 1.2, 1.3]), np.array([0.4]))
+
+
+def _penalised_commitment(choose, update, *, penalty=0.5, hours=400, parties=300, seed=0):
+    """Parties start on the largest commitment; every action loses money, and committing
+    beyond 1 loses ``penalty`` more per unit of over-commitment. Returns the mean
+    commitment ratio chosen over the last 100 hours."""
+    rng = np.random.default_rng(seed)
+    top = np.full(parties, PENALTY_GRID.size - 1)
+    lr = Learner.new(parties, PENALTY_GRID, top)
+    idx = np.arange(parties)
+    chosen = []
+    for _ in range(hours):
+        a = choose(lr, idx, rng)
+        lr.chosen[:] = a
+        ratio = PENALTY_GRID.volume_ratio[a]
+        payoff = -0.05 - penalty * np.maximum(ratio - 1.0, 0.0) + rng.normal(0.0, 0.02, parties)
+        update(lr, idx, payoff)
+        chosen.append(ratio)
+    return float(np.mean(chosen[-100:]))
+
+
+LEARN_KEYS = {"roth_erev_recency": 0.05, "roth_erev_experimentation": 0.1,
+              "roth_erev_reference_rate": 0.05, "egreedy_epsilon": 0.1}
+
+
+@pytest.mark.parametrize("rule", ["roth_erev", "epsilon_greedy"])
+def test_a_party_facing_a_penalty_learns_to_commit_less(rule):
+    """MODEL.md section 8: the rule must feel losses, even when every payoff is negative."""
+    choose, update = LEARNING_RULES[rule].bind(LEARN_KEYS)
+    learnt = _penalised_commitment(choose, update)
+    assert learnt < 1.0  # from 1.3 with probability 0.8
+    # The penalty is what taught it: with the same losses but no penalty it does not
+    # settle on committing at most its forecast.
+    control = _penalised_commitment(choose, update, penalty=0.0)
+    assert control > learnt + 0.05
+
+
+def _floored_roth_erev(lr, idx, reward, recency=0.05, experimentation=0.1):
+    """The form before losses were felt: reinforce max(payoff, 0)."""
+    k = lr.actions.size
+    x = np.maximum(reward, 0.0)
+    q = lr.propensity[idx] * (1.0 - recency)
+    q += (x * experimentation / (k - 1))[:, None]
+    q[np.arange(idx.size), lr.chosen[idx]] += x * (1 - experimentation) - x * experimentation / (
+        k - 1)
+    lr.propensity[idx] = q
+
+
+def test_a_floor_at_zero_learns_nothing_from_losses():
+    stuck = _penalised_commitment(choose_roth_erev, _floored_roth_erev, hours=150)
+    assert stuck > 1.15
 
 
 def test_epsilon_greedy_tries_everything_then_exploits():
@@ -108,8 +184,8 @@ def test_hourly_gain_over_the_grid_alternative_is_never_negative():
     m = DIPIModel(hours=1, learning="roth_erev", matching="cma", **SMALL)
     for _ in range(36):
         m.step()
-        surplus, need = m._actual_positions
-        gain = m._party_transfer - (surplus * m.feed_in_price - need * m.retail_price)
+        d, st = m.record.delivery, m.record.settlement
+        gain = st.party_transfer - (d.surplus_kw * m.feed_in_price - d.need_kw * m.retail_price)
         assert gain.min() >= -1e-9
 
 

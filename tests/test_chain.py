@@ -1,6 +1,9 @@
 """The ledger inside a run: chains, node attributes from the ledger, CLI verify (MODEL.md 7)."""
 
+import json
+import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 
@@ -9,8 +12,10 @@ import pytest
 
 from dipi_abm import DIPIModel
 from dipi_abm.ledger.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
+from dipi_abm.ledger.keys import AUTHORITY, KeyRing
 from dipi_abm.ledger.records import node_attributes_from_ledger
-from dipi_abm.ledger.store import read_meta, verify_ledger
+from dipi_abm.ledger.store import read_meta
+from dipi_abm.ledger.verify import verify_ledger
 
 SMALL = dict(n_dpgc=4, n_users=16)
 
@@ -134,6 +139,77 @@ def test_cli_run_with_ledger_then_verify_then_tamper(tmp_path):
         r = _cli("verify-ledger", str(bad))
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_keys_and_anchored_verify(tmp_path):
+    """--keys saves the private keys owner-only; --summary and --head anchor the check,
+    and catch the newest period removed from all three chains, which nothing else can."""
+    path, keys, out = tmp_path / "chain.sqlite", tmp_path / "keys.json", tmp_path / "out"
+    r = _cli("run", "--hours", "5", "--seed", "4", "--out", str(out), "--quiet", "--no-plots",
+             "--ledger", str(path), "--keys", str(keys), "--set", "n_users=12")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob("*.part"))
+    ring = KeyRing.load(keys)
+    db = sqlite3.connect(path)
+    producers = {p for (p,) in db.execute("SELECT producer FROM blocks")}
+    db.close()
+    assert AUTHORITY in producers and producers <= set(ring.names)
+    summary = out / "summary.json"
+    heads = json.loads(summary.read_text())["chains"]
+    assert {c: heads[c]["blocks"] for c in heads} == {"DU1": 6, "JY1": 6, "LH1": 6}
+    r = _cli("verify-ledger", str(path))
+    assert r.returncode == 0 and "intact" in r.stdout and "not checked: chain heads" in r.stdout
+    r = _cli("verify-ledger", str(path), "--summary", str(summary))
+    assert r.returncode == 0 and "not checked" not in r.stdout, r.stdout
+    truncated = tmp_path / "truncated.sqlite"
+    shutil.copyfile(path, truncated)
+    db = sqlite3.connect(truncated)
+    for t in ("blocks", "record_rows", "record_columns", "record_digests"):
+        db.execute(f"DELETE FROM {t} WHERE block_index = 5")
+    db.commit()
+    db.close()
+    r = _cli("verify-ledger", str(truncated))
+    assert r.returncode == 0 and "not checked: chain heads" in r.stdout
+    r = _cli("verify-ledger", str(truncated), "--summary", str(summary))
+    assert r.returncode == 1 and "DU1 block 5: truncated" in r.stdout, r.stdout
+    r = _cli("verify-ledger", str(truncated), "--head", f"LH1:{heads['LH1']['head']}")
+    assert r.returncode == 1 and "LH1: the anchored head is not on the chain" in r.stdout
+    bad_inputs = [
+        ("run", "--hours", "1", "--out", str(out), "--keys", str(keys)),  # exists
+        ("run", "--hours", "1", "--out", str(out), "--keys", str(tmp_path / "no" / "k")),
+        ("run", "--hours", "1", "--out", str(out), "--keys", str(tmp_path / "k2"),
+         "--set", "ledger_detail='off'"),
+        ("verify-ledger", str(path), "--head", "LH1:xyz"),
+        ("verify-ledger", str(path), "--head", f"XY1:{'0' * 64}"),
+        ("verify-ledger", str(path), "--summary", str(tmp_path / "missing.json")),
+        ("verify-ledger", str(path), "--summary", str(keys)),
+        ("verify-ledger", str(path), "--summary", str(summary), "--head",
+         f"LH1:{heads['LH1']['head']}"),
+    ]
+    for args in bad_inputs:
+        r = _cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    assert not (tmp_path / "k2").exists()
+
+
+def test_closed_ledger_is_one_file_even_while_a_reader_holds_it(tmp_path):
+    """The write-ahead log is checkpointed at close: the .sqlite file alone, copied
+    elsewhere, holds every period (the dashboard or another reader may hold it open)."""
+    path = tmp_path / "l.sqlite"
+    m = DIPIModel(seed=9, hours=8, ledger=str(path), **SMALL)
+    m.run(4)
+    reader = sqlite3.connect(path)
+    assert reader.execute("SELECT COUNT(*) FROM blocks").fetchone() == (15,)
+    m.run(4)
+    m.close()
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "l.sqlite"
+    shutil.copyfile(path, copy)
+    reader.close()
+    report = verify_ledger(copy, m.summary()["chains"])
+    assert report.ok and report.blocks == 27 and report.unchecked == ()
 
 
 def test_block_production_kpis_are_reported():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +77,7 @@ def _files(root: Path) -> dict[str, Path]:
         "disconnected.csv": "1 2 0.1\n2 3 0.2\n7 8 0.1\n",
         "negative.csv": "1 2 0.1\n2 3 -0.2\n3 4 0.1\n",
         "radial.csv": RADIAL_EDGES,
+        "negative_hours.toml": "hours = -3\n",
     }
     out = {}
     for name, text in files.items():
@@ -85,7 +89,9 @@ def _files(root: Path) -> dict[str, Path]:
 # name: (arguments, strings the one-line error must contain)
 BAD = {
     "natural_factor": (["--set", "natural_factor=0.5"], ["natural_factor", "[0, 0.3)"]),
-    "unknown_key": (["--set", "nosuchkey=1"], ["nosuchkey"]),
+    "unknown_key": (["--set", "nosuchkey=1"], ["nosuchkey", "see `dipi-abm keys`"]),
+    "config_value_overridden": (["--config", "{dir}/negative_hours.toml", "--hours", "5"],
+                                ["negative_hours.toml", "line 1", "hours = -3"]),
     "hours_0": (["--hours", "0"], ["hours", "[1, "]),
     "hours_not_int": (["--hours", "abc"], ["--hours", "abc"]),
     "missing_config": (["--config", "{dir}/missing.toml"], ["missing.toml"]),
@@ -215,6 +221,12 @@ def test_same_command_twice_same_tables(runs, root, capsys):
         assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name), check_exact=True)
     sa = json.loads((a / "summary.json").read_text())
     sb = json.loads((b / "summary.json").read_text())
+    # The chain heads hash the genesis, which registers each run's fresh Ed25519 keys
+    # (never derived from the seed, which the genesis publishes): same lengths, other heads.
+    heads_a, heads_b = sa.pop("chains"), sb.pop("chains")
+    assert {c: h["blocks"] for c, h in heads_a.items()} == {
+        c: h["blocks"] for c, h in heads_b.items()}
+    assert heads_a["JY1"]["head"] != heads_b["JY1"]["head"]
     assert sa == sb
 
 
@@ -304,3 +316,97 @@ def test_out_is_an_existing_file(root, capsys):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert str(target) in lines[0]
     assert target.read_text() == "keep me\n"
+
+
+def test_keys_into_a_closed_pipe_says_nothing(tmp_path):
+    """Issue 13: `dipi-abm keys | head` ended in a BrokenPipeError traceback."""
+    for argv in (["keys"], ["keys", "--markdown"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line: every write fails
+        proc = subprocess.Popen([*CMD, *argv], stdout=write, stderr=subprocess.PIPE, text=True)
+        os.close(write)
+        _, err = proc.communicate(timeout=120)
+        assert err == "" and proc.returncode == 0, err
+
+
+# ------------------------------------------------------------------ the output folder
+SMALL = ["run", "--hours", "4", "--quiet", "--no-plots", "--set", "n_users=8",
+         "--set", "n_dpgc=3"]
+
+
+def _hidden_siblings(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
+
+
+def test_a_folder_with_other_files_is_refused_without_force(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n")
+    rc, _, err = run_main([*SMALL, "--out", str(out)], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(out) in err and "'notes.txt'" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert _hidden_siblings(out) == []
+
+    rc, _, err = run_main([*SMALL, "--seed", "4", "--out", str(out), "--force"], capsys)
+    assert rc == 0, err
+    assert (out / "notes.txt").read_text() == "keep me\n"
+    assert json.loads((out / "summary.json").read_text())["seed"] == 4
+    assert _hidden_siblings(out) == [] and not list(out.glob(".*"))
+
+
+def test_an_earlier_result_is_replaced_whole_and_leftovers_removed(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc, _, err = run_main([*SMALL, "--seed", "1", "--out", str(out)], capsys)
+    assert rc == 0, err
+    # what killed runs leave: a temporary file inside, a partial folder beside
+    (out / ".model.parquet.abc123.part").write_bytes(b"half")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".res.partial-{dead.pid}-xyz"
+    stale.mkdir()
+    (stale / "model.parquet").write_bytes(b"half")
+    rc, _, err = run_main([*SMALL, "--seed", "2", "--out", str(out)], capsys)
+    assert rc == 0, err
+    assert json.loads((out / "summary.json").read_text())["seed"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["agents.parquet", "model.parquet",
+                                                     "summary.json"]
+    assert _hidden_siblings(out) == []
+
+
+def test_a_killed_rerun_never_leaves_the_earlier_result_looking_complete(tmp_path, capsys):
+    """Issue 14: a run killed while re-running into an --out folder left the earlier
+    summary.json, so the folder looked complete."""
+    out = tmp_path / "res"
+    rc, _, err = run_main([*SMALL, "--seed", "1", "--out", str(out)], capsys)
+    assert rc == 0, err
+    proc = subprocess.Popen([*CMD, *SMALL, "--hours", "200000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(".partial-" in n for n in _hidden_siblings(out)):
+            assert proc.poll() is None and time.monotonic() < deadline, "never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "summary.json").exists()  # the folder reads as interrupted
+    rc, _, err = run_main([*SMALL, "--seed", "3", "--out", str(out)], capsys)
+    assert rc == 0, err
+    assert json.loads((out / "summary.json").read_text())["seed"] == 3
+    assert _hidden_siblings(out) == []  # the killed run's partial folder is gone
+
+
+def test_force_into_the_current_folder_keeps_its_files(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine\n")
+    monkeypatch.chdir(work)
+    rc, _, err = run_main([*SMALL, "--out", "."], capsys)
+    assert rc == 2 and "--force" in err
+    rc, _, err = run_main([*SMALL, "--out", ".", "--force"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in work.iterdir()) == ["agents.parquet", "model.parquet",
+                                                      "notes.txt", "summary.json"]
+    assert _hidden_siblings(work) == []

@@ -38,7 +38,9 @@ def test_defaults_validate_to_the_papers_values():
     assert p.wheeling_base_yuan_per_kwh == 0.02
     assert p.initial_balance_yuan == 200.0
     assert p.matching == "price_time" and p.price_rule == "midpoint"
-    assert p.credit_rule == "paper" and p.credit_initial == 100.0
+    # Credit's memory is set in time (MODEL.md section 6); paper freezes, never the default.
+    assert p.credit_rule == "decay" and p.credit_initial == 100.0
+    assert p.credit_half_life_h == 72.0
     assert 0.0 <= p.natural_factor < 0.3
     assert 0.0 < p.breach_tolerance < 0.3  # a small band by default (MODEL.md section 6)
     assert p.consensus == "poca"
@@ -71,20 +73,22 @@ def test_validate_fills_defaults_and_coerces():
         ({"natural_factor": 0.3}, ["natural_factor", "[0, 0.3)"]),
         ({"natural_factor": -0.1}, ["natural_factor", "[0, 0.3)"]),
         ({"natural_factor": "0.1"}, ["natural_factor", "[0, 0.3)"]),
-        ({"capacity_solar_kw": -100.0}, ["capacity_solar_kw", "> 0"]),
-        ({"capacity_wind_kw": 0.0}, ["capacity_wind_kw", "> 0"]),
-        ({"load_ev_kw": -1}, ["load_ev_kw", "> 0"]),
+        ({"capacity_solar_kw": -100.0}, ["capacity_solar_kw", "(0, 10000000]"]),
+        ({"capacity_wind_kw": 0.0}, ["capacity_wind_kw", "(0, 10000000]"]),
+        ({"load_ev_kw": -1}, ["load_ev_kw", "(0, 10000000]"]),
         ({"breach_tolerance": 1.0}, ["breach_tolerance", "[0, 1)"]),
         ({"breach_tolerance": float("nan")}, ["breach_tolerance"]),
         ({"matching": "auction"}, ["matching", "price_time", "centralized"]),
         ({"matching": 3}, ["matching", "price_time"]),
-        ({"credit_rule": "median"}, ["credit_rule", "paper", "ema", "window"]),
+        ({"credit_rule": "median"}, ["credit_rule", "decay", "mean", "paper", "ema", "window"]),
+        ({"credit_half_life_h": 0.0}, ["credit_half_life_h", "(0, 1000000]"]),
+        ({"roth_erev_reference_rate": 0.0}, ["roth_erev_reference_rate", "(0, 1]"]),
         ({"price_rule": "vwap"}, ["price_rule", "midpoint"]),
         ({"tariff": "dynamic"}, ["tariff", "flat", "tou"]),
         ({"wheeling": "postage"}, ["wheeling", "flat", "distance"]),
         ({"consensus": "pos"}, ["consensus", "poca"]),
-        ({"seed": -1}, ["seed", ">= 0"]),
-        ({"max_distance_ohm": -1.0}, ["max_distance_ohm", ">= 0"]),
+        ({"seed": -1}, ["seed", "[0, "]),
+        ({"max_distance_ohm": -1.0}, ["max_distance_ohm", "[0, 1000000] or inf"]),
         ({"share_solar": 1.5}, ["share_solar", "[0, 1]"]),
         ({"feed_in_yuan_per_kwh": 0.7}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
         ({"feed_in_yuan_per_kwh": 0.657}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
@@ -280,3 +284,109 @@ def test_parse_assignments_rejects(item, needles):
 def test_every_param_documents_its_range():
     for q in PARAMS:
         assert q.doc and q.unit and q.allowed()
+
+
+# ------------------------------------------------------------------ TOML structure (issue 14)
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("hours = 24\n[run]\nhours = 48\n", ["line 3", "hours", "twice", "line 1"]),
+        ("[population]\nn_users = 5\n[market]\nn_users = 9\n", ["line 4", "n_users", "twice"]),
+        ("[population]\nn_users = 5\n[Population]\nn_dpgc = 3\n",
+         ["line 3", "[Population]", "only in case"]),
+        ("hours = 5\n\n[nonsense]\nx = 1\n", ["line 3", "unknown table [nonsense]"]),
+        ("[grid]\n[grid.lines]\nr = 1\n", ["line 2", "nested"]),
+        ("[weather]\nforecast_lead_h = inf\n", ["line 2", "forecast_lead_h = inf"]),
+        ("seed = 1\nhours = = 3\n", ["line 2", "not valid TOML"]),
+    ],
+)
+def test_toml_structure_errors_name_the_line(tmp_path, text, needles):
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_toml(f)
+    one_line(exc, str(f), *needles)
+
+
+@pytest.mark.parametrize("data", [bytes(range(256)), b"hours = 5\n\x00\x01", b"\xff\xfe h"])
+def test_binary_config_files_get_a_clear_message(tmp_path, data):
+    f = tmp_path / "c.toml"
+    f.write_bytes(data)
+    with pytest.raises(ConfigError) as exc:
+        load_toml(f)
+    msg = one_line(exc, str(f))
+    assert "UTF-8" in msg or "binary" in msg
+
+
+# ------------------------------------------------------------------ ranges and estimates
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("capacity_solar_kw", math.inf), ("load_residential_kw", 1e308),
+     ("forecast_lead_h", math.inf), ("retail_yuan_per_kwh", math.inf),
+     ("load_noise_sd", math.inf), ("block_reward_yuan", math.inf),
+     ("initial_balance_yuan", math.inf), ("initial_balance_yuan", -math.inf),
+     ("miner_hash_power", math.inf), ("miner_hash_power", 1e300),
+     ("cma_distance_ref_ohm", math.inf), ("poca_tau", 1e-300), ("hours", 10**40)],
+)
+def test_non_finite_and_huge_values_name_their_own_key(key, value):
+    """Issue 14: capacity_solar_kw = inf was reported as 'capacity_kw must be finite'."""
+    with pytest.raises(ConfigError) as exc:
+        validate({key: value})
+    assert one_line(exc).startswith(f"{key} = ")
+
+
+def test_infinity_only_where_it_means_no_limit():
+    for key in ("max_distance_ohm", "line_limit_kw", "grid_intake_limit_kw"):
+        assert math.isinf(validate({key: math.inf})[key])
+        with pytest.raises(ConfigError, match=f"{key} = -inf"):
+            validate({key: -math.inf})
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [({"n_users": 10_000_000}, "n_users"), ({"hours": 10_000_000}, "hours"),
+     ({"grid": "synthetic", "grid_buses": 20_000}, "grid_buses"),
+     ({"hours": 8760, "n_users": 5000, "ledger_detail": "full"}, "n_users")],
+)
+def test_runs_that_cannot_fit_are_refused_with_the_estimate_and_the_limit(values, key):
+    with pytest.raises(ConfigError) as exc:
+        validate(values)
+    msg = one_line(exc, "GiB", "limit")
+    assert msg.startswith(f"{key} = ")
+
+
+def test_memory_limit_gb_sets_the_limit():
+    validate({"memory_limit_gb": 1.0})
+    with pytest.raises(ConfigError) as exc:
+        validate({"memory_limit_gb": 0.2})
+    one_line(exc, "limit of 0.2 GiB", "memory_limit_gb")
+    with pytest.raises(ConfigError):
+        DIPIModel(seed=1, memory_limit_gb=0.2)
+
+
+def test_a_grid_file_too_big_for_the_limit_is_refused_before_its_matrix(tmp_path):
+    f = tmp_path / "long.csv"
+    f.write_text("".join(f"{i} {i + 1} 0.1\n" for i in range(4000)))
+    with pytest.raises(ConfigError) as exc:
+        DIPIModel(seed=1, grid=str(f), memory_limit_gb=0.45)
+    one_line(exc, str(f), "4001 buses", "limit")
+
+
+def test_hashed_poca_estimate_matches_real_races():
+    """The expected hashes per block used to refuse hard races, against real races."""
+    import numpy as np
+
+    from dipi_abm.config import expected_hashes_per_block
+    from dipi_abm.rules.consensus import hashed_race, poca_targets
+
+    v = validate({"poca_mode": "hashed", "poca_difficulty_bits": 12.0})
+    n = v.n_dpgc + v.n_users
+    targets = poca_targets(np.full(n, 100.0), 12.0, v.poca_tau)
+    addresses = [f"{i:040x}" for i in range(n)]
+    spent = [hashed_race(f"{b:064x}", addresses, np.ones(n), targets).hashes
+             for b in range(60)]
+    ratio = np.mean(spent) / expected_hashes_per_block(v)
+    assert 0.6 < ratio < 1.6, ratio
+    with pytest.raises(ConfigError) as exc:
+        validate({"poca_mode": "hashed", "poca_difficulty_bits": 32.0})
+    assert one_line(exc, "hashes per block", "limit").startswith("poca_difficulty_bits = 32")

@@ -96,10 +96,27 @@ def window_reference(history, width, initial):
     return sum(last) / len(last)
 
 
-def run_rule(rule, history, *, n=1, party=0, initial=100.0, window=24, alpha=0.1):
+def mean_reference(history, initial):
+    scores = [s for k, s in history for _ in range(k)]
+    return sum(scores) / len(scores) if scores else initial
+
+
+def decay_reference(history, half_life, initial, hours=None):
+    """sum_t k_t 2^(-(now - t)/h) s_t / sum_t k_t 2^(-(now - t)/h), hour by hour."""
+    if not history:
+        return initial
+    hours = list(range(1, len(history) + 1)) if hours is None else hours
+    now = hours[-1]
+    w = [k * 2.0 ** (-(now - t) / half_life) for (k, _), t in zip(history, hours, strict=True)]
+    return sum(wi * s for wi, (_, s) in zip(w, history, strict=True)) / sum(w)
+
+
+def run_rule(rule, history, *, n=1, party=0, initial=100.0, window=24, alpha=0.1,
+             half_life=24.0, hours=None):
     state = CreditState.new(n, initial, window)
-    for k, s in history:
-        update_credit(rule, state, np.array([party]), np.array([s]), np.array([k]), alpha=alpha)
+    for j, (k, s) in enumerate(history):
+        update_credit(rule, state, np.array([party]), np.array([s]), np.array([k]), alpha=alpha,
+                      half_life_h=half_life, hour=None if hours is None else hours[j])
     return state
 
 
@@ -107,7 +124,100 @@ steps = st.lists(st.tuples(st.integers(1, 6), st.floats(0.0, 100.0)), min_size=1
 
 
 def test_registry_names():
-    assert {"paper", "ema", "window"} <= set(CREDIT_RULES)
+    assert {"decay", "mean", "paper", "ema", "window"} <= set(CREDIT_RULES)
+
+
+def test_paper_rule_telescopes_and_freezes():
+    """C_n = C_(n-1) + (s_n - s_(n-1))/n: five perfect contracts then any number of 80s
+    leave credit at 100 - 20/6 = 96.67 for ever (the issue's measurement)."""
+    state = run_rule("paper", [(5, 100.0), (1, 80.0)])
+    assert state.credit[0] == pytest.approx(100.0 - 20.0 / 6)
+    for _ in range(50):
+        update_credit("paper", state, np.array([0]), np.array([80.0]), np.array([20]))
+    assert state.credit[0] == pytest.approx(100.0 - 20.0 / 6)
+    # Each step moves by 1/n of the score's change, whatever the level.
+    history = [(1, 90.0), (1, 40.0), (1, 70.0), (1, 70.0), (1, 10.0)]
+    credits = [run_rule("paper", history[: i + 1]).credit[0] for i in range(len(history))]
+    for n in range(2, len(history) + 1):
+        step = (history[n - 1][1] - history[n - 2][1]) / n
+        assert credits[n - 1] == pytest.approx(credits[n - 2] + step)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps, st.floats(0.0, 100.0))
+def test_mean_is_the_running_mean_of_contract_scores(history, initial):
+    state = run_rule("mean", history, initial=initial)
+    assert state.credit[0] == pytest.approx(mean_reference(history, initial), rel=1e-9,
+                                            abs=1e-9)
+    assert run_rule("mean", [], initial=initial).credit[0] == initial
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps, st.floats(0.5, 500.0), st.floats(0.0, 100.0), st.data())
+def test_decay_is_the_time_weighted_mean_of_scores(history, half_life, initial, data):
+    gaps = data.draw(st.lists(st.integers(1, 100), min_size=len(history),
+                              max_size=len(history)))
+    hours = list(np.cumsum(gaps))
+    state = run_rule("decay", history, half_life=half_life, initial=initial, hours=hours)
+    want = decay_reference(history, half_life, initial, hours)
+    assert state.credit[0] == pytest.approx(want, rel=1e-9, abs=1e-9)
+    # Without an hour, every update is one hour after the previous one.
+    state = run_rule("decay", history, half_life=half_life, initial=initial)
+    assert state.credit[0] == pytest.approx(decay_reference(history, half_life, initial),
+                                            rel=1e-9, abs=1e-9)
+
+
+def test_decay_memory_is_set_in_time_not_in_contracts():
+    """A DPGC with 17 contracts an hour and a household with one remember alike."""
+    state = CreditState.new(2, 100.0, 4)
+    rng = np.random.default_rng(0)
+    for hour in range(1, 200):
+        s = rng.uniform(40.0, 100.0)
+        update_credit("decay", state, np.array([0, 1]), np.array([s, s]), np.array([17, 1]),
+                      half_life_h=24.0, hour=hour)
+    assert state.credit[0] == pytest.approx(state.credit[1], rel=1e-12)
+    # ema, counted in contracts, makes the busy party forget 17 times faster.
+    ema = CreditState.new(2, 100.0, 4)
+    for s in (100.0, 50.0):
+        update_credit("ema", ema, np.array([0, 1]), np.array([s, s]), np.array([17, 1]),
+                      alpha=0.1)
+    assert ema.credit[0] < ema.credit[1] - 20.0
+
+
+def test_decay_half_life_halves_the_weight_of_the_past():
+    """After a long record of 100 at a steady pace, T hours of 0 leave 100 * 2^(-T/h)
+    (up to the record's finite length)."""
+    h = 48.0
+    state = CreditState.new(1, 100.0, 4)
+    hour = 0
+    for hour in range(1, 48 * 40):
+        update_credit("decay", state, np.array([0]), np.array([100.0]), np.array([3]),
+                      half_life_h=h, hour=hour)
+    for t in range(1, 97):
+        update_credit("decay", state, np.array([0]), np.array([0.0]), np.array([3]),
+                      half_life_h=h, hour=hour + t)
+        assert state.credit[0] == pytest.approx(100.0 * 2.0 ** (-t / h), rel=1e-9)
+    assert state.credit[0] == pytest.approx(25.0)  # two half-lives
+
+
+def test_decay_credit_waits_between_trades():
+    state = CreditState.new(1, 100.0, 4)
+    for hour, s in ((1, 100.0), (2, 100.0), (3, 60.0)):
+        update_credit("decay", state, np.array([0]), np.array([s]), np.array([1]),
+                      half_life_h=10.0, hour=hour)
+    # After a week without trading the old scores have faded: the next one weighs most.
+    update_credit("decay", state, np.array([0]), np.array([100.0]), np.array([1]),
+                  half_life_h=10.0, hour=3 + 168)
+    assert state.credit[0] == pytest.approx(decay_reference(
+        [(1, 100.0), (1, 100.0), (1, 60.0), (1, 100.0)], 10.0, 100.0, [1, 2, 3, 171]))
+    assert state.credit[0] > 99.9
+
+
+def test_decay_half_life_must_be_positive():
+    state = CreditState.new(1, 100.0, 4)
+    with pytest.raises(ValueError, match="credit_half_life_h"):
+        update_credit("decay", state, np.array([0]), np.array([50.0]), np.array([1]),
+                      half_life_h=0.0, hour=1)
 
 
 def test_unknown_rule_rejected():
@@ -159,7 +269,7 @@ def test_window_equals_mean_of_last_k_scores(history, width, initial):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.sampled_from(["paper", "ema", "window"]),
+    st.sampled_from(["decay", "mean", "paper", "ema", "window"]),
     st.lists(
         st.tuples(st.integers(0, 3), st.integers(1, 4), st.floats(0.0, 100.0)),
         min_size=1,
@@ -190,6 +300,7 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
             np.array([h[i][1] for i in idx]),
             np.array([h[i][0] for i in idx]),
             alpha=0.2,
+            half_life_h=6.0,
         )
         for i in idx:
             histories[int(i)].append(h[int(i)])
@@ -198,6 +309,11 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
             want = paper_reference(histories[i])
         elif rule == "ema":
             want = ema_reference(histories[i], 0.2, 100.0)
+        elif rule == "mean":
+            want = mean_reference(histories[i], 100.0)
+        elif rule == "decay":
+            # hour=None: every update of a party is one hour after its previous one
+            want = decay_reference(histories[i], 6.0, 100.0)
         else:
             want = window_reference(histories[i], width, 100.0)
         assert state.credit[i] == pytest.approx(want, rel=1e-9, abs=1e-9)
@@ -205,7 +321,7 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.sampled_from(["paper", "ema", "window"]),
+    st.sampled_from(["decay", "mean", "paper", "ema", "window"]),
     st.lists(
         st.tuples(st.integers(1, 50), st.floats(-1e4, 1e5), volume, st.booleans()),
         min_size=1,
@@ -221,5 +337,6 @@ def test_credit_always_within_0_100(rule, events, initial, alpha, lam):
     for k, actual, agreed, is_seller in events:
         a, q = np.array([max(actual, 0.0)]), np.array([agreed])
         s = seller_score(a, q, lam) if is_seller else buyer_score(a, q)
-        update_credit(rule, state, np.array([0]), s, np.array([k]), alpha=alpha)
+        update_credit(rule, state, np.array([0]), s, np.array([k]), alpha=alpha,
+                      half_life_h=1.0 + 100.0 * alpha)
         assert 0.0 <= state.credit[0] <= 100.0

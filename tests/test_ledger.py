@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dipi_abm.errors import ConfigError
+from dipi_abm.ledger.keys import AUTHORITY, KeyRing
 from dipi_abm.ledger.store import (
     CHAINS,
     GENESIS_PREV,
@@ -24,12 +25,18 @@ from dipi_abm.ledger.store import (
     canonical_row,
     digest_leaf,
     leaf_hashes,
+    linked_roots,
     merkle_root,
     pow_hash,
     read_meta,
+    signed_message,
     table_digest,
-    verify_ledger,
 )
+from dipi_abm.ledger.verify import NO_ANCHOR, verify_ledger
+
+#: The members of the test ledgers: the grid company and four nodes.
+KEYS = KeyRing.generate([AUTHORITY, *(f"node-{i}" for i in range(4))])
+NODE = KEYS.signer("node-0")
 
 
 def sha(data: bytes) -> bytes:
@@ -89,21 +96,42 @@ def period_records(rng: np.random.Generator, hour: int) -> dict[str, dict]:
     return {"DU1": du1, "JY1": jy1, "LH1": lh1}
 
 
+def genesis_tables(ledger: Ledger) -> dict[str, dict]:
+    """The tables the store adds to the genesis records: the run record and the keys."""
+    names = KEYS.names
+    public = KEYS.public_keys()
+    return {
+        "DU1": {"run": {"key": np.array(sorted(ledger.meta), dtype=str),
+                        "value": np.array([ledger.meta[k] for k in sorted(ledger.meta)],
+                                          dtype=str)}},
+        "JY1": {"keys": {"name": np.array(names),
+                         "public_key": np.array([public[n].hex() for n in names])}},
+    }
+
+
 def run_periods(ledger: Ledger, n: int, seed: int = 0) -> dict[tuple[str, int], dict]:
-    """Append ``n`` periods (DU1, JY1, LH1), one transaction each; returns what was appended."""
+    """A genesis (hour 0) and ``n - 1`` periods (hours 1, 2, ...) on DU1, JY1 and LH1, one
+    transaction each; returns every block's records as stored (reserved tables included)."""
     rng = np.random.default_rng(seed)
-    appended = {}
-    for hour in range(n):
+    appended: dict[tuple[str, int], dict] = {}
+    genesis = period_records(rng, 0)
+    ledger.write_genesis(genesis, KEYS.public_keys(), KEYS.signer(AUTHORITY))
+    if ledger.detail == "off":
+        return appended
+    extra = genesis_tables(ledger)
+    for chain in CHAINS:
+        appended[chain, 0] = {**genesis[chain], **extra.get(chain, {})}
+    roots = {c: ledger.blocks(c)[0].merkle_root for c in ("DU1", "JY1")}
+    appended["LH1", 0]["chains"] = linked_roots(roots["DU1"], roots["JY1"])
+    for hour in range(1, n):
         period = period_records(rng, hour)
-        with ledger.period():
-            for chain in CHAINS:
-                records = period[chain]
-                block = ledger.append(chain, hour, records, producer=f"node-{hour % 4}")
-                if block is None:
-                    continue
-                appended[chain, block.index] = records
-                if chain == "JY1":  # LH1 also stores the period's JY1 block digest
-                    period["LH1"]["jy1"] = {"block_hash": np.array([block.hash])}
+        prepared = ledger.prepare_period(period)
+        ledger.append_period(hour, prepared, KEYS.signer(f"node-{hour % 4}"))
+        for chain in CHAINS:
+            appended[chain, hour] = period[chain]
+        appended["LH1", hour] = {**period["LH1"],
+                                 "chains": linked_roots(prepared["DU1"].root,
+                                                        prepared["JY1"].root)}
     return appended
 
 
@@ -221,14 +249,21 @@ def test_full_leaves_are_canonical_rows_and_read_back(records):
     ]
     assert leaf_hashes(records, "off") == []
     with Ledger(detail="full") as ledger:
-        ledger.append("JY1", 0, records, producer="p")
+        ledger.append("JY1", 0, records, signer=NODE)
         back = ledger.read_records("JY1", 0)
     assert list(back) == sorted(records)
     for name, table in records.items():
         assert_tables_equal(back[name], table)
     with Ledger(detail="digest") as ledger:  # digest keeps only the table digests
-        ledger.append("JY1", 0, records, producer="p")
+        ledger.append("JY1", 0, records, signer=NODE)
         assert ledger.read_records("JY1", 0) == {}
+    with Ledger(detail="digest", keep=[f"JY1/{t}" for t in records]) as ledger:
+        block = ledger.append("JY1", 0, records, signer=NODE)  # ... unless told to keep them
+        back = ledger.read_records("JY1", 0)
+        assert block.merkle_root == merkle_root(
+            [table_digest(t, records[t]) for t in sorted(records)]).hex()
+    for name, table in records.items():
+        assert_tables_equal(back[name], table)
 
 
 @settings(max_examples=60, deadline=None)
@@ -261,11 +296,16 @@ def test_table_digest_commits_to_every_value_name_and_type(table, data):
 def test_records_are_checked():
     with Ledger() as ledger:
         with pytest.raises(ValueError, match="differ in length"):
-            ledger.append("DU1", 0, {"t": {"a": np.zeros(2), "b": np.zeros(3)}}, producer="p")
+            ledger.append("DU1", 0, {"t": {"a": np.zeros(2), "b": np.zeros(3)}}, signer=NODE)
         with pytest.raises(ValueError, match="unsupported column dtype"):
-            ledger.append("DU1", 0, {"t": {"a": np.zeros(2, complex)}}, producer="p")
+            ledger.append("DU1", 0, {"t": {"a": np.zeros(2, complex)}}, signer=NODE)
         with pytest.raises(ValueError, match="chain"):
-            ledger.append("XX1", 0, {}, producer="p")
+            ledger.append("XX1", 0, {}, signer=NODE)
+        with pytest.raises(ValueError, match="signer"):
+            ledger.append("DU1", 0, {}, signer="node-0")
+        with pytest.raises(ValueError, match="reserved"):
+            ledger.write_genesis({"DU1": {"run": {"x": np.zeros(1)}}}, KEYS.public_keys(),
+                                 KEYS.signer(AUTHORITY))
         assert ledger.head("DU1") is None
 
 
@@ -281,49 +321,55 @@ def test_ledger_verifies_and_reads_back(tmp_path, detail, on_disk):
             blocks = ledger.blocks(chain)
             assert [b.index for b in blocks] == list(range(36))
             assert [b.hour for b in blocks] == list(range(36))
-            assert blocks[0].prev_hash == GENESIS_PREV
+            assert blocks[0].prev_hash == GENESIS_PREV and blocks[0].producer == AUTHORITY
             assert all(b.prev_hash == a.hash for a, b in zip(blocks, blocks[1:], strict=False))
             assert ledger.head(chain) == blocks[-1]
             for b in blocks:
                 fields = (b.chain, b.index, b.prev_hash, b.hour, b.merkle_root, b.producer)
                 assert b.hash == block_hash(*fields, b.nonce, b.target)
+                key = KEYS.signer(b.producer).key.public_key()
+                key.verify(bytes.fromhex(b.signature), signed_message(b.hash))
                 records = appended[chain, b.index]
-                assert b.merkle_root == merkle_root(leaf_hashes(records, detail)).hex()
+                # genesis blocks are kept whole: as rows (full) or columns (digest)
+                form = "columns" if b.index == 0 and detail == "digest" else detail
+                assert b.merkle_root == merkle_root(leaf_hashes(records, form)).hex()
         for (chain, index), records in appended.items():
             back = ledger.read_records(chain, index)
-            if detail == "digest":  # only the table digests are kept
+            if detail == "digest" and index > 0:  # only the table digests are kept
                 assert back == {}
                 continue
             assert sorted(back) == sorted(records)
             for name, table in records.items():
                 assert_tables_equal(back[name], table)
-        if detail == "full":  # LH1 stores each period's JY1 block hash
-            jy1 = ledger.blocks("JY1")
-            assert ledger.read_records("LH1", 5)["jy1"]["block_hash"][0] == jy1[5].hash
+        assert ledger.verify().ok and ledger.verify().unchecked == (
+            "consensus targets: the genesis commits no consensus parameters",)
     if on_disk:
         report = verify_ledger(path)
         assert report.ok and report.blocks == 3 * 36 and report.problem == ""
+        assert NO_ANCHOR in report.unchecked
         assert read_meta(path) == meta
         assert not (tmp_path / "ledger.sqlite-wal").exists()
 
 
-def test_same_records_same_hashes_across_ledgers():
+def test_same_records_same_keys_same_hashes_across_ledgers():
     heads = []
     for _ in range(2):
         with Ledger() as ledger:
             run_periods(ledger, 3, seed=11)
             heads.append([ledger.head(c) for c in CHAINS])
-    assert heads[0] == heads[1]
+    assert heads[0] == heads[1]  # Ed25519 signatures are deterministic too
 
 
 def test_detail_off_builds_nothing(tmp_path):
     path = tmp_path / "off.sqlite"
     with Ledger(path, detail="off", meta={"seed": "1"}) as ledger:
-        assert ledger.append("DU1", 0, {"t": {"x": np.zeros(3)}}, producer="p") is None
+        run_periods(ledger, 3)
+        assert ledger.append("DU1", 0, {"t": {"x": np.zeros(3)}}, signer=NODE) is None
         with ledger.period():
-            assert ledger.append("JY1", 0, {}, producer="p") is None
+            assert ledger.append("JY1", 0, {}, signer=NODE) is None
         assert ledger.head("DU1") is None and ledger.blocks("JY1") == []
-    assert verify_ledger(path).ok and verify_ledger(path).blocks == 0
+    report = verify_ledger(path)
+    assert report.ok and report.blocks == 0 and "no blocks" in report.unchecked[0]
     assert read_meta(path) == {"seed": "1"}
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM blocks").fetchone() == (0,)
@@ -338,23 +384,26 @@ def test_interrupted_period_leaves_whole_periods(tmp_path):
         heads = {c: ledger.head(c) for c in CHAINS}
         with pytest.raises(RuntimeError, match="stopped"), ledger.period():
             for chain in ("DU1", "JY1"):
-                ledger.append(chain, 3, {"t": {"x": np.arange(4)}}, producer="p")
+                ledger.append(chain, 3, {"t": {"x": np.arange(4)}}, signer=NODE)
             raise RuntimeError("stopped mid-period")
         assert {c: ledger.head(c) for c in CHAINS} == heads
         assert verify_ledger(path).ok  # as seen by another reader, mid-run
-        ledger.append("DU1", 3, {"t": {"x": np.arange(5)}}, producer="p")  # commits alone
-    report = verify_ledger(path)
-    assert report.ok and report.blocks == 3 * 3 + 1
+        ledger.append("DU1", 3, {"t": {"x": np.arange(5)}}, signer=NODE)  # commits alone
+    report = verify_ledger(path)  # ... and the chains no longer agree
+    assert (report.ok, report.chain, report.index, report.blocks) == (False, "DU1", 3, 3 * 3 + 1)
+    assert report.problem == "the chain has 4 blocks, the others 3"
     with Ledger() as ledger:
-        assert ledger.append("DU1", 0, {}, producer="p").index == 0
+        assert ledger.append("DU1", 0, {}, signer=NODE).index == 0
         with pytest.raises(RuntimeError, match="nest"), ledger.period(), ledger.period():
             pass
+        with pytest.raises(RuntimeError, match="genesis"):
+            run_periods(ledger, 1)
 
 
 def test_refuses_existing_path(tmp_path):
     path = tmp_path / "ledger.sqlite"
     with Ledger(path) as ledger:
-        ledger.append("DU1", 0, {}, producer="p")
+        ledger.append("DU1", 0, {}, signer=NODE)
     before = path.read_bytes()
     with pytest.raises(ConfigError, match="already exists") as err:
         Ledger(path)
@@ -376,12 +425,18 @@ def test_bad_files_raise_config_error(tmp_path):
         pass
     with sqlite3.connect(partial) as db:
         db.execute("DROP TABLE record_rows")
+    older = tmp_path / "older.sqlite"
+    with Ledger(older):
+        pass
+    with sqlite3.connect(older) as db:
+        db.execute("PRAGMA user_version = 1")
     cases = [
         (tmp_path / "missing.sqlite", "no such file"),
         (tmp_path, "not a file"),
         (text, "not a readable SQLite file"),
         (other, "not a dipi_abm ledger"),
         (partial, "not a dipi_abm ledger"),
+        (older, "format 1"),
     ]
     for path, message in cases:
         for reader in (verify_ledger, read_meta):
@@ -439,15 +494,16 @@ def alter(value, rnd: random.Random):
     raise TypeError(type(value))
 
 
-# the tables each detail level writes to (full: tables without rows are stored as columns)
+# the tables each detail level writes to (full: tables without rows are stored as columns;
+# digest: genesis blocks are stored as columns)
 WRITTEN_TABLES = {
-    "digest": ("blocks", "record_digests"),
+    "digest": ("blocks", "record_columns", "record_digests"),
     "full": ("blocks", "record_rows", "record_columns"),
 }
 LEDGER_COLUMNS = {
     "blocks": (
         "chain", "block_index", "prev_hash", "hour", "merkle_root",
-        "producer", "nonce", "target", "hash",
+        "producer", "nonce", "target", "hash", "signature",
     ),
     "record_rows": ("chain", "block_index", "tbl", "row", "payload"),
     "record_columns": ("chain", "block_index", "tbl", "col", "dtype", "data"),
@@ -529,7 +585,7 @@ ADDED_ROWS = [  # (detail, where the copied row comes from, SQL, problem or "")
         "digest",
         "blocks",
         "INSERT INTO blocks SELECT 'XY1', block_index, prev_hash, hour, merkle_root, "
-        "producer, nonce, target, hash FROM blocks WHERE rowid = 5",
+        "producer, nonce, target, hash, signature FROM blocks WHERE rowid = 5",
         "block of an unknown chain",
     ),
 ]
@@ -581,6 +637,24 @@ def test_same_value_in_another_form_is_found(tmp_path):
         assert (report.ok, report.chain, report.index) == (False, "JY1", 2), column
 
 
+def rewrite_block(db, chain: str, index: int, signer=None, **fields) -> None:
+    """Change a block's header fields and recompute its hash; re-sign it with ``signer``
+    (a forger who holds that key) or leave the old signature."""
+    row = db.execute(
+        "SELECT chain, block_index, prev_hash, hour, merkle_root, producer, nonce, target, "
+        "signature FROM blocks WHERE chain = ? AND block_index = ?", (chain, index)).fetchone()
+    header = dict(zip(("chain", "index", "prev_hash", "hour", "merkle_root", "producer",
+                       "nonce", "target"), (*row[:7], int(row[7], 16)), strict=True))
+    header.update(fields)
+    h = block_hash(*header.values())
+    signature = row[8] if signer is None else signer.sign(signed_message(h)).hex()
+    db.execute(
+        "UPDATE blocks SET prev_hash = ?, hour = ?, merkle_root = ?, producer = ?, nonce = ?, "
+        "target = ?, hash = ?, signature = ? WHERE chain = ? AND block_index = ?",
+        (header["prev_hash"], header["hour"], header["merkle_root"], header["producer"],
+         header["nonce"], f"{header['target']:064x}", h, signature, chain, index))
+
+
 def test_changed_block_hash_and_consistent_rewrite(tmp_path):
     path = tmp_path / "ledger.sqlite"
     make_ledger(path, "digest")
@@ -592,43 +666,77 @@ def test_changed_block_hash_and_consistent_rewrite(tmp_path):
         )
     db.close()
     assert verify_ledger(copy) == VerifyReport(
-        False, 6 + 6 + 3, "LH1", 3, "block hash does not match its header"
+        False, 3 + 5 + 5 + 2, "LH1", 3, "block hash does not match its header"
     )
-    # Rewriting a block's hour and, consistently, its hash breaks the next block's link.
+    # Rewriting a block's hour and, consistently, its hash: the signature no longer fits.
     shutil.copyfile(path, copy)
     with sqlite3.connect(copy) as db:
-        row = db.execute(
-            "SELECT chain, block_index, prev_hash, hour, merkle_root, producer, nonce, target "
-            "FROM blocks WHERE chain = 'DU1' AND block_index = 2"
-        ).fetchone()
-        fields = (*row[:3], row[3] + 100, *row[4:7], int(row[7], 16))
-        db.execute(
-            "UPDATE blocks SET hour = ?, hash = ? WHERE chain = 'DU1' AND block_index = 2",
-            (row[3] + 100, block_hash(*fields)),
-        )
+        rewrite_block(db, "DU1", 2, hour=102)
+    db.close()
+    report = verify_ledger(copy)
+    assert (report.chain, report.index, report.problem) == (
+        "DU1", 2, "signature does not verify with the producer's key")
+    # A forger holding the producer's key re-signs it: the next block's link breaks.
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(copy) as db:
+        (producer,) = db.execute(
+            "SELECT producer FROM blocks WHERE chain = 'DU1' AND block_index = 2").fetchone()
+        rewrite_block(db, "DU1", 2, KEYS.signer(producer), hour=2)
+        rewrite_block(db, "DU1", 2, KEYS.signer(producer), nonce=0)  # unchanged header
+    db.close()
+    assert verify_ledger(copy).ok  # the same header signs to the same bytes
+    with sqlite3.connect(copy) as db:
+        rewrite_block(db, "DU1", 2, KEYS.signer(producer), hour=3)  # within hours 1..5 order
     db.close()
     report = verify_ledger(copy)
     assert (report.chain, report.index, report.problem) == ("DU1", 3, "previous hash does not link")
 
 
 def test_nonce_must_meet_target(tmp_path):
-    records = {"contracts": {"kwh": np.array([1.5, 2.0]), "buyer": np.array([3, 4], np.int32)}}
-    root = merkle_root(leaf_hashes(records, "digest")).hex()
-    target = 2**256 >> 6  # one hash in 64 succeeds
-    good = next(n for n in range(10_000) if pow_hash(root, "miner-1", n) <= target)
-    bad = next(n for n in range(10_000) if pow_hash(root, "miner-1", n) > target)
     path = tmp_path / "pow.sqlite"
+    target = 2**256 >> 6  # one hash in 64 succeeds
     with Ledger(path) as ledger:
+        run_periods(ledger, 1)
+        records = {c: {"contracts": {"kwh": np.array([1.5, 2.0])}} for c in CHAINS}
+        prepared = ledger.prepare_period(records)
+        root = prepared["LH1"].root
+        good = next(n for n in range(10_000) if pow_hash(root, "node-1", n) <= target)
+        bad = next(n for n in range(10_000) if pow_hash(root, "node-1", n) > target)
         with pytest.raises(ValueError, match="does not meet its target"):
-            ledger.append("JY1", 0, records, producer="miner-1", nonce=bad, target=target)
-        block = ledger.append("JY1", 0, records, producer="miner-1", nonce=good, target=target)
-        assert (block.nonce, block.target, block.index) == (good, target, 0)
+            ledger.append_period(1, prepared, KEYS.signer("node-1"), nonce=bad, target=target)
+        ledger.append_period(1, prepared, KEYS.signer("node-1"), nonce=good, target=target)
+        block = ledger.head("LH1")
+        assert (block.nonce, block.target, block.index) == (good, target, 1)
     assert verify_ledger(path).ok
-    # A forged block: the failing nonce with a hash recomputed to match it.
-    forged = block_hash("JY1", 0, GENESIS_PREV, 0, root, "miner-1", bad, target)
+    # A forged block: the failing nonce, hash recomputed and signed with the producer's key.
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE blocks SET nonce = ?, hash = ?", (bad, forged))
+        rewrite_block(db, "LH1", 1, KEYS.signer("node-1"), nonce=bad)
     db.close()
     report = verify_ledger(path)
-    assert (report.ok, report.chain, report.index) == (False, "JY1", 0)
+    assert (report.ok, report.chain, report.index) == (False, "LH1", 1)
     assert report.problem == "nonce does not meet target"
+
+
+def test_key_file_round_trip_owner_only_and_refusals(tmp_path):
+    path = tmp_path / "keys.json"
+    KEYS.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    back = KeyRing.load(path)
+    assert back.names == KEYS.names and back.public_keys() == KEYS.public_keys()
+    message = signed_message("ab" * 32)
+    assert back.signer("node-2").sign(message) == KEYS.signer("node-2").sign(message)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="already exists"):
+        KEYS.save(path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    with pytest.raises(ConfigError, match="does not exist"):
+        KEYS.save(tmp_path / "no" / "keys.json")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    for bad, message in ((tmp_path / "bad.json", "not a dipi-abm key file"),
+                         (tmp_path / "missing.json", "no such file")):
+        with pytest.raises(ConfigError, match=message):
+            KeyRing.load(bad)
+    with pytest.raises(ValueError, match="unique"):
+        KeyRing.generate(["a", "a"])
+    with pytest.raises(ValueError, match="no key"):
+        KEYS.signer("stranger")

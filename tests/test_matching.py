@@ -279,7 +279,8 @@ def test_price_rule_registry():
 def test_centralized_gives_no_contracts(book):
     c = match_centralized(book, flat_network(2, 0.02))
     assert c.size == 0 and c.volume.sum() == 0.0
-    assert MATCHING_RULES["centralized"] is match_centralized
+    assert MATCHING_RULES["centralized"].fn is match_centralized
+    assert MATCHING_RULES["centralized"].has("grid_only")
 
 
 def test_empty_books():

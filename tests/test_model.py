@@ -16,8 +16,14 @@ from pandas.testing import assert_frame_equal
 
 import dipi_abm.model as model_mod
 from dipi_abm import DIPIModel
+from dipi_abm import market as market_mod
 from dipi_abm.agents import DPGC, GridCompany, Miner, User
-from dipi_abm.rules.matching import PRICE_RULES
+from dipi_abm.physics.grid import WHEELING_RULES
+from dipi_abm.rules.consensus import CONSENSUS_RULES, POCA_MODES
+from dipi_abm.rules.credit import CREDIT_RULES
+from dipi_abm.rules.learning import LEARNING_RULES
+from dipi_abm.rules.matching import MATCHING_RULES, PRICE_RULES
+from dipi_abm.rules.tariffs import TARIFFS
 
 SMALL = {"n_dpgc": 6, "n_users": 25}
 EPS = 1e-7
@@ -28,7 +34,7 @@ class SettleSpy:
 
     def __init__(self):
         self.calls = []
-        self._real = model_mod.settle
+        self._real = market_mod.settle
 
     def __call__(self, *args):
         out = self._real(*args)
@@ -117,7 +123,7 @@ def run_checked(m: DIPIModel, hours: int | None = None) -> DIPIModel:
     initial_total = m.state.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
     assert m.minted_yuan == 0.0
     spy = SettleSpy()
-    with mock.patch.object(model_mod, "settle", spy):
+    with mock.patch.object(market_mod, "settle", spy):
         for _ in range(m.params.hours if hours is None else hours):
             m.step()
             check_hour(m, spy, initial_total)
@@ -131,15 +137,19 @@ model_params = st.fixed_dictionaries(
         "n_users": st.integers(20, 40),
         "hours": st.integers(24, 36),
         "start_hour": st.integers(0, 23),
-        "credit_rule": st.sampled_from(["paper", "ema", "window"]),
-        "wheeling": st.sampled_from(["flat", "distance"]),
+        "credit_rule": st.sampled_from(sorted(CREDIT_RULES)),
+        "learning": st.sampled_from(sorted(LEARNING_RULES)),
+        "opportunist_share": st.sampled_from([0.0, 0.3]),
+        "wheeling": st.sampled_from(sorted(WHEELING_RULES)),
         "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
-        "tariff": st.sampled_from(["flat", "tou"]),
+        "tariff": st.sampled_from(sorted(TARIFFS)),
         "grid_intake_limit_kw": st.sampled_from([math.inf, 0.0, 100.0, 1000.0]),
-        "price_rule": st.sampled_from(["midpoint", "ask", "bid"]),
+        "price_rule": st.sampled_from(sorted(PRICE_RULES)),
         "breach_tolerance": st.sampled_from([0.0, 0.05, 0.2]),
         "natural_factor": st.sampled_from([0.0, 0.1, 0.25]),
-        "consensus": st.sampled_from(["poca", "pow", "dpos", "der_cbc"]),
+        "consensus": st.sampled_from(sorted(CONSENSUS_RULES)),
+        "poca_mode": st.sampled_from(sorted(POCA_MODES)),
+        "poca_difficulty_bits": st.just(4.0),
         "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]),
         "n_miners": st.integers(0, 2),
         "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
@@ -149,12 +159,14 @@ model_params = st.fixed_dictionaries(
 )
 
 
-@pytest.mark.parametrize("matching", ["price_time", "centralized"])
+@pytest.mark.parametrize("matching", sorted(MATCHING_RULES))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params=model_params)
 def test_hourly_invariants(matching, params):
+    """Energy and money conserved and contracts feasible every hour, for every entry of
+    every registry (the strategies draw from the registries themselves)."""
     m = run_checked(DIPIModel(matching=matching, **params))
-    assert m.steps == params["hours"] and not m.running
+    assert m.hour == params["hours"] and not m.running
 
 
 def test_hour_without_any_contract_settles():
@@ -281,7 +293,7 @@ def test_higher_breach_tolerance_fewer_breaches(seed):
 
 
 @settings(max_examples=6, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from(["paper", "ema", "window"]))
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["decay", "mean", "paper", "ema", "window"]))
 def test_natural_factor_keeps_dpgc_credit_higher(seed, rule):
     kw = dict(seed=seed, hours=72, credit_rule=rule, **SMALL)
     plain = DIPIModel(natural_factor=0.0, **kw)
@@ -350,6 +362,9 @@ def test_batch_run_rows_have_kpis_and_agent_records(batch_rows):
     per = df.groupby(["seed", "Step"]).size()
     assert (per == 25).all()
     assert df.groupby("seed")["Step"].max().tolist() == [11, 11]
+    # every hour is there, the last one included (row Step k holds hour k + 1)
+    assert sorted(df.groupby("seed")["hour"].agg(set).map(sorted).iloc[0]) == list(range(1, 13))
+    assert (df["hour"] == df["Step"] + 1).all()
     assert df["credit"].between(0, 100).all()
 
 

@@ -20,7 +20,14 @@ from pandas.testing import assert_frame_equal
 
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm.sweep import engine as sw
-from dipi_abm.sweep.engine import design_points, load_spec, plan_runs, replication_seed, run_sweep
+from dipi_abm.sweep.engine import (
+    RUNS_FILE,
+    design_points,
+    load_spec,
+    plan_runs,
+    replication_seed,
+    run_sweep,
+)
 
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
 SPEC = {
@@ -507,3 +514,133 @@ def test_ema_model_function_returns_the_outcomes():
     assert all(isinstance(v, float) for v in out.values())
     assert 0.0 <= out["breach_rate"] <= 1.0
     assert out == sw.ema_model_function(seed=3, **TINY, natural_factor=np.float64(0.2))
+
+
+# ----------------------------------------------------------------------------- faults
+def _children(pid: int) -> dict[int, str]:
+    """Live (not zombie) child processes of ``pid`` and their command lines (Linux /proc)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out[int(entry.name)] = cmd
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
+def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+FAULT_SPEC = """
+[sweep]
+seed = 3
+replications = 6
+[base]
+n_dpgc = 3
+n_users = 10
+hours = 400
+"""
+
+
+def _start_sweep(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    spec = _write(tmp_path, FAULT_SPEC)
+    cmd = [sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec), "--out", str(out),
+           "--workers", "2", "--quiet"]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), spec
+
+
+def _workers(pid: int) -> dict[int, str]:
+    return {k: v for k, v in _children(pid).items() if "spawn_main" in v}
+
+
+def _rows(out: Path) -> list[Path]:
+    return sorted((out / "runs").glob("[!.]*.parquet")) if (out / "runs").is_dir() else []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkilled_sweep_leaves_no_worker_and_resumes(tmp_path):
+    """Issue 14: a SIGKILLed `dipi-abm sweep --workers 2` took its workers with it."""
+    out = tmp_path / "out"
+    proc, spec = _start_sweep(tmp_path, out)
+    try:
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and _rows(out), what="two busy workers")
+        family = _children(proc.pid)  # the workers and multiprocessing's resource tracker
+        proc.kill()
+        proc.wait()
+        _wait_for(lambda: not any(_alive(p) for p in family), timeout=30,
+                  what=f"the orphans {family} to end")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert not (out / RUNS_FILE).exists()
+    again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
+                            "--out", str(out), "--workers", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert len(pd.read_parquet(out / RUNS_FILE)) == 6
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_dead_worker_gives_one_line_exit_1_and_a_resumable_folder(tmp_path):
+    out = tmp_path / "out"
+    proc, spec = _start_sweep(tmp_path, out)
+    try:
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and _rows(out), what="two busy workers")
+        victim = min(_workers(proc.pid))
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "worker process died" in lines[0] and "resume" in lines[0] and str(out) in lines[0]
+    _wait_for(lambda: not _children(proc.pid), timeout=30, what="the other worker to end")
+    finished = len(_rows(out))
+    again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
+                            "--out", str(out), "--workers", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    runs = pd.read_parquet(out / RUNS_FILE)
+    assert len(runs) == 6 and finished >= 1
+
+
+def test_oversized_designs_are_refused_before_they_are_generated(tmp_path):
+    """Issue 14: 10^5 x 10^5 factorial levels, 10^9 samples or replications."""
+    big = {"low": 0.0, "high": 0.2, "num": 100_000}
+    cases = [
+        ({"sweep": {"seed": 1}, "factors": {"natural_factor": big,
+                                            "breach_tolerance": {**big, "high": 0.5}}},
+         "[factors]"),
+        ({"sweep": {"seed": 1, "design": "lhs", "samples": 10**9},
+          "factors": {"natural_factor": [0.0, 0.2]}}, "[sweep] samples"),
+        ({"sweep": {"seed": 1, "replications": 10**9}}, "[sweep] replications"),
+        ({"sweep": {"seed": 1}, "factors": {"natural_factor": {**big, "num": 10**9}}},
+         "num"),
+    ]
+    for spec, needle in cases:
+        with pytest.raises(ConfigError) as info:
+            run_sweep(spec, tmp_path / "o", workers=1, progress=False)
+        assert needle in str(info.value) and str(sw.MAX_RUNS) in str(info.value)
+        assert not (tmp_path / "o").exists()

@@ -153,17 +153,15 @@ def test_forecast_sd_grows_with_lead_and_saturates():
     assert sds[0] == 0.0
     assert all(a < b for a, b in zip(sds, sds[1:], strict=False))
     assert sds[-1] == pytest.approx(0.2)
-    assert forecast_sd(2.0, 0.2, 6.0) == pytest.approx(0.2 * (1 - math.exp(-2 / 6)))
+    assert forecast_sd(2.0, 0.2, 6.0) == pytest.approx(0.2 * math.sqrt(1 - math.exp(-2 / 6)))
+    # Variance grows as 1 - exp(-L/T): an hour ahead already carries a good part of
+    # the day-ahead error (sqrt(1 - e^(-1/6)) = 39 %), as published forecasts do.
+    assert 0.35 < forecast_sd(1.0, 1.0, 6.0) < 0.45
     defaults = WeatherParams()
     for lead in (1.0, 2.0, 24.0):
         wind = forecast_sd(lead, defaults.forecast_sd_wind, defaults.forecast_timescale_h)
         solar = forecast_sd(lead, defaults.forecast_sd_solar, defaults.forecast_timescale_h)
         assert wind > solar
-    # The docstring calibration: 2 h ahead wind 4-6 %, solar 3-4 %; day ahead wind 15-20 %.
-    tau = defaults.forecast_timescale_h
-    assert 0.04 <= forecast_sd(2.0, defaults.forecast_sd_wind, tau) <= 0.06
-    assert 0.03 <= forecast_sd(2.0, defaults.forecast_sd_solar, tau) <= 0.04
-    assert 0.15 <= forecast_sd(24.0, defaults.forecast_sd_wind, tau) <= 0.20
     with pytest.raises(ConfigError):
         forecast_sd(-1.0, 0.1, 6.0)
 
@@ -269,11 +267,14 @@ def test_measured_forecast_error_grows_with_lead_and_wind_exceeds_solar():
         assert all(a < b for a, b in zip(sds, sds[1:], strict=False)), (kind, sds)
     for solar_sd, wind_sd, _ in measured:
         assert wind_sd > solar_sd
-    solar_2h, wind_2h, _ = measured[1]
-    assert 0.02 < solar_2h < 0.045
-    assert 0.03 < wind_2h < 0.06
+    solar_2h, wind_2h, load_2h = measured[1]
+    # Calibrated against persistence (experiments/forecast_skill.py, README): 2 h ahead
+    # the SD is about 9-10 % of capacity at high sun and for wind, 5 % of load.
+    assert 0.07 < solar_2h < 0.12
+    assert 0.08 < wind_2h < 0.12
+    assert 0.04 < load_2h < 0.07
     # Day ahead is much worse than an hour ahead.
-    assert measured[3][1] > 3 * measured[0][1]
+    assert measured[3][1] > 2 * measured[0][1]
 
 
 def test_forecast_errors_persist_from_hour_to_hour():

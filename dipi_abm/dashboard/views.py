@@ -221,8 +221,8 @@ def take_snapshot(model: DIPIModel, build: int = 0) -> Snapshot:
 
     Reads the model's public surface only: ``state`` (kind, bus, capacity_kw,
     mean_load_kw, credit.credit, breach), ``contracts`` (seller, buyer, volume),
-    ``grid``, ``params``, ``running``, ``node_blocks_won``, ``hourly_dataframe()``,
-    ``summary()``, and ``ledger``/``verify_ledger()`` when present.
+    ``grid``, ``params``, ``running``, ``hour``, ``node_blocks_won``,
+    ``hourly_dataframe()``, ``summary()``, and ``ledger``/``verify_ledger()`` when present.
     """
     s = model.state
     kind = s.kind.copy()
@@ -230,12 +230,12 @@ def take_snapshot(model: DIPIModel, build: int = 0) -> Snapshot:
     c = model.contracts
     n_miners = model.node_blocks_won.size - credit.size
     hourly = model.hourly_dataframe()
-    hour = len(hourly)
-    start = int(model.params.start_hour) if "start_hour" in model.params.to_dict() else 0
-    if hour and "hour_of_day" in hourly:
-        offset = int((int(hourly["hour_of_day"].iloc[-1]) - hour) % 24)
+    hour = int(model.hour)  # the model's own hour counter: the hour computed
+    if len(hourly) and "hour_of_day" in hourly:
+        last = hourly.iloc[-1]
+        offset = int((int(last["hour_of_day"]) - int(last["hour"])) % 24)
     else:
-        offset = start % 24
+        offset = int(model.params.to_dict().get("start_hour", 0)) % 24
     return Snapshot(
         build=build,
         hour=hour,

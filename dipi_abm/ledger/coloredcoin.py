@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..rules.credit import CREDIT_MAX
+
 GENERATED = 0x25
 TRANSFERRED = 0x33
 LABELS: dict[int, str] = {GENERATED: "generated", TRANSFERRED: "transferred"}
@@ -62,8 +64,7 @@ DEFAULT_EXPONENT = 10
 
 #: Credit is stored as centi-credits: credit 98.76 -> amount 9876.
 CREDIT_SCALE = 100
-CREDIT_MAX = 100
-AMOUNT_MAX = CREDIT_MAX * CREDIT_SCALE  # 10000
+AMOUNT_MAX = int(CREDIT_MAX) * CREDIT_SCALE  # 10000
 
 #: Largest exponent the int64 Value arrays of the vectorised path can hold.
 MAX_ARRAY_EXPONENT = 62
@@ -229,7 +230,7 @@ def credit_to_amount(credit: float) -> int:
         raise CodecError(f"credit {c} is not finite: must be in [0, 100]")
     amount = round(c * CREDIT_SCALE)  # round() is half-even, like np.rint
     if not 0 <= amount <= AMOUNT_MAX:
-        raise CodecError(f"credit {c} is out of range: must be in [0, {CREDIT_MAX}]")
+        raise CodecError(f"credit {c} is out of range: must be in [0, {CREDIT_MAX:g}]")
     return amount
 
 
@@ -289,6 +290,12 @@ def encode_credit_updates(
     sequence = label | np.int64(e << EXPONENT_SHIFT)
     value = amount.astype(np.int64) + np.int64(1 << e)
     return sequence, value
+
+
+def credit_as_recorded(credit: NDArray) -> NDArray[np.float64]:
+    """Credit as an LH1 record carries it (whole centi-credits, rounded half-even like
+    :func:`encode_credit_updates`): what a verifier re-derives a POCA target from."""
+    return np.rint(np.asarray(credit, dtype=np.float64) * CREDIT_SCALE) / CREDIT_SCALE
 
 
 def decode_credit_updates(

@@ -7,9 +7,12 @@
 - LH1 (credit index blockchain): each credit update as a colored-coin
   transaction ([DIPI] eqs. 3-6), and the DU1 and JY1 Merkle roots of the period.
 
-Period 0 is a genesis block on each chain: the parties' addresses, buses and
-starting balances (JY1), their initial credit as colored coins *generated*
-(LH1), and the grid's tariffs (DU1). Party rows index into the genesis table.
+Period 0 is a genesis block on each chain, written by the grid company: the
+parties' addresses, buses and starting balances and every member's public key
+(JY1), their initial credit as colored coins *generated* (LH1), and the grid's
+tariffs and the run record (DU1). Party rows index into the genesis table.
+Each later period's three blocks are produced and signed by the node that won
+the period's consensus (:mod:`dipi_abm.ledger.keys`).
 
 From a ``full`` ledger a reader recomputes every party's node attributes
 ([DIPI] eq. 7): address, balance (starting balance + transfers + block rewards
@@ -18,16 +21,19 @@ of the blocks it produced) and credit (its latest colored-coin amount).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .coloredcoin import decode_credit_updates, encode_credit_updates
+from .keys import AUTHORITY, KeyRing
+from .store import Ledger
 
 if TYPE_CHECKING:
+    from ..hour import HourRecord
     from ..model import DIPIModel
-    from .store import Ledger, Prepared
 
 Records = dict[str, dict[str, np.ndarray]]
 
@@ -59,21 +65,23 @@ def genesis_records(model: DIPIModel) -> dict[str, Records]:
     }
 
 
-def period_records(model: DIPIModel) -> dict[str, Records]:
-    """The period's records on DU1, JY1 and LH1 (before the block producer is known)."""
-    s, c, book = model.state, model.contracts, model._book
-    k = model._kpi
-    price = model._contract_price
-    st = model._settlement
+def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
+                   ) -> dict[str, Records]:
+    """The period's records on DU1, JY1 and LH1, from the hour's phase results (before
+    the block producer is known). ``credit`` is every party's credit after the update."""
+    c, book = record.cleared.contracts, record.orders.book
+    price = record.cleared.price
+    st = record.settlement.contracts
+    transfer = record.settlement.party_transfer
     du1 = {"schedule": {
-        "hour": np.array([model.steps], np.int64),
-        "retail_yuan_per_kwh": np.array([model.retail_price]),
-        "feed_in_yuan_per_kwh": np.array([model.feed_in_price]),
-        "curtailed_kwh": np.array([k["curtailed_kwh"]]),
-        "line_curtailed_kwh": np.array([k["line_curtailed_kwh"]]),
-        "quorum_committed": np.array([bool(model._quorum.committed)]),
+        "hour": np.array([hour], np.int64),
+        "retail_yuan_per_kwh": np.array([record.schedule.retail]),
+        "feed_in_yuan_per_kwh": np.array([record.schedule.feed_in]),
+        "curtailed_kwh": np.array([record.kpis["curtailed_kwh"]]),
+        "line_curtailed_kwh": np.array([record.cleared.line_curtailed_kwh]),
+        "quorum_committed": np.array([bool(record.cleared.quorum.committed)]),
     }}
-    moved = np.flatnonzero(model._party_transfer != 0.0)
+    moved = np.flatnonzero(transfer != 0.0)
     jy1 = {
         "offers": {"node": book.seller_party.astype(np.int64), "kwh": book.seller_volume,
                    "price": book.seller_price, "time": book.seller_time.astype(np.int64)},
@@ -83,42 +91,28 @@ def period_records(model: DIPIModel) -> dict[str, Records]:
                       "kwh": c.volume, "price": price, "wheeling": c.wheeling,
                       "buyer_pays": st.buyer_pays, "seller_income": st.seller_income,
                       "grid_income": st.grid_income},
-        "transfers": {"node": moved.astype(np.int64),
-                      "yuan": model._party_transfer[moved]},
+        "transfers": {"node": moved.astype(np.int64), "yuan": transfer[moved]},
     }
-    updated = model._credit_updated
-    seq, value = encode_credit_updates(s.credit.credit[updated], np.zeros(updated.size, bool))
+    updated = record.credit.updated
+    seq, value = encode_credit_updates(credit[updated], np.zeros(updated.size, bool))
     lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}
     return {"DU1": du1, "JY1": jy1, "LH1": lh1}
 
 
-def link_roots(records: dict[str, Records], roots: dict[str, str]) -> None:
-    """LH1 stores the period's DU1 and JY1 Merkle roots ([DIPI]: the JY1 block digest)."""
-    records["LH1"]["chains"] = {
-        "chain": np.array(["DU1", "JY1"]),
-        "merkle_root": np.array([roots["DU1"], roots["JY1"]]),
-    }
+def open_run_ledger(model: DIPIModel, meta: Mapping[str, str]) -> tuple[Ledger, KeyRing]:
+    """The run's chains with their signed genesis blocks, and the members' private keys.
 
-
-def prepare_period(ledger: Ledger, records: dict[str, Records]) -> dict[str, Prepared]:
-    """Hash the period's records once per chain; LH1 then commits to the DU1 and JY1
-    Merkle roots ([DIPI]: the credit chain stores the JY1 block digest)."""
-    prepared = {c: ledger.prepare(records[c]) for c in ("DU1", "JY1")}
-    link_roots(records, {c: prepared[c].root for c in prepared})
-    prepared["LH1"] = ledger.prepare(records["LH1"])
-    return prepared
-
-
-def write_period(ledger: Ledger, hour: int, records: dict[str, Records],
-                 prepared: dict[str, Prepared], producer: str, nonce: int, target: int) -> None:
-    """Append the period's three blocks in one transaction (an interrupted run keeps whole
-    periods only)."""
-    with ledger.period():
-        for chain in ("DU1", "JY1"):
-            ledger.append(chain, hour, records[chain], producer=producer,
-                          prepared=prepared[chain])
-        ledger.append("LH1", hour, records["LH1"], producer=producer, nonce=nonce,
-                      target=target, prepared=prepared["LH1"])
+    A key pair per node (``model.addresses``) and one for the grid company, which
+    signs the genesis; ``meta`` (package, version, seed, parameters) is committed in
+    DU1's genesis. Under hashed POCA the LH1 credit records are kept at every detail
+    level, so a verifier can re-derive each block's target from them.
+    """
+    p = model.params
+    keys = KeyRing.generate([AUTHORITY, *model.addresses])
+    ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta,
+                    keep=("LH1/credit",) if model.miners_set.hashed else ())
+    ledger.write_genesis(genesis_records(model), keys.public_keys(), keys.signer(AUTHORITY))
+    return ledger, keys
 
 
 def node_attributes_from_ledger(ledger: Ledger) -> dict[str, NDArray[Any]]:

@@ -2,23 +2,31 @@
 
 **DU1** holds scheduling records, **JY1** transactions, **LH1** the credit index
 blockchain. One block per chain and period: index, previous hash, hour, Merkle
-root of the period's records, producer, nonce and target. A period's records are
-named tables of equal-length numpy columns.
+root of the period's records, producer, nonce and target, and the producer's
+Ed25519 signature of the block's hash. A period's records are named tables of
+equal-length numpy columns.
 
-How much is kept is the ``detail`` level:
+Block 0 of each chain is the genesis, written by the grid company (the
+alliance's operator): JY1's registers every member's public key (table
+``keys``), DU1's commits to the run itself (table ``run``: package, version,
+seed, parameters; the ``meta`` table is a readable copy of it). Genesis blocks
+are always kept whole, whatever the detail level, so a verifier can read them.
+Each later LH1 block stores the period's DU1 and JY1 Merkle roots (table
+``chains``), so the chains vouch for each other.
+
+How much of a period is kept is the ``detail`` level:
 
 - ``full``: one Merkle leaf and one stored row per record (the row's canonical
   bytes), so a single record can be proved;
 - ``digest``: one leaf per table (a SHA-256 over its columns); only the table
   digests are stored, so a year of a 10,000-party market stays small and fast
-  (the records themselves are not kept: use ``full`` for an audit trail);
+  (the records themselves are not kept: use ``full`` for an audit trail), except
+  tables named in ``keep``, stored as columns;
 - ``off``: no blocks at all.
 
 Everything hashed is a canonical byte string: numbers big-endian with a type
 tag, text length-prefixed UTF-8, so the same values give the same hashes on
-every platform. :func:`verify_ledger` recomputes every block from the stored
-rows and names the first block whose row, or one of whose records, was changed.
-The ``meta`` table (run parameters) is descriptive and is not hashed.
+every platform. :mod:`dipi_abm.ledger.verify` checks a ledger.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import operator
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..rules.consensus import pow_hash
+from .keys import Signer
 
 __all__ = [
     "CHAINS",
@@ -45,6 +54,7 @@ __all__ = [
     "GENESIS_PREV",
     "Block",
     "Ledger",
+    "Prepared",
     "VerifyReport",
     "block_hash",
     "canonical_row",
@@ -54,8 +64,8 @@ __all__ = [
     "merkle_root",
     "pow_hash",
     "read_meta",
+    "signed_message",
     "table_digest",
-    "verify_ledger",
 ]
 
 CHAINS = ("DU1", "JY1", "LH1")
@@ -67,11 +77,11 @@ Records = Mapping[str, Table]
 
 #: SQLite header fields that mark a file as a dipi_abm ledger ("DIPI") and its format.
 APPLICATION_ID = 0x44495049
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: signed blocks, committed run record
 
 # Each hashed byte string starts with its kind, so a record row, a table and a
 # block header can never be mistaken for one another.
-_ROW, _TABLE, _HEADER, _DIGEST_LEAF = b"R", b"T", b"B", b"D"
+_ROW, _TABLE, _HEADER, _DIGEST_LEAF, _SIGNED = b"R", b"T", b"B", b"D", b"S"
 
 # Column type tag -> big-endian wire type of one value ("str" is length-prefixed UTF-8).
 _WIRE = {
@@ -94,7 +104,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE blocks (
     chain TEXT NOT NULL, block_index INTEGER NOT NULL, prev_hash TEXT NOT NULL,
     hour INTEGER NOT NULL, merkle_root TEXT NOT NULL, producer TEXT NOT NULL,
-    nonce INTEGER NOT NULL, target TEXT NOT NULL, hash TEXT NOT NULL);
+    nonce INTEGER NOT NULL, target TEXT NOT NULL, hash TEXT NOT NULL,
+    signature TEXT NOT NULL);
 CREATE TABLE record_rows (
     chain TEXT NOT NULL, block_index INTEGER NOT NULL, tbl TEXT NOT NULL,
     row INTEGER NOT NULL, payload BLOB NOT NULL);
@@ -121,6 +132,7 @@ _TABLES = {
         "nonce",
         "target",
         "hash",
+        "signature",
     ),
     "record_rows": ("chain", "block_index", "tbl", "row", "payload"),
     "record_columns": ("chain", "block_index", "tbl", "col", "dtype", "data"),
@@ -379,8 +391,12 @@ class Prepared:
         return merkle_root(self.leaves).hex()
 
 
-def _prepare(records: Records, detail: str) -> Prepared:
-    if detail not in DETAIL_LEVELS:
+def _prepare(records: Records, detail: str, keep: Collection[str] = ()) -> Prepared:
+    """Leaves and stored form of a period's records at ``detail``; ``"columns"`` (used for
+    genesis blocks) stores every table as its columns; tables in ``keep`` are stored as
+    columns at ``digest`` detail too. A table stored as columns has its
+    :func:`table_digest` as leaf."""
+    if detail not in (*DETAIL_LEVELS, "columns"):
         raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
     out = Prepared([], {}, {}, {})
     if detail == "off":
@@ -390,7 +406,8 @@ def _prepare(records: Records, detail: str) -> Prepared:
         if detail == "full" and cols[0][2].size:
             out.rows[name] = _canonical_rows(name, cols)
             out.leaves += [hashlib.sha256(p).digest() for p in out.rows[name]]
-        elif detail == "full":  # an empty table: kept as its (empty) columns
+        elif detail in ("full", "columns") or name in keep:
+            # an empty table at full detail, every table of a genesis block, a kept table
             out.columns[name] = _encoded_columns(cols)
             out.leaves.append(_digest(name, out.columns[name]))
         else:
@@ -482,7 +499,8 @@ def block_hash(
 
 @dataclass(frozen=True)
 class Block:
-    """One block of a chain; hashes are lowercase hex. ``target`` 0: no proof of work."""
+    """One block of a chain; hashes are lowercase hex. ``target`` 0: no proof of work.
+    ``signature``: the producer's Ed25519 signature of :func:`signed_message`, hex."""
 
     chain: str
     index: int
@@ -493,11 +511,18 @@ class Block:
     nonce: int
     target: int
     hash: str
+    signature: str = ""
+
+
+def signed_message(chain_hash: str) -> bytes:
+    """What a producer signs: ``S`` and the block's 32-byte hash (which commits to
+    every header field, the previous block included)."""
+    return _SIGNED + _hash_bytes(chain_hash, "block hash")
 
 
 def _block_from_row(row: Sequence[Any]) -> Block:
-    chain, index, prev, hour, root, producer, nonce, target, h = row
-    return Block(chain, index, prev, hour, root, producer, nonce, int(target, 16), h)
+    chain, index, prev, hour, root, producer, nonce, target, h, signature = row
+    return Block(chain, index, prev, hour, root, producer, nonce, int(target, 16), h, signature)
 
 
 def _records_from_rows(payloads: Sequence[bytes]) -> dict[str, dict[str, np.ndarray]]:
@@ -522,8 +547,11 @@ class Ledger:
 
     ``Ledger()`` keeps the chains in memory; ``Ledger(path)`` writes a new
     SQLite file (an existing non-empty file is refused, never appended to).
-    Appends inside ``with ledger.period():`` are one transaction, so a run that
-    stops leaves whole periods only.
+    ``meta`` describes the run (str to str); :meth:`write_genesis` commits it.
+    ``keep`` names tables (``"LH1/credit"``) stored as columns at ``digest``
+    detail, for a verifier that must read them. Appends inside
+    ``with ledger.period():`` are one transaction, so a run that stops leaves
+    whole periods only.
     """
 
     def __init__(
@@ -532,6 +560,7 @@ class Ledger:
         *,
         detail: str = "digest",
         meta: Mapping[str, str] | None = None,
+        keep: Collection[str] = (),
     ) -> None:
         if detail not in DETAIL_LEVELS:
             levels = ", ".join(DETAIL_LEVELS)
@@ -541,6 +570,9 @@ class Ledger:
             if not (isinstance(key, str) and isinstance(value, str)):
                 raise ValueError(f"ledger meta {key!r}: keys and values must be str")
         self.detail = detail
+        self.meta = meta
+        self._keep = {c: {k.split("/", 1)[1] for k in keep if k.startswith(f"{c}/")}
+                      for c in CHAINS}
         self.path = None if path is None else Path(path)
         if self.path is not None and self.path.exists() and self.path.stat().st_size > 0:
             raise ConfigError(f"ledger '{self.path}': already exists; choose a new path")
@@ -563,18 +595,79 @@ class Ledger:
         self._in_period = False
 
     # -- writing
+    def write_genesis(
+        self, records: Mapping[str, Records], public_keys: Mapping[str, bytes], signer: Signer
+    ) -> None:
+        """Block 0 of each chain, hour 0, signed by ``signer`` (the grid company): the
+        given records, plus on DU1 the run record (``meta``), on JY1 the members'
+        32-byte Ed25519 public keys, on LH1 the DU1 and JY1 genesis roots. Kept whole at
+        every detail level."""
+        if self.detail == "off":
+            return
+        if any(self._heads.values()):
+            raise RuntimeError("the ledger already has its genesis blocks")
+        names = list(public_keys)
+        extra = {
+            "DU1": {"run": {"key": np.array(sorted(self.meta), dtype=str),
+                            "value": np.array([self.meta[k] for k in sorted(self.meta)],
+                                              dtype=str)}},
+            "JY1": {"keys": {"name": np.array(names, dtype=str),
+                             "public_key": np.array([public_keys[n].hex() for n in names],
+                                                    dtype=str)}},
+        }
+        detail = "full" if self.detail == "full" else "columns"
+        own = {c: dict(records.get(c, {})) for c in CHAINS}
+        for chain, tables in extra.items():
+            clash = own[chain].keys() & tables.keys()
+            if clash:
+                raise ValueError(f"genesis {chain}: table {sorted(clash)[0]!r} is reserved")
+            own[chain].update(tables)
+        if "chains" in own["LH1"]:
+            raise ValueError("genesis LH1: table 'chains' is reserved")
+        prepared = {c: _prepare(own[c], detail) for c in ("DU1", "JY1")}
+        # LH1's genesis commits to the others' (the key registry included), as every period does
+        own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
+        prepared["LH1"] = _prepare(own["LH1"], detail)
+        with self.period():
+            for chain in CHAINS:
+                self.append(chain, 0, {}, signer=signer, prepared=prepared[chain])
+
+    def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
+        """Hash a period's records once per chain; LH1 then also commits to the DU1 and
+        JY1 Merkle roots ([DIPI]: the credit chain stores the JY1 block digest) in its
+        table ``chains``. The LH1 root is the seed of a POCA nonce race."""
+        prepared = {c: self.prepare(records[c], c) for c in ("DU1", "JY1")}
+        lh1 = dict(records["LH1"])
+        if "chains" in lh1:
+            raise ValueError("LH1 table 'chains' is reserved for the DU1 and JY1 roots")
+        lh1["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
+        prepared["LH1"] = self.prepare(lh1, "LH1")
+        return prepared
+
+    def append_period(self, hour: int, prepared: Mapping[str, Prepared], signer: Signer, *,
+                      nonce: int = 0, target: int = 0) -> None:
+        """Append a period's three blocks, all signed by its producer, in one transaction
+        (an interrupted run keeps whole periods only). ``nonce`` and ``target`` are the
+        LH1 block's proof of work (0: none)."""
+        with self.period():
+            for chain in ("DU1", "JY1"):
+                self.append(chain, hour, {}, signer=signer, prepared=prepared[chain])
+            self.append("LH1", hour, {}, signer=signer, nonce=nonce, target=target,
+                        prepared=prepared["LH1"])
+
     def append(
         self,
         chain: str,
         hour: int,
         records: Records,
         *,
-        producer: str,
+        signer: Signer,
         nonce: int = 0,
         target: int = 0,
         prepared: Prepared | None = None,
     ) -> Block | None:
-        """Add the period's block to ``chain`` and store its records; returns the block.
+        """Add a block to ``chain``, produced and signed by ``signer``, and store its
+        records (``prepared`` if given, else ``records``); returns the block.
 
         With ``target > 0`` the nonce must meet it (``pow_hash <= target``).
         With detail ``off`` nothing is built and ``None`` is returned.
@@ -586,10 +679,11 @@ class Ledger:
         hour, nonce, target = operator.index(hour), operator.index(nonce), operator.index(target)
         if not 0 <= nonce < 2**63 or not 0 <= target < 2**256 or not -(2**63) <= hour < 2**63:
             raise ValueError("nonce must be in [0, 2^63), target in [0, 2^256), hour an int64")
-        if not isinstance(producer, str):
-            raise ValueError(f"producer must be a str, not {type(producer).__name__}")
+        if not isinstance(signer, Signer):
+            raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
+        producer = signer.name
         if prepared is None:
-            prepared = self.prepare(records)
+            prepared = self.prepare(records, chain)
         root = prepared.root
         if target > 0 and pow_hash(root, producer, nonce) > target:
             raise ValueError(f"{chain} block: nonce {nonce} does not meet its target")
@@ -597,7 +691,8 @@ class Ledger:
         index = 0 if head is None else head.index + 1
         prev = GENESIS_PREV if head is None else head.hash
         h = block_hash(chain, index, prev, hour, root, producer, nonce, target)
-        block = Block(chain, index, prev, hour, root, producer, nonce, target, h)
+        signature = signer.sign(signed_message(h)).hex()
+        block = Block(chain, index, prev, hour, root, producer, nonce, target, h, signature)
         if self._in_period:
             self._store(block, prepared)
         else:
@@ -605,15 +700,16 @@ class Ledger:
                 self._store(block, prepared)
         return block
 
-    def prepare(self, records: Records) -> Prepared:
-        """Hash a period's records once: their leaves, Merkle root and stored form."""
-        return _prepare(records, self.detail)
+    def prepare(self, records: Records, chain: str | None = None) -> Prepared:
+        """Hash a block's records once: their leaves, Merkle root and stored form
+        (``chain`` says which tables are kept as columns at ``digest`` detail)."""
+        return _prepare(records, self.detail, self._keep.get(chain, ()))
 
     def _store(self, block: Block, prepared: Prepared) -> None:
         """Insert the block's row and its records (rows and columns), and make it the head."""
         chain, index = block.chain, block.index
         self._db.execute(
-            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 block.chain,
                 block.index,
@@ -624,6 +720,7 @@ class Ledger:
                 block.nonce,
                 f"{block.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
                 block.hash,
+                block.signature,
             ),
         )
         self._db.executemany(
@@ -683,6 +780,12 @@ class Ledger:
         """The chain's last block, or None before its first."""
         return self._heads.get(chain)
 
+    def heads(self) -> dict[str, dict[str, Any]]:
+        """Each chain's length and head hash: the anchor a run's summary.json keeps
+        outside the file, so truncation and replacement can be detected later."""
+        return {c: {"blocks": 0 if (b := self._heads.get(c)) is None else b.index + 1,
+                    "head": None if b is None else b.hash} for c in CHAINS}
+
     def blocks(self, chain: str) -> list[Block]:
         rows = self._db.execute(
             f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index", (chain,)
@@ -691,20 +794,29 @@ class Ledger:
 
     def read_records(self, chain: str, index: int) -> dict[str, dict[str, np.ndarray]]:
         """Block ``index``'s records as {table: {column: array}}, tables and columns
-        in name order. Text columns come back as ``<U`` of their longest value."""
-        return _read_records(self._db, chain, index)
+        in name order. Text columns come back as ``<U`` of their longest value.
+        Tables kept only as digests are not among them."""
+        return read_records(self._db, chain, index)
 
-    def verify(self) -> VerifyReport:
-        """Recompute every block of this ledger (as :func:`verify_ledger` does for a file)."""
-        return _verify_db(self._db)
+    def verify(self, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
+        """Check this ledger as :func:`dipi_abm.ledger.verify.verify_ledger` checks a file,
+        anchored by default to the heads this writer appended (it is its own witness)."""
+        from .verify import verify_db
+
+        return verify_db(self._db, self.heads() if anchor is None else anchor)
 
     def close(self) -> None:
+        """Finish the file: the write-ahead log is checkpointed into the database and
+        removed, so the ledger is one self-contained SQLite file."""
         if self._db is None:
             return
         if self._db.in_transaction:  # closed inside a period: that period is dropped
             self._db.execute("ROLLBACK")
         if self.path is not None:
-            try:  # leave one self-contained file; if a reader holds it, WAL stays valid too
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # Back to a rollback journal: no -wal file next to it. If a reader holds
+                # the file this fails, and the checkpoint above has still moved every page.
                 self._db.execute("PRAGMA journal_mode = DELETE")
             except sqlite3.OperationalError:
                 pass
@@ -718,9 +830,15 @@ class Ledger:
         self.close()
 
 
-def _read_records(
+def linked_roots(du1_root: str, jy1_root: str) -> dict[str, np.ndarray]:
+    """LH1's ``chains`` table: the period's DU1 and JY1 Merkle roots."""
+    return {"chain": np.array(["DU1", "JY1"]), "merkle_root": np.array([du1_root, jy1_root])}
+
+
+def read_records(
     db: sqlite3.Connection, chain: str, index: int
 ) -> dict[str, dict[str, np.ndarray]]:
+    """A block's records kept as rows or columns, as {table: {column: array}}."""
     payloads = [
         payload
         for (payload,) in db.execute(
@@ -738,20 +856,22 @@ def _read_records(
     return dict(sorted(records.items()))
 
 
-# ----------------------------------------------------------------------------- verification
+# ----------------------------------------------------------------------------- reading files
 @dataclass(frozen=True)
 class VerifyReport:
-    """The outcome of :func:`verify_ledger`: ``blocks`` verified before the first
-    bad block ``(chain, index)``, and what is wrong with it."""
+    """The outcome of verifying a ledger: ``blocks`` verified before the first bad block
+    ``(chain, index)``, and what is wrong with it; ``unchecked`` says what could not be
+    checked (for example the chain heads, without an anchor)."""
 
     ok: bool
     blocks: int
     chain: str | None = None
     index: int | None = None
     problem: str = ""
+    unchecked: tuple[str, ...] = ()
 
 
-def _open_ledger(path: str | os.PathLike) -> sqlite3.Connection:
+def open_ledger_file(path: str | os.PathLike) -> sqlite3.Connection:
     """Open an existing ledger read-only, or raise ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
@@ -761,11 +881,16 @@ def _open_ledger(path: str | os.PathLike) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
         tables = {
             name: tuple(r[1] for r in db.execute(f"PRAGMA table_info({name})")) for name in _TABLES
         }
     except sqlite3.Error as exc:
         raise ConfigError(f"ledger '{path}': not a readable SQLite file ({exc})") from None
+    if app_id == APPLICATION_ID and version != FORMAT_VERSION:
+        db.close()
+        raise ConfigError(f"ledger '{path}': format {version}, this version reads format "
+                          f"{FORMAT_VERSION} (signed blocks)")
     if app_id != APPLICATION_ID or tables != _TABLES:
         db.close()
         raise ConfigError(f"ledger '{path}': not a dipi_abm ledger (missing its tables)")
@@ -773,143 +898,10 @@ def _open_ledger(path: str | os.PathLike) -> sqlite3.Connection:
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, str]:
-    """The run parameters stored with a ledger file."""
-    db = _open_ledger(path)
+    """The run description stored with a ledger file (verify checks it against the run
+    record committed in DU1's genesis block)."""
+    db = open_ledger_file(path)
     try:
         return dict(db.execute("SELECT key, value FROM meta ORDER BY key"))
     finally:
         db.close()
-
-
-def _block_leaves(db: sqlite3.Connection, chain: str, index: int) -> list[bytes]:
-    """The Merkle leaves recomputed from a block's stored records; ValueError if the
-    stored rows could not have been written for this block."""
-    rows = db.execute(
-        "SELECT tbl, row, payload FROM record_rows WHERE chain = ? AND block_index = ?",
-        (chain, index),
-    ).fetchall()
-    columns = db.execute(
-        "SELECT tbl, col, dtype, data FROM record_columns WHERE chain = ? AND block_index = ?",
-        (chain, index),
-    ).fetchall()
-    leaves: dict[str, list[bytes]] = {}
-    if not all(type(t) is str and type(r) is int and type(p) is bytes for t, r, p in rows):
-        raise ValueError("a record row has a field of the wrong type")
-    rows.sort(key=lambda r: (r[0], r[1]))
-    for tbl, row, payload in rows:
-        table_leaves = leaves.setdefault(tbl, [])
-        if _row_key(payload) != (tbl, row) or row != len(table_leaves):
-            raise ValueError("a record's table or row does not match its payload")
-        table_leaves.append(hashlib.sha256(payload).digest())
-    tables: dict[str, list[tuple[str, str, int, bytes]]] = {}
-    for tbl, col, tag, data in columns:
-        if not (type(tbl) is str and type(col) is str and type(tag) is str and type(data) is bytes):
-            raise ValueError("a record column has a field of the wrong type")
-        tables.setdefault(tbl, []).append((col, tag, _column_from_bytes(tag, data).size, data))
-    for tbl, cols in tables.items():
-        if tbl in leaves:
-            raise ValueError(f"table {tbl!r} is stored both as rows and as columns")
-        if len({c[0] for c in cols}) != len(cols) or len({c[2] for c in cols}) != 1:
-            raise ValueError(f"table {tbl!r} has repeated or unequal columns")
-        leaves[tbl] = [_digest(tbl, cols)]
-    digests = db.execute(
-        "SELECT tbl, digest FROM record_digests WHERE chain = ? AND block_index = ?",
-        (chain, index),
-    ).fetchall()
-    for tbl, digest in digests:
-        if not (type(tbl) is str and type(digest) is bytes and len(digest) == 32):
-            raise ValueError("a table digest has a field of the wrong type")
-        if tbl in leaves:
-            raise ValueError(f"table {tbl!r} is stored twice")
-        leaves[tbl] = [digest_leaf(tbl, digest)]
-    return [leaf for tbl in sorted(leaves) for leaf in leaves[tbl]]
-
-
-def _check_block(db: sqlite3.Connection, row: Sequence[Any], index: int, prev: str) -> str:
-    """What is wrong with one stored block (``""``: nothing)."""
-    chain, idx, prev_hash, hour, root, producer, nonce, target, h = row
-    types = (int, str, int, str, str, int, str, str)
-    if not all(type(v) is t for v, t in zip(row[1:], types, strict=True)):
-        return "block row has a field of the wrong type"
-    if idx != index:
-        return f"index does not continue (expected {index}, found {idx})"
-    if prev_hash != prev:
-        return "previous hash does not link"
-    try:
-        target_int = int(target, 16)
-        valid = f"{target_int:064x}" == target and 0 <= nonce < 2**63
-    except ValueError:
-        valid = False
-    if not valid:
-        return "nonce or target is not a valid number"
-    try:
-        leaves = _block_leaves(db, chain, index)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"records are malformed: {exc}"
-    if merkle_root(leaves).hex() != root:
-        return "merkle root does not match its records"
-    try:
-        recomputed = block_hash(chain, idx, prev_hash, hour, root, producer, nonce, target_int)
-    except (ValueError, OverflowError, UnicodeEncodeError):
-        recomputed = None
-    if recomputed != h:
-        return "block hash does not match its header"
-    if target_int > 0 and pow_hash(root, producer, nonce) > target_int:
-        return "nonce does not meet target"
-    return ""
-
-
-def verify_ledger(path: str | os.PathLike) -> VerifyReport:
-    """Recompute every block of every chain from the stored rows (MODEL.md section 7).
-
-    Chain by chain (DU1, JY1, LH1), block by block: the index continues 0, 1, 2,
-    ...; the previous hash links; the Merkle root matches the block's records;
-    the hash matches the header; with a target, the nonce meets it. Then no
-    record or block may lie outside the chains. Reports the first bad block.
-    The file is opened read-only.
-    """
-    db = _open_ledger(path)
-    try:
-        return _verify_db(db)
-    finally:
-        db.close()
-
-
-def _verify_db(db: sqlite3.Connection) -> VerifyReport:
-    """The checks of :func:`verify_ledger`, on an open connection."""
-    checked = 0
-    for chain in CHAINS:
-        prev = GENESIS_PREV
-        rows = db.execute(
-            f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index, rowid",
-            (chain,),
-        )
-        length = 0
-        for row in rows:
-            problem = _check_block(db, row, length, prev)
-            if problem:
-                return VerifyReport(False, checked, chain, length, problem)
-            prev, length, checked = row[-1], length + 1, checked + 1
-        for table in ("record_rows", "record_columns", "record_digests"):
-            (orphan,) = db.execute(
-                f"SELECT MIN(block_index) FROM {table} WHERE chain = ? AND "
-                "(typeof(block_index) != 'integer' OR block_index < 0 OR block_index >= ?)",
-                (chain, length),
-            ).fetchone()
-            if orphan is not None:
-                index = orphan if isinstance(orphan, int) else None
-                return VerifyReport(False, checked, chain, index, "records belong to no block")
-    placeholders = ", ".join("?" * len(CHAINS))
-    for table in ("blocks", "record_rows", "record_columns", "record_digests"):
-        stray = db.execute(
-            f"SELECT chain, block_index FROM {table} WHERE chain NOT IN ({placeholders}) "
-            "OR typeof(chain) != 'text' LIMIT 1",
-            CHAINS,
-        ).fetchone()
-        if stray is not None:
-            where = "block" if table == "blocks" else "records"
-            index = stray[1] if isinstance(stray[1], int) else None
-            return VerifyReport(
-                False, checked, str(stray[0]), index, f"{where} of an unknown chain"
-            )
-    return VerifyReport(True, checked)

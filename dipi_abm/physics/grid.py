@@ -76,6 +76,20 @@ BUILTIN_GRIDS: tuple[str, ...] = ("ieee33", "synthetic")
 GRAPHML_SUFFIXES: tuple[str, ...] = (".graphml", ".xml")
 """File suffixes read as GraphML; any other suffix is read as an edge list."""
 
+MAX_IMPEDANCE_OHM = 1e6
+"""Largest line impedance accepted (a megohm: far beyond any feeder; 1e308 made the
+Laplacian singular)."""
+
+MIN_IMPEDANCE_OHM = 1e-9
+"""Smallest non-zero impedance; below it the conductance swamps the Laplacian (use 0 for
+a switch, which is contracted exactly)."""
+
+MAX_BUSES = 20_000
+"""Most buses a grid may have: the dense distance matrix grows with the square."""
+
+MAX_GRID_FILE_BYTES = 100 * 2**20
+"""Largest grid file read (a 20,000-bus edge list is about 1 MB)."""
+
 # --------------------------------------------------------------------------------------
 # IEEE 33-bus feeder (Baran & Wu 1989), as in MATPOWER's case33bw.m.
 # --------------------------------------------------------------------------------------
@@ -281,6 +295,10 @@ def load_graph(path: str | os.PathLike) -> nx.Graph:
         raise ConfigError(f"{label}: no such file; give an existing GraphML or edge-list file")
     if not p.is_file():
         raise ConfigError(f"{label}: not a regular file; give a GraphML or edge-list file")
+    size = p.stat().st_size
+    if size > MAX_GRID_FILE_BYTES:
+        raise ConfigError(f"{label}: {size} bytes, more than the {MAX_GRID_FILE_BYTES} a grid "
+                          "file may have; is it the right file?")
     if p.suffix.lower() in GRAPHML_SUFFIXES:
         g = _read_graphml(p, label)
     else:
@@ -547,6 +565,11 @@ def validate_graph(g: nx.Graph, source: str) -> None:
             f"{source}: the graph has {n} bus{'es' if n != 1 else ''}; a grid needs at least "
             "2 buses connected by lines"
         )
+    if n > MAX_BUSES:
+        raise ConfigError(
+            f"{source}: the graph has {n} buses, more than {MAX_BUSES}; the bus-to-bus "
+            "distance matrix grows with the square of the buses"
+        )
     for u, v in nx.selfloop_edges(g):
         raise ConfigError(
             f"{source}: edge ({u!r}, {v!r}) is a self-loop; a line must join two different buses"
@@ -573,6 +596,18 @@ def validate_graph(g: nx.Graph, source: str) -> None:
         if fval < 0:
             raise ConfigError(
                 f"{source}: {edge} has negative impedance {key}={fval}; impedance must be >= 0"
+            )
+        if fval > MAX_IMPEDANCE_OHM or 0 < fval < MIN_IMPEDANCE_OHM:
+            raise ConfigError(
+                f"{source}: {edge} has impedance {key}={fval:g}; it must be 0 (a switch) or "
+                f"in [{MIN_IMPEDANCE_OHM:g}, {MAX_IMPEDANCE_OHM:g}] ohm"
+            )
+        x = data.get("x_ohm")
+        if x is not None and (isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real)
+                              or not abs(float(x)) <= MAX_IMPEDANCE_OHM):
+            raise ConfigError(
+                f"{source}: {edge} has reactance x_ohm={x!r}; it must be a finite number "
+                f"in [-{MAX_IMPEDANCE_OHM:g}, {MAX_IMPEDANCE_OHM:g}] ohm"
             )
     h = _undirected(g)
     if not nx.is_connected(h):
@@ -834,12 +869,26 @@ class Grid:
             ) from None
 
 
+def check_grid_source(source: str | os.PathLike[str]) -> None:
+    """The one check that a ``grid`` value names a built-in grid or an existing file, for
+    entry points that must refuse a run before any work starts (the file's contents are
+    checked when the grid is built)."""
+    if isinstance(source, str) and source.strip().lower() in BUILTIN_GRIDS:
+        return
+    if not Path(source).exists():
+        raise ConfigError(
+            f"grid file {os.fspath(source)!r}: no such file; give "
+            f"{', '.join(BUILTIN_GRIDS)} or an existing GraphML or edge-list file"
+        )
+
+
 def build_grid(
     source: str | os.PathLike | nx.Graph = "ieee33",
     *,
     n_buses: int = 33,
     metric: str = "resistance",
     rng: np.random.Generator | None = None,
+    memory_limit_bytes: float | None = None,
 ) -> Grid:
     """Build a :class:`Grid` from a built-in name, a file or a graph (MODEL.md §2).
 
@@ -851,6 +900,8 @@ def build_grid(
         n_buses: number of buses of the synthetic feeder (ignored otherwise).
         metric: distance rule, a key of :data:`DISTANCE_METRICS`.
         rng: generator for the synthetic feeder (required for ``"synthetic"``).
+        memory_limit_bytes: refuse a grid whose distance matrices need more (default:
+            :func:`dipi_abm.config.memory_limit_bytes`, 75 % of physical memory).
 
     The graph is validated (:func:`validate_graph`) before distances are computed; the
     substation is found with :func:`find_root`.  The stored graph is frozen and the
@@ -878,11 +929,7 @@ def build_grid(
             g = synthetic_radial_feeder(n_buses, rng)
     elif isinstance(source, str | os.PathLike):
         label = f"grid file {os.fspath(source)!r}"
-        if isinstance(source, str) and not Path(source).exists():
-            raise ConfigError(
-                f"grid source {source!r} is neither a built-in grid "
-                f"({', '.join(BUILTIN_GRIDS)}) nor an existing file"
-            )
+        check_grid_source(source)
         g = load_graph(source)
     else:
         raise ConfigError(
@@ -893,10 +940,34 @@ def build_grid(
     root_label = find_root(g, label)
     g.graph["root"] = root_label
     buses = _sorted_labels(g.nodes)
-    dist = DISTANCE_METRICS[metric](g, buses)
+    _check_memory(label, len(buses), memory_limit_bytes)
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            dist = DISTANCE_METRICS[metric](g, buses)
+        ok = bool(np.isfinite(dist).all())
+    except np.linalg.LinAlgError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{label}: the {metric} distance cannot be computed (singular or overflowing "
+            "Laplacian); the impedances span too many orders of magnitude"
+        )
     dist.setflags(write=False)
     root = buses.index(root_label)
     return Grid(graph=nx.freeze(g), buses=buses, root=root, distance=dist, metric=metric)
+
+
+def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
+    """Refuse before allocating: a grid file's size is known only once it is read."""
+    from dipi_abm import config
+
+    need = config.distance_matrix_bytes(n_buses)
+    limit = config.memory_limit_bytes(None) if limit is None else limit
+    if need > limit:
+        raise ConfigError(
+            f"{label}: {n_buses} buses need about {need / 2**30:.3g} GiB for the distance "
+            f"matrices, above the limit of {limit / 2**30:.3g} GiB (memory_limit_gb)"
+        )
 
 
 # --------------------------------------------------------------------------------------

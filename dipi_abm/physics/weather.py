@@ -30,7 +30,9 @@ without changing the seed, so one seed always replays the same weather.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
@@ -60,156 +62,113 @@ _STREAM_TAG = 0x57454154  # "WEAT"
 _STREAMS = ("solar", "wind", "outage", "load", "forecast")
 
 
+_SHARE = {"low": 0.0, "high": 1.0}
+_PERSIST = {"low": 0.0, "high": 1.0, "high_open": True}
+_SPEED = {"low": 0.0, "high": 200.0}  # m/s
+_SPEED_POS = {**_SPEED, "low_open": True}
+_SD = {"low": 0.0, "high": 10.0}  # a spread or forecast error, as a share
+_HOURS = {"low": 0.0, "high": 8760.0}
+
+
+def _key(default: float, unit: str, doc: str, **bounds: float | bool) -> Any:
+    """A :class:`WeatherParams` field that is also a scenario key: its unit, meaning and
+    allowed range live here once; ``dipi_abm.config.WEATHER_PARAMS`` is built from them."""
+    return field(default=default, metadata={"unit": unit, "doc": doc, **bounds})
+
+
 @dataclass(frozen=True)
 class WeatherParams:
     """Parameters of the weather, output, load and forecast processes (MODEL.md §3).
 
-    Site and calendar
+    Every field is a scenario key (the README's key table and ``dipi-abm run
+    --help-keys`` show its unit, range and meaning from the metadata below). Why
+    the defaults are what they are:
 
-    - ``latitude_deg`` (degrees north, default 31.2): Shanghai, eastern China, the
-      setting of both source papers.
-    - ``start_day_of_year`` (1..365, default 172): day the run starts (hour 0 is
-      00:00 local solar time of that day); 172 is the June solstice, a long PV day.
-
-    Solar
-
-    - ``solar_performance_ratio`` (share, default 0.8): DC→AC, temperature, soiling
-      and wiring losses of a typical rooftop/utility PV system (IEC 61724 PR 0.75–0.85).
-    - ``clearness_mean`` (share, default 0.65): mean of the latent clearness index
-      (hourly irradiance / Haurwitz clear-sky horizontal irradiance) before
-      clipping. Shanghai's observed mean is about 0.56 (≈1,300 kWh/m² a year
-      against ≈2,300 clear-sky); 0.65 also folds in the ≈10 % gain of a panel
-      tilted towards the south and the loss to clipping at 1, so that the PV
-      capacity factor over a year is ≈13.5 % (target 12–16 %; measured 13.2–13.9 %
-      over 16 seeded years).
-    - ``clearness_persistence`` (per hour, default 0.9): lag-1 autocorrelation of
-      the latent clearness; clouds persist for hours.
-    - ``clearness_sd`` (share, default 0.25): SD of the latent clearness index
-      before clipping to [0.05, 1]; hourly clear-sky indices observed in humid
-      subtropical climates spread with SD ≈ 0.25–0.3.
-    - ``solar_regional_share`` (share of variance, default 0.7): part of the
-      clearness variance common to all units; a city-sized region shares its cloud
-      cover, single sites add their own passing clouds.
-
-    Wind
-
-    - ``wind_weibull_shape`` (default 2.0): Rayleigh-like, typical of onshore sites.
-    - ``wind_weibull_scale_ms`` (m/s, default 7.35): hub-height scale (mean speed
-      ≈6.5 m/s) calibrated so the turbine capacity factor over a year is ≈25 %,
-      the order of good Chinese coastal onshore sites (measured: 25.0 % mean over 16
-      seeded years, single years 21–28 %: the shared regional factor makes
-      interannual variability ≈ ±10 %, as observed).
-    - ``wind_persistence`` (per hour, default 0.95): lag-1 autocorrelation of the
-      latent Gaussian speed; hourly wind speeds decorrelate over about a day.
-    - ``wind_regional_share`` (share of variance, default 0.8): nearby units share
-      a common weather factor (MODEL.md §3).
-    - ``wind_cut_in_ms`` / ``wind_rated_ms`` / ``wind_cut_out_ms`` (m/s, defaults
-      3, 12, 25): a generic 2–3 MW onshore turbine.
-
-    Hydro and thermal
-
-    - ``hydro_availability`` (share, default 0.55): mean share of capacity the
-      inflow supports (Chinese run-of-river hydro runs at a capacity factor ≈0.5).
-    - ``thermal_dispatch`` (share, default 0.85): output level of a running
-      thermal unit (minimum-load and reserve margin).
-    - ``outage_rate_per_h`` (probability per hour, default 0.002): forced outage,
-      up→down; ≈ one outage every 3 weeks of running.
-    - ``repair_rate_per_h`` (probability per hour, default 0.05): down→up; a mean
-      repair of 20 h. Long-run availability is repair / (outage + repair) ≈ 96 %.
-
-    Load
-
-    - ``load_noise_sd`` (share of the shaped load, default 0.08): SD of the
-      multiplicative noise around the class shape.
-    - ``load_noise_persistence`` (per hour, default 0.7): lag-1 autocorrelation of
-      that noise (occupancy and temperature persist).
-
-    Forecasts (error SD at lead L is ``sd · (1 − exp(−L / forecast_timescale_h))``)
-
-    - ``forecast_lead_h`` (hours, default 2.0): [DIPI] negotiates by Tᵢ+2t for the
-      effective moment Tᵢ+3t, i.e. the market for hour h clears 2 h ahead.
-    - ``forecast_sd_solar`` (share of capacity, default 0.12): long-horizon error;
-      2 h ahead ≈3.4 % of capacity (literature: 3–4 %), day ahead ≈12 % (8–13 %).
-      It applies at full clear-sky irradiance and scales with the hour's clear-sky
-      shape, so a night forecast (zero) is exact; measured over daylight hours
-      (clear sky > 0.5) the 2 h-ahead SD is ≈3.0 %.
-    - ``forecast_sd_wind`` (share of capacity, default 0.20): long-horizon error;
-      nominal 2 h ahead ≈5.7 %, day ahead ≈19.6 %. Clipping the forecast to
-      [0, capacity] (calm hours, rated hours) trims it: the measured SD of
-      forecast − actual is ≈5.0 % at 2 h (literature: 4–6 %) and ≈16 % a day
-      ahead (15–20 %). Larger than solar at every lead, as MODEL.md §3 asks.
-    - ``forecast_sd_load`` (share of the actual load, default 0.10): 2 h ahead
-      ≈2.8 %, day ahead ≈10 %, the range of single-customer commercial and
-      industrial load forecasts (system-level forecasts do better, households worse).
-    - ``forecast_sd_dispatchable`` (share of capacity, default 0.01): hydro and
-      thermal output is scheduled, so only small deviations; forced outages come on
-      top (the forecast assumes the unit stays in the state it was in at forecast
-      time).
-    - ``forecast_timescale_h`` (hours, default 6.0): error growth timescale; the
-      error at lead L saturates for L ≫ 6 h. The hour-to-hour persistence of a
-      unit's error is exp(−1 / timescale) ≈ 0.85, so forecast errors come in runs.
+    - Site: Shanghai (31.2° N), eastern China, the setting of both source papers;
+      the run starts on the June solstice, a long PV day.
+    - Solar: ``clearness_mean`` 0.65 (Shanghai's observed mean clearness is about
+      0.56, ≈1,300 kWh/m² a year against ≈2,300 clear-sky; 0.65 also folds in the
+      ≈10 % gain of a south-tilted panel and the loss to clipping at 1) gives a PV
+      capacity factor of ≈13.5 % over a year (target 12–16 %; measured 13.2–13.9 %
+      over 16 seeded years); performance ratio 0.8 (IEC 61724: 0.75–0.85); hourly
+      clear-sky indices in humid subtropical climates spread with SD ≈ 0.25–0.3.
+    - Wind: Weibull shape 2 (onshore), scale 7.35 m/s (mean ≈ 6.5 m/s) for a
+      capacity factor of ≈25 % (good Chinese coastal onshore sites; measured 25.0 %
+      over 16 seeded years, single years 21–28 %: the shared regional factor gives
+      the observed ≈ ±10 % interannual variability); a generic 2–3 MW turbine.
+      With persistence 0.95 the hour-to-hour variability of one farm's output is
+      that of published single-farm persistence errors: NMAE ≈ 6 % of capacity an
+      hour ahead, ≈ 25 % a day ahead (``experiments/forecast_skill.py``).
+    - Hydro/thermal: Chinese run-of-river hydro runs at a capacity factor ≈ 0.5;
+      a running thermal unit at its dispatch level; outages every ≈3 weeks of
+      running, repaired in ≈20 h (availability ≈ 96 %).
+    - Forecasts: the error SD at lead L is ``sd · √(1 − exp(−L/T))`` (see
+      :func:`forecast_sd`), calibrated so that the model's forecasts beat
+      persistence in its own weather by what published forecasts do: a few
+      percent to ≈15 % an hour ahead, ≈50 % (wind) and ≈20 % (solar) a day ahead,
+      with day-ahead errors of ≈12 % of capacity for a wind farm (literature
+      10–15 %) and ≈10 % RMSE for a PV plant (10–14 %). The README's forecast
+      section has the measured table and the sources. The solar error scales with
+      the hour's clear-sky shape (a night forecast is exact); clipping forecasts to
+      [0, capacity] trims the wind error at calm and rated hours. Errors persist
+      from hour to hour with correlation exp(−1/T) ≈ 0.85: they come in runs.
+    - A dispatchable unit forecasts from the outage state it knew at forecast
+      time, so a forced outage within the lead time is a surprise.
     """
 
-    latitude_deg: float = 31.2
-    start_day_of_year: int = 172
-    solar_performance_ratio: float = 0.8
-    clearness_mean: float = 0.65
-    clearness_persistence: float = 0.9
-    clearness_sd: float = 0.25
-    solar_regional_share: float = 0.7
-    wind_weibull_shape: float = 2.0
-    wind_weibull_scale_ms: float = 7.35
-    wind_persistence: float = 0.95
-    wind_regional_share: float = 0.8
-    wind_cut_in_ms: float = 3.0
-    wind_rated_ms: float = 12.0
-    wind_cut_out_ms: float = 25.0
-    hydro_availability: float = 0.55
-    thermal_dispatch: float = 0.85
-    outage_rate_per_h: float = 0.002
-    repair_rate_per_h: float = 0.05
-    load_noise_sd: float = 0.08
-    load_noise_persistence: float = 0.7
-    forecast_lead_h: float = 2.0
-    forecast_sd_solar: float = 0.12
-    forecast_sd_wind: float = 0.20
-    forecast_sd_load: float = 0.10
-    forecast_sd_dispatchable: float = 0.01
-    forecast_timescale_h: float = 6.0
+    latitude_deg: float = _key(31.2, "deg", "Latitude for solar geometry (31.2: Shanghai).",
+                               low=-90.0, high=90.0)
+    start_day_of_year: int = _key(172, "day", "Day of year of the first step (172: 21 June).",
+                                  low=1, high=DAYS_PER_YEAR)
+    solar_performance_ratio: float = _key(0.8, "-", "PV system losses (inverter, soiling, "
+                                          "heat).", **_SHARE)
+    clearness_mean: float = _key(0.65, "-", "Mean clearness index (calibrated: PV capacity "
+                                 "factor about 13.5 %).", **_SHARE)
+    clearness_persistence: float = _key(0.9, "-", "Hour-to-hour AR(1) coefficient of "
+                                        "clearness.", **_PERSIST)
+    clearness_sd: float = _key(0.25, "-", "Spread of the hourly clearness index.", **_SD)
+    solar_regional_share: float = _key(0.7, "-", "Share of clearness variance common to all "
+                                       "PV units (regional weather).", **_SHARE)
+    wind_weibull_shape: float = _key(2.0, "-", "Weibull shape k of hourly wind speed.",
+                                     low=0.0, high=100.0, low_open=True)
+    wind_weibull_scale_ms: float = _key(7.35, "m/s", "Weibull scale (calibrated: wind "
+                                        "capacity factor about 25 %).", **_SPEED_POS)
+    wind_persistence: float = _key(0.95, "-", "Hour-to-hour AR(1) coefficient of the latent "
+                                   "wind-speed process.", **_PERSIST)
+    wind_regional_share: float = _key(0.8, "-", "Share of wind variance common to all units.",
+                                      **_SHARE)
+    wind_cut_in_ms: float = _key(3.0, "m/s", "Turbine cut-in speed.", **_SPEED)
+    wind_rated_ms: float = _key(12.0, "m/s", "Turbine rated speed.", **_SPEED_POS)
+    wind_cut_out_ms: float = _key(25.0, "m/s", "Turbine cut-out speed.", **_SPEED_POS)
+    hydro_availability: float = _key(0.55, "-", "Mean share of hydro capacity the inflow "
+                                     "allows.", **_SHARE)
+    thermal_dispatch: float = _key(0.85, "-", "Share of thermal capacity offered when up.",
+                                   **_SHARE)
+    outage_rate_per_h: float = _key(0.002, "1/h", "Forced-outage rate of hydro and thermal "
+                                    "units (up to down).", **_SHARE)
+    repair_rate_per_h: float = _key(0.05, "1/h", "Repair rate (down to up).", **_SHARE)
+    load_noise_sd: float = _key(0.08, "-", "Multiplicative hourly load noise.", **_SD)
+    load_noise_persistence: float = _key(0.7, "-", "AR(1) coefficient of the load noise.",
+                                         **_PERSIST)
+    forecast_lead_h: float = _key(2.0, "h", "Lead time of the forecasts ([DIPI]: orders "
+                                  "close 2 h ahead of delivery).", **_HOURS)
+    forecast_sd_solar: float = _key(0.20, "share of capacity", "Day-ahead solar forecast "
+                                    "error SD at clear-sky peak; at lead L it is "
+                                    "sd sqrt(1 - exp(-L/T)).", **_SD)
+    forecast_sd_wind: float = _key(0.22, "share of capacity", "Day-ahead wind forecast error "
+                                   "SD (NMAE about 12 % after clipping); 2 h ahead about "
+                                   "half of it.", **_SD)
+    forecast_sd_load: float = _key(0.10, "share of load", "Day-ahead load forecast error SD "
+                                   "(MAPE about 8 %; 3 % an hour ahead).", **_SD)
+    forecast_sd_dispatchable: float = _key(0.01, "share of capacity", "Forecast error of "
+                                           "hydro and thermal units.", **_SD)
+    forecast_timescale_h: float = _key(6.0, "h", "Time scale T of the forecast-error growth "
+                                       "with lead time (and of its hour-to-hour "
+                                       "persistence).", **_HOURS, low_open=True)
 
     def __post_init__(self) -> None:
-        if not -90.0 <= self.latitude_deg <= 90.0:
-            raise ConfigError(f"latitude_deg must lie in [-90, 90], got {self.latitude_deg}")
-        if not 1 <= self.start_day_of_year <= DAYS_PER_YEAR:
-            raise ConfigError(
-                f"start_day_of_year must lie in 1..{DAYS_PER_YEAR}, got {self.start_day_of_year}"
-            )
-        for name in ("clearness_persistence", "wind_persistence", "load_noise_persistence"):
-            _require(name, getattr(self, name), 0.0, 1.0, closed_high=False)
-        for name in (
-            "solar_performance_ratio",
-            "clearness_mean",
-            "solar_regional_share",
-            "wind_regional_share",
-            "hydro_availability",
-            "thermal_dispatch",
-            "outage_rate_per_h",
-            "repair_rate_per_h",
-        ):
-            _require(name, getattr(self, name), 0.0, 1.0)
-        for name in (
-            "clearness_sd",
-            "load_noise_sd",
-            "forecast_lead_h",
-            "forecast_sd_solar",
-            "forecast_sd_wind",
-            "forecast_sd_load",
-            "forecast_sd_dispatchable",
-        ):
-            _require(name, getattr(self, name), 0.0, math.inf)
-        for name in ("wind_weibull_shape", "wind_weibull_scale_ms", "forecast_timescale_h"):
-            if not getattr(self, name) > 0.0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for f in fields(self):
+            _require(f.name, getattr(self, f.name), f.metadata)
         if not 0.0 <= self.wind_cut_in_ms < self.wind_rated_ms < self.wind_cut_out_ms:
             raise ConfigError(
                 "wind speeds must satisfy 0 <= wind_cut_in_ms < wind_rated_ms < wind_cut_out_ms,"
@@ -219,11 +178,17 @@ class WeatherParams:
             raise ConfigError("outage_rate_per_h and repair_rate_per_h cannot both be 0")
 
 
-def _require(name: str, value: float, low: float, high: float, *, closed_high: bool = True) -> None:
-    ok = low <= value <= high if closed_high else low <= value < high
-    if not ok:
-        bracket = "]" if closed_high else ")"
-        raise ConfigError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
+def _require(name: str, value: float, bounds: Mapping[str, Any]) -> None:
+    low, high = bounds.get("low"), bounds.get("high")
+    low_open, high_open = bounds.get("low_open", False), bounds.get("high_open", False)
+    if (low is not None and (value < low or (low_open and value == low))) or (
+        high is not None and (value > high or (high_open and value == high))
+    ) or value != value:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ConfigError(f"{name} must lie in {left}{lo}, {hi}{right}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,17 +219,20 @@ class HourDraw:
 
 
 def forecast_sd(lead_h: float, sd_long: float, timescale_h: float) -> float:
-    """Forecast-error SD at lead time ``lead_h``: ``sd_long · (1 − exp(−lead_h / timescale_h))``.
+    """Forecast-error SD at lead ``lead_h``: ``sd_long · √(1 − exp(−lead_h / timescale_h))``.
 
-    Zero for a forecast of the present, rising to ``sd_long`` for horizons well
-    beyond ``timescale_h`` (MODEL.md §3: an hour ahead is much better than a day
-    ahead). Units are those of ``sd_long``.
+    The error of predicting a stationary process whose memory decays over
+    ``timescale_h``: its variance grows as 1 − e^(−L/T), so the SD rises steeply
+    over the first hours (an hour ahead is already well short of perfect, as
+    published forecasts are) and saturates at ``sd_long`` a day ahead (MODEL.md
+    §3: an hour ahead is much better than a day ahead). Zero for a forecast of
+    the present. Units are those of ``sd_long``.
     """
     if lead_h < 0.0:
         raise ConfigError(f"lead_h must be >= 0, got {lead_h}")
     if timescale_h <= 0.0:
         raise ConfigError(f"timescale_h must be > 0, got {timescale_h}")
-    return float(sd_long * -math.expm1(-lead_h / timescale_h))
+    return float(sd_long * math.sqrt(-math.expm1(-lead_h / timescale_h)))
 
 
 def solar_clear_sky(hour_of_day, day_of_year, latitude_deg: float):

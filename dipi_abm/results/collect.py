@@ -53,16 +53,18 @@ class _Snapshots(Mapping[int, list[tuple]]):
         self.columns: dict[int, dict[str, np.ndarray]] = {}
 
     def __getitem__(self, step: int) -> list[tuple]:
-        cols = self.columns[step]
+        # mesa.batch_run reads entry ``step`` for steps 0 .. model.steps - 1, pairing it with
+        # ``model_vars[...][step]``, which holds hour step + 1 (see ``collect``).
+        cols = self.columns[step + 1]
         values = [c.tolist() for c in cols.values()]
         n = len(self.ids)  # type: ignore[arg-type]
         return list(zip([step] * n, self.ids.tolist(), *values, strict=True))  # type: ignore[union-attr]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.columns)
+        return (h - 1 for h in self.columns if h > 0)
 
     def __len__(self) -> int:
-        return len(self.columns)
+        return sum(1 for h in self.columns if h > 0)
 
 
 class ColumnarDataCollector(DataCollector):
@@ -75,16 +77,19 @@ class ColumnarDataCollector(DataCollector):
         self._agent_records = _Snapshots()
 
     def collect(self, model: DIPIModel) -> None:  # type: ignore[override]
-        agent_reporters, self.agent_reporters = self.agent_reporters, {}
-        try:
-            super().collect(model)  # model reporters only
-        finally:
-            self.agent_reporters = agent_reporters
-        if model.steps % self.every == 0 or not model.running:
+        if model.hour > 0:
+            # One model row per simulated hour (the row's ``hour`` says which), so that
+            # mesa.batch_run, which reads rows 0 .. steps - 1, sees every hour.
+            agent_reporters, self.agent_reporters = self.agent_reporters, {}
+            try:
+                super().collect(model)  # model reporters only
+            finally:
+                self.agent_reporters = agent_reporters
+        if model.hour % self.every == 0 or not model.running:
             snaps = self._agent_records
             if snaps.ids is None:
                 snaps.ids = model.party_ids
-            snaps.columns[model.steps] = party_columns(model)
+            snaps.columns[model.hour] = party_columns(model)
 
     def get_agent_vars_dataframe(self) -> pd.DataFrame:
         snaps = self._agent_records

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-CREDIT_MAX = 100.0
+from .credit import CREDIT_MAX
+from .registry import Rule
+
 HASH_SPACE = 2**256
 
 
@@ -35,7 +36,7 @@ class Nodes:
     cleanliness: NDArray[np.float64] | None = None  # Q of the node's energy, 0..1
 
 
-def poca_weights(nodes: Nodes, *, tau: float = 10.0, **_: float) -> NDArray[np.float64]:
+def poca_weights(nodes: Nodes, *, tau: float = 10.0) -> NDArray[np.float64]:
     """POCA ([DIPI] eq. 10): P(win) proportional to hash power x exp(credit / tau).
 
     Shifted by the largest credit before exponentiating, so large credits over
@@ -46,18 +47,18 @@ def poca_weights(nodes: Nodes, *, tau: float = 10.0, **_: float) -> NDArray[np.f
     return nodes.hash_power * np.exp((c - top) / tau)
 
 
-def pow_weights(nodes: Nodes, **_: float) -> NDArray[np.float64]:
+def pow_weights(nodes: Nodes) -> NDArray[np.float64]:
     """Proof of work: hash power alone."""
     return nodes.hash_power.astype(np.float64, copy=True)
 
 
-def dpos_weights(nodes: Nodes, **_: float) -> NDArray[np.float64]:
+def dpos_weights(nodes: Nodes) -> NDArray[np.float64]:
     """Delegated proof of stake ([DIPI] eq. 9): weight by stake; negative balances hold none."""
     return np.maximum(nodes.stake, 0.0)
 
 
 def der_cbc_weights(nodes: Nodes, *, tau: float = 10.0, distance_scale: float = 1.0,
-                    q_exponent: float = 2.0, **_: float) -> NDArray[np.float64]:
+                    q_exponent: float = 2.0) -> NDArray[np.float64]:
     """[DER-CBC]: the POCA weight times Q^beta times exp(-D / D0).
 
     The chance falls with the node's electrical distance to its counterparties
@@ -72,20 +73,26 @@ def der_cbc_weights(nodes: Nodes, *, tau: float = 10.0, distance_scale: float = 
     return w
 
 
-CONSENSUS_RULES: dict[str, Callable[..., NDArray[np.float64]]] = {
-    "poca": poca_weights,
-    "pow": pow_weights,
-    "dpos": dpos_weights,
-    "der_cbc": der_cbc_weights,
+#: Consensus rules: ``rule(nodes) -> weights``. ``nonce_race``: the producer may
+#: also be found by a real SHA-256 nonce race (``poca_mode = "hashed"``);
+#: ``needs_distance`` / ``needs_cleanliness``: the nodes carry those columns.
+CONSENSUS_RULES: dict[str, Rule] = {
+    "poca": Rule(poca_weights, keys={"tau": "poca_tau"}, traits=frozenset({"nonce_race"})),
+    "pow": Rule(pow_weights),
+    "dpos": Rule(dpos_weights),
+    "der_cbc": Rule(der_cbc_weights,
+                    keys={"tau": "poca_tau", "distance_scale": "der_cbc_distance_scale_ohm",
+                          "q_exponent": "der_cbc_q_exponent"},
+                    traits=frozenset({"needs_distance", "needs_cleanliness"})),
 }
 
-#: How POCA's producer is found: drawn from the weights, or by a real nonce search.
+#: How the producer of a ``nonce_race`` rule is found: drawn from the weights
+#: (``sampled``, fast) or by a real nonce search (``hashed``, faithful).
 POCA_MODES = ("sampled", "hashed")
 
 
-def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float64]:
-    """Each node's chance of producing the next block under ``rule``."""
-    w = CONSENSUS_RULES[rule](nodes, **kw)
+def normalise(w: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Winning weights as probabilities."""
     total = float(w.sum())
     if not np.isfinite(total) or total <= 0.0:
         # Nobody holds weight (e.g. every stake is zero): every node is equally likely.
@@ -93,12 +100,21 @@ def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float6
     return w / total
 
 
-def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, **kw: float) -> int:
-    """Draw the period's block producer (the `sampled` mode)."""
-    p = win_probabilities(rule, nodes, **kw)
-    # Inverse-CDF draw: one uniform per block, O(n).
+def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float64]:
+    """Each node's chance of producing the next block under ``rule`` (``kw``: settings;
+    each rule takes the ones its entry declares)."""
+    return normalise(CONSENSUS_RULES[rule](nodes, **kw))
+
+
+def draw_from(p: NDArray[np.float64], rng: np.random.Generator) -> int:
+    """Inverse-CDF draw of one node from probabilities ``p``: one uniform, O(n)."""
     u = rng.random()
     return int(min(np.searchsorted(np.cumsum(p), u * p.sum(), side="right"), p.size - 1))
+
+
+def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, **kw: float) -> int:
+    """Draw the period's block producer (the `sampled` mode)."""
+    return draw_from(win_probabilities(rule, nodes, **kw), rng)
 
 
 # ----------------------------------------------------------------------------- hashed POCA

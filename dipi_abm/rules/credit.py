@@ -4,15 +4,33 @@ Each rule is a pure function over columns of parties, registered by name in
 :data:`CREDIT_RULES`. A party that settled ``k`` contracts this hour, all
 with the same score (volumes are attributed pro rata, so every contract of a
 party performs alike), is updated as if the contracts were settled one by one.
+
+The rules differ in their memory, and memory is what decides whether credit
+tracks conduct:
+
+- ``paper`` ([DIPI] eq. 1 read literally) averages the party's own past
+  *credit values*; it telescopes to C_n = C_(n-1) + (s_n - s_(n-1))/n, so
+  credit moves only when the score *changes* and by 1/n of the change. A party
+  with a long record is frozen: five perfect contracts then a thousand scores
+  of 80 leave it at 96.7 for ever. Kept for fidelity, never the default.
+- ``mean``: the running mean of per-contract scores (the other reading of
+  eq. 1). It moves with every score, but its memory is the whole record: after
+  a year of good conduct a week of breaches barely shows.
+- ``ema`` and ``window``: memory counted in contracts, so a DPGC with 17
+  contracts an hour forgets in an hour what a household remembers for a week.
+- ``decay`` (default): memory set in *time*. Each hour's contracts enter a
+  weighted mean of scores with weight k, and all past weight halves every
+  ``credit_half_life_h`` hours, so every party, busy or not, remembers alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 CREDIT_MAX = 100.0
 
@@ -44,6 +62,8 @@ class CreditState:
     credit_sum: NDArray[np.float64]  # C_1 + ... + C_n, for the paper rule
     window: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
     window_pos: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    weight: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # decay rule
+    last_hour: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # decay rule
 
     @classmethod
     def new(cls, n: int, initial: float, window: int) -> CreditState:
@@ -53,12 +73,19 @@ class CreditState:
             credit_sum=np.zeros(n),
             window=np.full((n, window), np.nan),
             window_pos=np.zeros(n, np.int64),
+            weight=np.zeros(n),
+            last_hour=np.zeros(n),
         )
 
 
 def update_paper(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray,
                  **_: object) -> None:
     """[DIPI]: C_n = (C_1 + ... + C_{n-1} + s_n) / n, applied k times with the same score.
+
+    Subtracting (n - 1) C_(n-1) = C_1 + ... + C_(n-2) + s_(n-1) gives the telescoped
+    form C_n = C_(n-1) + (s_n - s_(n-1)) / n: credit moves only when the score
+    changes, by 1/n of the change, and a steady score of any level leaves it
+    where it is. That is why the rule freezes over a long run (MODEL.md section 6).
 
     With S_n = C_1 + ... + C_n and T_n = S_n / (n + 1) the recursion telescopes:
     T_{n+k} = T_n + s (1/(n+1) - 1/(n+k+1)) and C_{n+k} = T_{n+k-1} + s/(n+k).
@@ -73,6 +100,51 @@ def update_paper(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
     state.credit_sum[idx] = t_end * (n + kk + 1.0)
     state.count[idx] += k
     state.credit[idx] = np.clip(new_credit, 0.0, CREDIT_MAX)
+
+
+def update_mean(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray,
+                **_: object) -> None:
+    """C_n = (s_1 + ... + s_n) / n: the running mean of per-contract scores.
+
+    The other reading of [DIPI] eq. 1 (its Table 2 credit columns look like
+    per-transaction scores). A new party shows ``credit_initial`` until its first
+    contract; from then on its record alone speaks.
+    """
+    n = state.count[idx].astype(np.float64)
+    kk = k.astype(np.float64)
+    c = (state.credit[idx] * n + kk * np.asarray(score, dtype=np.float64)) / (n + kk)
+    state.credit[idx] = np.clip(c, 0.0, CREDIT_MAX)
+    state.count[idx] += k
+
+
+def update_decay(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray, *,
+                 half_life_h: float, hour: float | None = None, **_: object) -> None:
+    """Time-decayed mean of scores: C = sum_t w_t s_t / sum_t w_t, w_t = k_t 2^(-age_t / h).
+
+    The memory is set in hours, not contracts: the k contracts of this hour enter
+    with weight k, and every past weight has halved once per ``half_life_h`` hours
+    since it entered. A party's credit is therefore the mean score of its recent
+    contracts with a fixed time horizon, whether it settles 17 contracts an hour
+    or one a day (MODEL.md section 6). Between a party's trades nothing changes
+    (numerator and denominator decay alike); the next score then weighs more.
+
+    ``hour`` is the absolute hour of this update (the model's step count); ``None``
+    counts every update as one hour after the party's previous one. As with
+    ``mean``, a new party shows ``credit_initial`` until its first contract.
+    """
+    if not half_life_h > 0.0:
+        raise ValueError(f"credit_half_life_h = {half_life_h}: must be > 0")
+    s = np.asarray(score, dtype=np.float64)
+    kk = k.astype(np.float64)
+    now = state.last_hour[idx] + 1.0 if hour is None else np.full(idx.size, float(hour))
+    elapsed = np.maximum(now - state.last_hour[idx], 0.0)
+    w_old = state.weight[idx] * np.exp2(-elapsed / half_life_h)
+    w_new = w_old + kk
+    c = (state.credit[idx] * w_old + kk * s) / w_new
+    state.weight[idx] = w_new
+    state.last_hour[idx] = now
+    state.credit[idx] = np.clip(c, 0.0, CREDIT_MAX)
+    state.count[idx] += k
 
 
 def update_ema(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray, *,
@@ -105,18 +177,35 @@ def update_window(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: 
     state.credit[idx] = np.clip(np.nanmean(state.window[idx], axis=1), 0.0, CREDIT_MAX)
 
 
-CreditRule = Callable[..., None]
-CREDIT_RULES: dict[str, CreditRule] = {
-    "paper": update_paper,
-    "ema": update_ema,
-    "window": update_window,
+#: Credit rules: ``rule(state, idx, score, k, hour=...)`` updates parties ``idx`` in place;
+#: ``hour`` is the model's hour (the decay rule's clock; the others ignore it).
+CREDIT_RULES: dict[str, Rule] = {
+    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}),
+    "mean": Rule(update_mean),
+    "paper": Rule(update_paper),
+    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}),
+    "window": Rule(update_window),
 }
 
 
 def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: NDArray,
-                  k: NDArray, *, alpha: float = 0.1) -> None:
-    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``."""
+                  k: NDArray, *, alpha: float = 0.1, half_life_h: float | None = None,
+                  hour: float | None = None) -> None:
+    """Apply the named rule to parties ``idx`` that settled ``k`` contracts scoring ``score``
+    (for studies and tests; the model binds its rule once).
+
+    ``alpha`` is the ema weight, ``half_life_h`` the decay rule's half-life (None:
+    the scenario default, ``credit_half_life_h``) and ``hour`` the absolute hour of
+    the update (the decay rule's clock; see :func:`update_decay`); rules ignore what
+    they do not use.
+    """
+    if half_life_h is None:
+        from dipi_abm.config import PARAMS_BY_NAME
+
+        half_life_h = PARAMS_BY_NAME["credit_half_life_h"].default
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
+    update = CREDIT_RULES[rule].bind({"credit_ema_alpha": alpha,
+                                      "credit_half_life_h": half_life_h})
     if idx.size:
-        CREDIT_RULES[rule](state, idx, score, np.asarray(k, dtype=np.int64), alpha=alpha)
+        update(state, idx, score, np.asarray(k, dtype=np.int64), hour=hour)

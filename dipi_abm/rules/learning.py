@@ -5,9 +5,15 @@ and a party that buys chooses (bid-volume ratio, bid discount), from small
 grids. After the hour is settled it is paid its realised profit, and a
 learning rule (registry :data:`LEARNING_RULES`) updates its propensities:
 
-- ``roth_erev``: modified Roth-Erev reinforcement (Erev & Roth 1998):
+- ``roth_erev``: modified Roth-Erev reinforcement (Erev & Roth 1998) with a
+  reference point, so that losses are felt: the reinforcement is the payoff
+  minus the party's running reference payoff, R = x - rho, and
   q_j <- (1 - phi) q_j + R (1 - eps) for the chosen action and
-  q_j <- (1 - phi) q_j + R eps / (K - 1) for the others; P(j) = q_j / sum q.
+  q_j <- (1 - phi) q_j + R eps / (K - 1) for the others, each propensity kept
+  above a small floor nu; P(j) = q_j / sum q; then rho <- rho + w (x - rho).
+  An hour worse than usual (a penalty, a forfeit, a lost match) *lowers* the
+  propensity of what the party did, however negative the payoff; the floored
+  form max(x, 0) would learn every loss as "nothing" (MODEL.md section 8).
 - ``epsilon_greedy``: the action with the best running mean profit, a random
   one with probability eps.
 - ``static``: no learning; everyone keeps the configured commitment and the
@@ -26,12 +32,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .registry import Rule
+
 #: Probability of a party's starting action before it has learnt anything.
 START_PROBABILITY = 0.8
+
+#: Roth-Erev's propensity floor nu (Erev & Roth 1998 use 1e-4), in the payoff's units
+#: (yuan per kWh): no action's propensity falls below it, so none is abandoned for ever.
+PROPENSITY_FLOOR = 1e-4
 
 
 @dataclass
@@ -66,6 +79,7 @@ class Learner:
     value: NDArray[np.float64]  # (n, K) running mean profit (epsilon-greedy)
     count: NDArray[np.int64]  # (n, K)
     chosen: NDArray[np.intp]  # (n,) action taken this hour (-1: none)
+    reference: NDArray[np.float64]  # (n,) Roth-Erev reference payoff rho (nan: none yet)
 
     @classmethod
     def new(cls, n: int, actions: ActionGrid, start: NDArray[np.intp]) -> Learner:
@@ -74,7 +88,8 @@ class Learner:
         # The starting action has START_PROBABILITY, the others share the rest.
         prop[np.arange(n), start] = START_PROBABILITY / (1 - START_PROBABILITY) * max(k - 1, 1)
         value = np.zeros((n, k))
-        return cls(actions, prop, value, np.zeros((n, k), np.int64), np.full(n, -1, np.intp))
+        return cls(actions, prop, value, np.zeros((n, k), np.int64), np.full(n, -1, np.intp),
+                   np.full(n, np.nan))
 
 
 def choose_roth_erev(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
@@ -87,19 +102,26 @@ def choose_roth_erev(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generato
 
 
 def update_roth_erev(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64], *,
-                     recency: float, experimentation: float, **_: float) -> None:
-    """Modified Roth-Erev: forget a share phi, reinforce the chosen action (rewards >= 0)."""
+                     recency: float, experimentation: float, reference_rate: float = 0.05,
+                     **_: float) -> None:
+    """Roth-Erev with a reference point: reinforce by payoff minus the running reference.
+
+    The first payoff a party sees sets its reference (that hour teaches it nothing);
+    afterwards rho <- rho + w (x - rho) with w = ``reference_rate``. Propensities are
+    floored at :data:`PROPENSITY_FLOOR`, so a punished action keeps a small chance.
+    """
     k = lr.actions.size
-    x = np.maximum(reward, 0.0)
+    x = np.asarray(reward, dtype=np.float64)
+    ref = lr.reference[idx]
+    ref = np.where(np.isnan(ref), x, ref)
+    r = x - ref
     a = lr.chosen[idx]
+    spill = r * experimentation / max(k - 1, 1)
     q = lr.propensity[idx] * (1.0 - recency)
-    q += (x * experimentation / max(k - 1, 1))[:, None]
-    q[np.arange(idx.size), a] += x * (1.0 - experimentation) - x * experimentation / max(k - 1, 1)
-    # With no rewards all propensities decay alike and the choice is unchanged; rescale
-    # such rows before they underflow (only the ratios matter for the choice).
-    total = q.sum(axis=1, keepdims=True)
-    q = np.where(total < 1e-150, q / total * lr.actions.size, q)
-    lr.propensity[idx] = q
+    q += spill[:, None]
+    q[np.arange(idx.size), a] += r * (1.0 - experimentation) - spill
+    lr.propensity[idx] = np.maximum(q, PROPENSITY_FLOOR)
+    lr.reference[idx] = ref + reference_rate * r
 
 
 def choose_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator, *,
@@ -113,6 +135,7 @@ def choose_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], rng: np.random.Gen
 
 def update_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
                           **_: float) -> None:
+    """Running mean profit of the chosen action."""
     a = lr.chosen[idx]
     lr.count[idx, a] += 1
     lr.value[idx, a] += (reward - lr.value[idx, a]) / lr.count[idx, a]
@@ -120,16 +143,33 @@ def update_epsilon_greedy(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np
 
 def choose_static(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
                   **_: float) -> NDArray[np.intp]:
+    """No choice: parties keep their starting commitment and price."""
     return np.full(idx.size, -1, np.intp)
 
 
 def update_static(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64],
                   **_: float) -> None:
+    """No learning."""
     return None
 
 
-LEARNING_RULES: dict[str, tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]] = {
-    "roth_erev": (choose_roth_erev, update_roth_erev),
-    "epsilon_greedy": (choose_epsilon_greedy, update_epsilon_greedy),
-    "static": (choose_static, update_static),
+@dataclass(frozen=True)
+class LearningRule:
+    """A learning rule: how a party picks this hour's action, and how it learns from the
+    hour's reward. ``choose(lr, idx, rng)`` and ``update(lr, idx, reward)`` once bound."""
+
+    choose: Rule
+    update: Rule
+
+    def bind(self, params: Any) -> tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]:
+        return self.choose.bind(params), self.update.bind(params)
+
+
+_RE_KEYS = {"recency": "roth_erev_recency", "experimentation": "roth_erev_experimentation",
+            "reference_rate": "roth_erev_reference_rate"}
+LEARNING_RULES: dict[str, LearningRule] = {
+    "roth_erev": LearningRule(Rule(choose_roth_erev), Rule(update_roth_erev, keys=_RE_KEYS)),
+    "epsilon_greedy": LearningRule(Rule(choose_epsilon_greedy, keys={"epsilon": "egreedy_epsilon"}),
+                                   Rule(update_epsilon_greedy)),
+    "static": LearningRule(Rule(choose_static), Rule(update_static)),
 }

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from .registry import Rule
+
 VOLUME_EPS = 1e-7  # kWh: volumes below this are treated as nothing left
 PRICE_EPS = 1e-12
 
@@ -384,16 +386,15 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
     return Contracts.empty()
 
 
-MatchingRule = Callable[[OrderBook, MarketNetwork], Contracts]
-MATCHING_RULES: dict[str, MatchingRule] = {
-    "price_time": match_price_time,
-    "cma": match_cma,
-    "centralized": match_centralized,
+#: Matching rules: ``rule(book, network) -> Contracts``. ``needs_distance``: the
+#: network keeps per-bus queues with electrical distances (the rule weighs
+#: distance). ``grid_only``: no party trades directly; breaches are counted
+#: against what it offered the grid company, and credit does not change.
+MATCHING_RULES: dict[str, Rule] = {
+    "price_time": Rule(match_price_time),
+    "cma": Rule(match_cma, traits=frozenset({"needs_distance"})),
+    "centralized": Rule(match_centralized, traits=frozenset({"grid_only"})),
 }
-
-#: Rules in which no party trades directly: breaches are counted against what it
-#: offered the grid company, and credit does not change.
-GRID_ONLY_RULES = frozenset({"centralized"})
 
 
 def price_midpoint(ask: NDArray, bid: NDArray, wheeling: NDArray) -> NDArray[np.float64]:

@@ -49,7 +49,6 @@ def settle(
         grid income   = direct w       + max(0, b - g) R - max(0, g - b) F
     """
     p = np.asarray(price, dtype=np.float64)
-    np.asarray(agreed, dtype=np.float64)
     w = np.asarray(wheeling, dtype=np.float64)
     b = np.asarray(consumed, dtype=np.float64)
     g = np.asarray(generated, dtype=np.float64)

@@ -94,7 +94,6 @@ import json
 import math
 import os
 import re
-import tomllib
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -111,6 +110,7 @@ import pandas as pd
 from .. import config as cfg
 from ..errors import ConfigError
 from ..model import DIPIModel, package_version
+from ..physics.grid import check_grid_source
 from ..results.output import atomic_write, write_json, write_parquet
 
 #: Layout version of a sweep folder (part of the spec hash).
@@ -122,6 +122,9 @@ HOURLY_DIR = "hourly"
 HOURLY_PART = "part.parquet"
 
 TABLES = ("sweep", "base", "factors")
+#: Most runs (points x replications) one sweep may plan: checked from the spec's numbers
+#: before any design point is generated (10^5 runs of a minute each is ten weeks).
+MAX_RUNS = 100_000
 SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly")
 
 #: Summary entries that are not KPIs of a row (the row has its own seed and parameters).
@@ -234,25 +237,8 @@ def load_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike) -> SweepS
     if isinstance(spec, Mapping):
         return _parse(_plain(spec), None, {})
     path = Path(spec)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"sweep spec '{path}': no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"sweep spec '{path}': is a directory, expected a TOML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"sweep spec '{path}': cannot be read ({exc})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
-        if m:  # tomllib puts the position at the end; lead with it
-            msg = msg[: m.start()]
-            raise ConfigError(f"sweep spec '{path}', line {m[1]}, column {m[2]}: "
-                              f"not valid TOML: {msg}") from None
-        raise ConfigError(f"sweep spec '{path}': not valid TOML: {msg}") from None
-    return _parse(raw, str(path), _key_lines(text))
+    raw, text = cfg.read_toml(path, f"sweep spec '{path}'")
+    return _parse(raw, str(path), cfg.toml_key_lines(text))
 
 
 def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
@@ -276,7 +262,7 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
             raise err("sweep", key, f"unknown key{_did_you_mean(key, SWEEP_KEYS)}; "
                       f"[sweep] takes {', '.join(SWEEP_KEYS)}")
     design = sweep.get("design", "factorial")
-    if design not in DESIGNS:
+    if not isinstance(design, str) or design not in DESIGNS:
         raise err("sweep", "design", f"design = {design!r}: must be one of "
                   f"{', '.join(DESIGNS)}")
     replications = sweep.get("replications", 1)
@@ -299,6 +285,13 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
                   "of design points")
     elif not _is_int(samples) or samples < 1:
         raise err("sweep", "samples", f"samples = {samples!r}: must be an integer >= 1")
+    if samples is not None and samples * replications > MAX_RUNS:
+        key = "samples" if samples > replications else "replications"
+        raise err("sweep", key, f"samples x replications = {samples} x {replications} "
+                  f"= {samples * replications:.3g} runs, more than {MAX_RUNS}")
+    if replications > MAX_RUNS:
+        raise err("sweep", "replications", f"replications = {replications}: more than "
+                  f"{MAX_RUNS} runs")
     hourly = sweep.get("hourly", True)
     if not isinstance(hourly, bool):
         raise err("sweep", "hourly", f"hourly = {hourly!r}: must be true or false")
@@ -323,6 +316,13 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     if design != "factorial" and not factors_raw:
         raise err("factors", None, f"design = {design!r} needs at least one factor")
     factors = tuple(_parse_factor(k, v, design, err) for k, v in factors_raw.items())
+    if design == "factorial":
+        n_points = math.prod(len(f.levels or ()) for f in factors)
+        if n_points * replications > MAX_RUNS:
+            sizes = " x ".join(str(len(f.levels or ())) for f in factors)
+            raise err("factors", None, f"a factorial design of {sizes} levels = "
+                      f"{n_points:.3g} points x {replications} replications = "
+                      f"{n_points * replications:.3g} runs, more than {MAX_RUNS}")
 
     normalized = {
         "sweep": {"design": design, "replications": int(replications), "seed": int(seed),
@@ -381,6 +381,8 @@ def _parse_factor(name: str, raw: Any, design: str,
     if levels is not None:
         if not levels:
             raise err("factors", name, "empty list: give at least one level")
+        if len(levels) > MAX_RUNS:
+            raise err("factors", name, f"{len(levels)} levels: more than {MAX_RUNS} runs")
         return Factor(name, levels=tuple(check(v) for v in levels))
 
     if not numeric:
@@ -388,6 +390,8 @@ def _parse_factor(name: str, raw: Any, design: str,
                   f"{p.allowed()}: list its levels instead")
     if not (_is_number(low) and _is_number(high)):
         raise err("factors", name, f"range [{low!r}, {high!r}]: low and high must be numbers")
+    if not (_finite(low) and _finite(high)):
+        raise err("factors", name, f"range [{low!r}, {high!r}]: both ends must be finite")
     if not low < high:
         raise err("factors", name, f"range [{low!r}, {high!r}]: low must be below high")
     lo = check(low)
@@ -401,8 +405,8 @@ def _parse_factor(name: str, raw: Any, design: str,
         hi = float(high)
     if "num" in (raw if isinstance(raw, Mapping) else {}):
         num = raw["num"]
-        if not _is_int(num) or num < 2:
-            raise err("factors", name, f"num = {num!r}: must be an integer >= 2")
+        if not _is_int(num) or not 2 <= num <= MAX_RUNS:
+            raise err("factors", name, f"num = {num!r}: must be an integer in [2, {MAX_RUNS}]")
         values = np.linspace(lo, hi, int(num)).tolist()
         if p.kind is int:
             if any(not float(v).is_integer() for v in values):
@@ -506,10 +510,12 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
         except ConfigError as exc:
             raise _point_error(s, point_id, point, exc) from None
         grid = params["grid"]
-        if grid not in ("ieee33", "synthetic") and grid not in checked_grids:
-            if not Path(grid).exists():
-                table = "factors" if "grid" in point else "base"
-                raise s.error(table, "grid", f"grid file '{grid}': no such file")
+        if grid not in checked_grids:
+            try:
+                check_grid_source(grid)
+            except ConfigError as exc:
+                raise s.error("factors" if "grid" in point else "base", "grid",
+                              str(exc)) from None
             checked_grids.add(grid)
         run_params = {k: params[k] for k in s.keys}
         for rep in range(s.replications):
@@ -723,8 +729,44 @@ def _serial(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunO
         yield run_one(task)
 
 
-def _worker_init() -> None:
-    """Pool worker start-up: one BLAS/OpenMP thread per worker (workers are the parallelism)."""
+def _die_with_parent(parent_pid: int) -> None:
+    """End this pool worker when the sweep's process dies, whatever killed it.
+
+    Linux: the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``). Everywhere:
+    a daemon thread polls ``os.getppid()`` (a dead parent's children are re-parented) and
+    leaves at once. Without this a SIGKILLed sweep left its workers running for good.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(0.5)
+
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="dipi-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
+    """Pool worker start-up: die with the parent; one BLAS/OpenMP thread per worker
+    (workers are the parallelism)."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     for var in _THREAD_VARS:
         os.environ.setdefault(var, "1")
     try:
@@ -757,17 +799,17 @@ def _process_pool(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterato
     ctx = multiprocessing.get_context("spawn")
     with _single_threaded_children():
         pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                   initializer=_worker_init)
+                                   initializer=_worker_init, initargs=(os.getpid(),))
         try:
             futures = [pool.submit(run_one, t) for t in tasks]
             for fut in futures_as_completed(futures):
                 try:
                     result = fut.result()
-                except BrokenProcessPool as exc:
+                except BrokenProcessPool:
                     raise SweepRunError(
-                        f"a worker process died ({exc}): out of memory, killed, or the "
-                        "calling script lacks `if __name__ == '__main__':` (workers are "
-                        "spawned and import it); finished runs are kept, rerun to resume"
+                        "a worker process died (out of memory, killed, or the calling "
+                        "script lacks `if __name__ == '__main__':`; workers are spawned and "
+                        "import it); finished runs are kept, rerun the same command to resume"
                     ) from None
                 yield result
         finally:
@@ -885,6 +927,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
 
 
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
         v, bool | np.bool_)
@@ -893,38 +942,6 @@ def _is_number(v: Any) -> bool:
 def _did_you_mean(name: str, options: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_TABLE_RE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
-_BARE = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
-_KEY_RE = re.compile(rf"^\s*({_BARE}(?:\s*\.\s*{_BARE})*)\s*=")
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    parts = re.findall(_BARE, text)
-    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
-
-
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Where each table and key first appears in a TOML text (1-based lines).
-
-    A light scan, not a parser: tomllib has already accepted the text and does not
-    report positions; it is used only to point error messages at a line.
-    """
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    for n, line in enumerate(text.splitlines(), start=1):
-        m = _TABLE_RE.match(line)
-        if m:
-            table = _split_key(m[1])
-            lines.setdefault(table, n)
-            continue
-        m = _KEY_RE.match(line)
-        if m:
-            path = table + _split_key(m[1])
-            for i in range(1, len(path) + 1):
-                lines.setdefault(path[:i], n)
-    return lines
 
 
 def _line_of(lines: dict[tuple[str, ...], int], table: str, key: str | None) -> int | None:
