@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run every design point of SPEC.toml with its seeded replications, in a local "
             "process pool or on a Dask cluster. Writes DIR/runs.parquet (one row per run: "
             "its parameters, seed and summary KPIs; written last) and DIR/hourly/ (the "
-            "hourly KPIs of every run, partitioned by run_id). Rerunning the same spec "
+            "hourly KPIs of every run, partitioned by run_id), then prints and writes the "
+            "sweep's report (see `dipi-abm report --help`). Rerunning the same spec "
             "into the same DIR skips the finished runs. Spec format: "
             "`python -m pydoc dipi_abm.sweep.engine`."
         ),
@@ -114,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. "
                        "tcp://host:8786 (implies --dask; workers need dipi-abm installed)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+    report = sub.add_parser(
+        "report", help="summarise a finished sweep: intervals, differences, Sobol indices",
+        description="Read SWEEP_DIR/runs.parquet and write, next to it, report.md and "
+                    "report.html (each KPI's mean per factor level with its 95 % interval "
+                    "over replications; differences between levels, paired where the "
+                    "points share seeds; Sobol indices for sobol designs), PNG figures and "
+                    "CSV tables. `dipi-abm sweep` writes the same report when it finishes.")
+    report.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by "
+                        "`dipi-abm sweep`")
+    report.add_argument("--kpis", metavar="A,B,...", help="the KPIs of the tables and "
+                        "figures (default: the headline KPIs; the CSV files have all)")
+    report.add_argument("--quiet", action="store_true", help="write the files, print nothing")
 
     app = sub.add_parser(
         "app", help="serve the interactive dashboard (needs the app extra)",
@@ -252,8 +266,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         print(f"{len(runs)} runs: {args.out}/runs.parquet, hourly KPIs in {args.out}/hourly/ "
-              f"({time.perf_counter() - start:.1f} s)")
+              f"({time.perf_counter() - start:.1f} s)\n")
+    return _report(args.out, None, args.quiet)
+
+
+def _report(sweep_dir: str, kpis: str | None, quiet: bool) -> int:
+    from .sweep.report import build_report, format_report, write_report
+
+    names = None if kpis is None else [k.strip() for k in kpis.split(",") if k.strip()]
+    report = build_report(sweep_dir, names)
+    files = write_report(sweep_dir, report)
+    if not quiet:
+        print(format_report(report, files))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _report(args.sweep_dir, args.kpis, args.quiet)
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -301,6 +330,8 @@ def _main(argv: list[str] | None = None) -> int:
             return cmd_app(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_keys(args)
     except ConfigError as exc:
         print(f"dipi-abm: error: {exc}", file=sys.stderr)

@@ -42,10 +42,16 @@ class Param:
     high_open: bool = False
     choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None
     allow_none: bool = False
+    #: A key that takes several names (a TOML list, or names joined by "+"): this
+    #: returns the stored form or raises ValueError.
+    combine: Callable[[Any], str] | None = None
     allow_inf: bool = False  # +inf is a documented value ("no limit")
 
     def allowed(self) -> str:
         """Human-readable statement of what the key accepts."""
+        if self.combine is not None:
+            return ("one or more of " + ", ".join(self.choice_values())
+                    + " (a list, or names joined by +)")
         if self.choices is not None:
             return "one of " + ", ".join(self.choice_values())
         if self.kind is bool:
@@ -79,6 +85,14 @@ class Param:
                 return None
             raise ConfigError(f"{self.name} = None: must be {self.allowed()}")
         v = value
+        if self.combine is not None:
+            if isinstance(v, str | list | tuple):
+                try:
+                    return self.combine(v)
+                except ValueError as exc:
+                    raise ConfigError(f"{self.name} = {v!r}: {exc}; must be "
+                                      f"{self.allowed()}") from None
+            raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
         if self.kind is bool:
             if not isinstance(v, bool):
                 raise self._bad(v)
@@ -163,6 +177,11 @@ _learning_rules = _registry("rules.learning", "LEARNING_RULES")
 _distance_metrics = _registry("physics.grid", "DISTANCE_METRICS")
 _wheeling_rules = _registry("physics.grid", "WHEELING_RULES")
 _tariffs = _registry("rules.tariffs", "TARIFFS")
+_breach_policies = _registry("rules.consequences", "BREACH_POLICIES")
+
+
+def _combine_breach_policies(value: Any) -> str:
+    return importlib.import_module("dipi_abm.rules.consequences").canonical(value)
 
 
 def _p(name, default, kind, unit, doc, group, **kw) -> Param:
@@ -301,7 +320,7 @@ PARAMS: tuple[Param, ...] = (
        "prices", low=0.0, high=2.0, low_open=True),
     # --- behaviour -------------------------------------------------------------------------
     _p("learning", "static", str, "-", "How parties adapt their commitment and prices "
-       "(MODEL.md section 8).", "behaviour", choices=_learning_rules),
+       "(docs/model.md section 8).", "behaviour", choices=_learning_rules),
     _p("opportunist_share", 0.0, float, "-", "Share of parties that start by over-committing "
        "(their propensity on the largest commitment; 'static': they keep it).", "behaviour",
        **_SHARE),
@@ -323,7 +342,7 @@ PARAMS: tuple[Param, ...] = (
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
-    _p("matching", "price_time", str, "-", "Matching rule (MODEL.md section 4).", "market",
+    _p("matching", "price_time", str, "-", "Matching rule (docs/model.md section 4).", "market",
        choices=_matching_rules),
     _p("price_rule", "midpoint", str, "-", "Contract price: midpoint of ask and the bid "
        "net of wheeling, pay-as-ask or pay-as-bid.", "market", choices=_price_rules),
@@ -341,11 +360,59 @@ PARAMS: tuple[Param, ...] = (
        "coefficient.", "market", **_PRICE),
     _p("cma_rounds", 6, int, "-", "CMA: weighted matching rounds per hour; what is still "
        "feasible afterwards clears by price-time priority.", "market", low=1, high=1000),
+    _p("cma_strict_credit", 90.0, float, "-", "cma_strict: parties with at least this credit "
+       "clear first, among themselves, by CMA weight; the others get only what is left "
+       "(no price-time round).", "market", low=0.0, high=100.0),
     _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
+    # --- breach policy (docs/model.md section 6b) -------------------------------------------
+    _p("breach_policy", "none", str, "-", "What a breach costs the breacher (docs/model.md 6b): "
+       "none (the papers' settlement), imbalance_penalty, make_whole, deposit, credit_gate, "
+       "credit_scaled_reward; several combine (their effects add up), e.g. "
+       "[\"imbalance_penalty\", \"credit_gate\"].", "breach policy",
+       choices=_breach_policies, combine=_combine_breach_policies),
+    _p("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
+       "of shortfall beyond the side's tolerance (R - F = 0.257 at the default prices).",
+       "breach policy", low=0.0, high=100.0),
+    _p("penalty_tolerance_solar", 0.2, float, "-", "imbalance_penalty: shortfall share of q a "
+       "solar seller (DPGC or prosumer) may miss without penalty (new energy: about 20 %).",
+       "breach policy", **_SHARE),
+    _p("penalty_tolerance_wind", 0.2, float, "-", "imbalance_penalty: tolerance of a wind "
+       "seller.", "breach policy", **_SHARE),
+    _p("penalty_tolerance_hydro", 0.1, float, "-", "imbalance_penalty: tolerance of a hydro "
+       "seller.", "breach policy", **_SHARE),
+    _p("penalty_tolerance_thermal", 0.03, float, "-", "imbalance_penalty: tolerance of a "
+       "thermal seller (dispatchable).", "breach policy", **_SHARE),
+    _p("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
+       "(users: about 5 %).", "breach policy", **_SHARE),
+    _p("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
+       "penalty: the harmed counterparty of the contract, or the grid company.",
+       "breach policy", choices=("counterparty", "grid_company")),
+    _p("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
+       "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
+       "breach policy", low=0.0, high=100.0),
+    _p("deposit_low_credit_yuan_per_kwh", 0.5, float, "yuan/kWh", "deposit: collateral per "
+       "committed kWh at credit 0.", "breach policy", low=0.0, high=100.0),
+    _p("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
+       "may post beyond its positive balance; a party cannot commit more than "
+       "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
+    _p("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
+       "tradable volume is capped.", "breach policy", low=0.0, high=100.0),
+    _p("gate_credit_width", 20.0, float, "credit", "credit_gate: the cap falls linearly from "
+       "all of the forecast at the threshold to the probation share this many points below.",
+       "breach policy", low=0.0, high=100.0, low_open=True),
+    _p("gate_probation_share", 0.25, float, "-", "credit_gate: share of its forecast a gated "
+       "party may always trade (its way back: keep those contracts and credit recovers).",
+       "breach policy", **_SHARE),
+    _p("reward_share_of_margin", 0.1, float, "-", "credit_scaled_reward: rebate per delivered "
+       "kWh to each side, as a share kappa of the trading margin R - F, at credit 100.",
+       "breach policy", low=0.0, high=10.0),
+    _p("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
+       "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
+       high=100.0, high_open=True),
     # --- credit ----------------------------------------------------------------------------
-    _p("credit_rule", "decay", str, "-", "Credit update rule (MODEL.md section 6): decay "
+    _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
        "window.", "credit", choices=_credit_rules),
     _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
@@ -366,7 +433,7 @@ PARAMS: tuple[Param, ...] = (
        "contract (the papers) or one per trading hour.", "credit",
        choices=("contract", "period")),
     # --- consensus -------------------------------------------------------------------------
-    _p("consensus", "poca", str, "-", "Block-producer rule (MODEL.md section 7).",
+    _p("consensus", "poca", str, "-", "Block-producer rule (docs/model.md section 7).",
        "consensus", choices=_consensus_rules),
     _p("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
        "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6),

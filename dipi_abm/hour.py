@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from .physics.weather import THERMAL
 from .rules.consensus import QuorumOutcome
+from .rules.consequences import Flows
 from .rules.matching import Contracts, OrderBook
 from .rules.settlement import Settlement
 
@@ -78,6 +79,10 @@ HOURLY_KPIS = (
     "low_credit_block_share",
     "win_credit_corr",
 )
+
+#: Per-hour KPIs of the breach consequences (MODEL.md section 6b), reported only when a
+#: breach_policy other than ``none`` is in force (so default outputs stay as they were).
+POLICY_KPIS = ("gated_share", "breach_consequence_yuan")
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class HourSettlement:
     extra_need_kwh: NDArray[np.float64]  # bought from the grid outside contracts (PPSC)
     extra_surplus_kwh: NDArray[np.float64]  # offered to the grid outside contracts
     taken_kwh: NDArray[np.float64]  # what the grid company took of it (OGSC)
+    consequences: Flows | None = None  # breach_policy payments, included above (MODEL.md 6b)
 
 
 @dataclass(frozen=True)

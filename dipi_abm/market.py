@@ -12,7 +12,7 @@ sources first).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +21,7 @@ from .hour import Cleared, Delivery, HourSettlement, Orders, Schedule
 from .parties import per_party
 from .physics.flows import LineModel
 from .rules.consensus import matching_quorum
+from .rules.consequences import Consequences, Hour
 from .rules.matching import Contracts, MarketNetwork, OrderBook
 from .rules.settlement import attribute_pro_rata, settle
 from .rules.tariffs import grid_intake
@@ -87,3 +88,22 @@ def settle_hour(schedule: Schedule, cleared: Cleared, delivery: Delivery,
     transfer += taken * f - extra_need * r
     grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
     return HourSettlement(st, transfer, grid_in, extra_need, extra_surplus, taken)
+
+
+def apply_consequences(consequences: Consequences, settlement: HourSettlement,
+                       schedule: Schedule, cleared: Cleared, credit: NDArray[np.float64],
+                       tech: NDArray[np.int8], tolerance: float) -> HourSettlement:
+    """Consequence phase (MODEL.md section 6b), right after settlement: the bound
+    breach_policy's payments, from each contract's agreed and attributed volumes and the
+    credit matching saw, added to the parties' transfers and the grid company's income
+    (so balances, learning, KPIs and the JY1 records all see them). Every payment
+    leaves one account and enters another: money stays conserved."""
+    c, st = cleared.contracts, settlement.contracts
+    flows = consequences.transfers(Hour(
+        buyer=c.buyer, seller=c.seller, volume=c.volume, price=cleared.price,
+        wheeling=c.wheeling, consumed=st.direct + st.shortfall,
+        generated=st.direct + st.surplus, credit=credit, tech=tech,
+        retail=schedule.retail, feed_in=schedule.feed_in, breach_tolerance=tolerance))
+    n = settlement.party_transfer.size
+    return replace(settlement, party_transfer=settlement.party_transfer + flows.party_net(n),
+                   grid_income=settlement.grid_income + flows.grid_net(), consequences=flows)

@@ -28,6 +28,7 @@ from .hour import (
     BUYER,
     DPGC_KIND,
     HOURLY_KPIS,
+    POLICY_KPIS,
     SELLER,
     USER_KIND,
     Block,
@@ -40,7 +41,7 @@ from .hour import (
 from .ledger.keys import KeyRing
 from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
-from .market import Market, settle_hour
+from .market import Market, apply_consequences, settle_hour
 from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
@@ -48,6 +49,8 @@ from .physics.grid import Grid, build_grid, wheeling_tariff
 from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector
 from .rules.consensus import gini, nakamoto, win_credit_correlation
+from .rules.consequences import Positions
+from .rules.consequences import bind as bind_consequences
 from .rules.credit import CREDIT_RULES, CreditState
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES, CMAWeights, Contracts, MarketNetwork
@@ -80,15 +83,20 @@ class DIPIModel(mesa.Model):
     the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
     """
 
-    def __init__(self, seed: int | None = None, *, params: cfg.Params | None = None,
+    def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
                  **values: Any) -> None:
+        # ``seed`` stays a scenario key in ``values``, not a named argument: Mesa >= 3.4's
+        # batch_run passes its own ``rng`` values (None by default) to a model whose
+        # signature names ``seed``, overwriting the seeds of ``parameters``.
+        if rng is not None:
+            if values.get("seed") is not None:
+                raise ConfigError(f"rng = {rng!r} and seed = {values['seed']!r}: give one")
+            values["seed"] = rng
         graph = values.pop("grid", None)
         if isinstance(graph, nx.Graph):
             values["grid"] = "graph"
         elif graph is not None:
             values["grid"] = graph
-        if seed is not None:
-            values["seed"] = seed
         if params is None:
             params = cfg.validate(values)
         elif values:
@@ -152,6 +160,11 @@ class DIPIModel(mesa.Model):
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
         self._credit_live = not (self.grid_only or p.credit_frozen)
         self._choose, self._learn = LEARNING_RULES[p.learning].bind(p)
+        self.consequences = bind_consequences(p.breach_policy, p)
+        direct = not self.grid_only  # consequences bite on contracts: none in grid-only mode
+        self._moves_money = direct and self.consequences.moves_money
+        self._volume_cap = self._consequence_cap if direct and self.consequences.caps_volume \
+            else None
 
         self.grid_company_balance = 0.0
         self.contracts = Contracts.empty()
@@ -164,15 +177,16 @@ class DIPIModel(mesa.Model):
             ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
              "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
              "dpgc_income", "grid_income", "generation", "load", "clean", "user_need",
-             "breach_shortfall"), 0.0)
+             "breach_shortfall", "breach_consequence", "gated"), 0.0)
         self.record: HourRecord | None = None
-        for name in HOURLY_KPIS:
+        self.hourly_kpis = HOURLY_KPIS + (POLICY_KPIS if self.consequences.active else ())
+        for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(0)
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
         self.datacollector = ColumnarDataCollector(
-            model_reporters={"hour": "hour", **{k: k for k in HOURLY_KPIS}},
+            model_reporters={"hour": "hour", **{k: k for k in self.hourly_kpis}},
             agent_reporters=dict(PARTY_REPORTERS),
             every=p.agent_report_every,
         )
@@ -183,17 +197,24 @@ class DIPIModel(mesa.Model):
         """One hour: the phases of MODEL.md section 4, in order."""
         self.hour += 1
         p, parties = self.params, self.state
+        gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
+                 if self.consequences.gates and not self.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
         draw = self.weather.step()                                            # 2. forecast
         orders = parties.post_orders(schedule, draw.gen_forecast_kw,          # 3. orders
                                      draw.load_forecast_kw, self._choose,
-                                     self.rngs["behaviour"], self.rngs["matching"])
+                                     self.rngs["behaviour"], self.rngs["matching"],
+                                     self._volume_cap)
         cleared = self.market.clear(orders)                                   # 3. matching
         delivery = parties.deliver(draw.gen_actual_kw, draw.load_actual_kw,   # 4. delivery
                                    orders, cleared.contracts, self.grid_only,
                                    self.batteries, p.breach_tolerance)
         settlement = settle_hour(schedule, cleared, delivery, self._ogsc_key,  # 4. settlement
                                  p.grid_intake_limit_kw, self.grid_only)
+        if self._moves_money:                                                 # 4b. consequences
+            settlement = apply_consequences(self.consequences, settlement, schedule, cleared,
+                                            parties.credit.credit, parties.tech,
+                                            p.breach_tolerance)
         parties.balance += settlement.party_transfer
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
@@ -202,6 +223,8 @@ class DIPIModel(mesa.Model):
                   if self._credit_live else CreditUpdate.none())
         kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
                            parties.tech, draw.gen_actual_kw, draw.load_actual_kw)
+        if self.consequences.active:
+            kpis.update(self._policy_kpis(settlement, gated))
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
         block = self._produce_block(record)                                   # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
@@ -231,6 +254,22 @@ class DIPIModel(mesa.Model):
             if progress is not None:
                 progress(1)
         return self
+
+    def _consequence_cap(self, forecast_kwh: NDArray[np.float64]) -> NDArray[np.float64]:
+        """breach_policy hooks before matching (credit gate, deposit affordability):
+        the most each party may offer or bid this hour, kWh."""
+        s = self.state
+        return self.consequences.volume_cap(Positions(credit=s.credit.credit, balance=s.balance,
+                                                      forecast_kwh=forecast_kwh))
+
+    def _policy_kpis(self, settlement: Any, gated: NDArray[np.bool_] | None) -> dict[str, float]:
+        """The consequence KPIs: share of parties gated, yuan the policy moved."""
+        flows = settlement.consequences
+        k = {"gated_share": float(gated.mean()) if gated is not None else 0.0,
+             "breach_consequence_yuan": float(flows.yuan.sum()) if flows is not None else 0.0}
+        self.totals["gated"] += k["gated_share"]
+        self.totals["breach_consequence"] += k["breach_consequence_yuan"]
+        return k
 
     def _produce_block(self, record: HourRecord) -> Block:
         """Consensus (MODEL.md section 7): the period's records go on the three chains, the
@@ -296,7 +335,7 @@ class DIPIModel(mesa.Model):
         self.contracts = record.cleared.contracts
         self.hour_of_day = record.schedule.hour_of_day
         self.retail_price, self.feed_in_price = record.schedule.retail, record.schedule.feed_in
-        for name in HOURLY_KPIS:
+        for name in self.hourly_kpis:
             setattr(self, name, k[name])
 
     # ------------------------------------------------------------------ views
@@ -455,6 +494,10 @@ class DIPIModel(mesa.Model):
         params = self.params.to_dict()
         params["seed"] = self.seed
         dpgc = s.kind == DPGC_KIND
+        policy = {}
+        if self.consequences.active:
+            policy = {"breach_consequence_yuan": t["breach_consequence"],
+                      "gated_share": t["gated"] / max(int(self.hour), 1)}
         return {
             "package": "dipi_abm",
             "version": package_version(),
@@ -487,6 +530,7 @@ class DIPIModel(mesa.Model):
             **self._block_summary(),
             "minted_yuan": self.miners_set.minted_yuan,
             "chains": None if self.ledger is None else self.ledger.heads(),
+            **policy,
         }
 
     def _block_summary(self) -> dict[str, Any]:

@@ -94,9 +94,12 @@ class PartySet:
     # ------------------------------------------------------------------ the hour
     def post_orders(self, schedule: Schedule, gen_forecast_kw: NDArray, load_forecast_kw: NDArray,
                     choose: Callable[..., NDArray[np.intp]], behaviour_rng: np.random.Generator,
-                    time_rng: np.random.Generator) -> Orders:
+                    time_rng: np.random.Generator,
+                    volume_cap: Callable[[NDArray], NDArray] | None = None) -> Orders:
         """Orders (JY1): sellers offer forecast surplus, buyers bid forecast need, each at
-        the commitment and price its learner picks for the hour (MODEL.md section 4.3)."""
+        the commitment and price its learner picks for the hour (MODEL.md section 4.3).
+        ``volume_cap(forecast_kwh) -> kWh`` caps each party's order (breach_policy hooks
+        before matching: credit gate, deposit affordability; MODEL.md section 6b)."""
         r, f = schedule.retail, schedule.feed_in
         net = load_forecast_kw - gen_forecast_kw
         sell = np.flatnonzero(net < -1e-9)
@@ -108,6 +111,8 @@ class PartySet:
         self.offered_kwh[:] = 0.0
         self.offered_kwh[sell] = -net[sell] * self.commitment_ratio[sell]
         self.offered_kwh[buy] = net[buy] * self.bid_volume_ratio[buy]
+        if volume_cap is not None:
+            np.minimum(self.offered_kwh, volume_cap(np.abs(net)), out=self.offered_kwh)
         time = time_rng.permutation(sell.size + buy.size)
         book = OrderBook(
             seller_party=sell, seller_bus=self.bus[sell], seller_volume=self.offered_kwh[sell],

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -123,3 +124,66 @@ def block_wins(rule: str, nodes, blocks: int, streams: Sequence[np.random.SeedSe
         for _ in range(blocks):
             wins[i, draw_producer(rule, nodes, rng, **kw)] += 1
     return wins
+
+
+def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mapping[str, Any],
+             *, reps: int, seed: int, out: Path, workers: int, probe: str | None = None,
+             label: Callable[[str, Mapping[str, Any]], str] | None = None,
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run arms over the same ``reps`` replications with the sweep engine.
+
+    ``groups`` maps a group name to ``{"base": {...}, "factors": {...}}`` (the
+    sweep spec's tables, on top of ``base``); each group is one factorial sweep with
+    ``common_seeds = true`` in its own resumable folder ``out/sweeps/<group>-<spec hash>``.
+    Every group uses the same master seed, so replication r has the same seed,
+    parties, placement and weather in every arm of every group (common random
+    numbers: differences between arms are paired). An arm is one design point,
+    named ``label(group, point)`` (default: the group and the point's values joined
+    by ``|``). Returns the runs (``arm``, ``group``, ``replication``, ``seed``, the
+    keys, the summary KPIs) and their hourly KPIs (``arm``, ``replication``,
+    ``hour``, ..., and the probe's ``probe_*`` columns), in group, point and
+    replication order.
+    """
+    from dipi_abm.sweep.engine import SweepFolder, design_points, load_spec, run_sweep
+
+    def default_label(group: str, point: Mapping[str, Any]) -> str:
+        return "|".join([group, *map(str, point.values())]) if point else group
+
+    label = label or default_label
+    runs, hourly = [], []
+    for group, tables in groups.items():
+        sweep = {"seed": seed, "replications": reps, "hourly": True, "common_seeds": True}
+        if probe:
+            sweep["probe"] = probe
+        spec = {"sweep": sweep, "base": {**base, **tables.get("base", {})},
+                "factors": dict(tables.get("factors", {}))}
+        s = load_spec(spec)
+        folder = Path(out) / "sweeps" / f"{group}-{s.hash[:10]}"
+        r = run_sweep(spec, folder, workers=workers, progress=False)
+        names = [label(group, pt) for pt in design_points(s)]
+        r.insert(0, "arm", [names[i] for i in r["point_id"]])
+        r.insert(1, "group", group)
+        runs.append(r)
+        # One file per run, read one by one: runs of one sweep may differ in columns (a
+        # breach_policy adds its KPIs), and a dataset read keeps the first file's schema.
+        files = SweepFolder(folder, len(r))
+        h = pd.concat([pd.read_parquet(files.hourly_path(i)).assign(run_id=i)
+                       for i in r["run_id"]], ignore_index=True)
+        run_id = h.pop("run_id")
+        by_run = r.set_index("run_id")
+        h.insert(0, "arm", by_run.loc[run_id, "arm"].to_numpy())
+        h.insert(1, "replication", by_run.loc[run_id, "replication"].to_numpy())
+        h.insert(2, "_run", run_id.to_numpy())
+        hourly.append(h.sort_values(["_run", "hour"], kind="stable").drop(columns="_run"))
+    return (pd.concat(runs, ignore_index=True),
+            pd.concat(hourly, ignore_index=True))
+
+
+def window_rate(hourly: pd.DataFrame, num: str, den: str, hours: int,
+                last: bool = True) -> pd.Series:
+    """Per (arm, replication): sum(num) / sum(den) over the first or last ``hours`` hours."""
+    h = hourly.groupby(["arm", "replication"], sort=False)
+    part = h.tail(hours) if last else h.head(hours)
+    g = part.groupby(["arm", "replication"], sort=False)[[num, den]].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return g[num] / g[den].where(g[den] > 0)

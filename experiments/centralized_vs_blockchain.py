@@ -19,14 +19,22 @@ difference (P2P minus centralized) with its 95 % CI. KPIs (model.summary()):
 - transaction efficiency: P2P volume / min(offered, demanded). It is 0 in
   centralized mode *by construction* (no direct trade), so it cannot test the
   claim; it is reported for P2P only;
-- breach rate: share of committed sides that delivered or took less than
-  (1 - breach_tolerance) of what they committed (in centralized mode,
-  against what they offered to the grid company), and breach shortfall (MWh);
-- prices: the volume-weighted SD of P2P contract prices (yuan/kWh and as % of
-  retail). In centralized mode every kWh is bought at the one tariff price,
-  so the spread is 0 by construction under a flat tariff; the comparable
-  price is what users pay: their net cost per kWh of net need,
-  user_cost / (p2p_delivered + grid_purchase);
+- breach rate, with one definition and one denominator in both modes: every
+  party that submits a schedule in an hour (an order in P2P mode, an offer or
+  bid to the grid company in centralized mode) is one party-hour of the
+  denominator; it breaches when it delivers or takes less than
+  (1 - breach_tolerance) of what it is held to (its contracts in P2P mode, its
+  submitted schedule in centralized mode, where parties still submit schedules
+  to the grid company). A P2P party whose order found no match is held to
+  nothing and cannot breach; that is part of what the comparison measures.
+  Also breach shortfall energy (MWh) and per scheduled party-hour (kWh);
+- orderly transactions, defined in both modes: the spread (kWh-weighted SD,
+  and the 10-90 % range) of users' *effective price*, what a user paid in an
+  hour (contracts, wheeling, grid purchases, any consequence payments) per kWh
+  it bought, across users and hours. Under a flat tariff every user pays R in
+  centralized mode, so that spread is 0 there; P2P prices differ by pair and
+  hour. The P2P contract price spread is reported too (P2P only);
+- users' mean effective price (cost per kWh bought);
 - users' total cost, DPGCs' income, the grid company's income, grid
   purchases (MWh), curtailment, clean share, mean credit.
 
@@ -36,18 +44,22 @@ difference (P2P minus centralized) with its 95 % CI. KPIs (model.summary()):
 
 Where and why it may differ from the paper. [DIPI] states the claim
 qualitatively, without a model of weather, forecasts or a feeder; its breach
-comparison presumes that credit makes parties keep their word. In this
-model, parties do not yet learn (commitment ratio and prices are fixed at
-the scenario's values), so credit and POCA cannot change anyone's
-behaviour: breaches come from forecast error alone and are about as frequent
-in both modes. Any difference in breach rate here comes from what is
-committed (P2P contracts vs offers to the grid), not from deterrence. The
+comparison presumes that credit makes parties keep their word. By default
+parties here do not learn (``--set learning="roth_erev"`` makes them), so
+credit and POCA cannot change anyone's behaviour: breaches come from forecast
+error, and any difference in breach rate comes from what each mode holds a
+party to (matched contracts vs the whole schedule), not from deterrence. The
 cost and income differences are a transfer: P2P trade at prices between F
 and R moves the grid company's retail margin to users and DPGCs.
+
+Runs go through the sweep engine (:func:`_common.run_arms`, one arm per mode,
+paired seeds); an hourly probe (:func:`schedule_probe`) records the scheduled
+party-hours and users' effective prices.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,17 +68,15 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
-    int_seed,
     mean_ci,
     parse,
     parser,
-    rep_streams,
+    run_arms,
     save_csv,
     save_png,
     style,
 )
 
-from dipi_abm import DIPIModel
 from dipi_abm.config import parse_assignments, validate
 from dipi_abm.errors import ConfigError
 
@@ -78,12 +88,19 @@ MODE_COLOR = {"centralized": "#9a9a9a", "price_time": PALETTE[0]}
 #: KPI column -> (label, unit) for the summary table; derived columns are added in kpis().
 KPIS = {
     "transaction_efficiency_pct": ("transaction efficiency", "%"),
-    "breach_rate_pct": ("breach rate", "% of committed sides"),
+    "breach_rate_scheduled_pct": ("breach rate per scheduled party-hour (same denominator)",
+                                  "% of scheduled party-hours"),
+    "breach_rate_pct": ("breach rate per committed side (each mode's own denominator)",
+                        "% of committed sides"),
     "breach_shortfall_mwh": ("breach shortfall", "MWh"),
+    "shortfall_per_scheduled_kwh": ("breach shortfall per scheduled party-hour", "kWh"),
+    "user_price_spread": ("spread of users' effective price across users and hours (SD)",
+                          "yuan/kWh"),
+    "user_price_spread_pct_of_retail": ("spread of users' effective price", "% of retail"),
+    "user_price_yuan_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
     "price_mean": ("mean P2P contract price", "yuan/kWh"),
     "price_std": ("P2P contract price spread (SD)", "yuan/kWh"),
     "price_spread_pct_of_retail": ("P2P contract price spread", "% of retail"),
-    "user_price_yuan_per_kwh": ("users' cost per kWh of net need", "yuan/kWh"),
     "user_cost_kyuan": ("users' total cost", "thousand yuan"),
     "dpgc_income_kyuan": ("DPGCs' income", "thousand yuan"),
     "grid_income_kyuan": ("grid company income", "thousand yuan"),
@@ -96,20 +113,48 @@ KPIS = {
 }
 
 
-def kpis(summary: dict) -> dict:
-    """The compared KPIs of one run, from model.summary()."""
-    s = summary
-    retail = s["params"]["retail_yuan_per_kwh"]
-    user_need = s["p2p_delivered_kwh"] + s["grid_purchase_kwh"]  # users' net need, kWh
+def schedule_probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
+    """Hourly probe (run in the sweep's workers): scheduled party-hours, breaches of what
+    each party is held to, and the sums that give users' effective-price spread."""
+    from dipi_abm.model import USER_KIND
+
+    s = model.state
+    scheduled = s.offered_kwh > 0  # submitted an order (P2P) or a schedule (centralized)
+    short = np.where(s.breach, s.committed_kwh - s.delivered_kwh, 0.0)
+    need = model.record.delivery.need_kw
+    buyer = (s.kind == USER_KIND) & (need > 1e-9)
+    paid = -model.record.settlement.party_transfer[buyer]
+    kwh = need[buyer]
+    # Prices relative to a constant (the retail parameter), so that a spread of zero
+    # comes out as zero and not as rounding noise of E[x^2] - E[x]^2.
+    dev = paid / kwh - model.params.retail_yuan_per_kwh
+    return {"scheduled": float(scheduled.sum()), "breaches": float((s.breach & scheduled).sum()),
+            "shortfall_kwh": float(short.sum()), "user_kwh": float(kwh.sum()),
+            "user_dev_kwh": float((dev * kwh).sum()),
+            "user_dev2_kwh": float((dev * dev * kwh).sum())}
+
+
+def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
+    """The compared KPIs of one run: its summary row and its summed hourly probe."""
+    s = row
+    p = probe.sum()
+    user_need = s["p2p_delivered_kwh"] + s["grid_purchase_kwh"]  # users' energy bought, kWh
     has_p2p = s["p2p_volume_kwh"] > 0
+    mean_dev = p["probe_user_dev_kwh"] / p["probe_user_kwh"]
+    spread = float(np.sqrt(max(p["probe_user_dev2_kwh"] / p["probe_user_kwh"] - mean_dev ** 2,
+                               0.0)))
     return {
         "transaction_efficiency_pct": 100.0 * s["transaction_efficiency"],
+        "breach_rate_scheduled_pct": 100.0 * p["probe_breaches"] / p["probe_scheduled"],
         "breach_rate_pct": 100.0 * s["breach_rate"],
         "breach_shortfall_mwh": s["breach_shortfall_kwh"] / 1e3,
+        "shortfall_per_scheduled_kwh": p["probe_shortfall_kwh"] / p["probe_scheduled"],
+        "user_price_spread": spread,
+        "user_price_spread_pct_of_retail": 100.0 * spread / retail,
+        "user_price_yuan_per_kwh": s["user_cost_yuan"] / user_need if user_need > 0 else np.nan,
         "price_mean": s["price_mean"] if has_p2p else np.nan,
         "price_std": s["price_std"] if has_p2p else np.nan,
         "price_spread_pct_of_retail": 100.0 * s["price_std"] / retail if has_p2p else np.nan,
-        "user_price_yuan_per_kwh": s["user_cost_yuan"] / user_need if user_need > 0 else np.nan,
         "user_cost_kyuan": s["user_cost_yuan"] / 1e3,
         "dpgc_income_kyuan": s["dpgc_income_yuan"] / 1e3,
         "grid_income_kyuan": s["grid_income_yuan"] / 1e3,
@@ -122,17 +167,20 @@ def kpis(summary: dict) -> dict:
     }
 
 
-def run(reps: int, seed: int, scenario: dict, modes: Sequence[str]) -> pd.DataFrame:
-    """One row per (replication, mode)."""
-    rows = []
-    for rep, ss in enumerate(rep_streams(seed, reps)):
-        run_seed = int_seed(ss)
-        for mode in modes:
-            model = DIPIModel(seed=run_seed, **{**scenario, "matching": mode})
-            model.run()
-            rows.append({"replication": rep, "seed": run_seed, "mode": mode,
-                         **kpis(model.summary())})
-    return pd.DataFrame(rows)
+def run(reps: int, seed: int, scenario: dict, modes: Sequence[str], out: Path,
+        workers: int) -> pd.DataFrame:
+    """One row per (replication, mode), every mode over the same seeds."""
+    groups = {m: {"base": {"matching": m}} for m in modes}
+    runs, hourly = run_arms(groups, scenario, reps=reps, seed=seed, out=out, workers=workers,
+                            probe="centralized_vs_blockchain:schedule_probe")
+    retail = validate(scenario).retail_yuan_per_kwh
+    probes = dict(iter(hourly.groupby(["arm", "replication"], sort=False)))
+    rows = [{"replication": int(r.replication), "seed": int(r.seed), "mode": r.arm,
+             **kpis(r, probes[(r.arm, r.replication)], retail)}
+            for _, r in runs.iterrows()]
+    return pd.DataFrame(rows).sort_values(["replication", "mode"], kind="stable",
+                                          key=lambda c: c.map(modes.index) if c.name == "mode"
+                                          else c).reset_index(drop=True)
 
 
 def summarise(runs: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
@@ -160,9 +208,11 @@ PANELS = (
     ("dpgc_income_kyuan", "DPGCs' income", "thousand yuan"),
     ("grid_income_kyuan", "grid company's income", "thousand yuan"),
     ("grid_purchase_mwh", "energy bought from the grid", "MWh"),
-    ("breach_rate_pct", "breach rate", "% of committed sides"),
-    ("breach_shortfall_mwh", "breach shortfall", "MWh"),
-    ("price_spread_pct_of_retail", "P2P contract price spread (SD)", "% of retail price"),
+    ("breach_rate_scheduled_pct", "breach rate (same denominator)",
+     "% of scheduled party-hours"),
+    ("shortfall_per_scheduled_kwh", "breach shortfall", "kWh per scheduled party-hour"),
+    ("user_price_spread_pct_of_retail", "spread of users' effective price\n(users x hours)",
+     "% of retail price"),
     ("transaction_efficiency_pct", "transaction efficiency", "% of min(offered, demanded)"),
 )
 
@@ -171,7 +221,8 @@ def _fmt(v: float) -> str:
     a = abs(v)
     return f"{v:+,.0f}" if a >= 100 else (f"{v:+.2f}" if a >= 1 else f"{v:+.3f}")
 BY_CONSTRUCTION = {
-    "price_spread_pct_of_retail": "no contracts:\none tariff price\n(spread 0 by construction)",
+    "user_price_spread_pct_of_retail": "everyone pays the\ntariff price:\nspread 0 under a flat\n"
+                                       "tariff (by construction)",
     "transaction_efficiency_pct": "no direct trade:\n0 by construction",
 }
 
@@ -189,7 +240,8 @@ def plot(runs: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str], scenar
         for x, m in enumerate(modes):
             mean, lo, hi = row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"]
             values = runs.loc[runs["mode"] == m, kpi].to_numpy()
-            if m == "centralized" and kpi in BY_CONSTRUCTION:
+            if (m == "centralized" and kpi in BY_CONSTRUCTION
+                    and np.allclose(np.nan_to_num(values), 0.0)):
                 ax.text(x, 0.5, BY_CONSTRUCTION[kpi], transform=ax.get_xaxis_transform(),
                         ha="center", va="center", fontsize=10, color="0.35", style="italic")
                 continue
@@ -231,9 +283,15 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                     help="users (default 100; 30 with --quick)")
     ap.add_argument("--days", type=float, default=None,
                     help="simulated days (default 14; 3 with --quick)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: min(2, CPUs); 1 with --quick)")
     ap.add_argument("--set", dest="assignments", action="append", default=[],
                     metavar="KEY=VALUE", help="any other scenario key (repeatable)")
     args = parse(ap, argv)
+    if args.workers is None:
+        args.workers = 1 if args.quick else min(2, os.cpu_count() or 1)
+    if args.workers < 1:
+        ap.error(f"--workers {args.workers}: must be >= 1")
     scenario = {
         "n_dpgc": args.dpgc or (6 if args.quick else 20),
         "n_users": args.users or (30 if args.quick else 100),
@@ -248,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         ap.error(str(exc))
     modes = list(MODES)
     timer = Timer()
-    runs = run(args.reps, args.seed, scenario, modes)
+    scenario.setdefault("ledger_detail", "off")  # the chains change no KPI
+    runs = run(args.reps, args.seed, scenario, modes, Path(args.out), args.workers)
     summary = summarise(runs, modes)
     out = Path(args.out)
     save_csv(runs, out / "centralized_vs_blockchain_runs.csv")
@@ -266,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
               f"P2P - centralized {r.diff_mean:+.4g} [{r.diff_ci_low:+.4g}, "
               f"{r.diff_ci_high:+.4g}]")
     print("  transaction efficiency is 0 in centralized mode by construction (no direct "
-          "trade); the P2P price spread has no centralized counterpart (one tariff price).")
+          "trade); the P2P contract price spread has no centralized counterpart.")
     verdict(summary)
     print(f"written to {out} in {timer}")
     return summary
@@ -282,8 +341,10 @@ def verdict(summary: pd.DataFrame) -> None:
 
     words = {1: "higher", -1: "lower", 0: "not significantly different"}
     print("  findings (paired 95 % CI of P2P - centralized excludes 0?):")
-    print(f"    breach rate in P2P: {words[sign('breach_rate_pct')]}"
-          " (claim: fewer breaches)")
+    print(f"    breach rate per scheduled party-hour in P2P: "
+          f"{words[sign('breach_rate_scheduled_pct')]} (claim: fewer breaches)")
+    print(f"    spread of users' effective price in P2P: "
+          f"{words[sign('user_price_spread')]} (claim: more orderly, i.e. lower)")
     print(f"    users' cost per kWh in P2P: {words[sign('user_price_yuan_per_kwh')]}")
     print(f"    DPGC income in P2P: {words[sign('dpgc_income_kyuan')]}")
     print(f"    grid purchases in P2P: {words[sign('grid_purchase_mwh')]}")

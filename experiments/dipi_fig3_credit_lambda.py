@@ -13,8 +13,10 @@ solar DPGC (1,500 kW), the model's median capacities, each commit their
 forecast is positive is one transaction (as in DIPIModel, where a DPGC offers
 its whole forecast surplus at commitment ratio 1); it is scored with
 dipi_abm.rules.credit.seller_score, s = 100 min(1, g / ((1 - lambda) q)), and the
-credit is updated with the `paper` rule C_n = (C_1 + ... + C_{n-1} + s_n) / n
-(dipi_abm.rules.credit.update_credit), starting from 100. Each repetition has its own
+credit is updated from 100 with every rule of dipi_abm.rules.credit.CREDIT_RULES
+(``--credit-rules`` picks some), the `paper` rule C_n = (C_1 + ... + C_{n-1} + s_n) / n
+among them; every rule sees the same transactions (a rule whose memory is set in
+hours counts each transaction as one hour after the previous one). Each repetition has its own
 weather (one SeedSequence child per repetition); within a repetition every
 lambda sees the same weather (common random numbers), so the lambda effect is
 estimated as a paired difference. The figure shows the mean credit path over
@@ -23,6 +25,10 @@ own path for each lambda (thin line), the kind of single path the paper plots.
 
     python experiments/dipi_fig3_credit_lambda.py --out results/fig3
     python experiments/dipi_fig3_credit_lambda.py --quick          # smoke test
+
+Writes ``dipi_fig3_credit_lambda.csv`` (with a ``credit_rule`` column),
+``dipi_fig3_credit_lambda.png`` (every rule, one row each) and one detailed figure per
+rule, ``dipi_fig3_credit_lambda_<rule>.png`` (mean, CI, a typical path, paired gain).
 
 Where and why it may differ from the paper. [DIPI] plots one DPGC's path from a
 handful of hand-set outcomes; here shortfalls come from simulated weather and
@@ -35,7 +41,7 @@ C_n = sum_{k<n} s_k / (k (k + 1)) + s_n / n, so the first score keeps weight 1/2
 forever, the second 1/6, the third 1/12. Paths therefore flatten after a few
 transactions, the level is set by the first hours, and repetitions spread
 widely (a wind DPGC whose first commitment met a calm hour stays below 50).
-The `ema` and `window` rules (--credit-rule) forget. The lambda effect is
+The other rules (`ema`, `window`, ...) forget. The lambda effect is
 therefore shown twice: the mean paths with their CI bands (which overlap at
 small --reps because repetitions differ so much) and the paired gain over
 lambda = 0 (same weather), which is tight. The printed paper does not give
@@ -65,9 +71,9 @@ from dipi_abm.physics.weather import SOLAR, WIND, Weather, WeatherParams
 from dipi_abm.rules.credit import CREDIT_RULES, CreditState, seller_score, update_credit
 
 TECHS = {"wind": (WIND, 2000.0), "solar": (SOLAR, 1500.0)}  # code, capacity kW (model medians)
-CSV_COLUMNS = ["tech", "natural_factor", "transaction", "credit_mean", "credit_ci_low",
-               "credit_ci_high", "credit_sd", "gain_mean", "gain_ci_low", "gain_ci_high",
-               "score_mean", "reps"]
+CSV_COLUMNS = ["credit_rule", "tech", "natural_factor", "transaction", "credit_mean",
+               "credit_ci_low", "credit_ci_high", "credit_sd", "gain_mean", "gain_ci_low",
+               "gain_ci_high", "score_mean", "reps"]
 
 
 def draw_transactions(ss: np.random.SeedSequence, n_tx: int, min_commit_share: float,
@@ -113,11 +119,22 @@ def credit_paths(committed: np.ndarray, delivered: np.ndarray, natural_factor: f
     return path, scores
 
 
-def run(reps: int, seed: int, n_tx: int, lambdas: Sequence[float], rule: str,
+def run(reps: int, seed: int, n_tx: int, lambdas: Sequence[float], rules: Sequence[str],
         min_commit_share: float) -> tuple[pd.DataFrame, dict]:
+    """Every credit rule over the same weather draws: paths[rule][tech, lambda]."""
     params = WeatherParams()
     draws = [draw_transactions(ss, n_tx, min_commit_share, params)
              for ss in rep_streams(seed, reps)]
+    frames, paths = [], {}
+    for rule in rules:
+        df, paths[rule] = run_rule(draws, n_tx, lambdas, rule)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)[CSV_COLUMNS], paths
+
+
+def run_rule(draws: list[dict], n_tx: int, lambdas: Sequence[float],
+             rule: str) -> tuple[pd.DataFrame, dict]:
+    reps = len(draws)
     rows, paths = [], {}
     base = min(lambdas)
     for tech in TECHS:
@@ -133,17 +150,53 @@ def run(reps: int, seed: int, n_tx: int, lambdas: Sequence[float], rule: str,
             sd = path.std(axis=0, ddof=1)
             score_mean = np.concatenate([[np.nan], scores.mean(axis=0)])
             rows.append(pd.DataFrame({
-                "tech": tech, "natural_factor": lam, "transaction": np.arange(n_tx + 1),
+                "credit_rule": rule, "tech": tech, "natural_factor": lam,
+                "transaction": np.arange(n_tx + 1),
                 "credit_mean": mean, "credit_ci_low": lo, "credit_ci_high": hi,
                 "credit_sd": sd, "gain_mean": gain, "gain_ci_low": gain_lo,
                 "gain_ci_high": gain_hi, "score_mean": score_mean, "reps": reps}))
-    return pd.concat(rows, ignore_index=True)[CSV_COLUMNS], paths
+    return pd.concat(rows, ignore_index=True), paths
 
 
 def typical_rep(paths: dict, tech: str, lam: float) -> int:
     """The repetition whose final credit is the median one (a typical DPGC)."""
     final = paths[tech, lam][:, -1]
     return int(np.argsort(final, kind="stable")[final.size // 2])
+
+
+def plot_rules(df: pd.DataFrame, paths: dict, lambdas: Sequence[float], reps: int,
+               path: Path) -> None:
+    """Fig. 3 for every credit rule: one row per rule, mean credit with its CI band."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    style()
+    rules = list(paths)
+    fig, axes = plt.subplots(len(rules), len(TECHS), figsize=(13, 3.3 * len(rules) + 1),
+                             sharex=True, squeeze=False)
+    for row, rule in zip(axes, rules, strict=True):
+        for ax, tech in zip(row, TECHS, strict=True):
+            for k, lam in enumerate(lambdas):
+                d = df[(df.credit_rule == rule) & (df.tech == tech) & (df.natural_factor == lam)]
+                color = PALETTE[k % len(PALETTE)]
+                ax.plot(d.transaction, d.credit_mean, color=color, lw=2.2)
+                ax.fill_between(d.transaction, d.credit_ci_low.clip(upper=100.0),
+                                d.credit_ci_high.clip(upper=100.0), color=color, alpha=0.25,
+                                lw=0)
+            ax.set_title(f"{rule} rule, {tech} DPGC", fontsize=12)
+            ax.set_xlim(0, df.transaction.max())
+        row[0].set_ylabel("credit Cₙ")
+    for ax in axes[-1]:
+        ax.set_xlabel("transaction n")
+    handles = [Line2D([], [], color=PALETTE[k % len(PALETTE)], lw=2.4,
+                      label="λ = 0 (unweighted)" if lam == 0 else f"λ = {lam:g}")
+               for k, lam in enumerate(lambdas)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"[DIPI] Fig. 3 under every credit rule: mean credit and 95 % CI over "
+                 f"{reps:,} weather repetitions (the same weather for every rule and λ)")
+    fig.tight_layout()
+    save_png(fig, path)
 
 
 def plot(df: pd.DataFrame, paths: dict, lambdas: Sequence[float], rule: str, reps: int,
@@ -206,8 +259,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                     help="transactions per DPGC (default 200; 100 with --quick)")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.1, 0.2],
                     help="natural weighting factors to compare (default 0 0.1 0.2)")
-    ap.add_argument("--credit-rule", default="paper", choices=sorted(CREDIT_RULES),
-                    help="credit update rule (default paper)")
+    ap.add_argument("--credit-rules", nargs="+", default=list(CREDIT_RULES),
+                    choices=list(CREDIT_RULES),
+                    help="credit update rules to compare (default: every rule); each gets "
+                    "its own detailed figure dipi_fig3_credit_lambda_<rule>.png")
     ap.add_argument("--min-commit-share", type=float, default=0.0,
                     help="commit only hours whose forecast exceeds this share of capacity "
                          "(default 0: every hour with a positive forecast, as DIPIModel)")
@@ -217,25 +272,30 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         if not 0.0 <= lam < 0.3:
             ap.error(f"--lambdas {lam}: the natural weighting factor must lie in [0, 0.3)")
     timer = Timer()
-    df, paths = run(args.reps, args.seed, n_tx, args.lambdas, args.credit_rule,
-                    args.min_commit_share)
+    rules = list(dict.fromkeys(args.credit_rules))
+    df, paths = run(args.reps, args.seed, n_tx, args.lambdas, rules, args.min_commit_share)
     out = Path(args.out)
     save_csv(df, out / "dipi_fig3_credit_lambda.csv")
-    plot(df, paths, args.lambdas, args.credit_rule, args.reps,
-         out / "dipi_fig3_credit_lambda.png")
+    plot_rules(df, paths, args.lambdas, args.reps, out / "dipi_fig3_credit_lambda.png")
+    for rule in rules:
+        plot(df[df.credit_rule == rule], paths[rule], args.lambdas, rule, args.reps,
+             out / f"dipi_fig3_credit_lambda_{rule}.png")
 
-    print(f"[DIPI] Fig. 3: credit after {n_tx} transactions ({args.reps} repetitions, "
-          f"`{args.credit_rule}` rule; mean [95 % CI])")
     base = min(args.lambdas)
-    for tech in TECHS:
-        for lam in args.lambdas:
-            last = df[(df.tech == tech) & (df.natural_factor == lam)].iloc[-1]
-            diff = paths[tech, lam][:, -1] - paths[tech, base][:, -1]
-            m, lo, hi = mean_ci(diff)
-            extra = "" if lam == base else (f"   paired gain over λ={base:g}: "
-                                            f"{float(m):+.2f} [{float(lo):+.2f}, {float(hi):+.2f}]")
-            print(f"  {tech:5s} λ={lam:<4g} {last.credit_mean:6.2f} "
-                  f"[{last.credit_ci_low:6.2f}, {last.credit_ci_high:6.2f}]{extra}")
+    for rule in rules:
+        print(f"[DIPI] Fig. 3: credit after {n_tx} transactions ({args.reps} repetitions, "
+              f"`{rule}` rule; mean [95 % CI])")
+        for tech in TECHS:
+            for lam in args.lambdas:
+                last = df[(df.credit_rule == rule) & (df.tech == tech)
+                          & (df.natural_factor == lam)].iloc[-1]
+                diff = paths[rule][tech, lam][:, -1] - paths[rule][tech, base][:, -1]
+                m, lo, hi = mean_ci(diff)
+                extra = "" if lam == base else (
+                    f"   paired gain over λ={base:g}: {float(m):+.2f} [{float(lo):+.2f}, "
+                    f"{float(hi):+.2f}]")
+                print(f"  {tech:5s} λ={lam:<4g} {last.credit_mean:6.2f} "
+                      f"[{last.credit_ci_low:6.2f}, {last.credit_ci_high:6.2f}]{extra}")
     print(f"written to {out} in {timer}")
     return df
 

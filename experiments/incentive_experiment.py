@@ -22,11 +22,12 @@ placement, weather and loads in every arm of a replication):
 Default scenario otherwise (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
 tariff R = 0.657, F = 0.4 yuan/kWh), 30 days, `learning = "roth_erev"`,
 `opportunist_share = 0.2`, `ledger_detail = "off"` (the chains do not change any KPI;
-`--set ledger_detail=digest` turns them on). Runs go to a process pool over (arm,
-replication); each run is seeded only by its replication, so the results do not
-depend on ``--workers``. The model is stepped hour by hour to record the mean
-commitment ratio of the parties that sold (and bid-volume ratio of those that bought)
-in that hour, and the breaches and credit of opportunists and the others.
+`--set ledger_detail=digest` turns them on). Runs go through the sweep engine
+(:func:`_common.run_arms`: one paired sweep per arm, resumable under ``--out``/sweeps);
+each run is seeded only by its replication, so the results do not depend on
+``--workers``. An hourly probe (:func:`probe`) records the mean commitment ratio of
+the parties that sold (and bid-volume ratio of those that bought) in that hour, and
+the breaches and credit of opportunists and the others.
 
 Writes to ``--out``:
 
@@ -66,7 +67,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +74,15 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
-    int_seed,
     mean_ci,
     parse,
     parser,
-    rep_streams,
+    run_arms,
     save_csv,
     save_png,
     style,
 )
 
-from dipi_abm import DIPIModel
 from dipi_abm.config import parse_assignments, validate
 from dipi_abm.errors import ConfigError
 from dipi_abm.model import BUYER, DPGC_KIND, SELLER
@@ -161,48 +159,41 @@ COMPARISONS = (("cma_live", "cma_frozen"), ("cma_live", "centralized"))
 
 
 # --------------------------------------------------------------------------- one run
-def run_one(task: tuple[str, int, int, dict]) -> tuple[dict, pd.DataFrame]:
-    """One (arm, replication): the run's row and its per-day series."""
-    arm, rep, seed, scenario = task
-    m = DIPIModel(seed=seed, **scenario)
-    hours = m.params.hours
-    s, opp = m.state, m.opportunist
-    dpgc = s.kind == DPGC_KIND
-    groups = {"dpgc": dpgc, "user": ~dpgc, "opportunist": opp, "other": ~opp}
-    n_days = -(-hours // 24)
-    acc = {k: np.zeros(n_days) for k in (
-        "cr_sum", "cr_n", "bv_sum", "bv_n", *(f"vr_{g}_{x}" for g in ("opportunist", "other")
-                                              for x in ("sum", "n")),
-        *(f"{x}_{g}" for g in groups for x in ("breaches", "committed")))}
-    credit_end = {g: np.full(n_days, np.nan) for g in groups}
-    for h in range(hours):
-        m.step()
-        d = h // 24
-        sell, buy = s.role == SELLER, s.role == BUYER
-        acc["cr_sum"][d] += s.commitment_ratio[sell].sum()
-        acc["cr_n"][d] += sell.sum()
-        acc["bv_sum"][d] += s.bid_volume_ratio[buy].sum()
-        acc["bv_n"][d] += buy.sum()
-        ratio = np.where(sell, s.commitment_ratio, s.bid_volume_ratio)
-        acting = sell | buy
-        committed = s.committed_kwh > 0
-        for g, mask in groups.items():
-            if g in ("opportunist", "other"):
-                acc[f"vr_{g}_sum"][d] += ratio[acting & mask].sum()
-                acc[f"vr_{g}_n"][d] += (acting & mask).sum()
-            acc[f"breaches_{g}"][d] += (s.breach & mask).sum()
-            acc[f"committed_{g}"][d] += (committed & mask).sum()
-            if h % 24 == 23 or h == hours - 1:
-                credit_end[g][d] = s.credit.credit[mask].mean() if mask.any() else np.nan
-    summ = m.summary()
-    hourly = m.hourly_dataframe()
-    m.close()
+GROUPS = ("dpgc", "user", "opportunist", "other")
 
-    day = np.arange(len(hourly)) // 24
-    q = hourly["p2p_volume_kwh"].to_numpy()
-    pm = np.nan_to_num(hourly["price_mean"].to_numpy())
-    ps = np.nan_to_num(hourly["price_std"].to_numpy())
-    tradable = np.minimum(hourly["offered_kwh"], hourly["demanded_kwh"]).to_numpy()
+
+def probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
+    """Hourly probe (run in the sweep's workers): chosen volume ratios of the parties that
+    sold and bought, breaches and committed sides, and mean credit, by group."""
+    s, opp = model.state, model.opportunist
+    dpgc = s.kind == DPGC_KIND
+    masks = {"dpgc": dpgc, "user": ~dpgc, "opportunist": opp, "other": ~opp}
+    sell, buy = s.role == SELLER, s.role == BUYER
+    ratio = np.where(sell, s.commitment_ratio, s.bid_volume_ratio)
+    acting = sell | buy
+    committed = s.committed_kwh > 0
+    out = {"cr_sum": float(s.commitment_ratio[sell].sum()), "cr_n": float(sell.sum()),
+           "bv_sum": float(s.bid_volume_ratio[buy].sum()), "bv_n": float(buy.sum())}
+    for g, mask in masks.items():
+        if g in ("opportunist", "other"):
+            out[f"vr_{g}_sum"] = float(ratio[acting & mask].sum())
+            out[f"vr_{g}_n"] = float((acting & mask).sum())
+        out[f"breaches_{g}"] = float((s.breach & mask).sum())
+        out[f"committed_{g}"] = float((committed & mask).sum())
+        out[f"credit_{g}"] = float(s.credit.credit[mask].mean()) if mask.any() else np.nan
+    return out
+
+
+def run_row(arm: str, summ: pd.Series, hourly: pd.DataFrame, scenario: dict
+            ) -> tuple[dict, pd.DataFrame]:
+    """One (arm, replication): the run's row and its per-day series, from its summary and
+    its hourly KPIs and probe columns."""
+    hours = len(hourly)
+    n_days = -(-hours // 24)
+    day = np.arange(hours) // 24
+
+    def col(name: str) -> np.ndarray:
+        return hourly[f"probe_{name}"].to_numpy(float)
 
     def per_day(x: np.ndarray) -> np.ndarray:
         return np.bincount(day, x, n_days)
@@ -211,16 +202,26 @@ def run_one(task: tuple[str, int, int, dict]) -> tuple[dict, pd.DataFrame]:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
 
+    last_hour = np.minimum(np.arange(n_days) * 24 + 23, hours - 1)
+    q = hourly["p2p_volume_kwh"].to_numpy()
+    pm = np.nan_to_num(hourly["price_mean"].to_numpy())
+    ps = np.nan_to_num(hourly["price_std"].to_numpy())
+    tradable = np.minimum(hourly["offered_kwh"], hourly["demanded_kwh"]).to_numpy()
     qd = per_day(q)
     pmean = ratio_of(per_day(q * pm), qd)
     p2 = ratio_of(per_day(q * (ps ** 2 + pm ** 2)), qd)
+    acc = {k: per_day(col(k)) for k in (
+        "cr_sum", "cr_n", "bv_sum", "bv_n",
+        *(f"vr_{g}_{x}" for g in ("opportunist", "other") for x in ("sum", "n")),
+        *(f"{x}_{g}" for g in GROUPS for x in ("breaches", "committed")))}
+    rep = int(hourly["replication"].iloc[0])
     daily = pd.DataFrame({
         "arm": arm, "replication": rep, "day": np.arange(1, n_days + 1),
         "breaches": per_day(hourly["breaches"].to_numpy(float)),
         "committed": per_day(hourly["committed_parties"].to_numpy(float)),
         **{f"breach_rate_{g}": ratio_of(acc[f"breaches_{g}"], acc[f"committed_{g}"])
-           for g in groups},
-        **{f"mean_credit_{g}": credit_end[g] for g in groups},
+           for g in GROUPS},
+        **{f"mean_credit_{g}": col(f"credit_{g}")[last_hour] for g in GROUPS},
         "commitment_ratio": ratio_of(acc["cr_sum"], acc["cr_n"]),
         "bid_volume_ratio": ratio_of(acc["bv_sum"], acc["bv_n"]),
         **{f"volume_ratio_{g}": ratio_of(acc[f"vr_{g}_sum"], acc[f"vr_{g}_n"])
@@ -241,8 +242,8 @@ def run_one(task: tuple[str, int, int, dict]) -> tuple[dict, pd.DataFrame]:
     b, c = daily["breaches"].to_numpy(), daily["committed"].to_numpy()
     user_need = summ["p2p_delivered_kwh"] + summ["grid_purchase_kwh"]
     row = {
-        "arm": arm, "replication": rep, "seed": seed, "matching": scenario["matching"],
-        "credit_frozen": bool(scenario["credit_frozen"]),
+        "arm": arm, "replication": rep, "seed": int(summ["seed"]),
+        "matching": scenario["matching"], "credit_frozen": bool(scenario["credit_frozen"]),
         **{k: summ[k] for k in SUMMARY_KPIS},
         "window_days": w,
         "breach_rate_first": window(b, c, False),
@@ -254,8 +255,8 @@ def run_one(task: tuple[str, int, int, dict]) -> tuple[dict, pd.DataFrame]:
         **{f"breach_rate_{g}": ratio_of(acc[f"breaches_{g}"].sum(),
                                         acc[f"committed_{g}"].sum()).item()
            for g in ("opportunist", "other")},
-        "mean_credit_opportunist": float(s.credit.credit[opp].mean()) if opp.any() else np.nan,
-        "mean_credit_other": float(s.credit.credit[~opp].mean()) if (~opp).any() else np.nan,
+        "mean_credit_opportunist": float(col("credit_opportunist")[-1]),
+        "mean_credit_other": float(col("credit_other")[-1]),
         "user_cost_per_kwh": summ["user_cost_yuan"] / user_need if user_need > 0 else np.nan,
     }
     row["breach_rate_change"] = row["breach_rate_last"] - row["breach_rate_first"]
@@ -269,28 +270,17 @@ def window_days(n_days: int) -> int:
     return max(1, min(5, n_days // 2))
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def run_all(tasks: list[tuple], workers: int) -> list[tuple[dict, pd.DataFrame]]:
-    """Every task, in task order, serially or on a process pool (same results either way)."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [run_one(t) for t in tasks]
-    import multiprocessing
-
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:  # one BLAS thread per worker: the workers are the parallelism
-        os.environ.setdefault(k, "1")
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            return list(pool.map(run_one, tasks))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def run_all(arms: Sequence[str], scenario: dict, reps: int, seed: int, out: Path,
+            workers: int) -> list[tuple[dict, pd.DataFrame]]:
+    """Every arm over the same replication seeds, through the sweep engine; the results
+    do not depend on ``workers``."""
+    groups = {a: {"base": ARMS[a]} for a in arms}
+    runs, hourly = run_arms(groups, scenario, reps=reps, seed=seed, out=out, workers=workers,
+                            probe="incentive_experiment:probe")
+    by_run = dict(iter(hourly.groupby(["arm", "replication"], sort=False)))
+    return [run_row(r["arm"], r, by_run[(r["arm"], r["replication"])],
+                    {**scenario, **ARMS[r["arm"]]})
+            for _, r in runs.iterrows()]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -615,10 +605,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     except ConfigError as exc:
         ap.error(str(exc))
     timer = Timer()
-    seeds = [int_seed(ss) for ss in rep_streams(args.seed, args.reps)]
-    tasks = [(a, rep, seed, {**scenario, **ARMS[a]}) for a in arms
-             for rep, seed in enumerate(seeds)]
-    results = run_all(tasks, args.workers)
+    results = run_all(arms, scenario, args.reps, args.seed, Path(args.out), args.workers)
     runs = pd.DataFrame([r for r, _ in results], columns=RUN_COLUMNS)
     daily = pd.concat([d for _, d in results], ignore_index=True)
     dsum = summarise_daily(daily, arms)

@@ -83,11 +83,14 @@ def test_sampled_designs_stay_in_range_with_types_and_levels(design):
         "consensus": ["poca", "pow", "dpos"],
     }}
     points = design_points(spec)
-    assert len(points) == n
+    # sobol: Saltelli's scheme, n base points and n * (D + 2) design points
+    assert len(points) == (n if design == "lhs" else n * (5 + 2))
     nf = np.array([p["natural_factor"] for p in points])
     assert ((nf >= 0.05) & (nf < 0.25)).all()
-    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points)
-    strata = np.floor((nf - 0.05) / 0.2 * n).astype(int)
+    # one point per 1/n stratum of every axis (LHS by construction; Sobol for 2^m points,
+    # in the base matrix A: every (D + 2)-th point of Saltelli's scheme)
+    base = nf if design == "lhs" else nf[:: 5 + 2]
+    strata = np.floor((base - 0.05) / 0.2 * n).astype(int)
     assert sorted(strata.tolist()) == list(range(n))
     users = [p["n_users"] for p in points]
     assert all(type(u) is int for u in users)
@@ -106,7 +109,7 @@ def test_sobol_warns_when_samples_is_not_a_power_of_two():
     spec = {"sweep": {"design": "sobol", "samples": 10, "seed": 1},
             "factors": {"natural_factor": [0.0, 0.2]}}
     with pytest.warns(UserWarning, match="power of 2"):
-        assert len(design_points(spec)) == 10
+        assert len(design_points(spec)) == 10 * (1 + 2)
 
 
 def test_integer_range_gives_every_integer_an_equal_share():
@@ -497,15 +500,14 @@ def test_bad_workers_and_missing_spec_file(tmp_path):
 # ----------------------------------------------------------------------------- neighbours
 def test_mesa_batch_run_with_two_processes():
     rows = pd.DataFrame(mesa.batch_run(
-        DIPIModel, parameters={**TINY, "seed": [1, 2]}, iterations=1, max_steps=12,
+        DIPIModel, parameters={**TINY, "seed": [1, 2]}, max_steps=12,
         number_processes=2, data_collection_period=-1, display_progress=False))
     assert set(rows["seed"]) == {1, 2}
     for seed, at in rows.groupby("seed"):
         want = DIPIModel(seed=int(seed), **TINY).run().datacollector.get_model_vars_dataframe()
-        step = int(at["Step"].iloc[0])  # Mesa's index of the last collected step
-        assert (at["Step"] == step).all() and step >= 11
-        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[step])
-        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[step])
+        assert (at["hour"] == TINY["hours"]).all()  # the last hour
+        np.testing.assert_allclose(at["mean_credit_dpgc"], want["mean_credit_dpgc"].iloc[-1])
+        np.testing.assert_allclose(at["p2p_volume_kwh"], want["p2p_volume_kwh"].iloc[-1])
 
 
 def test_ema_model_function_returns_the_outcomes():
@@ -644,3 +646,29 @@ def test_oversized_designs_are_refused_before_they_are_generated(tmp_path):
             run_sweep(spec, tmp_path / "o", workers=1, progress=False)
         assert needle in str(info.value) and str(sw.MAX_RUNS) in str(info.value)
         assert not (tmp_path / "o").exists()
+
+
+def mean_credit_probe(model: DIPIModel) -> dict[str, float]:
+    return {"mean_credit": float(model.state.credit.credit.mean()), "hour": model.hour}
+
+
+def test_a_probe_adds_hourly_columns_and_policy_factors_combine(tmp_path, monkeypatch):
+    """probe: extra hourly columns from a function called after every hour; a
+    breach_policy factor may list combinations; common seeds pair the points."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    spec = {"sweep": {"seed": 5, "replications": 2, "common_seeds": True,
+                      "probe": "test_sweep:mean_credit_probe"},
+            "base": {"hours": 3, "n_dpgc": 3, "n_users": 6, "ledger_detail": "off"},
+            "factors": {"breach_policy": ["none", ["make_whole", "credit_gate"]]}}
+    tasks = plan_runs(spec)
+    seeds = {(t.point_id, t.replication): t.seed for t in tasks}
+    assert seeds[0, 0] == seeds[1, 0] != seeds[0, 1] == seeds[1, 1]
+    runs = run_sweep(spec, tmp_path / "s", workers=1, progress=False)
+    assert list(runs.breach_policy) == ["none"] * 2 + ["make_whole+credit_gate"] * 2
+    hourly = pd.concat([pd.read_parquet(p) for p in
+                        sorted((tmp_path / "s" / "hourly").glob("*/part.parquet"))])
+    assert len(hourly) == 4 * 3 and "gated_share" in hourly
+    np.testing.assert_array_equal(hourly.probe_hour, hourly.hour)
+    assert hourly.probe_mean_credit.between(0, 100).all()
+    with pytest.raises(ConfigError, match="probe"):
+        plan_runs({**spec, "sweep": {"seed": 5, "probe": "not a function"}})

@@ -93,6 +93,11 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
                       "grid_income": st.grid_income},
         "transfers": {"node": moved.astype(np.int64), "yuan": transfer[moved]},
     }
+    flows = record.settlement.consequences
+    if flows is not None:  # breach_policy payments (MODEL.md 6b); -1 is the grid company
+        jy1["consequences"] = {"payer": flows.payer.astype(np.int64),
+                               "payee": flows.payee.astype(np.int64), "yuan": flows.yuan,
+                               "policy": np.array(flows.names + ("",))[flows.policy]}
     updated = record.credit.updated
     seq, value = encode_credit_updates(credit[updated], np.zeros(updated.size, bool))
     lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}

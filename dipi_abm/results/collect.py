@@ -46,22 +46,27 @@ def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
 
 
 class _Snapshots(Mapping[int, list[tuple]]):
-    """``{step: [(step, agent_id, *values), ...]}`` built on demand from array snapshots."""
+    """``{step: [(step, agent_id, *values), ...]}`` built on demand from array snapshots.
 
-    def __init__(self) -> None:
+    ``step`` is the label mesa.batch_run asks for: Mesa 3.3 reads entry ``step`` for
+    steps 0 .. model.steps - 1, pairing it with ``model_vars[...][step]``, which holds
+    hour step + 1 (``offset`` 1); Mesa >= 3.4 reads the steps its DataCollector
+    recorded, which ``collect`` sets to the hour (``offset`` 0).
+    """
+
+    def __init__(self, offset: int) -> None:
         self.ids: np.ndarray | None = None
         self.columns: dict[int, dict[str, np.ndarray]] = {}
+        self.offset = offset
 
     def __getitem__(self, step: int) -> list[tuple]:
-        # mesa.batch_run reads entry ``step`` for steps 0 .. model.steps - 1, pairing it with
-        # ``model_vars[...][step]``, which holds hour step + 1 (see ``collect``).
-        cols = self.columns[step + 1]
+        cols = self.columns[int(step) + self.offset]
         values = [c.tolist() for c in cols.values()]
         n = len(self.ids)  # type: ignore[arg-type]
         return list(zip([step] * n, self.ids.tolist(), *values, strict=True))  # type: ignore[union-attr]
 
     def __iter__(self) -> Iterator[int]:
-        return (h - 1 for h in self.columns if h > 0)
+        return (h - self.offset for h in self.columns if h > 0)
 
     def __len__(self) -> int:
         return sum(1 for h in self.columns if h > 0)
@@ -74,7 +79,9 @@ class ColumnarDataCollector(DataCollector):
                  every: int = 1) -> None:
         super().__init__(model_reporters=model_reporters, agent_reporters=agent_reporters)
         self.every = int(every)
-        self._agent_records = _Snapshots()
+        # Mesa >= 3.4 keeps the step of every collection and batch_run reads them back.
+        self._records_steps = hasattr(self, "_collection_steps")
+        self._agent_records = _Snapshots(offset=0 if self._records_steps else 1)
 
     def collect(self, model: DIPIModel) -> None:  # type: ignore[override]
         if model.hour > 0:
@@ -85,6 +92,8 @@ class ColumnarDataCollector(DataCollector):
                 super().collect(model)  # model reporters only
             finally:
                 self.agent_reporters = agent_reporters
+            if self._records_steps:  # the hour, not Mesa's clock (model.time, a float)
+                self._collection_steps[-1] = model.hour
         if model.hour % self.every == 0 or not model.running:
             snaps = self._agent_records
             if snaps.ids is None:

@@ -306,7 +306,7 @@ def cma_weight(w: CMAWeights, buyer_credit: NDArray, seller_credit: NDArray,
             + w.green * cleanliness)
 
 
-def match_cma(book: OrderBook, net: MarketNetwork) -> Contracts:
+def match_cma(book: OrderBook, net: MarketNetwork, fallback: bool = True) -> Contracts:
     """Credit matching algorithm ([DIPI] section 4.2 step 4 with [DER-CBC]'s coefficients).
 
     Every feasible buyer-seller pair has the weight of :func:`cma_weight`, and
@@ -319,8 +319,9 @@ def match_cma(book: OrderBook, net: MarketNetwork) -> Contracts:
     in order, skipping pairs that are not feasible. After ``CMAWeights.rounds``
     rounds, or when no buyer has a feasible queue head left, the remaining
     orders clear by price-time priority, so no feasible pair is left
-    unmatched. A round costs the number of orders times the number of bus
-    queues, so the hour costs O(rounds x orders x buses + orders log orders).
+    unmatched (``fallback=False``: no price-time clearing, see
+    :func:`match_cma_strict`). A round costs the number of orders times the number
+    of bus queues, so the hour costs O(rounds x orders x buses + orders log orders).
     """
     if net.queue_distance is None:
         raise ValueError("cma matching needs a MarketNetwork built with distances")
@@ -348,9 +349,33 @@ def match_cma(book: OrderBook, net: MarketNetwork) -> Contracts:
     weighted = _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
                                 (book.seller_time, book.seller_price, -seller_part), choose,
                                 monotone=False, max_rounds=w.rounds)
+    if not fallback:
+        return weighted
     rest = _remaining(book, weighted)
     leftover = match_price_time(rest, net.by_price or net)
     return _concat(weighted, leftover)
+
+
+def match_cma_strict(book: OrderBook, net: MarketNetwork,
+                     strict_credit: float = 90.0) -> Contracts:
+    """Strict credit matching: priority that price-time clearing cannot erase (MODEL.md 6b).
+
+    In :func:`match_cma` everything still feasible after ``CMAWeights.rounds``
+    weighted rounds clears by price-time priority, so a low-credit party ends up
+    matched much as a high-credit one. Here the orders of parties whose credit is
+    at least ``strict_credit`` (scenario key ``cma_strict_credit``) clear first,
+    among themselves, by CMA weight until no feasible pair is left; only then do the
+    low-credit parties get what is left, again by weight. There is no price-time round.
+    """
+    w = replace(net.cma, rounds=0)  # 0: weighted rounds until nothing feasible is left
+    unlimited = replace(net, cma=w)
+    s_ok = _or_full(book.seller_credit, book.seller_volume.size, 100.0) >= strict_credit
+    b_ok = _or_full(book.buyer_credit, book.buyer_volume.size, 100.0) >= strict_credit
+    first_tier = replace(book, seller_volume=np.where(s_ok, book.seller_volume, 0.0),
+                         buyer_volume=np.where(b_ok, book.buyer_volume, 0.0))
+    trusted = match_cma(first_tier, unlimited, fallback=False)
+    rest = match_cma(_remaining(book, trusted), unlimited, fallback=False)
+    return _concat(trusted, rest)
 
 
 def _remaining(book: OrderBook, done: Contracts) -> OrderBook:
@@ -393,6 +418,8 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
 MATCHING_RULES: dict[str, Rule] = {
     "price_time": Rule(match_price_time),
     "cma": Rule(match_cma, traits=frozenset({"needs_distance"})),
+    "cma_strict": Rule(match_cma_strict, keys={"strict_credit": "cma_strict_credit"},
+                       traits=frozenset({"needs_distance"})),
     "centralized": Rule(match_centralized, traits=frozenset({"grid_only"})),
 }
 

@@ -10,8 +10,10 @@ A sweep is described by a TOML file (or the same structure as a ``dict``)::
     design = "lhs"              # factorial (default) | lhs | sobol
     replications = 5            # seeded runs per design point (default 1)
     seed = 2024                 # master seed (required)
-    samples = 64                # lhs / sobol only: number of design points
+    samples = 64                # lhs: design points; sobol: base samples N (see below)
     hourly = true               # also write every run's hourly KPIs (default true)
+    common_seeds = false        # true: replication r of every point has the same seed
+    probe = "module:function"   # extra hourly columns (optional; see below)
 
     [base]                      # fixed scenario keys of every run
     hours = 168
@@ -30,10 +32,14 @@ Every key in ``[base]`` and ``[factors]`` is a scenario key (``dipi-abm keys``);
 - ``factorial``: every factor is a list of levels (``[a, b, c]``, ``{values =
   [...]}``, or ``{low, high, num}`` for ``num`` evenly spaced levels); the points
   are all combinations, in spec order with the last factor varying fastest.
-- ``lhs`` / ``sobol``: ``samples`` points of a Latin hypercube
-  (:class:`scipy.stats.qmc.LatinHypercube`) or a scrambled Sobol sequence
-  (:class:`scipy.stats.qmc.Sobol`; use a power of 2) in the unit cube, one
-  dimension per factor, mapped to each factor: a range ``[low, high]`` of a real
+- ``lhs`` / ``sobol``: points in the unit cube, one dimension per factor. ``lhs``:
+  ``samples`` points of a Latin hypercube (:class:`scipy.stats.qmc.LatinHypercube`).
+  ``sobol``: Saltelli's scheme on a scrambled Sobol sequence
+  (:func:`SALib.sample.sobol.sample`, first-order and total indices): ``samples`` =
+  N base points (use a power of 2) give ``N * (D + 2)`` design points for D
+  factors, in the order SALib's analyzer reads them, so that ``dipi-abm report``
+  computes the Sobol indices. Each coordinate is mapped to its factor: a range
+  ``[low, high]`` of a real
   key uniformly to ``[low, high)``; of an integer key to the integers ``low ..
   high``, each equally likely; a list of levels (categorical) picks each level
   with equal probability. A two-number list is a range; anything else is levels.
@@ -50,6 +56,19 @@ replication r)`` uses the child ``SeedSequence(seed, spawn_key=(p, r))`` (that i
 seed for :class:`~dipi_abm.model.DIPIModel`. A run's seed therefore depends only on
 the master seed and its (point, replication), never on workers or completion
 order, and ``DIPIModel(seed=row.seed, **params)`` reproduces any row.
+
+With ``common_seeds = true`` every point uses point 0's seeds (replication r of
+every point runs with ``SeedSequence(seed, spawn_key=(0, r))``): common random
+numbers, so that points differ only in their factors and ``dipi-abm report``
+pairs them (paired differences, much narrower intervals).
+
+Probe
+-----
+``probe = "module:function"`` names a function ``probe(model) -> {name: number}``
+that is called after every hour; its values become extra columns of the run's
+hourly KPIs (prefixed ``probe_``). Experiments use it for what the model does not
+report (opportunists' breaches, chosen commitment ratios). The module must be
+importable in the workers (process-pool workers inherit ``sys.path``).
 
 Output folder
 -------------
@@ -125,7 +144,8 @@ TABLES = ("sweep", "base", "factors")
 #: Most runs (points x replications) one sweep may plan: checked from the spec's numbers
 #: before any design point is generated (10^5 runs of a minute each is ten weeks).
 MAX_RUNS = 100_000
-SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly")
+SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly", "common_seeds",
+              "probe")
 
 #: Summary entries that are not KPIs of a row (the row has its own seed and parameters).
 _NOT_KPIS = frozenset({"package", "version", "hours", "seed", "params"})
@@ -182,6 +202,8 @@ class SweepSpec:
     normalized: dict[str, Any]
     source: str | None = None
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
+    common_seeds: bool = False
+    probe: str | None = None
 
     @property
     def hash(self) -> str:
@@ -219,6 +241,7 @@ class RunTask:
     seed: int
     params: dict[str, Any]
     hourly: bool = True
+    probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +318,16 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     hourly = sweep.get("hourly", True)
     if not isinstance(hourly, bool):
         raise err("sweep", "hourly", f"hourly = {hourly!r}: must be true or false")
+    common_seeds = sweep.get("common_seeds", False)
+    if not isinstance(common_seeds, bool):
+        raise err("sweep", "common_seeds", f"common_seeds = {common_seeds!r}: must be true "
+                  "or false")
+    probe = sweep.get("probe")
+    if probe is not None:
+        if not isinstance(probe, str) or not re.fullmatch(r"[\w.]+:\w+", probe):
+            raise err("sweep", "probe", f"probe = {probe!r}: must be 'module:function'")
+        if not hourly:
+            raise err("sweep", "probe", "a probe adds hourly columns: it needs hourly = true")
 
     for table, keys in (("base", base), ("factors", factors_raw)):
         for key in keys:
@@ -323,6 +356,13 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
             raise err("factors", None, f"a factorial design of {sizes} levels = "
                       f"{n_points:.3g} points x {replications} replications = "
                       f"{n_points * replications:.3g} runs, more than {MAX_RUNS}")
+    elif design == "sobol":
+        n_points = samples * (len(factors) + 2)  # Saltelli: N (D + 2) points
+        if n_points * replications > MAX_RUNS:
+            raise err("sweep", "samples", f"a sobol design of samples = {samples} over "
+                      f"{len(factors)} factors = {n_points:.3g} points x {replications} "
+                      f"replications = {n_points * replications:.3g} runs, more than "
+                      f"{MAX_RUNS}")
 
     normalized = {
         "sweep": {"design": design, "replications": int(replications), "seed": int(seed),
@@ -330,9 +370,13 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
         "base": base,
         "factors": factors_raw,
     }
+    if common_seeds:  # only when set: specs written before the key keep their hash
+        normalized["sweep"]["common_seeds"] = True
+    if probe is not None:
+        normalized["sweep"]["probe"] = probe
     return SweepSpec(design, int(replications), int(seed),
                      None if samples is None else int(samples), hourly, base, factors,
-                     normalized, source, lines)
+                     normalized, source, lines, common_seeds, probe)
 
 
 def _parse_factor(name: str, raw: Any, design: str,
@@ -447,25 +491,31 @@ def lhs_design(factors: tuple[Factor, ...], samples: int | None,
                        lambda s, n: s.random(n))
 
 
+def sobol_problem(factors: tuple[Factor, ...]) -> dict[str, Any]:
+    """SALib's problem for a sobol design: one unit-interval input per factor (each factor
+    maps its coordinate with :meth:`Factor.from_unit`)."""
+    return {"num_vars": len(factors), "names": [f.name for f in factors],
+            "bounds": [[0.0, 1.0]] * len(factors)}
+
+
 def sobol_design(factors: tuple[Factor, ...], samples: int | None,
                  rng: np.random.Generator) -> list[dict[str, Any]]:
-    """``samples`` points of a scrambled Sobol sequence (balanced for a power of 2)."""
-    from scipy.stats import qmc
+    """Saltelli's scheme (SALib) on a scrambled Sobol sequence: ``samples`` base points,
+    ``samples * (D + 2)`` design points for D factors, in the order
+    :func:`SALib.analyze.sobol.analyze` expects (first-order and total indices)."""
+    from SALib.sample import sobol as saltelli
 
     n = int(samples)
-
-    def draw(sampler: Any, n: int) -> np.ndarray:
-        if n & (n - 1) == 0:
-            return sampler.random_base2(int(n).bit_length() - 1)
+    if n & (n - 1):
         lower = 1 << (n.bit_length() - 1)
         warnings.warn(f"sobol design: samples = {n} is not a power of 2; the Sobol "
                       f"sequence is balanced only for 2^m points ({lower} or {lower * 2})",
-                      UserWarning, stacklevel=4)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return sampler.random(n)
-
-    return _qmc_points(qmc.Sobol, factors, n, rng, draw)
+                      UserWarning, stacklevel=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SciPy's balance warning, said above
+        unit = saltelli.sample(sobol_problem(factors), n, calc_second_order=False, seed=rng)
+    return [{f.name: f.from_unit(float(u)) for f, u in zip(factors, row, strict=True)}
+            for row in unit]
 
 
 #: Design generators by name: ``(factors, samples, rng) -> [point, ...]``.
@@ -521,8 +571,8 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
         for rep in range(s.replications):
             tasks.append(RunTask(
                 run_id=point_id * s.replications + rep, point_id=point_id, replication=rep,
-                seed=replication_seed(s.seed, point_id, rep), params=run_params,
-                hourly=s.hourly,
+                seed=replication_seed(s.seed, 0 if s.common_seeds else point_id, rep),
+                params=run_params, hourly=s.hourly, probe=s.probe,
             ))
     return points, tasks
 
@@ -548,7 +598,11 @@ def run_one(task: RunTask) -> RunOutput:
     params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
     try:
         model = DIPIModel(seed=task.seed, **params)
-        model.run()
+        probed = None
+        if task.probe:
+            probed = _run_probed(model, task.probe)
+        else:
+            model.run()
     except ConfigError as exc:
         raise ConfigError(f"run {task.run_id} (point {task.point_id}, replication "
                           f"{task.replication}, seed {task.seed}): {exc}") from None
@@ -559,8 +613,26 @@ def run_one(task: RunTask) -> RunOutput:
     row = {"run_id": task.run_id, "point_id": task.point_id,
            "replication": task.replication, "seed": task.seed, **task.params,
            **summary_kpis(model.summary())}
-    hourly = _parquet_bytes(model.hourly_dataframe()) if task.hourly else None
+    hourly = None
+    if task.hourly:
+        df = model.hourly_dataframe()
+        if probed is not None:
+            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+        hourly = _parquet_bytes(df)
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
+
+
+def _run_probed(model: DIPIModel, probe: str) -> pd.DataFrame:
+    """Step the model hour by hour, calling ``module:function`` after each hour."""
+    import importlib
+
+    module, _, name = probe.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    rows = []
+    for _ in range(model.params.hours):
+        model.step()
+        rows.append(dict(fn(model)))
+    return pd.DataFrame(rows)
 
 
 def summary_kpis(summary: Mapping[str, Any]) -> dict[str, Any]:

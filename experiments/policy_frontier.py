@@ -1,0 +1,332 @@
+"""MODEL.md sections 6b and 10: which breach policy suppresses breaches, and at what cost?
+
+What it tests. Every ``breach_policy`` (MODEL.md 6b) and a few useful combinations,
+plus the strict credit matching rule ``cma_strict`` (low-credit parties get only what
+is left after the trusted ones clear, no price-time fallback), each under two
+learning rules (``roth_erev``, ``epsilon_greedy``), with 20 % opportunists who start
+by over-committing. The question is the analyst's: which rule lowers breaches among
+learning, partly opportunistic parties, and what does it cost users, DPGCs, P2P
+volume and clean energy?
+
+How. Every arm (policy x learning rule) runs the same replication seeds (common
+random numbers: the same parties, placement, weather and loads in every arm of a
+replication), through the sweep engine (:func:`_common.run_arms`), so each arm's
+difference from ``none`` under the same learning rule is a paired difference. The
+scenario is the default one (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
+R = 0.657 and F = 0.4 yuan/kWh, 2-h forecasts) with ``matching = "cma"`` and POCA,
+30 days; the credit rule is the scenario default (``--set credit_rule=...`` to
+change it). Per run:
+
+- ``breach_rate_last``: breaches / committed sides over the last week (the last
+  half of the run if shorter): what learning has settled on;
+- ``shortfall_last_mwh``: breach shortfall energy over the same window;
+- ``user_cost_per_kwh``: users' total cost (every payment and receipt, penalties and
+  rebates included) per kWh they bought (P2P delivered + grid);
+- ``dpgc_income_kyuan``, ``p2p_volume_mwh``, ``clean_share_pct`` (users' need met
+  directly by solar, wind or hydro), ``gated_share_pct`` (parties below the gate's
+  credit threshold, mean over hours), ``consequence_kyuan`` (money the policy moved).
+
+Writes to ``--out``: ``policy_frontier_runs.csv`` (one row per arm and replication),
+``policy_frontier.csv`` (per arm and KPI: mean and Student-t 95 % CI, and the paired
+difference from ``none`` under the same learning rule), ``policy_frontier.png``
+(breach rate against users' cost per kWh, with CIs in both directions, one panel per
+learning rule), and the sweep folders under ``sweeps/`` (a rerun resumes).
+
+    python experiments/policy_frontier.py --out results/policy_frontier
+    python experiments/policy_frontier.py --quick
+    python experiments/policy_frontier.py --reps 10 --days 30 --set credit_rule="ema"
+
+Where it differs from the papers. Neither paper prices a breach: [DIPI] and
+[DER-CBC] rely on credit (matching priority, block odds) alone. The penalties here
+follow China's provincial deviation-assessment rules in spirit (tolerance bands for
+new energy and users), not a published tariff.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import (
+    Timer,
+    mean_ci,
+    parse,
+    parser,
+    run_arms,
+    save_csv,
+    save_png,
+    style,
+    window_rate,
+)
+
+from dipi_abm.config import parse_assignments, validate
+from dipi_abm.errors import ConfigError
+
+#: breach_policy values compared (the strict-CMA arm is added separately)
+POLICIES = (
+    "none", "imbalance_penalty", "make_whole", "deposit", "credit_gate", "credit_scaled_reward",
+    "imbalance_penalty+credit_gate", "make_whole+deposit", "make_whole+credit_scaled_reward",
+)
+STRICT = "cma_strict"
+LEARNING = ("roth_erev", "epsilon_greedy")
+BASE = {"matching": "cma", "consensus": "poca", "opportunist_share": 0.2,
+        "ledger_detail": "off"}
+#: keys the arms set; --set may not change them
+ARM_KEYS = ("breach_policy", "learning", "matching")
+
+#: KPI -> (label, unit)
+KPIS = {
+    "breach_rate_last": ("breach rate, last window", "% of committed sides"),
+    "breach_rate": ("breach rate, whole run", "% of committed sides"),
+    "shortfall_last_mwh": ("breach shortfall, last window", "MWh"),
+    "breach_shortfall_mwh": ("breach shortfall, whole run", "MWh"),
+    "user_cost_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
+    "dpgc_income_kyuan": ("DPGC income", "thousand yuan"),
+    "grid_income_kyuan": ("grid company income", "thousand yuan"),
+    "p2p_volume_mwh": ("P2P contracted volume", "MWh"),
+    "p2p_delivered_mwh": ("P2P delivered", "MWh"),
+    "clean_share_pct": ("users' need met directly by clean DPGCs", "%"),
+    "gated_share_pct": ("parties gated (mean over hours)", "%"),
+    "gated_share_last_pct": ("parties gated, last window", "%"),
+    "consequence_kyuan": ("money moved by the policy", "thousand yuan"),
+    "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100"),
+    "mean_credit_user": ("mean user credit at the end", "0-100"),
+}
+RUN_COLUMNS = ["arm", "policy", "learning", "matching", "replication", "seed", "window_h",
+               *KPIS]
+SUMMARY_COLUMNS = ["kpi", "label", "unit", "policy", "learning", "arm", "mean", "ci_low",
+                   "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "replications"]
+
+
+def groups_of(policies: Sequence[str], learning: Sequence[str],
+              strict: bool) -> dict[str, dict]:
+    """The sweeps: every policy x learning rule, and the strict-CMA arm per learning rule."""
+    groups = {"policies": {"factors": {"learning": list(learning),
+                                       "breach_policy": list(policies)}}}
+    if strict:
+        groups[STRICT] = {"base": {"matching": STRICT, "breach_policy": "none"},
+                          "factors": {"learning": list(learning)}}
+    return groups
+
+
+def arm_label(group: str, point: dict) -> str:
+    """``policy|learning``: the strict-CMA arm is named after its matching rule."""
+    return f"{point.get('breach_policy', group) if group != STRICT else STRICT}|" \
+           f"{point['learning']}"
+
+
+def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataFrame:
+    """One row per arm and replication with the frontier's KPIs."""
+    idx = ["arm", "replication"]
+    r = runs.set_index(idx)
+    last = {"breach_rate_last": window_rate(hourly, "breaches", "committed_parties", window_h)}
+    tail = hourly.groupby(idx, sort=False).tail(window_h).groupby(idx, sort=False)
+    last["shortfall_last_mwh"] = tail["breach_shortfall_kwh"].sum() / 1e3
+    gated = (tail["gated_share"].mean() if "gated_share" in hourly
+             else pd.Series(0.0, index=r.index))
+    bought = r["p2p_delivered_kwh"] + r["grid_purchase_kwh"]
+
+    def col(name: str) -> pd.Series:
+        return r[name] if name in r else pd.Series(0.0, index=r.index)
+
+    out = pd.DataFrame({
+        "policy": r["breach_policy"].where(r["matching"] != STRICT, STRICT),
+        "learning": r["learning"], "matching": r["matching"], "seed": r["seed"],
+        "window_h": window_h,
+        "breach_rate_last": 100 * last["breach_rate_last"],
+        "breach_rate": 100 * r["breach_rate"],
+        "shortfall_last_mwh": last["shortfall_last_mwh"],
+        "breach_shortfall_mwh": r["breach_shortfall_kwh"] / 1e3,
+        "user_cost_per_kwh": r["user_cost_yuan"] / bought.where(bought > 0),
+        "dpgc_income_kyuan": r["dpgc_income_yuan"] / 1e3,
+        "grid_income_kyuan": r["grid_income_yuan"] / 1e3,
+        "p2p_volume_mwh": r["p2p_volume_kwh"] / 1e3,
+        "p2p_delivered_mwh": r["p2p_delivered_kwh"] / 1e3,
+        "clean_share_pct": 100 * r["clean_share"],
+        "gated_share_pct": 100 * col("gated_share").fillna(0.0),
+        "gated_share_last_pct": 100 * gated.reindex(r.index).fillna(0.0),
+        "consequence_kyuan": col("breach_consequence_yuan").fillna(0.0) / 1e3,
+        "mean_credit_dpgc": r["mean_credit_dpgc"],
+        "mean_credit_user": r["mean_credit_user"],
+    }, index=r.index).reset_index()
+    return out[RUN_COLUMNS]
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and KPI: mean and 95 % CI, and the paired difference from ``none``."""
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        g = g.set_index("replication").sort_index()
+        ref = df[(df["policy"] == "none") & (df["learning"] == g["learning"].iloc[0])]
+        ref = ref.set_index("replication").sort_index()
+        both = g.index.intersection(ref.index)
+        for kpi, (label, unit) in KPIS.items():
+            x = g[kpi].to_numpy(float)
+            mean, lo, hi = mean_ci(x)
+            dm, dlo, dhi = mean_ci((g.loc[both, kpi] - ref.loc[both, kpi]).to_numpy(float))
+            rows.append({"kpi": kpi, "label": label, "unit": unit,
+                         "policy": g["policy"].iloc[0], "learning": g["learning"].iloc[0],
+                         "arm": arm, "mean": float(mean), "ci_low": float(lo),
+                         "ci_high": float(hi), "diff_mean": float(dm), "diff_ci_low": float(dlo),
+                         "diff_ci_high": float(dhi),
+                         "replications": int(np.sum(~np.isnan(x)))})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+#: short labels on the figure
+SHORT = {"none": "none", "imbalance_penalty": "penalty", "make_whole": "make-whole",
+         "deposit": "deposit", "credit_gate": "gate", "credit_scaled_reward": "reward",
+         STRICT: "strict CMA"}
+
+
+def short(policy: str) -> str:
+    return " + ".join(SHORT.get(p, p) for p in policy.split("+"))
+
+
+def plot(summary: pd.DataFrame, scenario: dict, reps: int, path: Path) -> None:
+    """Breach rate against users' cost, as paired differences from ``none`` (the origin):
+    common random numbers make those intervals far narrower than the arms' own."""
+    import matplotlib.pyplot as plt
+
+    style()
+    learning = list(dict.fromkeys(summary["learning"]))
+    fig, axes = plt.subplots(1, len(learning), figsize=(8.2 * len(learning), 7.4),
+                             squeeze=False)
+    policies = list(dict.fromkeys(summary["policy"]))
+    cmap = plt.get_cmap("tab10")
+    colors = {p: cmap(i % 10) for i, p in enumerate(policies)}
+    markers = "osD^vP*XhH<>"
+    s = summary.set_index(["kpi", "arm"])
+    for ax, lr in zip(axes[0], learning, strict=True):
+        ax.axhline(0, color="0.5", lw=1)
+        ax.axvline(0, color="0.5", lw=1)
+        for i, pol in enumerate(policies):
+            arm = f"{pol}|{lr}"
+            if ("breach_rate_last", arm) not in s.index or pol == "none":
+                continue
+            y = s.loc[("breach_rate_last", arm)]
+            x = s.loc[("user_cost_per_kwh", arm)]
+            ax.errorbar(x["diff_mean"], y["diff_mean"],
+                        xerr=[[x["diff_mean"] - x["diff_ci_low"]],
+                              [x["diff_ci_high"] - x["diff_mean"]]],
+                        yerr=[[y["diff_mean"] - y["diff_ci_low"]],
+                              [y["diff_ci_high"] - y["diff_mean"]]],
+                        fmt=markers[i % len(markers)], color=colors[pol], ms=9, capsize=4,
+                        lw=1.5, label=short(pol), mfc="white" if "+" in pol else colors[pol],
+                        mew=2)
+        ref = s.loc[("breach_rate_last", f"none|{lr}")]
+        cost = s.loc[("user_cost_per_kwh", f"none|{lr}")]
+        ax.set_title(f"learning = {lr}\nnone (origin): breach rate {ref['mean']:.1f} % "
+                     f"[{ref['ci_low']:.1f}, {ref['ci_high']:.1f}], users' cost "
+                     f"{cost['mean']:.3f} yuan/kWh", fontsize=12)
+        ax.set_xlabel("users' cost per kWh bought, change from none (yuan/kWh)")
+        ax.legend(loc="best", fontsize=9.5)
+    axes[0, 0].set_ylabel(f"breach rate in the last {scenario['window_h'] / 24:g} days, "
+                          "change from none (points)")
+    fig.suptitle(
+        f"Breach policy frontier: {scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, "
+        f"{scenario['hours'] / 24:g} days, {100 * scenario['opportunist_share']:g} % "
+        f"opportunists, matching {scenario['matching']}, credit rule "
+        f"{scenario['credit_rule']}, {reps} paired replications")
+    fig.text(0.5, -0.01, "Points: mean paired difference from breach_policy = none under the "
+             "same learning rule and seeds; bars: Student-t 95 % CI. Down and to the left is "
+             "better. Open markers: combinations.", ha="center", fontsize=10.5, color="0.3")
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def _fmt(v: float, lo: float, hi: float) -> str:
+    if not np.isfinite(v):
+        return "n/a"
+    d = 3 if abs(v) < 1 else 1
+    return f"{v:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+
+
+def report(summary: pd.DataFrame) -> None:
+    s = summary.set_index(["kpi", "arm"])
+    cols = ("breach_rate_last", "user_cost_per_kwh", "p2p_volume_mwh", "clean_share_pct",
+            "gated_share_pct")
+    for lr in dict.fromkeys(summary["learning"]):
+        print(f"  learning = {lr}: mean [95 % CI]; paired difference from none in ()")
+        for arm in dict.fromkeys(summary.loc[summary["learning"] == lr, "arm"]):
+            parts = []
+            for k in cols:
+                r = s.loc[(k, arm)]
+                diff = "" if r["policy"] == "none" else (
+                    f" ({r['diff_mean']:+.3g} [{r['diff_ci_low']:+.3g}, "
+                    f"{r['diff_ci_high']:+.3g}])")
+                parts.append(f"{k} {_fmt(r['mean'], r['ci_low'], r['ci_high'])}{diff}")
+            print(f"    {short(s.loc[(cols[0], arm), 'policy']):<28} " + "; ".join(parts))
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    ap = parser(__doc__, out="results/policy_frontier", reps=10, quick_reps=2,
+                reps_help="paired replications per arm")
+    ap.add_argument("--dpgc", type=int, default=None, help="DPGCs (default 10; 4 with --quick)")
+    ap.add_argument("--users", type=int, default=None,
+                    help="users (default 50; 16 with --quick)")
+    ap.add_argument("--days", type=float, default=None,
+                    help="simulated days (default 30; 3 with --quick)")
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES),
+                    help="breach_policy values to compare ('none' is always included)")
+    ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING))
+    ap.add_argument("--no-strict", action="store_true", help="leave out the cma_strict arm")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: min(2, CPUs); 1 with --quick); results "
+                    "do not depend on it")
+    ap.add_argument("--set", dest="assignments", action="append", default=[],
+                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
+    args = parse(ap, argv)
+    if args.workers is None:
+        args.workers = 1 if args.quick else min(2, os.cpu_count() or 1)
+    if args.workers < 1:
+        ap.error(f"--workers {args.workers}: must be >= 1")
+    scenario = dict(BASE) | {
+        "n_dpgc": args.dpgc or (4 if args.quick else 10),
+        "n_users": args.users or (16 if args.quick else 50),
+        "hours": round(24 * (args.days or (3 if args.quick else 30))),
+    }
+    try:
+        extra = parse_assignments(args.assignments)
+        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
+        if fixed:
+            ap.error(f"--set {', '.join(fixed)}: set by the arms and the replication seeds; "
+                     "choose them with --policies / --learning")
+        scenario |= extra
+        policies = list(dict.fromkeys(["none", *(validate({"breach_policy": p}).breach_policy
+                                                 for p in args.policies)]))
+        groups = groups_of(policies, args.learning, not args.no_strict)
+        for lr in args.learning:
+            for keys in ({"breach_policy": p} for p in policies):
+                params = validate({**scenario, **keys, "learning": lr})
+            validate({**scenario, "learning": lr, "matching": STRICT})
+    except ConfigError as exc:
+        ap.error(str(exc))
+    scenario["credit_rule"] = params.credit_rule
+    hours = scenario["hours"]
+    window_h = min(168, max(hours // 2, 1))
+    scenario["window_h"] = window_h
+    timer = Timer()
+    base = {k: v for k, v in scenario.items() if k != "window_h"}
+    runs, hourly = run_arms(groups, base, reps=args.reps, seed=args.seed,
+                            out=Path(args.out), workers=args.workers, label=arm_label)
+    df = per_run(runs, hourly, window_h)
+    summary = summarise(df)
+    out = Path(args.out)
+    save_csv(df, out / "policy_frontier_runs.csv")
+    save_csv(summary, out / "policy_frontier.csv")
+    plot(summary, scenario, args.reps, out / "policy_frontier.png")
+    print(f"Policy frontier: {runs['arm'].nunique()} arms x {args.reps} paired replications; "
+          f"{scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, {hours} h, matching "
+          f"{scenario['matching']}, credit rule {scenario['credit_rule']}, opportunist_share "
+          f"{scenario['opportunist_share']}; last window {window_h} h")
+    report(summary)
+    print(f"written to {out} in {timer} ({args.workers} workers)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
