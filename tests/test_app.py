@@ -175,9 +175,11 @@ def test_time_is_shown_as_day_and_hour_of_day():
     m.run(6)
     snap = views.take_snapshot(m)
     hourly = snap.hourly
-    # The labels follow the model's own hour_of_day column.
+    # An hour is labelled by the end of its delivery hour (hour_of_day is its start, the
+    # hour of day the weather drew: hour 1 of a run starting at 20:00 is 20:00-21:00).
     for h, hh in zip(hourly["hour"], hourly["hour_of_day"], strict=True):
-        assert views.clock(h, snap.clock_offset)[1] == hh
+        assert views.clock(h, snap.clock_offset)[1] == (hh + 1) % 24
+    assert hourly["hour_of_day"].iloc[0] == 20
     assert views.time_label(4, snap.clock_offset) == "day 2, 00:00"
     assert views.time_label(3, snap.clock_offset) == "day 1, 23:00"
     assert views.hour_label(snap).startswith("Hour 6 of 30 · day 2, 02:00")

@@ -160,7 +160,7 @@ class Snapshot:
     hour: int  # hours computed (rows of the hourly table)
     hours: int
     running: bool
-    clock_offset: int  # hour h is at clock time clock_offset + h (hours from day 1, 00:00)
+    clock_offset: int  # hour h ends at clock time clock_offset + h (hours from day 1, 00:00)
     params: dict[str, Any]
     n_buses: int
     grid: Grid
@@ -233,7 +233,9 @@ def take_snapshot(model: DIPIModel, build: int = 0) -> Snapshot:
     hour = int(model.hour)  # the model's own hour counter: the hour computed
     if len(hourly) and "hour_of_day" in hourly:
         last = hourly.iloc[-1]
-        offset = int((int(last["hour_of_day"]) - int(last["hour"])) % 24)
+        # hour_of_day is the delivery hour's start; the page shows its end (hour 1 of a run
+        # starting at 00:00 is labelled 01:00).
+        offset = int((int(last["hour_of_day"]) + 1 - int(last["hour"])) % 24)
     else:
         offset = int(model.params.to_dict().get("start_hour", 0)) % 24
     return Snapshot(
