@@ -117,9 +117,10 @@ class GridCompany(mesa.Agent):
         self._tariff = TARIFFS[model.params.tariff]
 
     def publish(self, hour: int) -> Schedule:
-        """Schedule (DU1): the retail and feed-in prices for period ``hour``."""
+        """Schedule (DU1): the retail and feed-in prices for period ``hour`` (1 is the first
+        period, which delivers at hour of day ``start_hour``, the hour the weather draws)."""
         p = self.model.params
-        hour_of_day = (p.start_hour + hour) % 24
+        hour_of_day = (p.start_hour + max(hour - 1, 0)) % 24
         retail = self._tariff(hour_of_day, p.retail_yuan_per_kwh, p.tou_peak_yuan_per_kwh,
                               p.tou_valley_yuan_per_kwh)
         return Schedule(hour, hour_of_day, retail, p.feed_in_yuan_per_kwh)

@@ -1,12 +1,18 @@
 """The interactive dashboard (Solara): ``dipi-abm app`` or ``solara run dipi_abm/app.py``.
 
 The sidebar holds the run buttons (Reset rebuilds the model from the
-controls, Step and Play advance hours) and the parameter controls, built
+controls, Step and Play advance hours), the comparison (pin the run on
+screen as a baseline), the downloads, and the parameter controls, built
 from the scenario registry (:mod:`dipi_abm.dashboard.controls`). A value the
 registry refuses is shown with its one-line message and the model keeps its
-previous settings. The main area shows the grid with the parties and this
-hour's P2P trades, the summary KPIs, the hourly series, credit and block
-production, and the ledger with a Verify button.
+previous settings. The main area shows the grid aggregated per bus with
+this hour's P2P flows on the lines (zoom, hover a bus for its details), the
+summary KPIs (with their differences to the baseline), the hourly series
+(with the baseline overlaid), credit and block production, and the ledger
+with a Verify button.
+
+Every browser session has its own model on its own thread
+(:class:`~dipi_abm.dashboard.runner.ModelRunner`).
 
 Like a Mesa ``SolaraViz`` page, but with its own model factory: Mesa 3.3's
 Reset calls the model class with the raw control values and would crash on
@@ -20,6 +26,8 @@ import logging
 import re
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ import solara
 import solara.lab
 
 from dipi_abm.dashboard import controls as ctl
-from dipi_abm.dashboard import views
+from dipi_abm.dashboard import export, figures, views
 from dipi_abm.dashboard.runner import ModelRunner
 from dipi_abm.dashboard.server import serve
 from dipi_abm.errors import ConfigError
@@ -36,8 +44,16 @@ __all__ = ["Page", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: Shortest time between two frames while playing, seconds.
+# Solara warns on every page load from 127.0.0.1 over http that it falls back to
+# samesite=lax cookies (12 lines); that fallback is right for a local dashboard.
+warnings.filterwarnings("ignore", message="Cookies with samesite=none require https")
+
+#: Shortest time between two frames while playing, seconds (a Pause cuts it short).
 PLAY_INTERVAL_S = 0.1
+#: Shortest pause between a frame drawn and the next, seconds (clicks are read then).
+FRAME_GAP_S = 0.05
+#: Longest wait for the page to draw a Play frame (no page: go on without it), seconds.
+DRAW_TIMEOUT_S = 10.0
 #: Choices of hours per Step click / Play frame.
 HOURS_PER_FRAME = (1, 6, 24)
 
@@ -49,7 +65,12 @@ notice = solara.reactive(None)  # (level, text): a refused input or a failed ste
 snapshot = solara.reactive(None)  # views.Snapshot of the hour on screen
 playing = solara.reactive(False)
 hours_per_frame = solara.reactive(1)
-verify_result = solara.reactive(None)  # (ok, text) from the last Verify
+pausing = solara.reactive(False)  # Pause pressed; the hour being computed finishes
+verify_result = solara.reactive(None)  # (build, hour, ok, text) from the last Verify
+baseline = solara.reactive(None)  # views.Baseline pinned for the A/B comparison
+zoom = solara.reactive(1)  # grid view zoom factor (figures.ZOOMS)
+centre = solara.reactive(None)  # bus row the zoomed grid view centres on
+bus_names = solara.reactive(())  # the current grid's bus labels (set on Reset)
 has_model = solara.lab.computed(lambda: snapshot.value is not None)
 
 CSS = """
@@ -58,7 +79,8 @@ CSS = """
 .dipi-note { display: block; }
 .dipi-group { display: block; font-weight: 600; font-size: 0.8rem; text-transform: uppercase;
               letter-spacing: 0.04em; color: #546e7a; margin: 10px 0 2px 0; }
-.dipi-kpis { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 8px; }
+.dipi-kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr));
+             gap: 8px; }
 .dipi-kpi { border: 1px solid #e0e0e0; border-radius: 6px; padding: 6px 10px;
             background: #fafafa; }
 .dipi-kpi .label { font-size: 0.75rem; color: #607d8b; }
@@ -72,13 +94,31 @@ CSS = """
 .dipi-blocks th { color: #607d8b; font-family: sans-serif; }
 .dipi-note { color: #607d8b; font-size: 0.8rem; }
 .dipi-figure img, img.dipi-figure { max-width: 100%; height: auto; }
+.dipi-kpi .delta { font-size: 0.75rem; font-weight: 600; color: #546e7a; }
+.dipi-kpi .delta.better { color: #2e7d32; }
+.dipi-kpi .delta.worse { color: #c62828; }
+.dipi-gridwrap { position: relative; width: 100%; max-width: 1100px; }
+.dipi-gridwrap img { display: block; width: 100%; height: auto; }
+.dipi-hotspots { position: absolute; left: 0; top: 0; width: 100%; height: 100%;
+                 pointer-events: none; }
+.dipi-bus { position: absolute; width: 20px; height: 20px; margin: -10px 0 0 -10px;
+            border-radius: 50%; pointer-events: auto; cursor: help; }
+.dipi-bus:hover { outline: 2px solid #263238; }
+.dipi-bus .dipi-tip { display: none; position: absolute; left: 22px; top: 14px; z-index: 20;
+                      background: #fff; border: 1px solid #90a4ae; border-radius: 4px;
+                      padding: 4px 8px; font-size: 0.75rem; line-height: 1.35;
+                      white-space: nowrap; box-shadow: 0 2px 6px rgba(0,0,0,0.2); }
+.dipi-bus.right .dipi-tip { left: auto; right: 22px; }
+.dipi-bus:hover .dipi-tip { display: block; }
+.dipi-bus .dipi-tip b { color: #263238; }
+.dipi-exports .v-btn { margin: 2px 4px 2px 0; }
 """
 
 
 # ------------------------------------------------------------------------------ actions
 def apply_controls(runner: ModelRunner) -> None:
     """Reset: rebuild the model from the controls, or say why not and keep the old one."""
-    playing.set(False)
+    runner.request_stop()  # a Play loop stops after its hour (its old-model hour is dropped)
     grid_file = uploaded.value[1] if uploaded.value else None
     try:
         values = ctl.scenario_from_controls(entries.value, extra=extra_keys.value,
@@ -89,27 +129,132 @@ def apply_controls(runner: ModelRunner) -> None:
         notice.set(("error", f"Not applied: {_named(exc)}.{kept}"))
         return
     notice.set(None)
-    verify_result.set(None)
+    names = tuple(str(b) for b in snap.grid.buses)
+    if names != bus_names.value:
+        bus_names.set(names)
+        centre.set(None)
     snapshot.set(snap)
 
 
-def advance(runner: ModelRunner, hours: int) -> None:
-    """Step: advance ``hours`` hours and show the new hour."""
+def advance(runner: ModelRunner, hours: int, *,
+            stoppable: bool = False) -> views.Snapshot | None:
+    """Step: advance ``hours`` hours and show the hour the model reached; None if the
+    step failed (the page says why)."""
     if runner.model is None:
-        return
+        return None
     try:
-        snap = runner.step(hours)
+        snap = runner.step(hours, stoppable=stoppable)
     except Exception as exc:  # a failing step must not take the page down
         log.exception("step failed")
-        playing.set(False)
+        runner.request_stop()
         notice.set(("error", f"The step failed: {type(exc).__name__}: {exc}"))
-        return
+        return None
     if snap.build == runner.build:  # a Reset meanwhile replaced the model: drop the old hour
         snapshot.set(snap)
+    return snap
+
+
+def play(runner: ModelRunner) -> None:
+    """The Play loop (on a task thread): frames until Pause, the run's end or an error.
+
+    Pause (:func:`pause`) asks the runner to stop after the hour being computed;
+    the loop then shows that hour and only afterwards turns the button back to
+    Play, so the hour on screen is the hour the model has reached.
+
+    Each frame waits until the page has drawn it, then leaves a gap: Solara
+    draws a frame on whichever thread holds its render lock, and a click's
+    handler thread that is drawing when the next frame arrives keeps drawing,
+    so frames back to back would hold off every click (Pause included) until
+    the run ends.
+    """
+    try:
+        while not runner.stop_requested and runner.running:
+            start = time.perf_counter()
+            snap = advance(runner, hours_per_frame.value, stoppable=True)
+            if snap is None:
+                break
+            runner.wait_drawn((snap.build, snap.hour), DRAW_TIMEOUT_S)
+            gap = max(FRAME_GAP_S, PLAY_INTERVAL_S - (time.perf_counter() - start))
+            if runner.wait_for_stop(gap):
+                break
+    finally:
+        pausing.set(False)
+        playing.set(False)
+
+
+def start_playing(runner: ModelRunner) -> None:
+    runner.clear_stop()
+    playing.set(True)
+
+
+def pause(runner: ModelRunner) -> None:
+    runner.request_stop()
+    pausing.set(True)
+
+
+def play_or_pause(runner: ModelRunner) -> None:
+    """The Play/Pause button. It acts on the state, not on the label it was drawn
+    with: a click can reach the server through the widget of either label."""
+    if playing.value:
+        pause(runner)
+    elif snapshot.value is not None and snapshot.value.running:
+        start_playing(runner)
 
 
 def verify(runner: ModelRunner) -> None:
-    verify_result.set(runner.verify())
+    snap = snapshot.value
+    ok, text = runner.verify()
+    verify_result.set((snap.build, snap.hour, ok, text) if snap is not None else None)
+
+
+def current_verify() -> tuple[bool, str] | None:
+    """The last Verify's (ok, text) while the hour it checked is on screen: any step
+    (or Reset) clears it."""
+    result, snap = verify_result.value, snapshot.value
+    if result is None or snap is None or result[:2] != (snap.build, snap.hour):
+        return None
+    return result[2], result[3]
+
+
+def pin_baseline() -> None:
+    if snapshot.value is not None:
+        baseline.set(views.Baseline(snapshot.value))
+
+
+def view_options(with_zoom: bool = False) -> figures.ViewOptions:
+    if with_zoom:
+        return figures.ViewOptions(baseline.value, zoom.value, centre.value)
+    return figures.ViewOptions(baseline.value)
+
+
+def downloads(runner: ModelRunner) -> list[tuple[str, str, str, Callable[[], bytes]]]:
+    """(file name, label, MIME type, data) of every download; the data is made when the
+    button is pressed, from the hour on screen."""
+
+    def table(name: str) -> Callable[[], bytes]:
+        def data() -> bytes:
+            snap = snapshot.value
+            if name == "model.csv":
+                return export.hourly_csv(snap)
+            if name == "model.parquet":
+                return export.hourly_parquet(snap)
+            if name == "agents.parquet":
+                records = runner.read(lambda m: export.party_records(m, snap.hour))
+                return export.parquet_bytes(records)
+            return export.summary_json(snap)
+        return data
+
+    def figure(name: str, fmt: str) -> Callable[[], bytes]:
+        def data() -> bytes:
+            return figures.figure_file(name, snapshot.value, fmt,
+                                       view_options(with_zoom=name == "grid"))
+        return data
+
+    out = [(name, label, mime, table(name)) for name, label, mime in export.TABLES]
+    for name in figures.VIEWS:
+        for fmt, mime in export.FIGURE_MIME.items():
+            out.append((f"{name}.{fmt}", f"{name}.{fmt}", mime, figure(name, fmt)))
+    return out
 
 
 def _named(exc: Exception) -> str:
@@ -161,13 +306,8 @@ def RunControls(runner: ModelRunner) -> None:
     running = snap is not None and snap.running
 
     def play_loop() -> None:
-        while playing.value:
-            start = time.perf_counter()
-            if not runner.running:
-                break
-            advance(runner, hours_per_frame.value)
-            time.sleep(max(0.0, PLAY_INTERVAL_S - (time.perf_counter() - start)))
-        playing.set(False)
+        if playing.value:
+            play(runner)
 
     solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=True)
 
@@ -176,10 +316,11 @@ def RunControls(runner: ModelRunner) -> None:
         with solara.Row(gap="8px"):
             solara.Button("Reset", color="primary", icon_name="mdi-restart",
                           on_click=lambda: apply_controls(runner))
-            solara.Button("Pause" if playing.value else "Play", color="primary",
+            label = ("Pausing…" if pausing.value else "Pause") if playing.value else "Play"
+            solara.Button(label, color="primary",
                           icon_name="mdi-pause" if playing.value else "mdi-play",
-                          disabled=not running,
-                          on_click=lambda: playing.set(not playing.value))
+                          disabled=pausing.value or not (running or playing.value),
+                          on_click=lambda: play_or_pause(runner))
             solara.Button("Step", color="primary", icon_name="mdi-step-forward",
                           disabled=playing.value or not running,
                           on_click=lambda: advance(runner, hours_per_frame.value))
@@ -192,6 +333,42 @@ def RunControls(runner: ModelRunner) -> None:
                 solara.Error(text, classes=["dipi-notice"])
             else:
                 solara.Info(text, classes=["dipi-notice"])
+
+
+@solara.component
+def Compare() -> None:
+    """Pin the run on screen as the baseline that every series and KPI is compared with."""
+    base, snap = baseline.value, snapshot.value
+    with solara.Card("Compare (A/B)", margin=0, classes=["dipi-compare"]):
+        with solara.Row(gap="8px"):
+            solara.Button("Pin as baseline", color="primary", icon_name="mdi-pin",
+                          disabled=snap is None or playing.value, on_click=pin_baseline)
+            solara.Button("Clear baseline", icon_name="mdi-pin-off", disabled=base is None,
+                          on_click=lambda: baseline.set(None))
+        if base is None:
+            solara.Text("Pin this run, change the scenario, Reset and run again: the series "
+                        "show both runs and the KPI tiles the differences.",
+                        classes=["dipi-note"])
+            return
+        solara.Text(f"Baseline: {base.describe()}", classes=["dipi-note", "dipi-baseline"])
+        if snap is not None:
+            diff = base.differences(snap)
+            text = ("Differs from this run in: " + "; ".join(diff)) if diff else \
+                "Same scenario as this run."
+            solara.Text(text, classes=["dipi-note", "dipi-baseline-diff"])
+
+
+@solara.component
+def Downloads(runner: ModelRunner) -> None:
+    """Download buttons; they read the hour on screen when pressed (so this component
+    does not re-render every hour, and a download in progress is not reset)."""
+    items = solara.use_memo(lambda: downloads(runner), [runner])
+    with solara.Card("Download", margin=0, classes=["dipi-exports"]):
+        solara.Text("Tables as `dipi-abm run --out` writes them, at the hour on screen; "
+                    "figures as shown.", classes=["dipi-note"])
+        with solara.Row(gap="0px", style={"flex-wrap": "wrap"}):
+            for name, label, mime, data in items:
+                solara.FileDownload(data, filename=name, label=label, mime_type=mime)
 
 
 @solara.component
@@ -245,21 +422,79 @@ def Header() -> None:
 
 
 @solara.component
-def FigureImage(view: views.FigureView, name: str) -> None:
-    snap = snapshot.value
-    data = solara.use_memo(lambda: view.render(snap), [snap, view])
+def FigureImage(view: figures.FigureView, name: str) -> None:
+    snap, opts = snapshot.value, view_options()
+    data = solara.use_memo(lambda: view.render(snap, opts), [snap, opts, view])
+    if name == "credit":
+        solara.Text(view.caption(snap), classes=["dipi-note", f"dipi-caption-{name}"])
     solara.Image(data, width="100%", classes=["dipi-figure", f"dipi-{name}"])
+
+
+def hotspot_html(snap: views.Snapshot, spots: list[figures.Hotspot]) -> str:
+    """Invisible spots over the buses of the grid image, each with its details on hover."""
+    out = []
+    for spot in spots:
+        lines = figures.bus_details(snap, spot.bus)
+        tip = f"<b>{html.escape(lines[0])}</b><br>" + "<br>".join(html.escape(x)
+                                                                 for x in lines[1:])
+        side = " right" if spot.left > 60 else ""
+        name = html.escape(str(snap.grid.buses[spot.bus]))
+        out.append(f'<div class="dipi-bus{side}" data-bus="{name}" '
+                   f'style="left:{spot.left:.2f}%;top:{spot.top:.2f}%">'
+                   f'<div class="dipi-tip">{tip}</div></div>')
+    return "".join(out)
+
+
+@solara.component
+def GridFigure(view: figures.GridView) -> None:
+    snap, opts = snapshot.value, view_options(with_zoom=True)
+
+    def draw() -> tuple[bytes, str]:
+        png = view.render(snap, opts)
+        return png, hotspot_html(snap, view.hotspots)
+
+    png, spots = solara.use_memo(draw, [snap, opts, view])
+    solara.Text(view.caption(snap), classes=["dipi-note", "dipi-caption-grid"])
+    with solara.Div(classes=["dipi-gridwrap"]):
+        solara.Image(png, width="100%", classes=["dipi-figure", "dipi-grid"])
+        solara.HTML(unsafe_innerHTML=spots, classes=["dipi-hotspots"])
+
+
+@solara.component
+def GridZoom() -> None:
+    names = bus_names.value  # not the hour: this need not re-render every hour
+    current = names[centre.value] if centre.value is not None and \
+        centre.value < len(names) else None
+
+    def on_centre(name: str | None) -> None:
+        centre.set(names.index(name) if name in names else None)
+        if zoom.value == 1 and name in names:
+            zoom.set(2)
+
+    with solara.Row(gap="12px", style={"align-items": "center"}):
+        solara.Text("Zoom", classes=["dipi-note"])
+        solara.ToggleButtonsSingle(value=zoom, values=list(figures.ZOOMS), dense=True,
+                                   classes=["dipi-zoom"])
+        solara.Select("centre on bus", values=list(names), value=current, on_value=on_centre,
+                      classes=["dipi-centre"], style={"max-width": "160px"})
+        solara.Text("Hover a bus for its details.", classes=["dipi-note"])
 
 
 @solara.component
 def KpiTiles() -> None:
-    tiles = "".join(
-        f'<div class="dipi-kpi"><div class="label">{html.escape(label)}</div>'
-        f'<div class="value">{html.escape(value)}</div>'
-        f'<div class="unit">{html.escape(unit)}</div></div>'
-        for label, value, unit in views.kpi_tiles(snapshot.value.summary)
-    )
-    solara.HTML(unsafe_innerHTML=tiles, classes=["dipi-kpis"])
+    base = baseline.value
+    tiles = views.kpi_tiles(snapshot.value.summary, base.summary if base else None)
+    parts = []
+    for t in tiles:
+        delta = ""
+        if t.delta:
+            delta = (f'<div class="delta {t.trend}">{html.escape(t.delta)} vs baseline '
+                     f'({html.escape(t.baseline)})</div>')
+        parts.append(f'<div class="dipi-kpi" data-key="{t.key}">'
+                     f'<div class="label">{html.escape(t.label)}</div>'
+                     f'<div class="value">{html.escape(t.value)}</div>{delta}'
+                     f'<div class="unit">{html.escape(t.unit)}</div></div>')
+    solara.HTML(unsafe_innerHTML="".join(parts), classes=["dipi-kpis"])
 
 
 @solara.component
@@ -267,7 +502,7 @@ def LedgerPanel(runner: ModelRunner) -> None:
     ledger = snapshot.value.ledger
     with solara.Row(gap="12px", style={"align-items": "center"}):
         solara.Button("Verify", color="primary", icon_name="mdi-shield-check",
-                      disabled=ledger.status != "on" or not ledger.can_verify,
+                      disabled=ledger.status != "on" or not ledger.can_verify or playing.value,
                       on_click=lambda: verify(runner))
         if ledger.status == "off":
             status = "Ledger off: this model keeps no ledger."
@@ -277,8 +512,9 @@ def LedgerPanel(runner: ModelRunner) -> None:
             status = (f"{ledger.total_blocks} blocks on DU1 (scheduling), JY1 "
                       "(transactions) and LH1 (credit); newest first:")
         solara.Text(status, classes=["dipi-note", "dipi-ledger-status"])
-    if verify_result.value:
-        ok, text = verify_result.value
+    result = current_verify()
+    if result:
+        ok, text = result
         (solara.Success if ok else solara.Error)(text, classes=["dipi-verify"])
     rows = views.block_rows(ledger)
     if rows:
@@ -290,30 +526,39 @@ def LedgerPanel(runner: ModelRunner) -> None:
 
 
 @solara.component
-def Dashboard(figures: dict[str, views.FigureView], runner: ModelRunner) -> None:
+def FrameDrawn(runner: ModelRunner) -> None:
+    """Tells the Play loop that the hour on screen has been drawn (after the render)."""
+    snap = snapshot.value
+    solara.use_effect(lambda: runner.mark_drawn((snap.build, snap.hour)), [snap])
+
+
+@solara.component
+def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> None:
     with solara.Column(gap="12px", style={"padding": "8px 16px"}):
         Header()
-        with solara.Columns([3, 2], gutters_dense=True):
-            with solara.Card("Grid and this hour's P2P trades", margin=0):
-                FigureImage(figures["network"], "network")
-            with solara.Card("Run so far", margin=0):
-                KpiTiles()
+        with solara.Card("Grid: this hour per bus, P2P flow on the lines", margin=0):
+            GridZoom()
+            GridFigure(views_["grid"])
+        with solara.Card("Run so far", margin=0):
+            KpiTiles()
         with solara.Card("Hourly series", margin=0):
-            FigureImage(figures["timeseries"], "timeseries")
+            FigureImage(views_["timeseries"], "timeseries")
         with solara.Card("Credit and block production", margin=0):
-            FigureImage(figures["credit"], "credit")
+            FigureImage(views_["credit"], "credit")
         with solara.Card("Ledger", margin=0):
             LedgerPanel(runner)
+        FrameDrawn(runner)
 
 
 @solara.component
 def Page() -> None:
     runner = solara.use_memo(ModelRunner, [])
-    figures = solara.use_memo(views.make_views, [])
+    views_ = solara.use_memo(figures.make_views, [])
 
-    def first_build() -> None:
+    def first_build() -> Callable[[], None]:
         if runner.model is None:
             apply_controls(runner)
+        return runner.close  # the session ends: release its model and thread
 
     solara.use_effect(first_build, [])
     solara.Title("dipi_abm · P2P energy market under blockchain credit")
@@ -323,12 +568,14 @@ def Page() -> None:
     with solara.Sidebar():
         with solara.Column(gap="12px"):
             RunControls(runner)
+            Compare()
+            Downloads(runner)
             Parameters()
-    Main(runner, figures)
+    Main(runner, views_)
 
 
 @solara.component
-def Main(runner: ModelRunner, figures: dict[str, views.FigureView]) -> None:
+def Main(runner: ModelRunner, views_: dict[str, figures.FigureView]) -> None:
     if not has_model.value:
         with solara.Column(style={"padding": "24px"}):
             if notice.value:
@@ -337,4 +584,4 @@ def Main(runner: ModelRunner, figures: dict[str, views.FigureView]) -> None:
                 solara.Text("Building the model…")
                 solara.ProgressLinear(True)
         return
-    Dashboard(figures, runner)
+    Dashboard(views_, runner)

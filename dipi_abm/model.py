@@ -182,7 +182,7 @@ class DIPIModel(mesa.Model):
         self.hourly_kpis = HOURLY_KPIS + (POLICY_KPIS if self.consequences.active else ())
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
-        schedule = self.grid_company.publish(0)
+        schedule = self.grid_company.publish(1)  # the terms of the first period
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
         self.datacollector = ColumnarDataCollector(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
 from types import SimpleNamespace
 
@@ -14,8 +15,8 @@ import pytest
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm import config as cfg
 from dipi_abm.dashboard import controls as ctl
+from dipi_abm.dashboard import export, figures, server, views
 from dipi_abm.dashboard import runner as runner_mod
-from dipi_abm.dashboard import server, views
 from dipi_abm.physics.grid import build_grid, save_graphml
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -127,36 +128,73 @@ def test_other_keys_box_reads_like_set():
 
 
 # ------------------------------------------------------------------------------ snapshot
-def test_flows_are_summed_per_bus_pair():
-    seller = np.array([1, 2, 1, 3, 4])
-    buyer = np.array([2, 1, 2, 3, 0])
-    volume = np.array([10.0, 5.0, 1.0, 7.0, 2.0])
-    pairs, kwh, local = views.flows_by_bus_pair(seller, buyer, volume)
-    assert pairs.tolist() == [[0, 4], [1, 2]]
-    assert kwh.tolist() == [2.0, 16.0]
-    assert local == 7.0
-    empty = views.flows_by_bus_pair(np.zeros(0, int), np.zeros(0, int), np.zeros(0))
-    assert empty[0].shape == (0, 2) and empty[1].size == 0 and empty[2] == 0.0
+def test_bus_stats_aggregate_parties_and_trades_per_bus():
+    kind = np.array([0, 0, 1, 1, 1], np.int8)
+    bus = np.array([0, 2, 2, 1, 2])
+    capacity = np.array([100.0, 50.0, 0.0, 0.0, 0.0])
+    load = np.array([0.0, 0.0, 2.0, 3.0, 4.0])
+    credit = np.array([99.5, 89.0, 96.0, 100.0, 92.0])
+    breach = np.array([False, True, False, False, True])
+    # Contracts (party rows): 0 -> 2 (bus 0 -> 2), 1 -> 4 (within bus 2), 1 -> 3 (2 -> 1).
+    seller, buyer = np.array([0, 1, 1]), np.array([2, 4, 3])
+    volume = np.array([10.0, 4.0, 6.0])
+    b = views.bus_stats(4, kind, bus, capacity, load, credit, breach, seller, buyer, volume)
+    assert b.n_dpgc.tolist() == [1, 0, 1, 0] and b.n_user.tolist() == [0, 1, 2, 0]
+    assert b.capacity_kw.tolist() == [100.0, 0.0, 50.0, 0.0]
+    assert b.load_kw.tolist() == [0.0, 3.0, 6.0, 0.0]
+    assert b.sold_kwh.tolist() == [10.0, 0.0, 10.0, 0.0]
+    assert b.bought_kwh.tolist() == [0.0, 6.0, 14.0, 0.0]
+    assert b.local_kwh.tolist() == [0.0, 0.0, 4.0, 0.0]
+    assert b.net_kwh.tolist() == [10.0, -6.0, -4.0, 0.0]
+    assert b.net_kwh.sum() == 0.0  # every kWh sold is bought
+    assert b.breaches.tolist() == [0, 0, 2, 0]
+    # Bands [0, 90), [90, 95), [95, 99), [99, 100].
+    assert b.credit_bands.tolist() == [[0, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 0], [0, 0, 0, 0]]
+    assert b.credit_min[2] == 89.0 and b.credit_mean[2] == pytest.approx((89 + 96 + 92) / 3)
+    assert b.credit_mean_dpgc[2] == 89.0 and b.credit_mean_user[2] == 94.0
+    assert np.isnan(b.credit_mean[3]) and np.isnan(b.credit_min[3])
 
 
 def test_snapshot_copies_what_the_page_draws(model):
     snap = views.take_snapshot(model, build=7)
     assert snap.build == 7 and snap.hour == 5 and snap.hours == 48 and snap.running
     assert (snap.n_parties, snap.n_dpgc, snap.n_users) == (60, 10, 50)
-    assert snap.flow_kwh.sum() + snap.local_kwh == pytest.approx(model.contracts.volume.sum())
+    assert snap.p2p_kwh == pytest.approx(model.contracts.volume.sum())
+    assert snap.buses.n_parties.sum() == 60 and snap.buses.credit_bands.sum() == 60
     assert snap.blocks_won.sum() == 5
     assert list(snap.hourly["hour"]) == [1, 2, 3, 4, 5]
     assert snap.credit is not model.state.credit.credit  # a copy
     assert snap.ledger.status in ("off", "on")
-    assert views.hour_label(snap) == "Hour 5 of 48"
+    assert views.hour_label(snap) == "Hour 5 of 48 · day 1, 05:00"
     assert views.headline(snap).startswith("60 parties (10 DPGCs + 50 users) on 33 buses "
                                            "(ieee33) · matching price_time")
 
 
+def test_time_is_shown_as_day_and_hour_of_day():
+    m = DIPIModel(seed=1, n_dpgc=2, n_users=5, start_hour=20, hours=30)
+    m.run(6)
+    snap = views.take_snapshot(m)
+    hourly = snap.hourly
+    # An hour is labelled by the end of its delivery hour (hour_of_day is its start, the
+    # hour of day the weather drew: hour 1 of a run starting at 20:00 is 20:00-21:00).
+    for h, hh in zip(hourly["hour"], hourly["hour_of_day"], strict=True):
+        assert views.clock(h, snap.clock_offset)[1] == (hh + 1) % 24
+    assert hourly["hour_of_day"].iloc[0] == 20
+    assert views.time_label(4, snap.clock_offset) == "day 2, 00:00"
+    assert views.time_label(3, snap.clock_offset) == "day 1, 23:00"
+    assert views.hour_label(snap).startswith("Hour 6 of 30 · day 2, 02:00")
+    ticks, labels = figures.time_ticks(48, 0)
+    assert ticks[:3] == [0.0, 6.0, 12.0] and labels[0] == "00:00\nday 1"
+    assert labels[4] == "00:00\nday 2" and labels[1] == "06:00"
+    ticks, labels = figures.time_ticks(24 * 30, 20)
+    assert all(label.startswith("day ") for label in labels)
+    assert all((20 + t) % 24 == 0 for t in ticks)  # at midnight
+
+
 def test_kpi_tiles_format_the_summary(model):
     tiles = views.kpi_tiles(model.summary())
-    labels = [t[0] for t in tiles]
-    assert labels == [t[1] for t in views.KPI_TILES]
+    assert [t.label for t in tiles] == [t[1] for t in views.KPI_TILES]
+    assert all(t.delta == "" for t in tiles)
     assert views.format_kpi(0.0512, "pct") == "5.1 %"
     assert views.format_kpi(38472.2, "mwh") == "38.5"
     assert views.format_kpi(float("nan"), "price") == "–"
@@ -235,33 +273,48 @@ def test_meshed_grids_get_a_networkx_layout():
 
 
 def test_limits_only_grow():
-    assert views.nice_ceil(7.3) == 10.0 and views.nice_ceil(0.21) == 0.25
-    lim = views.grow_limits(None, 0.0, 12.0, floor=0.0)
+    assert figures.nice_ceil(7.3) == 10.0 and figures.nice_ceil(0.21) == 0.25
+    lim = figures.grow_limits(None, 0.0, 12.0, floor=0.0)
     assert lim[0] == 0.0 and lim[1] >= 12.0
-    assert views.grow_limits(lim, 0.0, 11.0, floor=0.0) is lim  # fits: unchanged
-    wider = views.grow_limits(lim, 0.0, lim[1] + 1, floor=0.0)
+    assert figures.grow_limits(lim, 0.0, 11.0, floor=0.0) is lim  # fits: unchanged
+    wider = figures.grow_limits(lim, 0.0, lim[1] + 1, floor=0.0)
     assert wider[1] > lim[1]
-    assert views.grow_limits(None, 95.0, 99.5, ceiling=100.0)[1] == 100.0
-    assert views.credit_limits(np.array([99.0, 100.0])) == (90.0, 100.0)
-    assert views.credit_limits(np.r_[np.full(98, 100.0), 12.0, 13.0])[0] == 90.0
-    assert views.credit_limits(np.r_[np.full(50, 100.0), np.full(50, 71.0)])[0] == 70.0
+    assert figures.grow_limits(None, 95.0, 99.5, ceiling=100.0)[1] == 100.0
+    assert figures.credit_limits(np.array([99.0, 100.0])) == (90.0, 100.0)
+    assert figures.credit_limits(np.r_[np.full(98, 100.0), 12.0, 13.0])[0] == 90.0
+    assert figures.credit_limits(np.r_[np.full(50, 100.0), np.full(50, 71.0)])[0] == 70.0
+
+
+def test_grid_layout_carries_the_line_flow_model():
+    grid = build_grid("ieee33")
+    layout = views.grid_layout(grid)
+    assert layout.ends.shape == (32, 2) and layout.segments.shape == (32, 2, 2)
+    # A kWh sold at bus 18 (row 17) and bought at bus 2 (row 1) runs over lines 2-3 ... 17-18,
+    # towards the substation (+), and nowhere else.
+    net = np.zeros(33)
+    net[17], net[1] = 1.0, -1.0
+    flows = layout.line_flows(net)
+    assert sorted(np.round(flows, 9).tolist()).count(1.0) == 16
+    assert np.count_nonzero(np.round(flows, 9)) == 16
+    # Trades within a bus (net 0) put nothing on the lines.
+    assert not layout.line_flows(np.zeros(33)).any()
 
 
 # ------------------------------------------------------------------------------ figures
 def test_figures_render_and_change_with_the_hour():
     m = DIPIModel(seed=5, n_dpgc=10, n_users=50)
-    figures = views.make_views()
-    first = views.render_all(views.take_snapshot(m, build=1), figures)
-    assert set(first) == {"network", "timeseries", "credit"}
+    views_ = figures.make_views()
+    first = figures.render_all(views.take_snapshot(m, build=1), views_)
+    assert set(first) == {"grid", "timeseries", "credit"}
     assert all(png.startswith(PNG_MAGIC) for png in first.values())
     m.run(3)
-    later = views.render_all(views.take_snapshot(m, build=1), figures)
+    later = figures.render_all(views.take_snapshot(m, build=1), views_)
     assert all(later[k] != first[k] for k in first)
     # A new model (a new build) gets freshly built figures.
     other = DIPIModel(seed=6, n_dpgc=3, n_users=7, grid="synthetic", grid_buses=12,
                       n_miners=2)
     other.run(2)
-    pngs = views.render_all(views.take_snapshot(other, build=2), figures)
+    pngs = figures.render_all(views.take_snapshot(other, build=2), views_)
     assert all(png.startswith(PNG_MAGIC) for png in pngs.values())
 
 
@@ -269,8 +322,91 @@ def test_figures_cope_with_centralized_mode_and_no_trades():
     m = DIPIModel(seed=2, n_dpgc=2, n_users=3, matching="centralized")
     m.run(2)
     snap = views.take_snapshot(m)
-    assert snap.n_contracts == 0 and snap.flow_kwh.size == 0
-    assert all(p.startswith(PNG_MAGIC) for p in views.render_all(snap).values())
+    assert snap.n_contracts == 0 and snap.p2p_kwh == 0.0
+    assert all(p.startswith(PNG_MAGIC) for p in figures.render_all(snap).values())
+
+
+def test_grid_view_draws_buses_not_parties(model):
+    """The grid figure's artists do not grow with the number of parties (one glyph per bus)."""
+    small = views.take_snapshot(model)
+    big_model = DIPIModel(seed=3, n_dpgc=100, n_users=900, hours=48)
+    big_model.run(2)
+    big = views.take_snapshot(big_model)
+    counts = []
+    for snap in (small, big):
+        view = figures.GridView()
+        view.render(snap)
+        counts.append(len(view.nodes.get_offsets()))
+        assert len(view.hotspots) == 33  # every bus gets its hover spot at 1x
+    assert counts == [33, 33]
+    details = figures.bus_details(big, 5)
+    assert details[0] == "Bus 6" and "DPGCs" in details[1] and "net" in details[2]
+
+
+def test_grid_view_zooms_on_a_bus(model):
+    snap = views.take_snapshot(model)
+    view = figures.GridView()
+    view.render(snap)
+    whole = len(view.hotspots)
+    view.render(snap, figures.ViewOptions(zoom=4, centre=17))
+    zoomed = [s.bus for s in view.hotspots]
+    assert 17 in zoomed and len(zoomed) < whole
+    spot = next(s for s in view.hotspots if s.bus == 17)
+    assert 40 < spot.left < 60 and 0 < spot.top < 100  # the centre bus in the middle
+
+
+def test_baseline_is_overlaid_and_compared(model):
+    a = views.take_snapshot(model)
+    m2 = DIPIModel(seed=3, n_dpgc=10, n_users=50, hours=48, matching="cma")
+    m2.run(5)
+    b = views.take_snapshot(m2)
+    base = views.Baseline(a)
+    assert base.differences(b) == ["matching: price_time → cma"]
+    view = figures.SeriesView()
+    view.render(b)
+    plain = len(view.axes[0].lines)
+    view.render(b, figures.ViewOptions(baseline=base))
+    assert len(view.axes[0].lines) == plain + 2  # DPGC and user breach rates of the baseline
+    tiles = {t.key: t for t in views.kpi_tiles(b.summary, a.summary)}
+    rate = tiles["breach_rate"]
+    diff = b.summary["breach_rate"] - a.summary["breach_rate"]
+    assert rate.delta == views.format_delta(diff, "pct")
+    assert rate.trend == ("worse" if diff > 0 else "better" if diff < 0 else "same")
+    assert views.format_delta(0.0123, "pct") == "+1.2 pp"
+    assert views.format_delta(-2500.0, "mwh") == "−2.5 MWh"
+    assert tiles["price_std"].trend == ""  # no preferred direction
+
+
+def test_figure_files_are_png_and_svg(model):
+    snap = views.take_snapshot(model)
+    for name in figures.VIEWS:
+        png = figures.figure_file(name, snap, "png")
+        assert png.startswith(PNG_MAGIC)
+        svg = figures.figure_file(name, snap, "svg")
+        assert b"<svg" in svg[:2000]
+    with pytest.raises(ValueError, match="png or svg"):
+        figures.figure_file("grid", snap, "gif")
+
+
+def test_downloads_read_back(model, tmp_path):
+    import json
+
+    import pandas as pd
+
+    snap = views.take_snapshot(model)
+    (tmp_path / "model.csv").write_bytes(export.hourly_csv(snap))
+    csv = pd.read_csv(tmp_path / "model.csv")
+    assert list(csv["hour"]) == [1, 2, 3, 4, 5]
+    (tmp_path / "model.parquet").write_bytes(export.hourly_parquet(snap))
+    pq = pd.read_parquet(tmp_path / "model.parquet")
+    pd.testing.assert_frame_equal(pq, model.hourly_dataframe(), check_dtype=False)
+    records = export.party_records(model, upto_hour=3)
+    assert {"hour", "agent_id", "kind", "bus", "credit"} <= set(records.columns)
+    assert records["hour"].between(1, 3).all()
+    (tmp_path / "agents.parquet").write_bytes(export.parquet_bytes(records))
+    assert len(pd.read_parquet(tmp_path / "agents.parquet")) == len(records)
+    summary = json.loads(export.summary_json(snap))
+    assert summary["hours"] == 5 and summary["n_parties"] == 60
 
 
 # ------------------------------------------------------------------------------ runner
@@ -291,13 +427,65 @@ def test_runner_keeps_the_previous_model_when_a_rebuild_is_refused():
 def test_runner_works_on_its_own_thread():
     names = []
     r = runner_mod.ModelRunner()
-    assert runner_mod.on_model_thread(lambda: threading.current_thread().name).startswith(
-        "dipi-model")
+    assert r.call(lambda: threading.current_thread().name).startswith("dipi-model")
     r.rebuild({"seed": 1})
     r.model.step = (lambda step=r.model.step: names.append(
         threading.current_thread().name) or step())
     r.step(1)
     assert names and names[0].startswith("dipi-model")
+    r.close()
+    assert r.model is None
+    with pytest.raises(RuntimeError, match="closed"):
+        r.call(lambda: None)
+
+
+def test_sessions_do_not_share_a_model_thread():
+    """A session whose model is busy does not hold up another session's step."""
+    a, b = runner_mod.ModelRunner(), runner_mod.ModelRunner()
+    try:
+        a.rebuild({"seed": 1, "n_users": 10, "n_dpgc": 2})
+        b.rebuild({"seed": 2, "n_users": 10, "n_dpgc": 2})
+        entered, release = threading.Event(), threading.Event()
+
+        def busy_step(step=a.model.step):
+            entered.set()
+            release.wait(60)
+            step()
+
+        a.model.step = busy_step
+        worker = threading.Thread(target=a.step, args=(1,))
+        worker.start()
+        assert entered.wait(60)
+        # a's thread is blocked inside its step; b steps on its own thread meanwhile.
+        assert b.step(2).hour == 2
+        assert a.call.__self__ is a and worker.is_alive()
+        release.set()
+        worker.join(60)
+        assert a.model.hour == 1
+    finally:
+        release.set()
+        a.close()
+        b.close()
+
+
+def test_a_stop_request_ends_a_frame_after_the_hour_being_computed():
+    r = runner_mod.ModelRunner()
+    r.rebuild({"seed": 1, "n_users": 10, "n_dpgc": 2, "hours": 100})
+    hours = []
+
+    def step_and_pause(step=r.model.step):
+        step()
+        hours.append(r.model.hour)
+        if len(hours) == 3:
+            r.request_stop()  # Pause pressed during the third hour of a 24-hour frame
+
+    r.model.step = step_and_pause
+    snap = r.step(24, stoppable=True)
+    assert snap.hour == 3 == r.model.hour  # the hour shown is the hour computed
+    assert r.step(2).hour == 5  # a Step click is not a Play frame: it completes its hours
+    r.clear_stop()
+    assert r.step(2, stoppable=True).hour == 7
+    r.close()
 
 
 def test_runner_verify_without_and_with_a_ledger():
@@ -342,8 +530,21 @@ def test_server_command_and_environment():
 
 def test_serve_without_solara_says_how_to_install(monkeypatch):
     monkeypatch.setattr(server.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match=r"pip install 'dipi-abm\[app\]'"):
+    with pytest.raises(ConfigError, match=r"reinstall it \(pip install dipi-abm\)"):
         server.serve()
+
+
+def test_solara_is_a_dependency_of_the_package():
+    """`pip install .` brings the dashboard: Solara and its offline assets are main
+    dependencies, not an extra."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    deps = project["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0].lower() for d in deps}
+    assert {"solara", "solara-assets", "ipyvue", "ipyvuetify"} <= names
+    assert project["project"]["optional-dependencies"]["app"] == []  # kept as an alias
 
 
 # ------------------------------------------------------------------------------ the page
@@ -358,8 +559,12 @@ def app():
     app.notice.set(None)
     app.snapshot.set(None)
     app.verify_result.set(None)
+    app.baseline.set(None)
+    app.playing.set(False)
+    app.pausing.set(False)
     yield app
     app.snapshot.set(None)
+    app.baseline.set(None)
 
 
 def test_page_renders_without_a_browser(app):
@@ -422,10 +627,55 @@ def test_step_errors_are_shown_not_raised(app):
         raise RuntimeError("weather station offline")
 
     r.model.step = boom
-    app.advance(r, 1)
+    assert app.advance(r, 1) is None
     assert app.notice.value == ("error", "The step failed: RuntimeError: weather station "
                                          "offline")
-    assert app.playing.value is False
+    assert r.stop_requested  # a Play loop stops
+    r.clear_stop()
+    app.playing.set(True)
+    app.play(r)  # the loop ends on the error and turns the button back to Play
+    assert app.playing.value is False and app.pausing.value is False
+
+
+def test_verify_result_clears_on_the_next_step(app):
+    r = runner_mod.ModelRunner()
+    app.set_entry("ledger_detail", "digest")
+    app.apply_controls(r)
+    app.advance(r, 2)
+    app.verify(r)
+    if app.snapshot.value.ledger.status != "on":
+        pytest.skip("this model keeps no ledger")
+    ok, text = app.current_verify()
+    assert ok and "Ledger intact" in text
+    app.advance(r, 1)
+    assert app.current_verify() is None
+    app.verify(r)
+    assert app.current_verify() is not None
+    app.apply_controls(r)  # a Reset too
+    assert app.current_verify() is None
+
+
+def test_pinning_a_baseline_and_the_download_callbacks(app, tmp_path):
+    import pandas as pd
+
+    r = runner_mod.ModelRunner()
+    app.apply_controls(r)
+    app.advance(r, 3)
+    app.pin_baseline()
+    base = app.baseline.value
+    assert base.snap is app.snapshot.value
+    app.set_entry("matching", "cma")
+    app.apply_controls(r)
+    app.advance(r, 2)
+    assert "matching: price_time → cma" in base.differences(app.snapshot.value)
+    files = {name: data for name, _label, _mime, data in app.downloads(r)}
+    assert set(files) >= {"model.csv", "model.parquet", "agents.parquet", "summary.json",
+                          "grid.png", "grid.svg", "timeseries.png", "timeseries.svg",
+                          "credit.png", "credit.svg"}
+    (tmp_path / "agents.parquet").write_bytes(files["agents.parquet"]())
+    agents = pd.read_parquet(tmp_path / "agents.parquet")
+    assert agents["hour"].max() == 2 and len(agents) == 2 * 60
+    assert files["timeseries.png"]().startswith(PNG_MAGIC)
 
 
 def test_snapshot_is_frozen():

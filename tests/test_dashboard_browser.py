@@ -3,12 +3,17 @@
 Debian's Chromium (/usr/lib/chromium/chromium, installed by .ci/run) is driven
 through Playwright's sync API; no browser is downloaded. The server is started
 once for the module on a free 127.0.0.1 port and stopped afterwards. Every test
-opens its own page, i.e. its own Solara session with its own model.
+opens its own page, i.e. its own Solara session with its own model (and thread).
+
+Tests wait for conditions on the page, never for fixed times, so they pass on a
+busy machine; the two latency tests print what they measure and assert no time.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -17,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dipi_abm import config as cfg
@@ -86,6 +92,7 @@ def server(tmp_path_factory):
             proc.wait()
     text = log.read_text(errors="replace")
     assert "Traceback" not in text, f"the server logged a traceback:\n{text}"
+    assert "samesite" not in text, f"Solara's cookie warning is not silenced:\n{text}"
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +108,13 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     """A fresh page (a fresh Solara session) with the dashboard drawn."""
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.goto(server)
-    pg.locator("img.dipi-network").wait_for()
+    pg.locator("img.dipi-grid").wait_for()
     pg.page_errors = errors
     yield pg
     context.close()
@@ -117,8 +124,57 @@ def hour_text(page) -> str:
     return page.locator(".dipi-hour-main").inner_text()
 
 
-def network_src(page) -> str:
-    return page.locator("img.dipi-network").get_attribute("src") or ""
+def image_src(page, name: str = "grid") -> str:
+    return page.locator(f"img.dipi-{name}").get_attribute("src") or ""
+
+
+def shown_hour(page) -> int:
+    return int(re.match(r"Hour (\d+) of", hour_text(page)).group(1))
+
+
+def wait_for_src_change(page, name: str, before: str) -> None:
+    page.wait_for_function(
+        "([name, src]) => { const img = document.querySelector('img.dipi-' + name);"
+        " return img && img.src !== src; }", arg=[name, before], polling=20)
+
+
+def wait_for_hour(page, at_least: int) -> None:
+    # Polled on a timer: animation-frame polling lags far behind on a busy page.
+    page.wait_for_function(
+        "(n) => parseInt(document.querySelector('.dipi-hour-main').innerText.split(' ')[1])"
+        " >= n", arg=at_least, polling=20)
+
+
+def set_hours_per_frame(page, hours: int) -> None:
+    page.locator(".dipi-run .v-btn-toggle button").filter(
+        has_text=re.compile(rf"^\s*{hours}\s*$")).click()
+
+
+def build(page, n_dpgc: int, n_users: int, extra: str = "") -> None:
+    """Set the population (and other keys), Reset, and wait for the new model."""
+    set_field(page, "n_dpgc", str(n_dpgc))
+    set_field(page, "n_users", str(n_users))
+    if extra:
+        box = page.locator(".v-textarea textarea")  # the "Other keys" box
+        box.fill(extra)
+        box.blur()
+    before = image_src(page)
+    click(page, "Reset")
+    page.locator(".dipi-headline").filter(
+        has_text=f"{n_dpgc + n_users} parties ({n_dpgc} DPGCs").wait_for()
+    page.locator(".dipi-hour-main").filter(has_text="Hour 0 of").wait_for()
+    if extra:
+        page.locator(".dipi-headline").filter(has_text=extra.split("=")[1].strip()).wait_for()
+    wait_for_src_change(page, "grid", before)
+
+
+def download(page, label: str, tmp_path: Path) -> Path:
+    """Click a download button; the file the browser saved."""
+    with page.expect_download() as info:
+        click(page, label)
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    return target
 
 
 def set_field(page, key: str, text: str) -> None:
@@ -133,13 +189,13 @@ def click(page, name: str) -> None:
 
 def step_and_wait(page, expected_hour: int) -> float:
     """Click Step; seconds until the hour counter and the grid figure both changed."""
-    before = network_src(page)
+    before = image_src(page)
     start = time.perf_counter()
     click(page, "Step")
     page.wait_for_function(
         """([hour, src]) => {
             const h = document.querySelector('.dipi-hour-main');
-            const img = document.querySelector('img.dipi-network');
+            const img = document.querySelector('img.dipi-grid');
             return h && h.innerText.startsWith(hour) && img && img.src !== src;
         }""",
         arg=[f"Hour {expected_hour} of", before],
@@ -153,7 +209,7 @@ def test_page_loads_without_traceback(page):
     assert "Traceback" not in body
     assert page.locator(".v-alert.error").count() == 0, body
     assert page.page_errors == []
-    assert "Hour 0 of 168" in hour_text(page)
+    assert hour_text(page).startswith("Hour 0 of 168 · day 1, 00:00")
     assert "60 parties (10 DPGCs + 50 users) on 33 buses" in body
     for name in ("timeseries", "credit"):
         assert page.locator(f"img.dipi-{name}").is_visible()
@@ -173,23 +229,38 @@ def test_reset_rebuilds_the_model_from_the_controls(page):
 
 
 def test_step_advances_the_hour_and_redraws_the_plots(page):
-    series = page.locator("img.dipi-timeseries")
-    before = series.screenshot()
+    series = image_src(page, "timeseries")
     step_and_wait(page, 1)
     step_and_wait(page, 2)
-    assert hour_text(page).startswith("Hour 2 of 168")
-    page.wait_for_timeout(200)
-    assert series.screenshot() != before
+    assert hour_text(page).startswith("Hour 2 of 168 · day 1, 02:00")
+    wait_for_src_change(page, "timeseries", series)
     # Play advances hours by itself until paused.
     click(page, "Play")
-    page.wait_for_function(
-        "() => parseInt(document.querySelector('.dipi-hour-main').innerText.split(' ')[1]) >= 5")
+    wait_for_hour(page, 5)
     click(page, "Pause")
     page.get_by_role("button", name="Play", exact=True).wait_for()
-    paused = hour_text(page)
-    page.wait_for_timeout(400)
-    assert hour_text(page) == paused
+    paused = shown_hour(page)
+    # The hour shown is the hour the model computed: one Step shows exactly the next hour.
+    step_and_wait(page, paused + 1)
+    assert shown_hour(page) == paused + 1
     assert "Traceback" not in page.inner_text("body")
+
+
+def test_pause_stops_a_24_hour_frame_at_once(page):
+    """Pause during a 24-hour Play frame at 1,000 parties stops after the hour being computed,
+    and the page shows the hour the model reached (the race the issue reported)."""
+    build(page, 100, 900)
+    set_hours_per_frame(page, 24)
+    click(page, "Play")
+    wait_for_hour(page, 24)
+    click(page, "Pause")
+    page.get_by_role("button", name="Play", exact=True).wait_for()
+    paused = shown_hour(page)
+    assert paused < 168
+    set_hours_per_frame(page, 1)
+    step_and_wait(page, paused + 1)
+    assert shown_hour(page) == paused + 1
+    assert page.page_errors == []
 
 
 def test_out_of_range_and_inconsistent_values_are_refused(page):
@@ -218,12 +289,7 @@ def test_out_of_range_and_inconsistent_values_are_refused(page):
     assert page.locator(".dipi-notice").count() == 0
 
 
-def test_verify_reports_an_intact_ledger(page):
-    from dipi_abm import DIPIModel
-
-    if not callable(getattr(DIPIModel, "verify_ledger", None)):
-        pytest.skip("DIPIModel.verify_ledger() does not exist yet: the page shows "
-                    "'ledger off' until the ledger lands")
+def test_verify_reports_an_intact_ledger_until_the_next_step(page):
     step_and_wait(page, 1)
     step_and_wait(page, 2)
     status = page.locator(".dipi-ledger-status").inner_text()
@@ -233,24 +299,94 @@ def test_verify_reports_an_intact_ledger(page):
     assert page.locator("table.dipi-blocks tr").count() > 1
     click(page, "Verify")
     page.locator(".dipi-verify").filter(has_text="Ledger intact").wait_for()
+    # The result belongs to the hour it checked: the next step clears it.
+    step_and_wait(page, 3)
+    page.locator(".dipi-verify").wait_for(state="detached")
 
 
-def test_one_step_at_1000_agents_is_drawn_quickly(page, tmp_path, capsys):
-    """Reports the time from a Step click to the new hour drawn (no time limit asserted:
-    speed is measured, not tested; the target is under 0.5 s)."""
-    set_field(page, "n_dpgc", "100")
-    set_field(page, "n_users", "900")
-    click(page, "Reset")
-    page.locator(".dipi-headline").filter(has_text="1000 parties").wait_for()
-    times = [step_and_wait(page, hour) for hour in range(1, 7)]
+def test_downloads_return_files_that_read_back(page, tmp_path):
+    step_and_wait(page, 1)
+    step_and_wait(page, 2)
+    csv = pd.read_csv(download(page, "Hourly KPIs (CSV)", tmp_path))
+    assert list(csv["hour"]) == [1, 2]
+    assert {"breach_rate_dpgc", "p2p_volume_kwh", "mean_credit_user"} <= set(csv.columns)
+    hourly = pd.read_parquet(download(page, "Hourly KPIs (Parquet)", tmp_path))
+    pd.testing.assert_frame_equal(hourly[csv.columns], csv, check_dtype=False)
+    agents = pd.read_parquet(download(page, "Per-party records (Parquet)", tmp_path))
+    assert {"hour", "agent_id", "kind", "bus", "credit"} <= set(agents.columns)
+    assert sorted(agents["hour"].unique()) == [1, 2] and len(agents) == 2 * 60
+    summary = json.loads(download(page, "summary.json", tmp_path).read_text())
+    assert summary["hours"] == 2 and summary["n_parties"] == 60
+    png = download(page, "grid.png", tmp_path)
+    assert png.name == "grid.png" and png.read_bytes().startswith(b"\x89PNG")
+    svg = download(page, "timeseries.svg", tmp_path)
+    assert svg.read_bytes().lstrip().startswith(b"<?xml") and b"<svg" in svg.read_bytes()
+    assert page.page_errors == []
+
+
+def test_pinned_baseline_is_overlaid_and_compared(page):
+    step_and_wait(page, 1)
+    step_and_wait(page, 2)
+    click(page, "Pin as baseline")
+    page.locator(".dipi-baseline").filter(has_text="Baseline: hour 2 of 168").wait_for()
+    series = image_src(page, "timeseries")
+    build(page, 10, 50, extra="matching = cma")
+    page.locator(".dipi-baseline-diff").filter(has_text="matching: price_time → cma").wait_for()
+    step_and_wait(page, 1)
+    wait_for_src_change(page, "timeseries", series)
+    # Every KPI tile gives the difference to the baseline.
+    tiles = page.locator(".dipi-kpi")
+    page.locator(".dipi-kpi .delta").first.wait_for()
+    assert page.locator(".dipi-kpi .delta").count() == tiles.count() > 0
+    assert "vs baseline" in page.locator(".dipi-kpi[data-key='breach_rate']").inner_text()
+    click(page, "Clear baseline")
+    page.locator(".dipi-kpi .delta").first.wait_for(state="detached")
+    assert page.page_errors == []
+
+
+def test_grid_view_at_1000_parties_hover_and_zoom(page):
+    build(page, 100, 900)
+    step_and_wait(page, 1)
+    spots = page.locator(".dipi-bus")
+    assert spots.count() == 33  # one per bus, whatever the number of parties
+    bus = page.locator(".dipi-bus[data-bus='6']")
+    bus.hover()
+    tip = bus.locator(".dipi-tip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert text.startswith("Bus 6") and "DPGCs" in text and "users" in text
+    assert "net" in text and "within the bus" in text and "breaches this hour" in text
+    # Zoom on bus 18, the end of the trunk: fewer buses in view, a new image.
+    before = image_src(page)
+    page.locator(".dipi-zoom button").filter(has_text=re.compile(r"^\s*4\s*$")).click()
+    wait_for_src_change(page, "grid", before)
+    page.wait_for_function("() => document.querySelectorAll('.dipi-bus').length < 33",
+                           polling=20)
+    assert page.page_errors == []
+
+
+def _latency(page, n_dpgc: int, n_users: int, tmp_path: Path, capsys, steps: int = 6) -> None:
+    build(page, n_dpgc, n_users)
+    times = [step_and_wait(page, hour) for hour in range(1, steps + 1)]
     folder = Path(os.environ.get("DIPI_SCREENSHOT_DIR", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
-    shot = folder / "dashboard_1000_agents.png"
+    n = n_dpgc + n_users
+    shot = folder / f"dashboard_{n}_parties.png"
     page.screenshot(path=str(shot), full_page=True)
     with capsys.disabled():
-        print(f"\n[dashboard] Step click -> hour and figures redrawn at 1,000 agents: "
+        print(f"\n[dashboard] Step click -> hour and figures redrawn at {n:,} parties: "
               f"median {statistics.median(times):.3f} s, max {max(times):.3f} s "
               f"over {len(times)} steps")
         print(f"[dashboard] screenshot: {shot}")
     assert shot.stat().st_size > 10_000
     assert page.page_errors == []
+
+
+def test_one_step_at_1000_parties_is_drawn_quickly(page, tmp_path, capsys):
+    """Reports the time from a Step click to the new hour drawn (no time limit asserted:
+    speed is measured, not tested; the target is under 0.3 s)."""
+    _latency(page, 100, 900, tmp_path, capsys)
+
+
+def test_one_step_at_10000_parties_is_drawn_quickly(page, tmp_path, capsys):
+    _latency(page, 1000, 9000, tmp_path, capsys)

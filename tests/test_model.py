@@ -391,3 +391,18 @@ def test_batch_run_kpis_are_the_model_level_values(batch_rows):
                     equal_nan=True,
                     err_msg=f"{kpi} at seed {seed} hour {hour}",
                 )
+
+
+@pytest.mark.parametrize("start_hour", [0, 7, 23])
+def test_prices_and_weather_describe_the_same_hour(start_hour):
+    """Period h delivers at hour of day start_hour + h - 1: the tariff the grid company
+    publishes and the weather the parties see are for the same clock hour."""
+    m = DIPIModel(seed=2, n_dpgc=3, n_users=8, hours=30, start_hour=start_hour,
+                  tariff="tou")
+    for _ in range(30):
+        weather_hour = m.weather.hour % 24  # the hour the next draw covers
+        m.step()
+        assert m.record.schedule.hour_of_day == weather_hour
+    df = m.hourly_dataframe()
+    assert df["hour_of_day"].iloc[0] == start_hour
+    assert list(df["hour_of_day"]) == [(start_hour + h - 1) % 24 for h in df["hour"]]

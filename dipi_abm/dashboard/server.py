@@ -40,11 +40,12 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
           open_browser: bool = False) -> int:
     """Run the dashboard server until interrupted; returns its exit status.
 
-    Raises ConfigError when the ``app`` extra (Solara) is not installed or the
+    Raises ConfigError when Solara (a dependency of the package) is missing, or the
     host or port is invalid.
     """
     if importlib.util.find_spec("solara") is None:
-        raise ConfigError("the dashboard needs Solara: pip install 'dipi-abm[app]'")
+        raise ConfigError("the dashboard needs Solara, which is installed with dipi-abm: "
+                          "reinstall it (pip install dipi-abm)")
     cmd = solara_command(host, port, open_browser=open_browser)
     where = f"http://{host}:{port}/" if port else f"a free port of {host} (see below)"
     print(f"dipi-abm: dashboard on {where} (Ctrl-C stops it)", file=sys.stderr)

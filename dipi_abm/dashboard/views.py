@@ -1,21 +1,20 @@
-"""What the dashboard shows, as plain Python: a snapshot of the model and its figures.
+"""What the dashboard shows, as plain Python: a snapshot of the model and the text drawn from it.
 
 :func:`take_snapshot` copies, after each step, everything the page draws
-(party columns, the hour's P2P flows per bus pair, the hourly KPIs, the
-summary, the newest ledger blocks). Text, KPI tiles and figures are drawn
-from a :class:`Snapshot` only, so they are tested without a browser and
-drawn on any thread while the model is stepped on its own.
+(the hourly KPIs, the summary, the party credit, the newest ledger blocks,
+and the hour aggregated per bus: parties, P2P sold and bought, volume
+traded within the bus, credit bands). Text, KPI tiles and figures
+(:mod:`.figures`) are drawn from a :class:`Snapshot` only, so they are
+tested without a browser and drawn on any thread while the model is
+stepped on its own.
 
-Figures are :class:`matplotlib.figure.Figure` objects (no pyplot state) kept
-per browser session (:class:`FigureView`): built once per model, then only
-their data artists are redrawn over a cached frame. One step at 1,000
-parties is drawn in about 50 ms.
+Per-bus aggregation is what lets the grid view scale: whatever the number
+of parties, the figure draws one marker per bus and one width per line.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import threading
 import weakref
@@ -24,19 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-import matplotlib as mpl
 import networkx as nx
 import numpy as np
-import PIL.Image
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+import scipy.sparse
 from numpy.typing import NDArray
 
-from ..results.plots import COLORS
+from ..errors import ConfigError
+from ..physics.flows import LineModel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,27 +43,25 @@ except ImportError:  # pragma: no cover - before dipi_abm.ledger.store exists
     LEDGER_CHAINS = ("DU1", "JY1", "LH1")
 
 DPGC_KIND, USER_KIND = 0, 1
-CREDIT_CMAP = mpl.colormaps["RdYlBu"]
-DPI = 80
 RECENT_BLOCKS = 6
 
-#: Hourly KPI columns the time series draw (MODEL.md section 9).
-SERIES = ("breaches_dpgc", "breaches_user", "mean_credit_dpgc", "mean_credit_user",
-          "p2p_volume_kwh", "grid_purchase_kwh", "grid_sale_kwh", "price_mean",
-          "retail_price", "feed_in_price")
+#: Credit bands of the grid view's per-bus credit bars: [0, 90), [90, 95), [95, 99), [99, 100].
+CREDIT_BAND_EDGES = (90.0, 95.0, 99.0)
+CREDIT_BAND_LABELS = ("credit < 90", "90–95", "95–99", "≥ 99")
 
-#: The summary KPIs shown as numbers: key, label, format, unit/explanation.
-KPI_TILES: tuple[tuple[str, str, str, str], ...] = (
-    ("breach_rate", "Breach rate", "pct", "of committed contract sides"),
-    ("p2p_volume_kwh", "P2P traded", "mwh", "MWh agreed peer to peer"),
-    ("grid_purchase_kwh", "Bought from grid", "mwh", "MWh at retail price"),
+#: The summary KPIs shown as numbers: key, label, format, unit/explanation, higher is better.
+KPI_TILES: tuple[tuple[str, str, str, str, bool | None], ...] = (
+    ("breach_rate", "Breach rate", "pct", "of committed contract sides", False),
+    ("p2p_volume_kwh", "P2P traded", "mwh", "MWh agreed peer to peer", True),
+    ("grid_purchase_kwh", "Bought from grid", "mwh", "MWh at retail price", False),
     ("transaction_efficiency", "Transaction efficiency", "pct",
-     "P2P / min(offered, demanded)"),
-    ("mean_credit_dpgc", "Mean credit, DPGCs", "credit", "0–100"),
-    ("mean_credit_user", "Mean credit, users", "credit", "0–100"),
-    ("price_std", "Price spread", "price", "yuan/kWh, sd of contract prices"),
-    ("blocks_gini", "Block Gini", "ratio", "0 equal … 1 one producer"),
-    ("blocks_nakamoto", "Nakamoto coefficient", "int", "producers holding > 50 % of blocks"),
+     "P2P / min(offered, demanded)", True),
+    ("mean_credit_dpgc", "Mean credit, DPGCs", "credit", "0–100", True),
+    ("mean_credit_user", "Mean credit, users", "credit", "0–100", True),
+    ("price_std", "Price spread", "price", "yuan/kWh, sd of contract prices", None),
+    ("blocks_gini", "Block Gini", "ratio", "0 equal … 1 one producer", False),
+    ("blocks_nakamoto", "Nakamoto coefficient", "int", "producers holding > 50 % of blocks",
+     True),
 )
 
 
@@ -86,29 +77,100 @@ class LedgerView:
     can_verify: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class BusStats:
+    """The hour aggregated per bus (rows in ``grid.buses`` order), MODEL.md sections 2 and 9.
+
+    ``sold_kwh``/``bought_kwh`` are the P2P volumes agreed this hour by the bus's
+    sellers and buyers (trades within the bus count on both sides); ``local_kwh``
+    is the part agreed between two parties of the same bus. The net position
+    ``sold - bought`` is what the bus injects into the feeder for P2P trade.
+    """
+
+    n_dpgc: NDArray[np.int64]
+    n_user: NDArray[np.int64]
+    capacity_kw: NDArray[np.float64]  # DPGC capacity on the bus
+    load_kw: NDArray[np.float64]  # mean load of the bus's users
+    sold_kwh: NDArray[np.float64]
+    bought_kwh: NDArray[np.float64]
+    local_kwh: NDArray[np.float64]
+    breaches: NDArray[np.int64]  # parties short of their contracts this hour
+    credit_bands: NDArray[np.int64]  # (n_buses, 4) parties per CREDIT_BAND_LABELS band
+    credit_mean: NDArray[np.float64]  # NaN on a bus without parties
+    credit_min: NDArray[np.float64]
+    credit_mean_dpgc: NDArray[np.float64]
+    credit_mean_user: NDArray[np.float64]
+
+    @property
+    def net_kwh(self) -> NDArray[np.float64]:
+        return self.sold_kwh - self.bought_kwh
+
+    @property
+    def n_parties(self) -> NDArray[np.int64]:
+        return self.n_dpgc + self.n_user
+
+
+def bus_stats(
+    n_buses: int,
+    kind: NDArray[np.int8],
+    bus: NDArray[np.intp],
+    capacity_kw: NDArray[np.float64],
+    mean_load_kw: NDArray[np.float64],
+    credit: NDArray[np.float64],
+    breach: NDArray[np.bool_],
+    seller: NDArray[np.intp],
+    buyer: NDArray[np.intp],
+    volume: NDArray[np.float64],
+) -> BusStats:
+    """Aggregate party columns and this hour's contracts (party rows) per bus (vectorised)."""
+    nb = int(n_buses)
+    d = kind == DPGC_KIND
+    u = ~d
+    n_dpgc = np.bincount(bus[d], minlength=nb)
+    n_user = np.bincount(bus[u], minlength=nb)
+    n_all = n_dpgc + n_user
+    sb, bb = bus[seller], bus[buyer]
+    same = sb == bb
+    band = np.digitize(credit, CREDIT_BAND_EDGES)
+    bands = np.bincount(bus * 4 + band, minlength=nb * 4).reshape(nb, 4)
+    cmin = np.full(nb, np.inf)
+    np.minimum.at(cmin, bus, credit)
+    cmin[n_all == 0] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(bus, credit, nb) / n_all
+        mean_d = np.bincount(bus[d], credit[d], nb) / n_dpgc
+        mean_u = np.bincount(bus[u], credit[u], nb) / n_user
+    return BusStats(
+        n_dpgc=n_dpgc, n_user=n_user,
+        capacity_kw=np.bincount(bus[d], capacity_kw[d], nb),
+        load_kw=np.bincount(bus[u], mean_load_kw[u], nb),
+        sold_kwh=np.bincount(sb, volume, nb), bought_kwh=np.bincount(bb, volume, nb),
+        local_kwh=np.bincount(sb[same], volume[same], nb),
+        breaches=np.bincount(bus[breach], minlength=nb),
+        credit_bands=bands, credit_mean=mean, credit_min=cmin,
+        credit_mean_dpgc=mean_d, credit_mean_user=mean_u,
+    )
+
+
 @dataclass(frozen=True, eq=False)  # compared by identity: one snapshot per hour drawn
 class Snapshot:
     """Everything the page draws for one hour of one model (copied, read-only)."""
 
     build: int  # which model this is (changes on every Reset)
-    hour: int
+    hour: int  # hours computed (rows of the hourly table)
     hours: int
     running: bool
-    hour_of_day: int
+    clock_offset: int  # hour h ends at clock time clock_offset + h (hours from day 1, 00:00)
     params: dict[str, Any]
     n_buses: int
     grid: Grid
     kind: NDArray[np.int8]
-    bus: NDArray[np.intp]
-    size_kw: NDArray[np.float64]  # DPGC capacity, user mean load
     credit: NDArray[np.float64]
-    flow_buses: NDArray[np.intp]  # (k, 2) seller bus, buyer bus; one row per bus pair
-    flow_kwh: NDArray[np.float64]  # agreed volume per bus pair this hour
-    local_kwh: float  # agreed volume between parties on the same bus
+    buses: BusStats
     n_contracts: int
     blocks_won: NDArray[np.int64]  # per miner node: parties first, then stand-alone miners
     node_credit: NDArray[np.float64]
-    hourly: pd.DataFrame
+    hourly: pd.DataFrame  # every hourly KPI column (MODEL.md section 9)
     summary: dict[str, Any]
     ledger: LedgerView = field(default_factory=lambda: LedgerView("off"))
 
@@ -124,24 +186,13 @@ class Snapshot:
     def n_users(self) -> int:
         return int((self.kind == USER_KIND).sum())
 
+    @property
+    def p2p_kwh(self) -> float:
+        return float(self.buses.sold_kwh.sum())
 
-def flows_by_bus_pair(
-    seller_bus: NDArray[np.intp], buyer_bus: NDArray[np.intp], volume: NDArray[np.float64]
-) -> tuple[NDArray[np.intp], NDArray[np.float64], float]:
-    """Sum contract volumes per (seller bus, buyer bus); same-bus volume apart.
-
-    Returns the pairs ``(k, 2)``, their volumes and the volume traded within a bus.
-    Pairs are unordered for drawing: A->B and B->A add up on one line.
-    """
-    same = seller_bus == buyer_bus
-    local = float(volume[same].sum())
-    a = np.minimum(seller_bus, buyer_bus)[~same]
-    b = np.maximum(seller_bus, buyer_bus)[~same]
-    if a.size == 0:
-        return np.zeros((0, 2), np.intp), np.zeros(0), local
-    pairs, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-    kwh = np.bincount(inverse.ravel(), volume[~same], len(pairs))
-    return pairs.astype(np.intp), kwh, local
+    @property
+    def local_kwh(self) -> float:
+        return float(self.buses.local_kwh.sum())
 
 
 def ledger_view(model: DIPIModel, recent: int = RECENT_BLOCKS) -> LedgerView:
@@ -166,56 +217,86 @@ def ledger_view(model: DIPIModel, recent: int = RECENT_BLOCKS) -> LedgerView:
 
 
 def take_snapshot(model: DIPIModel, build: int = 0) -> Snapshot:
-    """Copy what the page draws from ``model`` (call it on the thread that steps it)."""
+    """Copy what the page draws from ``model`` (call it on the thread that steps it).
+
+    Reads the model's public surface only: ``state`` (kind, bus, capacity_kw,
+    mean_load_kw, credit.credit, breach), ``contracts`` (seller, buyer, volume),
+    ``grid``, ``params``, ``running``, ``hour``, ``node_blocks_won``,
+    ``hourly_dataframe()``, ``summary()``, and ``ledger``/``verify_ledger()`` when present.
+    """
     s = model.state
     kind = s.kind.copy()
-    size = np.where(kind == DPGC_KIND, s.capacity_kw, s.mean_load_kw)
-    c = model.contracts
-    pairs, kwh, local = flows_by_bus_pair(s.bus[c.seller], s.bus[c.buyer], c.volume)
     credit = s.credit.credit.copy()
+    c = model.contracts
     n_miners = model.node_blocks_won.size - credit.size
     hourly = model.hourly_dataframe()
+    hour = int(model.hour)  # the model's own hour counter: the hour computed
+    if len(hourly) and "hour_of_day" in hourly:
+        last = hourly.iloc[-1]
+        # hour_of_day is the delivery hour's start; the page shows its end (hour 1 of a run
+        # starting at 00:00 is labelled 01:00).
+        offset = int((int(last["hour_of_day"]) + 1 - int(last["hour"])) % 24)
+    else:
+        offset = int(model.params.to_dict().get("start_hour", 0)) % 24
     return Snapshot(
         build=build,
-        hour=int(model.hour),
+        hour=hour,
         hours=int(model.params.hours),
         running=bool(model.running),
-        hour_of_day=int(model.hour_of_day),
+        clock_offset=offset,
         params=model.params.to_dict(),
         n_buses=int(model.grid.n_buses),
         grid=model.grid,
         kind=kind,
-        bus=s.bus.copy(),
-        size_kw=size,
         credit=credit,
-        flow_buses=pairs,
-        flow_kwh=kwh,
-        local_kwh=local,
+        buses=bus_stats(model.grid.n_buses, kind, s.bus, s.capacity_kw, s.mean_load_kw, credit,
+                        s.breach, c.seller, c.buyer, c.volume),
         n_contracts=int(c.size),
         blocks_won=model.node_blocks_won.copy(),
         node_credit=np.concatenate([credit, np.zeros(n_miners)]),
-        hourly=hourly[["hour", *[k for k in SERIES if k in hourly]]],
+        hourly=hourly,
         summary=model.summary(),
         ledger=ledger_view(model),
     )
 
 
+# ------------------------------------------------------------------------------ time
+def clock(hour: int, offset: int) -> tuple[int, int]:
+    """(day, hour of day) of simulated hour ``hour``; day 1 is the first day."""
+    t = int(offset) + int(hour)
+    return t // 24 + 1, t % 24
+
+
+def time_label(hour: int, offset: int) -> str:
+    """'day 2, 06:00': the clock time of a simulated hour."""
+    day, hh = clock(hour, offset)
+    return f"day {day}, {hh:02d}:00"
+
+
 # ------------------------------------------------------------------------------ text
 def headline(snap: Snapshot) -> str:
-    """One line: hour, population, grid and the rules in force."""
+    """One line: population, grid and the rules in force."""
+    return f"{population(snap)} · {rules(snap.params, snap.summary.get('seed'))}"
+
+
+def population(snap: Snapshot) -> str:
     p = snap.params
     grid = p["grid"] if p["grid"] in ("ieee33", "synthetic", "graph") else \
         f"file {PurePath(str(p['grid'])).name}"
     return (f"{snap.n_parties} parties ({snap.n_dpgc} DPGCs + {snap.n_users} users) on "
-            f"{snap.n_buses} buses ({grid}) · matching {p['matching']} · credit "
-            f"{p['credit_rule']} (λ = {format_number(p['natural_factor'])}) · consensus "
-            f"{p['consensus']} (τ = {format_number(p['poca_tau'])}) · seed "
-            f"{snap.summary['seed']}")
+            f"{snap.n_buses} buses ({grid})")
+
+
+def rules(p: dict[str, Any], seed: Any) -> str:
+    return (f"matching {p['matching']} · credit {p['credit_rule']} (λ = "
+            f"{format_number(p['natural_factor'])}) · consensus {p['consensus']} (τ = "
+            f"{format_number(p['poca_tau'])}) · seed {seed}")
 
 
 def hour_label(snap: Snapshot) -> str:
-    done = "" if snap.running else " (run complete)"
-    return f"Hour {snap.hour} of {snap.hours}{done}"
+    """'Hour 30 of 168 · day 2, 06:00' (the hour the model has computed)."""
+    done = " (run complete)" if not snap.running else ""
+    return f"Hour {snap.hour} of {snap.hours} · {time_label(snap.hour, snap.clock_offset)}{done}"
 
 
 def format_number(x: float) -> str:
@@ -241,10 +322,71 @@ def format_kpi(value: Any, how: str) -> str:
     return str(value)
 
 
-def kpi_tiles(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, value, unit) for each summary KPI the model reports."""
-    return [(label, format_kpi(summary.get(key), how), unit)
-            for key, label, how, unit in KPI_TILES if key in summary]
+def format_delta(delta: float, how: str) -> str:
+    """A difference of two KPI values, signed, in the tile's unit (percentage points
+    for shares)."""
+    if not math.isfinite(delta):
+        return "–"
+    sign = "+" if delta > 0 else ("−" if delta < 0 else "±")
+    a = abs(delta)
+    if how == "pct":
+        return f"{sign}{100 * a:.1f} pp"
+    if how == "mwh":
+        return f"{sign}{a / 1e3:,.1f} MWh"
+    if how == "credit":
+        return f"{sign}{a:.2f}"
+    if how == "price":
+        return f"{sign}{a:.4f}"
+    if how == "ratio":
+        return f"{sign}{a:.2f}"
+    if how == "int":
+        return f"{sign}{int(round(a)):d}"
+    return f"{sign}{a:g}"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One KPI tile: its value now and, with a baseline pinned, the difference to it."""
+
+    key: str
+    label: str
+    value: str
+    unit: str
+    delta: str = ""  # "" without a baseline
+    baseline: str = ""
+    trend: str = ""  # "better", "worse", "same" or "" (no preferred direction / no baseline)
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def kpi_tiles(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[Tile]:
+    """A tile per summary KPI the model reports; with a baseline summary, each tile also
+    gives the difference now - baseline and whether it is better (A/B comparison)."""
+    tiles = []
+    for key, label, how, unit, higher_better in KPI_TILES:
+        if key not in summary:
+            continue
+        value = format_kpi(summary.get(key), how)
+        if baseline is None or key not in baseline:
+            tiles.append(Tile(key, label, value, unit))
+            continue
+        delta = _number(summary.get(key)) - _number(baseline.get(key))
+        if not math.isfinite(delta) or higher_better is None:
+            trend = ""
+        elif abs(delta) < 1e-12:
+            trend = "same"
+        else:
+            trend = "better" if (delta > 0) == higher_better else "worse"
+        tiles.append(Tile(key, label, value, unit, format_delta(delta, how),
+                          format_kpi(baseline.get(key), how), trend))
+    return tiles
 
 
 def block_rows(view: LedgerView) -> list[dict[str, str]]:
@@ -270,14 +412,63 @@ def verify_message(report: Any) -> tuple[bool, str]:
                    f"({report.blocks} blocks verified before it).")
 
 
+# ------------------------------------------------------------------------------ baseline
+@dataclass(frozen=True, eq=False)
+class Baseline:
+    """A pinned run (A/B comparison): its hourly series and summary at the hour it was
+    pinned, and a one-line description of how its settings differ from a later run's."""
+
+    snap: Snapshot
+
+    @property
+    def hourly(self) -> pd.DataFrame:
+        return self.snap.hourly
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.snap.summary
+
+    def describe(self) -> str:
+        s = self.snap
+        return (f"hour {s.hour} of {s.hours} · {population(s)} · "
+                f"{rules(s.params, s.summary.get('seed'))}")
+
+    def differences(self, snap: Snapshot) -> list[str]:
+        """'matching: price_time → cma' for each scenario key that differs (seed included)."""
+        a, b = dict(self.snap.params), dict(snap.params)
+        a["seed"], b["seed"] = self.snap.summary.get("seed"), snap.summary.get("seed")
+        out = []
+        for key in a:
+            if key in b and a[key] != b[key]:
+                out.append(f"{key}: {format_number(a[key])} → {format_number(b[key])}")
+        return out
+
+
 # ------------------------------------------------------------------------------ grid layout
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GridLayout:
-    """Bus positions (rows in ``grid.buses`` order) and line segments, computed once per grid."""
+    """Bus positions (rows in ``grid.buses`` order), the feeder's lines and their flow
+    factors, computed once per grid.
+
+    ``ends[l]`` are the buses ``(u, v)`` of line ``l`` in the order of
+    :class:`~dipi_abm.physics.flows.LineModel` (positive flow runs ``u -> v``,
+    towards the substation), and ``ptdf`` its power transfer distribution
+    factors (sparse): the P2P flow on the lines is ``ptdf @ net`` for the buses'
+    net P2P positions, the same linear flow model the executability check uses
+    (MODEL.md sections 2 and 4).
+    """
 
     pos: NDArray[np.float64]  # (n_buses, 2)
-    segments: NDArray[np.float64]  # (n_lines, 2, 2)
+    segments: NDArray[np.float64]  # (n_lines, 2, 2), from u to v
     spacing: float  # typical distance between neighbouring buses, layout units
+    ends: NDArray[np.intp] = field(default_factory=lambda: np.zeros((0, 2), np.intp))
+    ptdf: Any = None  # scipy.sparse (n_lines, n_buses), or None if it cannot be built
+
+    def line_flows(self, net_kwh: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Flow on each line (kWh in the hour, + from u to v) of the buses' net positions."""
+        if self.ptdf is None:
+            return np.zeros(len(self.segments))
+        return np.asarray(self.ptdf @ net_kwh, dtype=np.float64).ravel()
 
 
 _LAYOUT_BY_GRAPH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -346,12 +537,20 @@ def _compute_layout(grid: Grid) -> GridLayout:
     span = xy.max(axis=0) - xy.min(axis=0)
     xy = (xy - xy.min(axis=0)) / np.where(span > 0, span, 1.0)  # unit square
     index = {b: k for k, b in enumerate(grid.buses)}
-    seg = np.array([[xy[index[u]], xy[index[v]]] for u, v in g.edges()],
-                   dtype=np.float64).reshape(-1, 2, 2)
+    ptdf = None
+    try:
+        lines = LineModel.build(grid)
+        ends = np.array([(index[line[0]], index[line[1]]) for line in lines.lines],
+                        dtype=np.intp).reshape(-1, 2)
+        ptdf = scipy.sparse.csr_matrix(lines.ptdf)
+    except (ConfigError, np.linalg.LinAlgError, MemoryError):  # draw the lines, no flows
+        ends = np.array([(index[u], index[v]) for u, v in g.edges()],
+                        dtype=np.intp).reshape(-1, 2)
+    seg = xy[ends]
     lengths = np.linalg.norm(seg[:, 0] - seg[:, 1], axis=1)
     lengths = lengths[lengths > 0]
     spacing = float(np.median(lengths)) if lengths.size else 0.05
-    return GridLayout(xy, seg, spacing)
+    return GridLayout(xy, seg.reshape(-1, 2, 2), spacing, ends, ptdf)
 
 
 def grid_layout(grid: Grid) -> GridLayout:
@@ -371,397 +570,3 @@ def grid_layout(grid: Grid) -> GridLayout:
             _LAYOUT_BY_SHAPE.move_to_end(key)
         _LAYOUT_BY_GRAPH[grid.graph] = layout
         return layout
-
-
-def party_positions(layout: GridLayout, bus: NDArray[np.intp]) -> NDArray[np.float64]:
-    """Parties on their bus with a small fixed jitter (the same every hour)."""
-    jitter = np.random.default_rng(0).normal(0.0, 0.16 * layout.spacing, (bus.size, 2))
-    return layout.pos[bus] + jitter
-
-
-# ------------------------------------------------------------------------------ figures
-def credit_limits(credit: NDArray[np.float64]) -> tuple[float, float]:
-    """The credit axis and colour scale: [lo, 100], lo = 90 while nearly all credit is
-    above it, lowered in steps of 5 to keep 98 % of parties in view (outliers sit at lo)."""
-    low = float(np.percentile(credit, 2)) if credit.size else 100.0
-    return max(0.0, min(90.0, 5.0 * math.floor(low / 5.0))), 100.0
-
-
-def nice_ceil(x: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= x (x > 0)."""
-    if x <= 0:
-        return 0.0
-    e = 10.0 ** math.floor(math.log10(x))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * e >= x * (1 - 1e-12):
-            return m * e
-    return 10.0 * e  # pragma: no cover - unreachable
-
-
-def grow_limits(current: tuple[float, float] | None, lo: float, hi: float, *,
-                floor: float | None = None,
-                ceiling: float | None = None) -> tuple[float, float]:
-    """Axis limits that only grow, in generous steps, so the static frame of a figure
-    is redrawn a handful of times per run rather than every hour.
-
-    Keeps ``current`` while [lo, hi] fits in it; otherwise widens it (never
-    narrows) to round numbers with head room; ``floor``/``ceiling`` pin the
-    ends (e.g. 0 breaches, credit 100).
-    """
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return current or (0.0, 1.0)
-    if current is not None and current[0] <= lo and hi <= current[1]:
-        return current
-    span = max(hi - lo, abs(hi) * 0.02, 1e-3)
-    new_hi = hi + 0.6 * span
-    new_lo = lo - 0.3 * span
-    if floor is not None:
-        new_lo = floor if lo >= floor else lo
-        new_hi = floor + nice_ceil(new_hi - floor) if new_hi > floor else floor + 1.0
-    if ceiling is not None:
-        new_hi = min(new_hi, ceiling)
-    if current is not None:
-        new_lo, new_hi = min(new_lo, current[0]), max(new_hi, current[1])
-    return new_lo, new_hi
-
-
-def _style(ax: Any) -> None:
-    ax.grid(alpha=0.3, linewidth=0.6)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(labelsize=8)
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-
-
-class FigureView:
-    """One figure of the page, built once per model and redrawn cheaply every hour.
-
-    The static frame (axes, ticks, labels, legend, grid lines) is drawn once and
-    kept as a bitmap; each hour only the *animated* artists (data, changing
-    text) are drawn over it, then the bitmap is PNG-encoded. A view calls
-    :meth:`invalidate` when the frame itself changes (axis limits grew).
-    ``render`` is thread-safe and returns PNG bytes.
-    """
-
-    size: tuple[float, float] = (6.0, 4.0)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._background: Any = None
-        self.fig: Figure | None = None
-        self.animated: list[Any] = []
-
-    def render(self, snap: Snapshot) -> bytes:
-        with self._lock:
-            key = (snap.build, id(snap.grid))
-            if self.fig is None or key != self._key:
-                self.fig = Figure(figsize=self.size, dpi=DPI)
-                FigureCanvasAgg(self.fig)
-                self.animated = []
-                self._background = None
-                self.setup(self.fig, snap)
-                for artist in self.animated:
-                    artist.set_animated(True)
-                self._key = key
-            self.update(snap)
-            return self._draw()
-
-    def animate(self, artist: Any) -> Any:
-        """Mark an artist as redrawn every hour; returns it."""
-        self.animated.append(artist)
-        return artist
-
-    def invalidate(self) -> None:
-        self._background = None
-
-    def _draw(self) -> bytes:
-        canvas = self.fig.canvas
-        if self._background is None:
-            canvas.draw()  # animated artists are skipped
-            self._background = canvas.copy_from_bbox(self.fig.bbox)
-        else:
-            canvas.restore_region(self._background)
-        for artist in self.animated:
-            self.fig.draw_artist(artist)
-        width, height = canvas.get_width_height()
-        image = PIL.Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw",
-                                     "RGBA", 0, 1)
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="png", compress_level=1)
-        return buf.getvalue()
-
-    def setup(self, fig: Figure, snap: Snapshot) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def update(self, snap: Snapshot) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class NetworkView(FigureView):
-    """The grid: lines, buses, parties coloured by credit and sized by kW, this hour's flows."""
-
-    size = (7.6, 5.0)
-
-    def setup(self, fig: Figure, snap: Snapshot) -> None:
-        layout = self.layout = grid_layout(snap.grid)
-        fig.subplots_adjust(left=0.01, right=0.89, bottom=0.13, top=0.93)
-        ax = self.ax = fig.add_subplot()
-        ax.add_collection(LineCollection(layout.segments, colors="#bdbdbd", linewidths=1.4,
-                                         zorder=1))
-        self.flows = self.animate(LineCollection([], colors=COLORS["p2p"], zorder=2,
-                                                 capstyle="round"))
-        ax.add_collection(self.flows)
-        ax.scatter(layout.pos[:, 0], layout.pos[:, 1], s=7, c="#8c8c8c", zorder=3)
-        root = layout.pos[snap.grid.root]
-        ax.scatter([root[0]], [root[1]], s=80, marker="s", c="black", zorder=5)
-        xy = party_positions(layout, snap.bus)
-        size = 5.0 + 100.0 * np.sqrt(snap.size_kw / max(float(snap.size_kw.max()), 1e-9))
-        self.norm = Normalize(*credit_limits(snap.credit))
-        self.masks = [snap.kind == USER_KIND, snap.kind == DPGC_KIND]
-        self.parties = [
-            self.animate(ax.scatter(xy[m, 0], xy[m, 1], s=size[m], c=snap.credit[m],
-                                    cmap=CREDIT_CMAP, norm=self.norm, marker=marker,
-                                    edgecolors="#333333", linewidths=0.35, alpha=0.9,
-                                    zorder=4))
-            for m, marker in zip(self.masks, ("o", "^"), strict=True)
-        ]
-        cax = fig.add_axes((0.905, 0.17, 0.018, 0.7))
-        self.cbar = fig.colorbar(self.parties[0], cax=cax, extend="min")
-        self.cbar.set_label("party credit (0–100)", fontsize=9)
-        self.cbar.locator = MaxNLocator(nbins=5, integer=True)
-        cax.tick_params(labelsize=8)
-        handles = [
-            Line2D([], [], marker="^", ls="", mfc="#dddddd", mec="#333333", ms=8,
-                   label="DPGC (size ∝ √capacity)"),
-            Line2D([], [], marker="o", ls="", mfc="#dddddd", mec="#333333", ms=6,
-                   label="user (size ∝ √mean load)"),
-            Line2D([], [], marker="s", ls="", color="black", ms=6, label="substation"),
-            Line2D([], [], color="#bdbdbd", lw=1.5, label="line"),
-            Line2D([], [], color=COLORS["p2p"], lw=3, alpha=0.7,
-                   label="P2P trade this hour (width ∝ kWh)"),
-        ]
-        fig.legend(handles=handles, loc="lower center", fontsize=7.5, frameon=False,
-                   ncols=3, columnspacing=1.2, handletextpad=0.4)
-        self.title = self.animate(fig.text(0.01, 0.965, "", fontsize=10, va="center"))
-        pts = np.vstack([layout.pos, xy])
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        pad = 0.03 * float((hi - lo).max() or 1.0)
-        ax.set_xlim(lo[0] - pad, hi[0] + pad)
-        ax.set_ylim(lo[1] - pad, hi[1] + pad)
-        ax.set_axis_off()
-
-    def update(self, snap: Snapshot) -> None:
-        limits = credit_limits(snap.credit)
-        if limits != (self.norm.vmin, self.norm.vmax):  # rare: credit fell below the scale
-            self.norm = Normalize(*limits)
-            for sc in self.parties:
-                sc.set_norm(self.norm)
-            self.cbar.update_normal(self.parties[0])
-            self.cbar.locator = MaxNLocator(nbins=5, integer=True)
-            self.invalidate()
-        for sc, m in zip(self.parties, self.masks, strict=True):
-            sc.set_array(snap.credit[m])
-        if snap.flow_kwh.size:
-            share = snap.flow_kwh / snap.flow_kwh.max()
-            order = np.argsort(share)  # the biggest flows on top
-            colors = np.tile(mpl.colors.to_rgba(COLORS["p2p"]), (share.size, 1))
-            colors[:, 3] = 0.15 + 0.6 * share[order]
-            self.flows.set_segments(self.layout.pos[snap.flow_buses[order]])
-            self.flows.set_linewidths(0.4 + 5.0 * share[order])
-            self.flows.set_colors(colors)
-        else:
-            self.flows.set_segments([])
-        total = float(snap.flow_kwh.sum()) + snap.local_kwh
-        self.title.set_text(f"Hour {snap.hour}: {snap.n_contracts} P2P contracts, "
-                            f"{total:,.0f} kWh agreed ({snap.local_kwh:,.0f} kWh within a bus)")
-
-
-class SeriesView(FigureView):
-    """Breaches, credit, P2P vs grid volume and prices per hour (2 x 2 panels)."""
-
-    size = (10.0, 5.0)
-    #: title, y label, y floor, y ceiling, legend position, series (key, label, colour, style)
-    PANELS = (
-        ("Breaches per hour (parties short of their contracts)", "breaches", 0.0, None,
-         "upper left",
-         (("breaches_dpgc", "DPGCs", COLORS["dpgc"], "-"),
-          ("breaches_user", "users", COLORS["user"], "-"))),
-        ("Mean credit by party type", "credit (0–100)", None, 100.0, "lower left",
-         (("mean_credit_dpgc", "DPGCs", COLORS["dpgc"], "-"),
-          ("mean_credit_user", "users", COLORS["user"], "-"))),
-        ("Energy per hour: P2P vs grid", "MWh", 0.0, None, "upper left",
-         (("p2p_volume_kwh", "P2P agreed", COLORS["p2p"], "-"),
-          ("grid_purchase_kwh", "bought from grid", COLORS["grid"], "-"),
-          ("grid_sale_kwh", "sold to grid", COLORS["sale"], "-"))),
-        ("Prices", "yuan/kWh", None, None, "upper center",
-         (("retail_price", "retail R", "#555555", "--"),
-          ("feed_in_price", "feed-in F", "#999999", ":"),
-          ("price_mean", "P2P mean (volume-weighted)", COLORS["p2p"], "-"))),
-    )
-    PRICES = 3
-    MWH = ("p2p_volume_kwh", "grid_purchase_kwh", "grid_sale_kwh")
-    FIRST_WINDOW_H = 48
-
-    def setup(self, fig: Figure, snap: Snapshot) -> None:
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.09, top=0.94, hspace=0.34,
-                            wspace=0.14)
-        self.axes = fig.subplots(2, 2, sharex=True).ravel()
-        self.lines: list[list[tuple[str, Line2D]]] = []
-        self.ylim: list[tuple[float, float] | None] = [None] * 4
-        for ax, (title, ylabel, _, _, where, series) in zip(self.axes, self.PANELS,
-                                                             strict=True):
-            lines = []
-            for key, label, color, ls in series:
-                (line,) = ax.plot([], [], color=color, ls=ls, lw=1.4, label=label)
-                lines.append((key, self.animate(line)))
-            self.lines.append(lines)
-            ax.set_title(title, fontsize=10)
-            ax.set_ylabel(ylabel, fontsize=9)
-            ax.legend(fontsize=7, loc=where, frameon=False, ncols=len(series))
-            _style(ax)
-        # Every price lies between feed-in F and the highest retail price: fixed limits.
-        p = snap.params
-        f = p["feed_in_yuan_per_kwh"]
-        r = max(p["retail_yuan_per_kwh"],
-                p["tou_peak_yuan_per_kwh"] if p["tariff"] == "tou" else 0.0)
-        gap = max(r - f, 0.01)
-        self.ylim[self.PRICES] = (f - 0.3 * gap, r + 0.45 * gap)
-        self.axes[self.PRICES].set_ylim(*self.ylim[self.PRICES])
-        for ax in self.axes[2:]:
-            ax.set_xlabel("hour", fontsize=9)
-        self.axes[0].yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-        # Until the first hour: plausible empty frames (the first data sets the limits).
-        for ax, limits in zip(self.axes[:3], ((0, 10), (90, 100), (0, 1)), strict=True):
-            ax.set_ylim(*limits)
-        self.xmax = float(min(snap.hours, self.FIRST_WINDOW_H))
-        self.axes[0].set_xlim(0, self.xmax)
-        self.empty = self.animate(self.axes[0].text(0.5, 0.45, "press Step or Play",
-                                                    transform=self.axes[0].transAxes,
-                                                    ha="center", color="#777777"))
-
-    def update(self, snap: Snapshot) -> None:
-        h = snap.hourly
-        x = h["hour"].to_numpy(np.float64)
-        self.empty.set_visible(len(x) == 0)
-        if len(x) and x[-1] > self.xmax:  # double the window, up to the run's length
-            while self.xmax < x[-1]:
-                self.xmax *= 2
-            self.xmax = float(max(min(self.xmax, snap.hours), x[-1]))
-            self.axes[0].set_xlim(0, self.xmax)
-            self.invalidate()
-        for i, (ax, lines) in enumerate(zip(self.axes, self.lines, strict=True)):
-            ys = []
-            for key, line in lines:
-                if key not in h:  # a KPI this model does not report
-                    continue
-                y = h[key].to_numpy(np.float64)
-                y = y / 1e3 if key in self.MWH else y
-                line.set_data(x, y)
-                ys.append(y[np.isfinite(y)])
-            ys = np.concatenate(ys) if ys else np.zeros(0)
-            if ys.size == 0:
-                continue
-            floor, ceiling = self.PANELS[i][2], self.PANELS[i][3]
-            limits = grow_limits(self.ylim[i], float(ys.min()), float(ys.max()),
-                                 floor=floor, ceiling=ceiling)
-            if limits != self.ylim[i]:
-                self.ylim[i] = limits
-                ax.set_ylim(*limits)
-                self.invalidate()
-
-
-class CreditView(FigureView):
-    """Credit histogram by party type, and blocks won against credit per miner node."""
-
-    size = (10.0, 3.3)
-    BINS = 20
-
-    def setup(self, fig: Figure, snap: Snapshot) -> None:
-        fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.16)
-        a, b = self.axes = fig.subplots(1, 2)
-        self.lo = None
-        self.hist_top: tuple[float, float] | None = None
-        self.blocks_top: tuple[float, float] | None = None
-        self.hists = [
-            self.animate(a.stairs(np.zeros(self.BINS), np.linspace(90, 100, self.BINS + 1),
-                                  fill=True, alpha=0.45, color=COLORS[name], label=label))
-            for name, label in (("dpgc", "DPGCs"), ("user", "users"))
-        ]
-        a.set_title("Credit distribution now, by party type", fontsize=10)
-        a.set_ylabel("share of the type's parties, %", fontsize=9)
-        self.hist_xlabel = a.set_xlabel("credit", fontsize=9)
-        a.legend(fontsize=8, frameon=False, loc="upper left")
-        n_party, n_nodes = snap.n_parties, snap.blocks_won.size
-        kind = np.r_[snap.kind, np.full(n_nodes - n_party, -1)]
-        self.node_masks = [kind == DPGC_KIND, kind == USER_KIND, kind == -1]
-        self.points = []
-        for mask, label, color, marker in zip(
-            self.node_masks, ("DPGC nodes", "user nodes", "stand-alone miners"),
-            (COLORS["dpgc"], COLORS["user"], "black"), ("^", "o", "x"), strict=True,
-        ):
-            sc = b.scatter(np.zeros(int(mask.sum())), np.zeros(int(mask.sum())), s=14,
-                           alpha=0.6, c=color, marker=marker, label=label, linewidths=0.8)
-            self.points.append(self.animate(sc))
-        b.set_title("Block producers vs credit", fontsize=10)
-        self.blocks_note = self.animate(b.text(0.99, 0.97, "", transform=b.transAxes,
-                                               ha="right", va="top", fontsize=8,
-                                               color="#333333"))
-        b.set_xlabel("node credit now (stand-alone miners: 0)", fontsize=9)
-        b.set_ylabel("blocks won so far", fontsize=9)
-        b.legend(handles=[p for p, m in zip(self.points, self.node_masks, strict=True)
-                          if m.any()], fontsize=8, frameon=False, loc="upper left")
-        for ax in self.axes:
-            _style(ax)
-        b.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-
-    def update(self, snap: Snapshot) -> None:
-        a, b = self.axes
-        lo, _ = credit_limits(snap.credit)
-        edges = np.linspace(lo, 100.0, self.BINS + 1)
-        top = 1.0
-        for hist, kind in zip(self.hists, (DPGC_KIND, USER_KIND), strict=True):
-            credit = snap.credit[snap.kind == kind]
-            counts, _ = np.histogram(np.clip(credit, lo, 100.0), bins=edges)
-            share = 100.0 * counts / max(credit.size, 1)
-            hist.set_data(share, edges)
-            top = max(top, float(share.max()) if share.size else 0.0)
-        if lo != self.lo:
-            self.lo = lo
-            a.set_xlim(lo, 100.0)
-            self.hist_xlabel.set_text("credit" + (f" (parties below {lo:g} counted at {lo:g})"
-                                                  if lo > 0 else ""))
-            miners = bool(self.node_masks[2].any())
-            b.set_xlim((0.0 if miners else lo) - 1.0, 101.0)
-            self.invalidate()
-        won, credit = snap.blocks_won, snap.node_credit
-        for limits_name, ax, value, ceiling in (
-            ("hist_top", a, top, 100.0),
-            ("blocks_top", b, float(won.max(initial=0)) + 1.0, None),
-        ):
-            current = getattr(self, limits_name)
-            new = grow_limits(current, 0.0, value, floor=0.0, ceiling=ceiling)
-            if new != current:
-                setattr(self, limits_name, new)
-                ax.set_ylim(0.0 if ax is a else -0.3, new[1])
-                self.invalidate()
-        for sc, mask in zip(self.points, self.node_masks, strict=True):
-            sc.set_offsets(np.column_stack([np.maximum(credit[mask], b.get_xlim()[0] + 1.0),
-                                            won[mask]]))
-        s = snap.summary
-        self.blocks_note.set_text(
-            f"{int(won.sum())} blocks · Gini {format_kpi(s.get('blocks_gini'), 'ratio')}"
-            f" · Nakamoto {format_kpi(s.get('blocks_nakamoto'), 'int')}")
-
-
-VIEWS = {"network": NetworkView, "timeseries": SeriesView, "credit": CreditView}
-
-
-def make_views() -> dict[str, FigureView]:
-    """One set of figure views (a browser session keeps its own)."""
-    return {name: cls() for name, cls in VIEWS.items()}
-
-
-def render_all(snap: Snapshot, views: dict[str, FigureView] | None = None) -> dict[str, bytes]:
-    """Every figure of the page as PNG bytes (what one step costs to draw)."""
-    views = make_views() if views is None else views
-    return {name: view.render(snap) for name, view in views.items()}
