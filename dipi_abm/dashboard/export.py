@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..results.output import SUMMARY_FILE, party_table, write_json
+from ..results.output import SUMMARY_FILE, write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,8 +53,6 @@ def party_records(model: DIPIModel, upto_hour: int) -> pd.DataFrame:
     """Per party and reported hour up to ``upto_hour``: agents.parquet's columns (hour,
     agent_id, the party reporters, kind, bus). Call it on the model's thread."""
     df = model.agents_dataframe()
-    if not {"hour", "agent_id", "kind", "bus"} <= set(df.columns):
-        df = party_table(model)
     df = df[(df["hour"] > 0) & (df["hour"] <= upto_hour)]
     return df.reset_index(drop=True)
 
