@@ -31,6 +31,7 @@ every platform. :mod:`dipi_abm.ledger.verify` checks a ledger.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import operator
 import os
@@ -147,12 +148,21 @@ def _text(s: str) -> bytes:
     return _U32.pack(len(b)) + b
 
 
+_TAG_OF: dict[np.dtype, str] = {}  # dtype -> tag, memoised: dtype.name is slow to build
+
+
 def _dtype_tag(dtype: np.dtype) -> str:
+    tag = _TAG_OF.get(dtype)
+    if tag is not None:
+        return tag
     if dtype.kind == "U":
-        return "str"
-    if dtype.name in _WIRE and dtype.kind in "biuf":
-        return dtype.name
-    raise ValueError(f"unsupported column dtype {dtype}; use one of {', '.join(_TAGS)}")
+        tag = "str"
+    elif dtype.name in _WIRE and dtype.kind in "biuf":
+        tag = dtype.name
+    else:
+        raise ValueError(f"unsupported column dtype {dtype}; use one of {', '.join(_TAGS)}")
+    _TAG_OF[dtype] = tag
+    return tag
 
 
 def _value_bytes(value: Any) -> tuple[str, bytes]:
@@ -229,9 +239,15 @@ def _text_column(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 
 def _column_bytes(tag: str, arr: np.ndarray) -> bytes:
+    return bytes(_column_buffer(tag, arr))
+
+
+def _column_buffer(tag: str, arr: np.ndarray) -> bytes | np.ndarray:
+    """A column's canonical bytes as a buffer: a big-endian contiguous array for numbers
+    (hashed in place, without a further copy into ``bytes``), bytes for text."""
     if tag == "str":
         return _text_column(arr)[0]
-    return np.ascontiguousarray(arr, dtype=_WIRE[tag]).tobytes()
+    return np.ascontiguousarray(arr, dtype=_WIRE[tag])
 
 
 def _column_from_bytes(tag: str, data: bytes) -> np.ndarray:
@@ -354,11 +370,20 @@ def _row_key(payload: bytes) -> tuple[str, int]:
     return payload[5 : 5 + k].decode("utf-8"), _I64.unpack_from(payload, 5 + k)[0]
 
 
-def _digest(name: str, columns: Sequence[tuple[str, str, int, bytes]]) -> bytes:
-    """SHA-256 over a table given its columns as (name, tag, length, canonical bytes)."""
+@functools.lru_cache(maxsize=1024)
+def _column_head(col: str, tag: str) -> bytes:
+    return _text(col) + _text(tag)
+
+
+def _digest(name: str, columns: Sequence[tuple[str, str, int, bytes | np.ndarray]]) -> bytes:
+    """SHA-256 over a table given its columns as (name, tag, length, canonical bytes);
+    the bytes may be any C-contiguous buffer of them (see :func:`_column_buffer`)."""
     h = hashlib.sha256(_TABLE + _text(name) + _U32.pack(len(columns)))
-    for col, tag, n, data in sorted(columns):
-        h.update(_text(col) + _text(tag) + _U64.pack(n) + _U64.pack(len(data)))
+    # names are unique in a table built here (sort by name); a stored one is sorted whole
+    buffers = any(isinstance(c[3], np.ndarray) for c in columns)
+    for col, tag, n, data in sorted(columns, key=lambda c: c[0]) if buffers else sorted(columns):
+        size = data.nbytes if isinstance(data, np.ndarray) else len(data)
+        h.update(_column_head(col, tag) + _U64.pack(n) + _U64.pack(size))
         h.update(data)
     return h.digest()
 
@@ -411,7 +436,8 @@ def _prepare(records: Records, detail: str, keep: Collection[str] = ()) -> Prepa
             out.columns[name] = _encoded_columns(cols)
             out.leaves.append(_digest(name, out.columns[name]))
         else:
-            out.digests[name] = _digest(name, _encoded_columns(cols))
+            out.digests[name] = _digest(
+                name, [(col, tag, arr.size, _column_buffer(tag, arr)) for col, tag, arr in cols])
             out.leaves.append(digest_leaf(name, out.digests[name]))
     return out
 
