@@ -253,8 +253,6 @@ class DIPIModel(mesa.Model):
             self.step()
             if progress is not None:
                 progress(1)
-        if self.ledger is not None:  # every period run is in the ledger (and its file)
-            self.ledger.flush()
         return self
 
     def _consequence_cap(self, forecast_kwh: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -283,23 +281,15 @@ class DIPIModel(mesa.Model):
         if miners.needs_distance or miners.needs_cleanliness:
             distance, cleanliness = self._node_distance_and_cleanliness(record.cleared.contracts)
         records = period_records(record, s.credit.credit, self.hour) if self.ledger else None
-        # Only a nonce race needs the period's Merkle root first; otherwise the ledger
-        # hashes, signs and stores the period on its writer thread.
-        later = records is not None and not miners.hashed
-        prepared = (self.ledger.prepare_period(records)
-                    if records is not None and not later else None)
+        prepared = self.ledger.prepare_period(records) if records is not None else None
         block = miners.produce(self._block_seed(prepared), credit, stake,
                                distance if miners.needs_distance else None,
                                cleanliness if miners.needs_cleanliness else None,
                                self.rngs["consensus"])
         if records is not None:
-            signer = self.node_keys.signer(self.addresses[block.winner])
-            if later:
-                self.ledger.append_period_later(self.hour, records, signer,
-                                                nonce=block.nonce, target=block.target)
-            else:
-                self.ledger.append_period(self.hour, prepared, signer,
-                                          nonce=block.nonce, target=block.target)
+            self.ledger.append_period(self.hour, prepared,
+                                      self.node_keys.signer(self.addresses[block.winner]),
+                                      nonce=block.nonce, target=block.target)
         miners.reward(block, credit, s.balance)
         self._block_credit = credit
         return block

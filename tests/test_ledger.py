@@ -740,37 +740,3 @@ def test_key_file_round_trip_owner_only_and_refusals(tmp_path):
         KeyRing.generate(["a", "a"])
     with pytest.raises(ValueError, match="no key"):
         KEYS.signer("stranger")
-
-
-@pytest.mark.parametrize("detail", ["digest", "full"])
-def test_periods_written_later_are_the_periods_written_now(tmp_path, detail):
-    """The writer thread stores what append_period stores, in order, from a copy of the
-    records taken when the period is handed over; its failures reach the caller."""
-    rng = np.random.default_rng(3)
-    periods = [period_records(rng, hour) for hour in range(1, 6)]
-    heads, paths = [], []
-    for later in (False, True):
-        path = tmp_path / f"{detail}-{later}.sqlite"
-        with Ledger(path, detail=detail) as ledger:
-            ledger.write_genesis(period_records(np.random.default_rng(0), 0),
-                                 KEYS.public_keys(), KEYS.signer(AUTHORITY))
-            for hour, records in enumerate(periods, start=1):
-                if later:
-                    ledger.append_period_later(hour, records, NODE)
-                    for tables in records.values():  # the caller reuses its arrays
-                        for table in tables.values():
-                            for values in table.values():
-                                values[...] = values[::-1]
-                else:
-                    ledger.append_period(hour, ledger.prepare_period(records), NODE)
-            heads.append(ledger.heads())
-        paths.append(path)
-    assert heads[0] == heads[1]
-    assert verify_ledger(paths[1], anchor=heads[1]).ok
-    bad = {**periods[1], "LH1": {**periods[1]["LH1"], "chains": {"x": np.zeros(2)}}}
-    with Ledger() as ledger:  # a period the writer refuses: the caller sees why
-        for hour, records in enumerate((periods[0], bad, periods[2]), start=1):
-            ledger.append_period_later(hour, records, NODE)
-        with pytest.raises(ValueError, match="reserved"):
-            ledger.flush()
-        assert [b.hour for b in ledger.blocks("LH1")] == [1]  # the ones after it dropped

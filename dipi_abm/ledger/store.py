@@ -35,10 +35,8 @@ import functools
 import hashlib
 import operator
 import os
-import queue
 import sqlite3
 import struct
-import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -605,9 +603,8 @@ class Ledger:
         if self.path is not None and self.path.exists() and self.path.stat().st_size > 0:
             raise ConfigError(f"ledger '{self.path}': already exists; choose a new path")
         try:
-            self._db = sqlite3.connect(  # the writer thread uses it too, never at once
-                ":memory:" if self.path is None else self.path, isolation_level=None,
-                check_same_thread=False,
+            self._db = sqlite3.connect(
+                ":memory:" if self.path is None else self.path, isolation_level=None
             )
             if self.path is not None:
                 # WAL: a commit per period without a full sync; back to a single file on close.
@@ -622,9 +619,6 @@ class Ledger:
             raise ConfigError(f"ledger '{self.path}': cannot create: {exc}") from None
         self._heads: dict[str, Block] = {}
         self._in_period = False
-        self._jobs: queue.Queue | None = None  # the writer thread's periods, in order
-        self._writer: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     # -- writing
     def write_genesis(
@@ -686,62 +680,6 @@ class Ledger:
                 self.append(chain, hour, {}, signer=signer, prepared=prepared[chain])
             self.append("LH1", hour, {}, signer=signer, nonce=nonce, target=target,
                         prepared=prepared["LH1"])
-
-    def append_period_later(self, hour: int, records: Mapping[str, Records], signer: Signer,
-                            *, nonce: int = 0, target: int = 0) -> None:
-        """:meth:`prepare_period` then :meth:`append_period` on a writer thread, so that
-        the hashing (hashlib lets go of the GIL on large buffers), the signatures and
-        the SQLite writes of a period overlap the next hour's work. Periods are written
-        in the order given, each in one transaction, as ``append_period`` writes them;
-        the records are copied here, so the caller may reuse its arrays. Reading the
-        ledger (:meth:`head`, :meth:`blocks`, :meth:`verify`...) or closing it waits for
-        the pending periods; a failure on the writer (its period rolled back, later ones
-        dropped) is raised by the next call, closing included.
-
-        For a caller that does not need the period's Merkle root before appending
-        (a producer drawn without a nonce race)."""
-        if self.detail == "off":
-            return
-        self._raise_failure()
-        if self._jobs is None:
-            self._jobs = queue.Queue(maxsize=8)  # a bounded backlog: memory stays flat
-            self._writer = threading.Thread(target=self._write_periods, daemon=True,
-                                            name="ledger-writer")
-            self._writer.start()
-        copied = {chain: {name: {col: np.array(values, copy=True)
-                                 for col, values in table.items()}
-                          for name, table in tables.items()}
-                  for chain, tables in records.items()}
-        self._jobs.put((operator.index(hour), copied, signer, nonce, target))
-
-    def _write_periods(self) -> None:
-        """The writer thread: append each queued period; after a failure, drop the rest."""
-        jobs = self._jobs
-        assert jobs is not None
-        while True:
-            job = jobs.get()
-            try:
-                if job is None:
-                    return
-                if self._error is None:
-                    hour, records, signer, nonce, target = job
-                    self.append_period(hour, self.prepare_period(records), signer,
-                                       nonce=nonce, target=target)
-            except BaseException as exc:  # re-raised on the caller's thread
-                self._error = exc
-            finally:
-                jobs.task_done()
-
-    def flush(self) -> None:
-        """Wait until the writer thread has stored every period given to it."""
-        if self._jobs is not None and threading.current_thread() is not self._writer:
-            self._jobs.join()
-        self._raise_failure()
-
-    def _raise_failure(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error  # as append_period would have raised it on the caller's thread
 
     def append(
         self,
@@ -851,7 +789,6 @@ class Ledger:
     def period(self) -> Iterator[Ledger]:
         """All appends inside form one transaction: committed together, or on an
         exception rolled back together (and the exception re-raised)."""
-        self.flush()
         if self._in_period:
             raise RuntimeError("ledger periods do not nest")
         if self.detail == "off":
@@ -867,18 +804,15 @@ class Ledger:
     # -- reading
     def head(self, chain: str) -> Block | None:
         """The chain's last block, or None before its first."""
-        self.flush()
         return self._heads.get(chain)
 
     def heads(self) -> dict[str, dict[str, Any]]:
         """Each chain's length and head hash: the anchor a run's summary.json keeps
         outside the file, so truncation and replacement can be detected later."""
-        self.flush()
         return {c: {"blocks": 0 if (b := self._heads.get(c)) is None else b.index + 1,
                     "head": None if b is None else b.hash} for c in CHAINS}
 
     def blocks(self, chain: str) -> list[Block]:
-        self.flush()
         rows = self._db.execute(
             f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index", (chain,)
         )
@@ -888,7 +822,6 @@ class Ledger:
         """Block ``index``'s records as {table: {column: array}}, tables and columns
         in name order. Text columns come back as ``<U`` of their longest value.
         Tables kept only as digests are not among them."""
-        self.flush()
         return read_records(self._db, chain, index)
 
     def verify(self, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
@@ -896,7 +829,6 @@ class Ledger:
         anchored by default to the heads this writer appended (it is its own witness)."""
         from .verify import verify_db
 
-        self.flush()
         return verify_db(self._db, self.heads() if anchor is None else anchor)
 
     def close(self) -> None:
@@ -904,10 +836,6 @@ class Ledger:
         removed, so the ledger is one self-contained SQLite file."""
         if self._db is None:
             return
-        if self._jobs is not None and self._writer is not None:
-            self._jobs.put(None)  # after the pending periods: they are written first
-            self._writer.join()
-            self._jobs = self._writer = None
         if self._db.in_transaction:  # closed inside a period: that period is dropped
             self._db.execute("ROLLBACK")
         if self.path is not None:
@@ -920,7 +848,6 @@ class Ledger:
                 pass
         self._db.close()
         self._db = None
-        self._raise_failure()  # a period the writer could not store
 
     def __enter__(self) -> Ledger:
         return self
