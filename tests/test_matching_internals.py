@@ -20,8 +20,14 @@ def test_lexsort_is_numpys_lexsort(n, data):
     floats = st.sampled_from([0.0, -0.0, 1.5, -2.25, 3.0, np.nan, np.inf, 1e-300])
     keys = []
     for _ in range(data.draw(st.integers(1, 4))):
-        kind = data.draw(st.sampled_from(["small int", "int", "float", "unique float"]))
-        if kind == "small int":
+        kind = data.draw(st.sampled_from(["small int", "int", "float", "unique float",
+                                          "times"]))
+        if kind == "times":  # distinct in a dense range (submission times), or one tie
+            span = data.draw(st.integers(n, 4 * n + 2))
+            values = data.draw(st.lists(st.integers(-3, span - 3), min_size=n, max_size=n,
+                                        unique=data.draw(st.booleans())))
+            keys.append(np.asarray(values, np.int64))
+        elif kind == "small int":
             keys.append(np.asarray(data.draw(st.lists(st.integers(0, 5), min_size=n,
                                                       max_size=n)), np.intp))
         elif kind == "int":
