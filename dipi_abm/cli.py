@@ -130,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quiet", action="store_true", help="write the files, print nothing")
 
     app = sub.add_parser(
-        "app", help="serve the interactive dashboard (needs the app extra)",
+        "app", help="serve the interactive dashboard",
         description="Serve the Solara dashboard: set a scenario, Reset, Step or Play hours and "
-                    "watch the grid, P2P trades, KPIs, credit, block production and the ledger. "
-                    "Needs `pip install 'dipi-abm[app]'`; runs `solara run dipi_abm/app.py`.")
+                    "watch the grid, P2P trades, KPIs, credit, block production and the ledger; "
+                    "pin a run as a baseline and download its data. Runs `solara run "
+                    "dipi_abm/app.py` (Solara's front-end files are served locally, offline).")
     app.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1)")
     app.add_argument("--port", type=int, default=8765,

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from dipi_abm.results.output import atomic_write  # noqa: E402
+from dipi_abm.results.files import atomic_write  # noqa: E402
 
 CI_LEVEL = 0.95
 

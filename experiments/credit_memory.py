@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from dipi_abm import DIPIModel
-from dipi_abm.results.output import atomic_write
+from dipi_abm.results.files import atomic_write
 
 RULES: tuple[tuple[str, float], ...] = (
     ("decay", 24.0), ("decay", 48.0), ("decay", 72.0), ("decay", 168.0),

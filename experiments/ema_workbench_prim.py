@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dipi_abm.results.output import atomic_write  # noqa: E402
+from dipi_abm.results.files import atomic_write  # noqa: E402
 from dipi_abm.sweep.engine import EMA_OUTCOMES, ema_model_function  # noqa: E402
 
 #: name: (low, high) of the uncertainties explored (scenario keys of dipi_abm.config)

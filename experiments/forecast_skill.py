@@ -40,7 +40,7 @@ from dipi_abm.physics.weather import (
     WeatherParams,
     load_shape,
 )
-from dipi_abm.results.output import atomic_write
+from dipi_abm.results.files import atomic_write
 
 LEADS_H = (1, 2, 6, 24)
 CSV_COLUMNS = ["quantity", "lead_h", "metric", "forecast_error_pct", "persistence_error_pct",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dipi_abm.results.output import atomic_write
+from dipi_abm.results.files import atomic_write
 from dipi_abm.rules.settlement import settle
 
 R, F, START = 0.657, 0.4, 200.0

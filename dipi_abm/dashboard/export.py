@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..results.output import SUMMARY_FILE, write_json
+from ..results.files import write_json
+from ..results.output import SUMMARY_FILE
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -303,23 +303,31 @@ def format_number(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+#: How each kind of KPI is shown: scale, number format, unit of a value, unit of a
+#: difference (percentage points for shares).
+_KPI_FORMATS: dict[str, tuple[float, str, str, str]] = {
+    "pct": (100.0, ".1f", " %", " pp"),
+    "mwh": (1e-3, ",.1f", "", " MWh"),
+    "credit": (1.0, ".2f", "", ""),
+    "price": (1.0, ".4f", "", ""),
+    "ratio": (1.0, ".2f", "", ""),
+}
+
+
+def _kpi_text(x: float, how: str, delta: bool) -> str:
+    if how == "int":
+        return f"{int(round(x)) if delta else int(x):d}"
+    if how not in _KPI_FORMATS:
+        return f"{x:g}" if delta else str(x)
+    scale, fmt, unit, delta_unit = _KPI_FORMATS[how]
+    return f"{x * scale:{fmt}}" + (delta_unit if delta else unit)
+
+
 def format_kpi(value: Any, how: str) -> str:
     """A summary KPI as the tile shows it ('–' for a missing or undefined value)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    if how == "pct":
-        return f"{100 * value:.1f} %"
-    if how == "mwh":
-        return f"{value / 1e3:,.1f}"
-    if how == "credit":
-        return f"{value:.2f}"
-    if how == "price":
-        return f"{value:.4f}"
-    if how == "ratio":
-        return f"{value:.2f}"
-    if how == "int":
-        return f"{int(value):d}"
-    return str(value)
+    return _kpi_text(value, how, delta=False)
 
 
 def format_delta(delta: float, how: str) -> str:
@@ -328,20 +336,7 @@ def format_delta(delta: float, how: str) -> str:
     if not math.isfinite(delta):
         return "–"
     sign = "+" if delta > 0 else ("−" if delta < 0 else "±")
-    a = abs(delta)
-    if how == "pct":
-        return f"{sign}{100 * a:.1f} pp"
-    if how == "mwh":
-        return f"{sign}{a / 1e3:,.1f} MWh"
-    if how == "credit":
-        return f"{sign}{a:.2f}"
-    if how == "price":
-        return f"{sign}{a:.4f}"
-    if how == "ratio":
-        return f"{sign}{a:.2f}"
-    if how == "int":
-        return f"{sign}{int(round(a)):d}"
-    return f"{sign}{a:g}"
+    return sign + _kpi_text(abs(delta), how, delta=True)
 
 
 @dataclass(frozen=True)

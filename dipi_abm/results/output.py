@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import math
 import os
 import queue
 import re
@@ -21,17 +20,17 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .collect import CreditBand, PartyRecords
+from .files import commit_temp, temp_beside, write_json, write_parquet
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
     from ..model import DIPIModel
@@ -40,56 +39,6 @@ SUMMARY_FILE = "summary.json"
 #: What a run writes into its folder (``summary.json`` lists the files of each run too).
 RESULT_FILES = ("model.parquet", "agents.parquet", "breaches.png", "credit.png",
                 "volumes.png", "prices.png", SUMMARY_FILE)
-
-
-def _temp_beside(path: Path) -> Path:
-    """A new empty file next to ``path`` (same folder, so a rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-    return tmp
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` only if it succeeded."""
-    tmp = _temp_beside(path)
-    try:
-        write(tmp)
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return _json_safe(value.item())
-    return value
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    text = json.dumps(_json_safe(data), indent=2, sort_keys=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
 #: Rows per row group of agents.parquet: pyarrow's default, so a file written as the
@@ -195,7 +144,7 @@ class ResultsWriter:
         # A stale summary would mark a half-rewritten folder as complete.
         (self.folder / SUMMARY_FILE).unlink(missing_ok=True)
         self.band = CreditBand(model.state.kind, model.params.hours)
-        self._tmp: Path | None = _temp_beside(self.folder / "agents.parquet")
+        self._tmp: Path | None = temp_beside(self.folder / "agents.parquet")
         try:
             self._stream = PartyParquetStream(self._tmp, PartyRecords(model), self.band)
             if stream:
@@ -213,7 +162,7 @@ class ResultsWriter:
             raise RuntimeError("this output was already finished or discarded")
         model, folder = self.model, self.folder
         self._stream.close()
-        _commit(self._tmp, folder / "agents.parquet")
+        commit_temp(self._tmp, folder / "agents.parquet")
         self._tmp = None
         hourly = model.hourly_dataframe()
         write_parquet(hourly, folder / "model.parquet")

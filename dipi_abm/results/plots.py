@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .collect import DAILY_AFTER_HOURS  # noqa: E402
-from .output import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
 
 COLORS = {"dpgc": "#1b7837", "user": "#2166ac", "p2p": "#e08214", "grid": "#7f7f7f",
           "sale": "#b2abd2", "curtailed": "#d6604d"}

@@ -130,7 +130,7 @@ from .. import config as cfg
 from ..errors import ConfigError
 from ..model import DIPIModel, package_version
 from ..physics.grid import check_grid_source
-from ..results.output import atomic_write, write_json, write_parquet
+from ..results.files import atomic_write, write_json, write_parquet
 
 #: Layout version of a sweep folder (part of the spec hash).
 FORMAT = 1

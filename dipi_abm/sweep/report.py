@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..results.output import atomic_write
+from ..results.files import atomic_write
 from .engine import EMA_OUTCOMES, RUNS_FILE, SPEC_FILE, Factor, load_spec, sobol_problem
 
 #: Confidence level of every interval in a report.
