@@ -4,7 +4,7 @@ This is how the hour reads when written the idiomatic Mesa way: every DPGC and
 user is a ``mesa.Agent`` with its own attributes and a ``step`` of its own,
 the market is a loop over orders, and settlement, credit and block production
 walk the parties one by one. It runs the same phases as ``DIPIModel.step``
-(MODEL.md section 4: prices, forecast, orders, price-time matching, delivery
+(docs/model.md section 4: prices, forecast, orders, price-time matching, delivery
 attributed to contracts pro rata, settlement, credit, a credit-weighted block
 producer, the hour's KPIs through Mesa's DataCollector) on the same kind of
 population (10 % DPGCs, the rest users, on the IEEE 33-bus feeder's buses),

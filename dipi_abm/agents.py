@@ -46,7 +46,7 @@ class Party(mesa.Agent):
         super().__init__(model)
         self.row = row
 
-    credit = property(_credit, doc="Credit in [0, 100] (MODEL.md section 6).")
+    credit = property(_credit, doc="Credit in [0, 100] (docs/model.md section 6).")
     balance = _column("balance", "Account balance, yuan.", writable=True)
     bus = _column("bus", "Index of the party's bus in model.grid.buses.", cast=int)
     order_kwh = _column("offered_kwh", "Volume ordered this hour (offer or bid), kWh.")

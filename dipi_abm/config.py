@@ -675,7 +675,7 @@ def estimate_resources(v: Mapping[str, Any]) -> list[Estimate]:
 
 
 def expected_hashes_per_block(v: Mapping[str, Any]) -> float:
-    """Hashed POCA's expected hashes per block at the starting credit (MODEL.md section 7).
+    """Hashed POCA's expected hashes per block at the starting credit (docs/model.md section 7).
 
     Node j hashes at rate h_j and succeeds with probability p_j = 2^-bits e^((c_j-100)/tau)
     per hash, so the race lasts about 1 / sum(h p) rounds and costs sum(h) hashes a round

@@ -1,11 +1,11 @@
-"""One hourly period as data flowing forward (MODEL.md section 4).
+"""One hourly period as data flowing forward (docs/model.md section 4).
 
 Each phase of the hour returns a small immutable result that later phases
 take as input: :class:`Schedule` (DU1), :class:`Orders` (forecast and orders,
 JY1), :class:`Cleared` (matching, quorum, executability, trade prices),
 :class:`Delivery`, :class:`HourSettlement` (contracts, PPSC, OGSC, breach
 consequences), :class:`CreditUpdate` (LH1) and :class:`Block` (consensus).
-:class:`HourRecord` holds them together; the KPIs (MODEL.md section 9), the
+:class:`HourRecord` holds them together; the KPIs (docs/model.md section 9), the
 DataCollector, the ledger's period records and the dashboard read the hour
 from it, never from the model's internals.
 """
@@ -28,7 +28,7 @@ from .rules.settlement import Settlement
 DPGC_KIND, USER_KIND = 0, 1
 SELLER, BUYER = 1, -1
 
-#: Per-hour KPIs (MODEL.md section 9), reported by the DataCollector and model.parquet.
+#: Per-hour KPIs (docs/model.md section 9), reported by the DataCollector and model.parquet.
 HOURLY_KPIS = (
     "hour_of_day",
     "retail_price",
@@ -80,7 +80,7 @@ HOURLY_KPIS = (
     "win_credit_corr",
 )
 
-#: Per-hour KPIs of the breach consequences (MODEL.md section 6b), reported only when a
+#: Per-hour KPIs of the breach consequences (docs/model.md section 6b), reported only when a
 #: breach_policy other than ``none`` is in force (so default outputs stay as they were).
 POLICY_KPIS = ("gated_share", "breach_consequence_yuan")
 
@@ -137,7 +137,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class HourSettlement:
-    """The smart contract's money flows (MODEL.md sections 4-5, 6b)."""
+    """The smart contract's money flows (docs/model.md sections 4-5, 6b)."""
 
     contracts: Settlement  # per contract
     party_transfer: NDArray[np.float64]  # net money in per party, yuan
@@ -145,7 +145,7 @@ class HourSettlement:
     extra_need_kwh: NDArray[np.float64]  # bought from the grid outside contracts (PPSC)
     extra_surplus_kwh: NDArray[np.float64]  # offered to the grid outside contracts
     taken_kwh: NDArray[np.float64]  # what the grid company took of it (OGSC)
-    consequences: Flows | None = None  # breach_policy payments, included above (MODEL.md 6b)
+    consequences: Flows | None = None  # breach_policy payments, included above (docs/model.md 6b)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: 
                 settlement: HourSettlement, kind: NDArray[np.int8], tech: NDArray[np.int8],
                 generation_kw: NDArray[np.float64], load_kw: NDArray[np.float64]
                 ) -> dict[str, Any]:
-    """The hour's market KPIs (MODEL.md section 9), from the phase results alone."""
+    """The hour's market KPIs (docs/model.md section 9), from the phase results alone."""
     c, st, d = cleared.contracts, settlement.contracts, delivery
     price = cleared.price
     dpgc = kind == DPGC_KIND

@@ -1,4 +1,4 @@
-"""The hour's market: clearing (MODEL.md section 4.3) and the smart contract (4.4, 5).
+"""The hour's market: clearing (docs/model.md section 4.3) and the smart contract (4.4, 5).
 
 :class:`Market` is built once per run with its chosen matching and trade-price
 rules bound; :meth:`Market.clear` takes the hour's :class:`~dipi_abm.hour.Orders`
@@ -69,7 +69,7 @@ class Market:
 def settle_hour(schedule: Schedule, cleared: Cleared, delivery: Delivery,
                 ogsc_priority: NDArray[np.float64], intake_limit_kw: float,
                 grid_only: bool) -> HourSettlement:
-    """Settle the hour (MODEL.md sections 4.4-5): contracts by the [DER-CBC] rule with
+    """Settle the hour (docs/model.md sections 4.4-5): contracts by the [DER-CBC] rule with
     actual volumes attributed pro rata, then PPSC and OGSC with the grid company.
     Money is conserved: the parties' transfers and the grid's income sum to zero."""
     c, d = cleared.contracts, delivery
@@ -93,7 +93,7 @@ def settle_hour(schedule: Schedule, cleared: Cleared, delivery: Delivery,
 def apply_consequences(consequences: Consequences, settlement: HourSettlement,
                        schedule: Schedule, cleared: Cleared, credit: NDArray[np.float64],
                        tech: NDArray[np.int8], tolerance: float) -> HourSettlement:
-    """Consequence phase (MODEL.md section 6b), right after settlement: the bound
+    """Consequence phase (docs/model.md section 6b), right after settlement: the bound
     breach_policy's payments, from each contract's agreed and attributed volumes and the
     credit matching saw, added to the parties' transfers and the grid company's income
     (so balances, learning, KPIs and the JY1 records all see them). Every payment

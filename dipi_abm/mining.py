@@ -1,5 +1,5 @@
 """The miner nodes as one vectorised set: every trading party's own node, then the
-stand-alone miners (MODEL.md section 7).
+stand-alone miners (docs/model.md section 7).
 
 :class:`MinerSet` owns the nodes' columns (hash power, blocks won, the
 stand-alone miners' balances, faulty flags) and produces the period's block
@@ -60,7 +60,7 @@ class MinerSet:
 
     def produce(self, seed_hex: str, credit: NDArray, stake: NDArray, distance: NDArray | None,
                 cleanliness: NDArray | None, rng: np.random.Generator) -> Block:
-        """Consensus (MODEL.md section 7): find the period's block producer."""
+        """Consensus (docs/model.md section 7): find the period's block producer."""
         if self.hashed:
             p = self.params
             race = hashed_race(seed_hex, self.addresses, self.hash_power,

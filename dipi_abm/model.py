@@ -1,6 +1,6 @@
 """DIPIModel: the hourly P2P energy market under a blockchain credit mechanism.
 
-One step is one hour and runs the phases of MODEL.md section 4 in order; each
+One step is one hour and runs the phases of docs/model.md section 4 in order; each
 phase returns a small immutable result (:mod:`dipi_abm.hour`) that the next
 phases take: schedule (DU1), forecast and orders, matching (JY1), delivery,
 settlement, credit (LH1), consensus, learning. The parties and the miner
@@ -194,7 +194,7 @@ class DIPIModel(mesa.Model):
 
     # ------------------------------------------------------------------ the hour
     def step(self) -> None:
-        """One hour: the phases of MODEL.md section 4, in order."""
+        """One hour: the phases of docs/model.md section 4, in order."""
         self.hour += 1
         p, parties = self.params, self.state
         gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
@@ -272,7 +272,7 @@ class DIPIModel(mesa.Model):
         return k
 
     def _produce_block(self, record: HourRecord) -> Block:
-        """Consensus (MODEL.md section 7): the period's records go on the three chains, the
+        """Consensus (docs/model.md section 7): the period's records go on the three chains, the
         producer is found under the run's rule and takes the block reward."""
         p, s, miners = self.params, self.state, self.miners_set
         credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
@@ -324,7 +324,7 @@ class DIPIModel(mesa.Model):
         return np.concatenate([dist, np.full(m, far)]), np.concatenate([q, np.zeros(m)])
 
     def _report(self, record: HourRecord, block: Block) -> None:
-        """The hour's KPIs become named attributes the DataCollector reads (MODEL.md §9)."""
+        """The hour's KPIs become named attributes the DataCollector reads (docs/model.md §9)."""
         k = record.kpis
         k.update(self.miners_set.block_kpis(block, self._block_credit, self.node_ids,
                                             self.state.n))
@@ -455,7 +455,7 @@ class DIPIModel(mesa.Model):
 
     def _open_ledger(self) -> tuple[Ledger | None, KeyRing | None]:
         """The run's chains, with a signed genesis block on each, and the nodes' private
-        keys (MODEL.md section 7)."""
+        keys (docs/model.md section 7)."""
         p = self.params
         if p.ledger_detail == "off":
             return None, None
@@ -557,7 +557,7 @@ class DIPIModel(mesa.Model):
         }
 
     def hourly_dataframe(self):  # noqa: ANN201 - pandas is optional at import time
-        """One row per simulated hour with the KPIs of MODEL.md section 9."""
+        """One row per simulated hour with the KPIs of docs/model.md section 9."""
         df = self.datacollector.get_model_vars_dataframe()
         return df.astype({"hour": np.int64}).reset_index(drop=True)
 

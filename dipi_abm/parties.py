@@ -72,7 +72,7 @@ class PartySet:
 
     # ------------------------------------------------------------------ learning set-up
     def init_learning(self, p: Any, rng: np.random.Generator, static: bool) -> None:
-        """Action grids, starting propensities and the opportunists (MODEL.md section 8)."""
+        """Action grids, starting propensities and the opportunists (docs/model.md section 8)."""
         n = self.n
         ratios = np.linspace(p.commit_min, p.commit_max, p.commit_levels)
         self.opportunist[rng.permutation(n)[: int(round(p.opportunist_share * n))]] = True
@@ -97,9 +97,9 @@ class PartySet:
                     time_rng: np.random.Generator,
                     volume_cap: Callable[[NDArray], NDArray] | None = None) -> Orders:
         """Orders (JY1): sellers offer forecast surplus, buyers bid forecast need, each at
-        the commitment and price its learner picks for the hour (MODEL.md section 4.3).
+        the commitment and price its learner picks for the hour (docs/model.md section 4.3).
         ``volume_cap(forecast_kwh) -> kWh`` caps each party's order (breach_policy hooks
-        before matching: credit gate, deposit affordability; MODEL.md section 6b)."""
+        before matching: credit gate, deposit affordability; docs/model.md section 6b)."""
         r, f = schedule.retail, schedule.feed_in
         net = load_forecast_kw - gen_forecast_kw
         sell = np.flatnonzero(net < -1e-9)
@@ -144,7 +144,7 @@ class PartySet:
 
     def deliver(self, gen_kw: NDArray, load_kw: NDArray, orders: Orders, contracts: Contracts,
                 grid_only: bool, batteries: Batteries, tolerance: float) -> Delivery:
-        """Delivery (MODEL.md sections 4.4 and 6): actual positions, storage firming,
+        """Delivery (docs/model.md sections 4.4 and 6): actual positions, storage firming,
         what counts against each party's commitments, and who breached."""
         n = self.n
         surplus = np.maximum(gen_kw - load_kw, 0.0)
@@ -169,7 +169,7 @@ class PartySet:
 
     def update_credit(self, delivery: Delivery, contracts: Contracts, update: Callable[..., None],
                       natural_factor: float, per_contract: bool, hour: int) -> CreditUpdate:
-        """Credit (LH1, MODEL.md section 6): score each committed party, update its credit.
+        """Credit (LH1, docs/model.md section 6): score each committed party, update its credit.
 
         ``hour`` is the model's hour: the clock of rules whose memory is set in time."""
         idx = np.flatnonzero(delivery.committed_kwh > 0)
@@ -195,7 +195,7 @@ class PartySet:
     def learn(self, schedule: Schedule, orders: Orders, delivery: Delivery,
               party_transfer: NDArray, rewards: tuple[NDArray[np.intp], NDArray[np.float64]],
               update: Callable[..., None]) -> None:
-        """Learning (MODEL.md section 8): each acting party is paid its hour's gain over
+        """Learning (docs/model.md section 8): each acting party is paid its hour's gain over
         the grid-only alternative (plus ``rewards``: party rows and yuan, e.g. the block
         reward), per kWh of its position."""
         gain = party_transfer - (delivery.surplus_kw * schedule.feed_in
@@ -213,7 +213,7 @@ class PartySet:
 
 @dataclass
 class Batteries:
-    """DPGC batteries that firm up commitments (MODEL.md section 1, optional storage)."""
+    """DPGC batteries that firm up commitments (docs/model.md section 1, optional storage)."""
 
     energy_kwh: NDArray[np.float64]  # per party; 0 without a battery
     power_kw: NDArray[np.float64]

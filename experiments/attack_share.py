@@ -1,7 +1,7 @@
 """Attack study: can a stand-alone miner with much hash power and no credit history
 take over block production?
 
-What it tests (MODEL.md sections 1 and 7, the ledger issue). Every trading
+What it tests (docs/model.md sections 1 and 7, the ledger issue). Every trading
 party owns one miner node; a stand-alone miner has hash power but no trades
 and hence no credit history (credit 0). Under proof of work, a miner holding a
 share h of the total hash power writes about a share h of the blocks; with

@@ -1,4 +1,4 @@
-"""Does credit track conduct? Every credit rule measured in market runs (MODEL.md section 6).
+"""Does credit track conduct? Every credit rule measured in market runs (docs/model.md section 6).
 
 The default-size market (10 DPGCs, 50 users) with 20 % opportunists who keep
 over-committing (``learning = "static"``, commitment ``commit_max``), for each

@@ -1,5 +1,5 @@
 """Credit and mining through the market: blocks won against *emergent* credit, distance
-and cleanliness (MODEL.md section 10, beside the stylised Fig. 4/8/9 reproductions).
+and cleanliness (docs/model.md section 10, beside the stylised Fig. 4/8/9 reproductions).
 
 What it tests. [DIPI] Fig. 4 and [DER-CBC] Figs. 8-9 set credit, distance or
 cleanliness by hand and show that the chance of producing a block rises with credit,

@@ -1,4 +1,4 @@
-"""Forecast error against persistence in the model's own weather (MODEL.md section 3).
+"""Forecast error against persistence in the model's own weather (docs/model.md section 3).
 
 A forecast is only as good as what it beats: at a lead of an hour, real wind
 and solar forecasts are little better than persistence (the value now), and the

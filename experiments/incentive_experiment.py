@@ -1,9 +1,9 @@
-"""MODEL.md section 8: do credit-weighted matching and POCA make over-committing stop paying?
+"""docs/model.md section 8: do credit-weighted matching and POCA make over-committing stop paying?
 
 What it tests. Parties learn (Roth-Erev reinforcement over commitment / bid-volume
 ratios 0.8-1.3 and price levels, rewarded by their realised gain over the grid-only
 alternative plus any block reward); 20 % of them are opportunists that start on the
-largest commitment. MODEL.md section 8 states the hypothesis: under incentive rules
+largest commitment. docs/model.md section 8 states the hypothesis: under incentive rules
 that bite (credit-weighted `cma` matching and POCA mining rewards) over-committing
 should stop paying, so breaches should fall over time; in `centralized` mode, or with
 credit switched off, they should not. The model measures whether that happens; this
@@ -508,7 +508,7 @@ def plot(runs: pd.DataFrame, dsum: pd.DataFrame, summary: pd.DataFrame, arms: Se
 
     n_d, n_u = scenario.get("n_dpgc"), scenario.get("n_users")
     fig.suptitle(
-        f"Incentive experiment (MODEL.md §8): {n_d} DPGCs + {n_u} users, "
+        f"Incentive experiment (docs/model.md §8): {n_d} DPGCs + {n_u} users, "
         f"{scenario['hours'] / 24:g} days, learning = {scenario['learning']}, "
         f"{100 * scenario['opportunist_share']:g} % opportunists, "
         f"{reps} paired replications per arm")
@@ -565,7 +565,7 @@ def report(summary: pd.DataFrame, arms: Sequence[str]) -> None:
     hypothesis = ("cma_live" in arms and sign("breach_rate_change", "cma_live") < 0
                   and ("cma_frozen" not in arms
                        or sign("breach_rate_last", "cma_live - cma_frozen") < 0))
-    print("    MODEL.md §8 hypothesis (breaches fall under live credit, and below the frozen "
+    print("    docs/model.md §8 hypothesis (breaches fall under live credit, and below the frozen "
           f"arm): {'supported' if hypothesis else 'not supported'} in this run")
 
 

@@ -1,6 +1,6 @@
-"""MODEL.md sections 6b and 10: which breach policy suppresses breaches, and at what cost?
+"""docs/model.md sections 6b and 10: which breach policy suppresses breaches, and at what cost?
 
-What it tests. Every ``breach_policy`` (MODEL.md 6b) and a few useful combinations,
+What it tests. Every ``breach_policy`` (docs/model.md 6b) and a few useful combinations,
 plus the strict credit matching rule ``cma_strict`` (low-credit parties get only what
 is left after the trusted ones clear, no price-time fallback), each under two
 learning rules (``roth_erev``, ``epsilon_greedy``), with 20 % opportunists who start

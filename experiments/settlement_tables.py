@@ -1,4 +1,4 @@
-"""Reproduce the [DER-CBC] settlement tests (Tables 1 -> 2; MODEL.md section 5).
+"""Reproduce the [DER-CBC] settlement tests (Tables 1 -> 2; docs/model.md section 5).
 
 Three contracts settled by the smart-contract rule with R = 0.657 and
 F = 0.4 yuan/kWh, each from starting balances of 200 yuan for the buyer, the

@@ -1,4 +1,4 @@
-"""The ledger inside a run: chains, node attributes from the ledger, CLI verify (MODEL.md 7)."""
+"""The ledger in a run: chains, node attributes from the ledger, CLI verify (docs/model.md §7)."""
 
 import json
 import shutil

@@ -21,7 +21,7 @@ from dipi_abm.config import all_params
 CMD = [sys.executable, "-m", "dipi_abm.cli"]
 OPTIONS = ["--config", "--hours", "--seed", "--out", "--grid", "--set"]
 
-# MODEL.md section 9, per hour
+# docs/model.md section 9, per hour
 KPI_COLUMNS = [
     "p2p_volume_kwh",
     "grid_purchase_kwh",

@@ -1,4 +1,4 @@
-"""The credit matching algorithm (MODEL.md section 4, [DIPI] 4.2 step 4)."""
+"""The credit matching algorithm (docs/model.md section 4, [DIPI] 4.2 step 4)."""
 
 import numpy as np
 from hypothesis import given, settings

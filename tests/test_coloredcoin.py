@@ -1,4 +1,4 @@
-"""Colored-coin credit proof (MODEL.md section 7, [DIPI] eqs. 3-6)."""
+"""Colored-coin credit proof (docs/model.md section 7, [DIPI] eqs. 3-6)."""
 
 from __future__ import annotations
 

@@ -38,11 +38,11 @@ def test_defaults_validate_to_the_papers_values():
     assert p.wheeling_base_yuan_per_kwh == 0.02
     assert p.initial_balance_yuan == 200.0
     assert p.matching == "price_time" and p.price_rule == "midpoint"
-    # Credit's memory is set in time (MODEL.md section 6); paper freezes, never the default.
+    # Credit's memory is set in time (docs/model.md section 6); paper freezes, never the default.
     assert p.credit_rule == "decay" and p.credit_initial == 100.0
     assert p.credit_half_life_h == 72.0
     assert 0.0 <= p.natural_factor < 0.3
-    assert 0.0 < p.breach_tolerance < 0.3  # a small band by default (MODEL.md section 6)
+    assert 0.0 < p.breach_tolerance < 0.3  # a small band by default (docs/model.md section 6)
     assert p.consensus == "poca"
     assert math.isinf(p.max_distance_ohm) and math.isinf(p.grid_intake_limit_kw)
     shares = p.share_solar + p.share_wind + p.share_hydro + p.share_thermal

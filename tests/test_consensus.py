@@ -1,4 +1,4 @@
-"""Consensus rules (MODEL.md section 7): weights, sampled vs hashed POCA, concentration, quorum."""
+"""Consensus rules (docs/model.md §7): weights, sampled vs hashed POCA, concentration, quorum."""
 
 import math
 

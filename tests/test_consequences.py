@@ -1,4 +1,4 @@
-"""Breach consequences (MODEL.md section 6b): each policy alone on hand-computed cases,
+"""Breach consequences (docs/model.md section 6b): each policy alone on hand-computed cases,
 money conserved for every policy and combination, the registry and its scenario key."""
 
 from __future__ import annotations

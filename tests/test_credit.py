@@ -1,4 +1,4 @@
-"""Performance scores and credit-update rules (MODEL.md section 6, [DIPI])."""
+"""Performance scores and credit-update rules (docs/model.md section 6, [DIPI])."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Credit tracks conduct in market runs (MODEL.md section 6; issue "Incentive rules that bite").
+"""Credit tracks conduct in market runs (docs/model.md section 6).
 
 A default-size market (10 DPGCs, 50 users) for 30 days with 20 % opportunists.
 Under ``learning = "static"`` the opportunists keep committing ``commit_max`` (1.3

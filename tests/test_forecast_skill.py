@@ -1,4 +1,4 @@
-"""Forecasts are calibrated, not optimistic (MODEL.md section 3, README "Forecasts").
+"""Forecasts are calibrated, not optimistic (docs/model.md section 3, README "Forecasts").
 
 experiments/forecast_skill.py measures, in the model's own weather, the forecast
 error against persistence at leads of 1, 2, 6 and 24 h. Published figures (cited in

@@ -1,4 +1,4 @@
-"""Tests for dipi_abm.physics.grid (MODEL.md §2: the grid, electrical distance, wheeling)."""
+"""Tests for dipi_abm.physics.grid (docs/model.md §2: the grid, electrical distance, wheeling)."""
 
 from __future__ import annotations
 

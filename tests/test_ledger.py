@@ -1,4 +1,4 @@
-"""The tamper-evident ledger (MODEL.md section 7): hashing, storage, verification."""
+"""The tamper-evident ledger (docs/model.md section 7): hashing, storage, verification."""
 
 from __future__ import annotations
 

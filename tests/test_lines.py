@@ -1,4 +1,4 @@
-"""Tests for dipi_abm.physics.flows: line flows and executability (MODEL.md §2, §4.3)."""
+"""Tests for dipi_abm.physics.flows: line flows and executability (docs/model.md §2, §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Order matching (MODEL.md section 4, step 3) and contract price rules."""
+"""Order matching (docs/model.md section 4, step 3) and contract price rules."""
 
 from __future__ import annotations
 

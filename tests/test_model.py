@@ -1,4 +1,4 @@
-"""DIPIModel: the hourly market as a whole (MODEL.md sections 1, 4-6, 9)."""
+"""DIPIModel: the hourly market as a whole (docs/model.md sections 1, 4-6, 9)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class SettleSpy:
 
 
 def check_hour(m: DIPIModel, spy: SettleSpy, initial_total: float) -> None:
-    """Invariants of one settled hour (MODEL.md sections 4-6)."""
+    """Invariants of one settled hour (docs/model.md sections 4-6)."""
     p, s, c = m.params, m.state, m.contracts
     grid_only = p.matching == "centralized"
     f, r = m.feed_in_price, m.retail_price
@@ -269,7 +269,7 @@ def test_same_seed_same_run_different_seed_different_run():
 
 
 def test_centralized_mode():
-    """No direct trade, no credit consequence, breaches still counted (MODEL.md section 4)."""
+    """No direct trade, no credit consequence, breaches still counted (docs/model.md section 4)."""
     m = DIPIModel(seed=3, hours=48, matching="centralized", credit_initial=80.0, **SMALL)
     credit_before = m.state.credit.credit.copy()
     run_checked(m)

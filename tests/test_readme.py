@@ -24,7 +24,7 @@ def test_readme_names_two_quick_start_commands():
 
 def test_model_spec_citations_name_sections_that_exist():
     """The model specification is docs/model.md; the README links it, and every section
-    that the README or a docstring cites (as docs/model.md or MODEL.md) exists."""
+    that the README or a docstring cites (as docs/model.md) exists."""
     import re
 
     root = README.parent

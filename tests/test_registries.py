@@ -1,7 +1,7 @@
 """Every registry entry declares its keys and traits, binds once, and runs in the model.
 
 The lists come from the registries themselves, so a new entry is tested without
-editing this file (MODEL.md: every *(rule)* is a named, swappable policy).
+editing this file (docs/model.md: every *(rule)* is a named, swappable policy).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Settlement of contracts (MODEL.md section 5, [DER-CBC] Tables 1-2)."""
+"""Settlement of contracts (docs/model.md section 5, [DER-CBC] Tables 1-2)."""
 
 from __future__ import annotations
 

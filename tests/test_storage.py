@@ -1,4 +1,4 @@
-"""Optional storage: DPGC batteries firm up commitments (MODEL.md section 1)."""
+"""Optional storage: DPGC batteries firm up commitments (docs/model.md section 1)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""A forger against a run's ledger file (MODEL.md section 7; issue "a ledger a forger cannot
+"""A forger against a run's ledger file (docs/model.md section 7; issue "a ledger a forger cannot
 rewrite"). Every attack is made on a copy of a 48-hour run's ledger, at ``full`` and
 ``digest`` detail, and must be found with the chain and first bad block named, or, when
 only an anchor kept outside the file can reveal it, found with the anchor and listed as

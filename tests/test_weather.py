@@ -1,4 +1,4 @@
-"""Tests of dipi_abm.physics.weather: output, load and forecast processes (MODEL.md §3)."""
+"""Tests of dipi_abm.physics.weather: output, load and forecast processes (docs/model.md §3)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ FIGURE_MIME = {"png": "image/png", "svg": "image/svg+xml"}
 
 
 def hourly_csv(snap: Snapshot) -> bytes:
-    """The hourly KPIs up to the hour shown, as CSV (one row per hour, MODEL.md section 9)."""
+    """The hourly KPIs up to the hour shown, as CSV (one row per hour, docs/model.md section 9)."""
     return snap.hourly.to_csv(index=False).encode("utf-8")
 
 

@@ -8,7 +8,7 @@ SVG.
 
 - :class:`GridView`: the feeder with the hour aggregated per bus (net P2P
   position, volume traded within the bus, credit bands, DPGCs), and the P2P
-  flow on each line from the linear flow model (MODEL.md sections 2 and 4),
+  flow on each line from the linear flow model (docs/model.md sections 2 and 4),
   width proportional to kWh. Its cost does not grow with the number of
   parties.
 - :class:`SeriesView`: breach rates, mean credit, P2P vs grid energy and

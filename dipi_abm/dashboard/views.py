@@ -79,7 +79,7 @@ class LedgerView:
 
 @dataclass(frozen=True, eq=False)
 class BusStats:
-    """The hour aggregated per bus (rows in ``grid.buses`` order), MODEL.md sections 2 and 9.
+    """The hour aggregated per bus (rows in ``grid.buses`` order), docs/model.md sections 2 and 9.
 
     ``sold_kwh``/``bought_kwh`` are the P2P volumes agreed this hour by the bus's
     sellers and buyers (trades within the bus count on both sides); ``local_kwh``
@@ -170,7 +170,7 @@ class Snapshot:
     n_contracts: int
     blocks_won: NDArray[np.int64]  # per miner node: parties first, then stand-alone miners
     node_credit: NDArray[np.float64]
-    hourly: pd.DataFrame  # every hourly KPI column (MODEL.md section 9)
+    hourly: pd.DataFrame  # every hourly KPI column (docs/model.md section 9)
     summary: dict[str, Any]
     ledger: LedgerView = field(default_factory=lambda: LedgerView("off"))
 
@@ -450,7 +450,7 @@ class GridLayout:
     towards the substation), and ``ptdf`` its power transfer distribution
     factors (sparse): the P2P flow on the lines is ``ptdf @ net`` for the buses'
     net P2P positions, the same linear flow model the executability check uses
-    (MODEL.md sections 2 and 4).
+    (docs/model.md sections 2 and 4).
     """
 
     pos: NDArray[np.float64]  # (n_buses, 2)

@@ -1,4 +1,4 @@
-"""Colored-coin credit proof (MODEL.md section 7, [DIPI] eqs. 3-6).
+"""Colored-coin credit proof (docs/model.md section 7, [DIPI] eqs. 3-6).
 
 A credit record on the LH1 chain is a colored-coin transaction output. The
 32-bit sequence number of the transaction input carries
@@ -27,7 +27,7 @@ Choices made here, so that encoding and decoding are exact inverses:
   ``2**63``); the vectorised path stores Values as int64, so there the
   exponent is limited to 0..62.
 
-Credit (0..100, MODEL.md section 6) is stored as an integer amount of
+Credit (0..100, docs/model.md section 6) is stored as an integer amount of
 centi-credits, ``round_half_even(credit * 100)`` in 0..10000.
 
 Every malformed input raises :class:`CodecError` with a one-line message.

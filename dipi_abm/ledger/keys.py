@@ -3,7 +3,7 @@
 [DER-CBC]'s chains are an *alliance* blockchain: only authenticated members
 write to them. Every node (a trading party's miner or a stand-alone miner) and
 the grid company, which writes the genesis blocks, hold a key pair. The public
-keys are registered in the genesis block of JY1 (MODEL.md section 7); the
+keys are registered in the genesis block of JY1 (docs/model.md section 7); the
 producer of each block signs its header hash; the verifier checks every block
 against the registered key of the producer it names.
 

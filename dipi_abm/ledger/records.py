@@ -1,4 +1,4 @@
-"""What the model writes on the three chains each period (MODEL.md section 7).
+"""What the model writes on the three chains each period (docs/model.md section 7).
 
 - DU1 (scheduling): the grid company's published prices and tariffs, and the
   executability result (curtailed volume).
@@ -94,7 +94,7 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
         "transfers": {"node": moved.astype(np.int64), "yuan": transfer[moved]},
     }
     flows = record.settlement.consequences
-    if flows is not None:  # breach_policy payments (MODEL.md 6b); -1 is the grid company
+    if flows is not None:  # breach_policy payments (docs/model.md 6b); -1 is the grid company
         jy1["consequences"] = {"payer": flows.payer.astype(np.int64),
                                "payee": flows.payee.astype(np.int64), "yuan": flows.yuan,
                                "policy": np.array(flows.names + ("",))[flows.policy]}

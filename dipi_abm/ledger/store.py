@@ -1,4 +1,4 @@
-"""The tamper-evident ledger: three hash-linked chains in one SQLite file (MODEL.md section 7).
+"""The tamper-evident ledger: three hash-linked chains in one SQLite file (docs/model.md section 7).
 
 **DU1** holds scheduling records, **JY1** transactions, **LH1** the credit index
 blockchain. One block per chain and period: index, previous hash, hour, Merkle
@@ -569,7 +569,7 @@ def _records_from_rows(payloads: Sequence[bytes]) -> dict[str, dict[str, np.ndar
 
 # ----------------------------------------------------------------------------- the ledger
 class Ledger:
-    """Append-only DU1 / JY1 / LH1 chains in SQLite (MODEL.md section 7).
+    """Append-only DU1 / JY1 / LH1 chains in SQLite (docs/model.md section 7).
 
     ``Ledger()`` keeps the chains in memory; ``Ledger(path)`` writes a new
     SQLite file (an existing non-empty file is refused, never appended to).

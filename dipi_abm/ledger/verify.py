@@ -1,4 +1,4 @@
-"""Verifying a ledger: what a forger would have to get past (MODEL.md section 7).
+"""Verifying a ledger: what a forger would have to get past (docs/model.md section 7).
 
 :func:`verify_ledger` trusts nothing in a block to check that block. In order:
 

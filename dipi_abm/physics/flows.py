@@ -1,4 +1,4 @@
-"""Line flows and DU1's executability check of matched trades (MODEL.md §2, §4 step 3).
+"""Line flows and DU1's executability check of matched trades (docs/model.md §2, §4 step 3).
 
 After matching, the grid company (DU1) checks that the hour's trades can be carried:
 "trades whose flows would exceed a line limit are curtailed; curtailed volume is
@@ -86,7 +86,7 @@ OVERLOAD_RTOL = 1e-9
 def ptdf_radial(
     n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp], x_ohm: NDArray
 ) -> NDArray[np.float64]:
-    """PTDF of a radial feeder by subtree membership (MODEL.md §2).
+    """PTDF of a radial feeder by subtree membership (docs/model.md §2).
 
     Line ``l`` must join a bus ``u[l]`` to its parent ``v[l]`` (one line per non-root
     bus).  A kW injected at bus ``k`` and withdrawn at the root flows over every line of
@@ -129,7 +129,7 @@ def ptdf_radial(
 def ptdf_dc(
     n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp], x_ohm: NDArray
 ) -> NDArray[np.float64]:
-    """DC power-flow PTDF with susceptance ``1/x``, the root as slack (MODEL.md §2).
+    """DC power-flow PTDF with susceptance ``1/x``, the root as slack (docs/model.md §2).
 
     Line ``l`` runs ``u[l] -> v[l]`` with reactance ``x_ohm[l] >= 0``.  Buses joined by
     zero-reactance lines are contracted to one super-bus; the reduced Laplacian of the
@@ -353,7 +353,7 @@ class LineModel:
         base_flow: NDArray[np.float64] | None = None,
         max_iter: int = 50,
     ) -> NDArray[np.float64]:
-        """Executable volume per contract: DU1's executability check (MODEL.md §4 step 3).
+        """Executable volume per contract: DU1's executability check (docs/model.md §4 step 3).
 
         Rule (proportional curtailment of the trades that cause an overload):
 

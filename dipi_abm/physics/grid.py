@@ -1,4 +1,4 @@
-"""The distribution grid: buses, lines, electrical distance and wheeling (MODEL.md §2).
+"""The distribution grid: buses, lines, electrical distance and wheeling (docs/model.md §2).
 
 The grid is a :mod:`networkx` graph whose nodes are buses and whose edges are lines
 carrying an impedance (``r_ohm``, else a generic ``weight``; ``x_ohm`` is kept but not
@@ -150,7 +150,7 @@ _IEEE33_LOADS: tuple[tuple[float, float], ...] = (
 
 
 def ieee33(with_ties: bool = False) -> nx.Graph:
-    """Return the IEEE 33-bus radial distribution feeder (MODEL.md §2).
+    """Return the IEEE 33-bus radial distribution feeder (docs/model.md §2).
 
     Line and load data of Baran & Wu (1989), "Network reconfiguration in distribution
     systems for loss reduction and load balancing", IEEE Trans. Power Delivery 4(2),
@@ -189,7 +189,7 @@ def synthetic_radial_feeder(
     *,
     p_extend: float = 0.75,
 ) -> nx.Graph:
-    """Return a seeded random radial feeder (a tree) of ``n_buses`` buses (MODEL.md §2).
+    """Return a seeded random radial feeder (a tree) of ``n_buses`` buses (docs/model.md §2).
 
     Bus 0 is the substation (``G.graph["root"] == 0``); buses are labelled ``0..n-1`` in
     the order they were attached, so every bus's parent has a smaller label.  Bus ``k``
@@ -262,7 +262,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 def load_graph(path: str | os.PathLike) -> nx.Graph:
-    """Read a grid graph from a GraphML file or an edge list (MODEL.md §2).
+    """Read a grid graph from a GraphML file or an edge list (docs/model.md §2).
 
     * ``.graphml`` / ``.xml``: GraphML via :func:`networkx.read_graphml`.  Every edge and
       node attribute that is a number or a string spelling a number becomes a ``float``
@@ -544,7 +544,7 @@ def _impedance_of(data: dict) -> tuple[str | None, object]:
 
 
 def validate_graph(g: nx.Graph, source: str) -> None:
-    """Reject a graph that cannot be a grid (MODEL.md §2).
+    """Reject a graph that cannot be a grid (docs/model.md §2).
 
     ``source`` is the prefix of every error message, e.g. ``"grid file 'x.graphml'"``.
 
@@ -639,7 +639,7 @@ def _match_label(g: nx.Graph, label: object) -> Hashable | None:
 
 
 def find_root(g: nx.Graph, source: str = "grid") -> Hashable:
-    """Return the substation bus label of ``g`` (MODEL.md §2).
+    """Return the substation bus label of ``g`` (docs/model.md §2).
 
     In order: the graph attribute ``g.graph["root"]`` (matched by value, or by ``str``
     when a file changed the label type); else the single node whose attribute ``root`` is
@@ -781,7 +781,7 @@ DISTANCE_METRICS: dict[str, Callable[[nx.Graph, list], np.ndarray]] = {
     "path_impedance": _distance_path_impedance,
     "hops": _distance_hops,
 }
-"""Registry of electrical-distance rules (MODEL.md §2).
+"""Registry of electrical-distance rules (docs/model.md §2).
 
 Each maps ``(G, buses)`` — a validated undirected graph and its bus labels in sorted order
 — to the ``(n, n)`` distance matrix in that order.  ``"resistance"`` (default) is the
@@ -823,7 +823,7 @@ def electrical_distance(g: nx.Graph, metric: str = "resistance") -> tuple[list, 
 
 @dataclass(frozen=True, eq=False)
 class Grid:
-    """A validated grid with its bus-to-bus distance matrix, computed once (MODEL.md §2).
+    """A validated grid with its bus-to-bus distance matrix, computed once (docs/model.md §2).
 
     Attributes:
         graph: the (undirected, frozen) grid graph.
@@ -890,7 +890,7 @@ def build_grid(
     rng: np.random.Generator | None = None,
     memory_limit_bytes: float | None = None,
 ) -> Grid:
-    """Build a :class:`Grid` from a built-in name, a file or a graph (MODEL.md §2).
+    """Build a :class:`Grid` from a built-in name, a file or a graph (docs/model.md §2).
 
     Args:
         source: ``"ieee33"`` (:func:`ieee33`), ``"synthetic"``
@@ -976,7 +976,7 @@ def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
 
 
 def wheeling_flat(distance: np.ndarray, base: float, rate: float) -> np.ndarray:
-    """Flat wheeling tariff: ``base`` per kWh whatever the distance (MODEL.md §2).
+    """Flat wheeling tariff: ``base`` per kWh whatever the distance (docs/model.md §2).
 
     The papers' default is 0.02 yuan/kWh.  ``rate`` is ignored.  Returns an array of the
     shape of ``distance``.
@@ -985,7 +985,7 @@ def wheeling_flat(distance: np.ndarray, base: float, rate: float) -> np.ndarray:
 
 
 def wheeling_distance(distance: np.ndarray, base: float, rate: float) -> np.ndarray:
-    """Distance-proportional wheeling tariff ``base + rate * D`` per kWh (MODEL.md §2)."""
+    """Distance-proportional wheeling tariff ``base + rate * D`` per kWh (docs/model.md §2)."""
     return float(base) + float(rate) * np.asarray(distance, dtype=float)
 
 
@@ -993,12 +993,12 @@ WHEELING_RULES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
     "flat": wheeling_flat,
     "distance": wheeling_distance,
 }
-"""Registry of wheeling-tariff rules (MODEL.md §2): ``(distance, base, rate) -> tariff``,
+"""Registry of wheeling-tariff rules (docs/model.md §2): ``(distance, base, rate) -> tariff``,
 vectorised over distance arrays."""
 
 
 def wheeling_tariff(rule: str, distance: np.ndarray, base: float, rate: float) -> np.ndarray:
-    """Return the wheeling tariff per kWh for each distance under ``rule`` (MODEL.md §2).
+    """Return the wheeling tariff per kWh for each distance under ``rule`` (docs/model.md §2).
 
     Raises:
         ConfigError: unknown ``rule`` (the message lists the allowed ones), or ``base`` /

@@ -1,4 +1,4 @@
-"""Stochastic weather, generator output, load and forecasts, hour by hour (MODEL.md §3).
+"""Stochastic weather, generator output, load and forecasts, hour by hour (docs/model.md §3).
 
 One :class:`Weather` owns the hourly random state of every trading party in
 columnar form (one row per party, numpy arrays) and, on each :meth:`Weather.step`,
@@ -20,7 +20,7 @@ hour h clears at h − 2).
   actual + error, the error a persistent, unit-specific AR(1) whose SD grows with
   lead time along :func:`forecast_sd`. A dispatchable unit forecasts from the
   outage state it knew at forecast time, so a forced outage that starts within
-  the lead time is a surprise (the seller-breach mechanism of MODEL.md §3).
+  the lead time is a surprise (the seller-breach mechanism of docs/model.md §3).
 
 All randomness comes from the ``numpy.random.SeedSequence`` handed in; one child
 stream per component (solar, wind, outages, load, forecast errors), derived
@@ -78,7 +78,7 @@ def _key(default: float, unit: str, doc: str, **bounds: float | bool) -> Any:
 
 @dataclass(frozen=True)
 class WeatherParams:
-    """Parameters of the weather, output, load and forecast processes (MODEL.md §3).
+    """Parameters of the weather, output, load and forecast processes (docs/model.md §3).
 
     Every field is a scenario key (the README's key table and ``dipi-abm run
     --help-keys`` show its unit, range and meaning from the metadata below). Why
@@ -224,7 +224,7 @@ def forecast_sd(lead_h: float, sd_long: float, timescale_h: float) -> float:
     The error of predicting a stationary process whose memory decays over
     ``timescale_h``: its variance grows as 1 − e^(−L/T), so the SD rises steeply
     over the first hours (an hour ahead is already well short of perfect, as
-    published forecasts are) and saturates at ``sd_long`` a day ahead (MODEL.md
+    published forecasts are) and saturates at ``sd_long`` a day ahead (docs/model.md
     §3: an hour ahead is much better than a day ahead). Zero for a forecast of
     the present. Units are those of ``sd_long``.
     """
@@ -236,7 +236,7 @@ def forecast_sd(lead_h: float, sd_long: float, timescale_h: float) -> float:
 
 
 def solar_clear_sky(hour_of_day, day_of_year, latitude_deg: float):
-    """Clear-sky global horizontal irradiance normalised to 1 kW/m² (MODEL.md §3).
+    """Clear-sky global horizontal irradiance normalised to 1 kW/m² (docs/model.md §3).
 
     ``hour_of_day`` is local solar time in hours (a float: 12.5 is half past
     noon); Cooper's declination ``δ = 23.45° · sin(360° · (284 + n) / 365)``, hour
@@ -308,7 +308,7 @@ def _ar1_advance(state: np.ndarray, phi: float, shocks: np.ndarray) -> None:
 
 
 class Weather:
-    """Hourly actual and forecast output and load of every party (MODEL.md §3).
+    """Hourly actual and forecast output and load of every party (docs/model.md §3).
 
     Parameters are per-party arrays (one row per trading party): ``tech`` (int8
     code into :data:`TECHNOLOGIES`, −1 without a generator), ``capacity_kw``

@@ -13,7 +13,7 @@ so memory stays O(parties), not O(parties x hours).
 
 Both ways the per-party table has one schema, :class:`PartyRecords`:
 ``agents.parquet`` and ``DIPIModel.agents_dataframe()`` have the same columns
-(MODEL.md section 9: hour, agent_id, the reporters, kind, bus).
+(docs/model.md section 9: hour, agent_id, the reporters, kind, bus).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Block-producer rules (MODEL.md section 7), registered by name.
+"""Block-producer rules (docs/model.md section 7), registered by name.
 
 A rule maps the miner nodes' columns (hash power, credit, stake, distance,
 cleanliness) to winning weights. The producer of the period's block is then

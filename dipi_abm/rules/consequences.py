@@ -1,6 +1,6 @@
-"""What a breach costs the breacher: the ``breach_policy`` registry (MODEL.md section 6b).
+"""What a breach costs the breacher: the ``breach_policy`` registry (docs/model.md section 6b).
 
-Under the papers' settlement (MODEL.md section 5) a breach costs the breacher
+Under the papers' settlement (docs/model.md section 5) a breach costs the breacher
 nothing: the buyer of a short seller buys the gap at retail R, the seller of a
 short buyer sells what was not taken at feed-in F. The policies here put a price
 on breaching. A scenario names one policy or several (``breach_policy =
@@ -23,7 +23,7 @@ with the scenario keys it reads; the model binds the chosen entries once
 
 Everything is a pure, vectorised function of numpy columns: per contract the
 buyer and seller rows, agreed volume q, price p, wheeling w, and the volumes b
-and g attributed to the contract (pro rata, MODEL.md section 5, so b, g <= q);
+and g attributed to the contract (pro rata, docs/model.md section 5, so b, g <= q);
 per party credit, technology, balance. A side's *shortfall* on a contract is
 q - g (seller) or q - b (buyer).
 """
@@ -55,7 +55,7 @@ class Hour:
     seller's ``generated`` g attributed to the contract (kWh, at most q). Per
     party: ``credit`` at matching time (0-100) and ``tech`` (0 solar, 1 wind,
     2 hydro, 3 thermal, -1 none). ``retail`` R and ``feed_in`` F are the hour's
-    grid prices; ``breach_tolerance`` the scenario's (MODEL.md section 6).
+    grid prices; ``breach_tolerance`` the scenario's (docs/model.md section 6).
     """
 
     buyer: NDArray[np.intp]
@@ -192,7 +192,7 @@ def make_whole_transfers(hour: Hour) -> Flows:
 
     A short seller pays its buyer what replacing the missing energy cost it: the
     buyer bought max(0, b - g) kWh at R instead of at p + w, so it receives
-    (R - p - w) per such kWh. (MODEL.md writes R - p; the buyer also saves the
+    (R - p - w) per such kWh. (docs/model.md writes R - p; the buyer also saves the
     wheeling fee on energy it did not receive, so its loss is R - p - w.) A short
     buyer pays its seller the margin it lost: the seller sold max(0, g - b) kWh
     at F instead of p, so it receives (p - F) per kWh. Only the energy the

@@ -1,4 +1,4 @@
-"""Performance scores and credit-update rules (MODEL.md section 6, [DIPI]).
+"""Performance scores and credit-update rules (docs/model.md section 6, [DIPI]).
 
 Each rule is a pure function over columns of parties, registered by name in
 :data:`CREDIT_RULES`. A party that settled ``k`` contracts this hour, all
@@ -85,7 +85,7 @@ def update_paper(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
     Subtracting (n - 1) C_(n-1) = C_1 + ... + C_(n-2) + s_(n-1) gives the telescoped
     form C_n = C_(n-1) + (s_n - s_(n-1)) / n: credit moves only when the score
     changes, by 1/n of the change, and a steady score of any level leaves it
-    where it is. That is why the rule freezes over a long run (MODEL.md section 6).
+    where it is. That is why the rule freezes over a long run (docs/model.md section 6).
 
     With S_n = C_1 + ... + C_n and T_n = S_n / (n + 1) the recursion telescopes:
     T_{n+k} = T_n + s (1/(n+1) - 1/(n+k+1)) and C_{n+k} = T_{n+k-1} + s/(n+k).
@@ -125,7 +125,7 @@ def update_decay(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
     with weight k, and every past weight has halved once per ``half_life_h`` hours
     since it entered. A party's credit is therefore the mean score of its recent
     contracts with a fixed time horizon, whether it settles 17 contracts an hour
-    or one a day (MODEL.md section 6). Between a party's trades nothing changes
+    or one a day (docs/model.md section 6). Between a party's trades nothing changes
     (numerator and denominator decay alike); the next score then weighs more.
 
     ``hour`` is the absolute hour of this update (the model's step count); ``None``

@@ -1,4 +1,4 @@
-"""Adaptive parties (MODEL.md section 8): how much to commit and at what price.
+"""Adaptive parties (docs/model.md section 8): how much to commit and at what price.
 
 Each hour a party that sells chooses an action (commitment ratio, ask markup)
 and a party that buys chooses (bid-volume ratio, bid discount), from small
@@ -13,7 +13,7 @@ learning rule (registry :data:`LEARNING_RULES`) updates its propensities:
   above a small floor nu; P(j) = q_j / sum q; then rho <- rho + w (x - rho).
   An hour worse than usual (a penalty, a forfeit, a lost match) *lowers* the
   propensity of what the party did, however negative the payoff; the floored
-  form max(x, 0) would learn every loss as "nothing" (MODEL.md section 8).
+  form max(x, 0) would learn every loss as "nothing" (docs/model.md section 8).
 - ``epsilon_greedy``: the action with the best running mean profit, a random
   one with probability eps.
 - ``static``: no learning; everyone keeps the configured commitment and the

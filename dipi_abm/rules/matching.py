@@ -1,4 +1,4 @@
-"""Order matching rules (MODEL.md section 4, step 3) and contract price rules.
+"""Order matching rules (docs/model.md section 4, step 3) and contract price rules.
 
 A rule takes one hour's :class:`OrderBook` and the :class:`MarketNetwork`
 (wheeling and distance limits between buses) and returns :class:`Contracts`.
@@ -416,7 +416,7 @@ def match_cma(book: OrderBook, net: MarketNetwork, fallback: bool = True) -> Con
 
 def match_cma_strict(book: OrderBook, net: MarketNetwork,
                      strict_credit: float = 90.0) -> Contracts:
-    """Strict credit matching: priority that price-time clearing cannot erase (MODEL.md 6b).
+    """Strict credit matching: priority that price-time clearing cannot erase (docs/model.md 6b).
 
     In :func:`match_cma` everything still feasible after ``CMAWeights.rounds``
     weighted rounds clears by price-time priority, so a low-credit party ends up

@@ -1,6 +1,6 @@
 """Registry entries: a named rule, the scenario keys it reads and the traits it has.
 
-Every *(rule)* of MODEL.md is one entry in a dictionary keyed by its name
+Every *(rule)* of docs/model.md is one entry in a dictionary keyed by its name
 (ASSUME's pattern). An entry declares what it needs instead of the engine
 asking a rule its name: ``keys`` maps the rule's keyword arguments to scenario
 keys, and ``traits`` say how the hour must treat it (for example a matching

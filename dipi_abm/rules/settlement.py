@@ -1,4 +1,4 @@
-"""Settlement of contracts (MODEL.md section 5, [DER-CBC] Tables 1-2).
+"""Settlement of contracts (docs/model.md section 5, [DER-CBC] Tables 1-2).
 
 Pure, vectorised functions: every argument may be a scalar or an array of
 contracts, and the result has one entry per contract.
@@ -36,7 +36,7 @@ def settle(
     retail: ArrayLike,
     feed_in: ArrayLike,
 ) -> Settlement:
-    """Settle contracts by the [DER-CBC] smart-contract rule (MODEL.md section 5).
+    """Settle contracts by the [DER-CBC] smart-contract rule (docs/model.md section 5).
 
     ``consumed`` (b) and ``generated`` (g) are the buyer's and seller's actual
     volumes attributed to the contract. ``agreed`` (q) does not enter the money

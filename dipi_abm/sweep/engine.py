@@ -1,5 +1,5 @@
 """Batch parameter sweeps: designs over any scenario key, seeded replications, a
-process pool or a Dask cluster, resumable output (MODEL.md section 9: "for sweeps,
+process pool or a Dask cluster, resumable output (docs/model.md section 9: "for sweeps,
 one row per run with its parameters").
 
 Spec
