@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -226,11 +227,11 @@ class DIPIModel(mesa.Model):
         if self.consequences.active:
             kpis.update(self._policy_kpis(settlement, gated))
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
-        block = self._produce_block(record)                                   # 6. consensus
+        block, block_kpis = self._produce_block(record)                       # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
         parties.learn(schedule, orders, delivery, settlement.party_transfer,  # 7. learning
                       (winner, np.full(winner.size, p.block_reward_yuan)), self._learn)
-        self._report(record, block)
+        self._report(replace(record, block=block), block_kpis)
         self.running = self.hour < p.hours
         self.datacollector.collect(self)
 
@@ -271,9 +272,10 @@ class DIPIModel(mesa.Model):
         self.totals["breach_consequence"] += k["breach_consequence_yuan"]
         return k
 
-    def _produce_block(self, record: HourRecord) -> Block:
+    def _produce_block(self, record: HourRecord) -> tuple[Block, dict[str, Any]]:
         """Consensus (docs/model.md section 7): the period's records go on the three chains, the
-        producer is found under the run's rule and takes the block reward."""
+        producer is found under the run's rule and takes the block reward. Returns the block
+        and its KPIs (read against the credit the block was drawn on)."""
         p, s, miners = self.params, self.state, self.miners_set
         credit = np.concatenate([s.credit.credit, np.zeros(p.n_miners)])
         stake = np.concatenate([s.balance, miners.standalone_balance])
@@ -291,8 +293,7 @@ class DIPIModel(mesa.Model):
                                       self.node_keys.signer(self.addresses[block.winner]),
                                       nonce=block.nonce, target=block.target)
         miners.reward(block, credit, s.balance)
-        self._block_credit = credit
-        return block
+        return block, miners.block_kpis(block, credit, self.node_ids, s.n)
 
     def _block_seed(self, prepared: dict | None) -> str:
         """W in [DIPI] eq. 10: the Merkle root of the period's LH1 block, which commits
@@ -323,15 +324,13 @@ class DIPIModel(mesa.Model):
         far = float(self.grid.distance.max()) if self.grid.distance.size else 0.0
         return np.concatenate([dist, np.full(m, far)]), np.concatenate([q, np.zeros(m)])
 
-    def _report(self, record: HourRecord, block: Block) -> None:
+    def _report(self, record: HourRecord, block_kpis: dict[str, Any]) -> None:
         """The hour's KPIs become named attributes the DataCollector reads (docs/model.md §9)."""
         k = record.kpis
-        k.update(self.miners_set.block_kpis(block, self._block_credit, self.node_ids,
-                                            self.state.n))
+        k.update(block_kpis)
         k.update(credit_kpis(self.state.kind, self.state.credit.credit))
         add_to_totals(self.totals, k)
-        self.record = HourRecord(record.schedule, record.orders, record.cleared,
-                                 record.delivery, record.settlement, record.credit, block, k)
+        self.record = record
         self.contracts = record.cleared.contracts
         self.hour_of_day = record.schedule.hour_of_day
         self.retail_price, self.feed_in_price = record.schedule.retail, record.schedule.feed_in
