@@ -8,6 +8,7 @@ Not a script. The experiment scripts import it as a sibling module
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +54,41 @@ def parse(ap: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.N
     if args.seed < 0:
         ap.error(f"--seed {args.seed}: must be >= 0")
     return args
+
+
+def market_args(ap: argparse.ArgumentParser, *, dpgc: tuple[int, int],
+                users: tuple[int, int], days: tuple[float, float],
+                quick_workers: int | None = 1) -> None:
+    """The arguments of the experiments that run the market: --dpgc, --users, --days
+    (each given as (default, default with --quick)), --workers and --set. Read them back
+    with :func:`market_size` after :func:`parse`. ``quick_workers`` None: --quick keeps
+    the usual worker count."""
+    ap.add_argument("--dpgc", type=int, default=None,
+                    help=f"DPGCs (default {dpgc[0]}; {dpgc[1]} with --quick)")
+    ap.add_argument("--users", type=int, default=None,
+                    help=f"users (default {users[0]}; {users[1]} with --quick)")
+    ap.add_argument("--days", type=float, default=None,
+                    help=f"simulated days (default {days[0]:g}; {days[1]:g} with --quick)")
+    quick = "" if quick_workers is None else f"; {quick_workers} with --quick"
+    ap.add_argument("--workers", type=int, default=None,
+                    help=f"worker processes (default: min(2, CPUs){quick}); results do not "
+                    "depend on it")
+    ap.add_argument("--set", dest="assignments", action="append", default=[],
+                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
+    ap.set_defaults(_market=(dpgc, users, days, quick_workers))
+
+
+def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """Settle --workers on ``args`` and return the scenario's n_dpgc, n_users and hours."""
+    dpgc, users, days, quick_workers = args._market
+    if args.workers is None:
+        quick = args.quick and quick_workers is not None
+        args.workers = quick_workers if quick else min(2, os.cpu_count() or 1)
+    if args.workers < 1:
+        ap.error(f"--workers {args.workers}: must be >= 1")
+    q = 1 if args.quick else 0
+    return {"n_dpgc": args.dpgc or dpgc[q], "n_users": args.users or users[q],
+            "hours": round(24 * (args.days or days[q]))}
 
 
 def rep_streams(seed: int, reps: int) -> list[np.random.SeedSequence]:

@@ -59,7 +59,6 @@ party-hours and users' effective prices.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +67,8 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
+    market_args,
+    market_size,
     mean_ci,
     parse,
     parser,
@@ -278,25 +279,9 @@ def plot(runs: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str], scenar
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, out="results/centralized_vs_blockchain", reps=40, quick_reps=4,
                 reps_help="replications per mode")
-    ap.add_argument("--dpgc", type=int, default=None, help="DPGCs (default 20; 6 with --quick)")
-    ap.add_argument("--users", type=int, default=None,
-                    help="users (default 100; 30 with --quick)")
-    ap.add_argument("--days", type=float, default=None,
-                    help="simulated days (default 14; 3 with --quick)")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="worker processes (default: min(2, CPUs); 1 with --quick)")
-    ap.add_argument("--set", dest="assignments", action="append", default=[],
-                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
+    market_args(ap, dpgc=(20, 6), users=(100, 30), days=(14, 3))
     args = parse(ap, argv)
-    if args.workers is None:
-        args.workers = 1 if args.quick else min(2, os.cpu_count() or 1)
-    if args.workers < 1:
-        ap.error(f"--workers {args.workers}: must be >= 1")
-    scenario = {
-        "n_dpgc": args.dpgc or (6 if args.quick else 20),
-        "n_users": args.users or (30 if args.quick else 100),
-        "hours": round(24 * (args.days or (3 if args.quick else 14))),
-    }
+    scenario = market_size(ap, args)
     try:
         scenario |= parse_assignments(args.assignments)
         scenario.pop("matching", None)

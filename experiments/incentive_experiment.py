@@ -65,7 +65,6 @@ breach rate, so trends over time come from learning, not from the weather.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,6 +73,8 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
+    market_args,
+    market_size,
     mean_ci,
     parse,
     parser,
@@ -572,26 +573,12 @@ def report(summary: pd.DataFrame, arms: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, out="results/incentive_experiment", reps=30, quick_reps=2,
                 reps_help="paired replications per arm (at least 10 for the analysis)")
-    ap.add_argument("--dpgc", type=int, default=None, help="DPGCs (default 10; 4 with --quick)")
-    ap.add_argument("--users", type=int, default=None,
-                    help="users (default 50; 16 with --quick)")
-    ap.add_argument("--days", type=float, default=None,
-                    help="simulated days (default 30; 3 with --quick)")
+    market_args(ap, dpgc=(10, 4), users=(50, 16), days=(30, 3), quick_workers=None)
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                     help="arms to run (default: all three)")
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                    help="worker processes (default: min(2, CPUs)); results do not depend on it")
-    ap.add_argument("--set", dest="assignments", action="append", default=[],
-                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
     args = parse(ap, argv)
-    if args.workers < 1:
-        ap.error(f"--workers {args.workers}: must be >= 1")
+    scenario = dict(BASE) | market_size(ap, args)
     arms = list(dict.fromkeys(args.arms))
-    scenario = dict(BASE) | {
-        "n_dpgc": args.dpgc or (4 if args.quick else 10),
-        "n_users": args.users or (16 if args.quick else 50),
-        "hours": round(24 * (args.days or (3 if args.quick else 30))),
-    }
     try:
         extra = parse_assignments(args.assignments)
         fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})

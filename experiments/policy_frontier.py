@@ -44,7 +44,6 @@ new energy and users), not a published tariff.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +51,8 @@ import numpy as np
 import pandas as pd
 from _common import (
     Timer,
+    market_args,
+    market_size,
     mean_ci,
     parse,
     parser,
@@ -265,30 +266,13 @@ def report(summary: pd.DataFrame) -> None:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap = parser(__doc__, out="results/policy_frontier", reps=10, quick_reps=2,
                 reps_help="paired replications per arm")
-    ap.add_argument("--dpgc", type=int, default=None, help="DPGCs (default 10; 4 with --quick)")
-    ap.add_argument("--users", type=int, default=None,
-                    help="users (default 50; 16 with --quick)")
-    ap.add_argument("--days", type=float, default=None,
-                    help="simulated days (default 30; 3 with --quick)")
+    market_args(ap, dpgc=(10, 4), users=(50, 16), days=(30, 3))
     ap.add_argument("--policies", nargs="+", default=list(POLICIES),
                     help="breach_policy values to compare ('none' is always included)")
     ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING))
     ap.add_argument("--no-strict", action="store_true", help="leave out the cma_strict arm")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="worker processes (default: min(2, CPUs); 1 with --quick); results "
-                    "do not depend on it")
-    ap.add_argument("--set", dest="assignments", action="append", default=[],
-                    metavar="KEY=VALUE", help="any other scenario key (repeatable)")
     args = parse(ap, argv)
-    if args.workers is None:
-        args.workers = 1 if args.quick else min(2, os.cpu_count() or 1)
-    if args.workers < 1:
-        ap.error(f"--workers {args.workers}: must be >= 1")
-    scenario = dict(BASE) | {
-        "n_dpgc": args.dpgc or (4 if args.quick else 10),
-        "n_users": args.users or (16 if args.quick else 50),
-        "hours": round(24 * (args.days or (3 if args.quick else 30))),
-    }
+    scenario = dict(BASE) | market_size(ap, args)
     try:
         extra = parse_assignments(args.assignments)
         fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
