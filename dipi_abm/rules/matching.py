@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
+from types import ModuleType
 
 import numpy as np
 from numpy.typing import NDArray
@@ -165,16 +167,76 @@ class _Queues:
 Choice = tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]
 
 
-def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
-                     seller_keys: tuple[NDArray, ...],
-                     choose: Callable[[NDArray[np.intp], _Queues], Choice],
-                     monotone: bool, max_rounds: int = 0) -> Contracts:
-    """Match in vectorised rounds over seller queues (the engine of both rules).
+@dataclass(frozen=True)
+class _CMAParts:
+    """The parts of :func:`cma_weight` that do not depend on the pair's prices."""
 
-    Sellers are sorted by their queue (``seller_queue``, ids below ``n_q``),
-    then by ``seller_keys`` (lexsort order, last key first). Each round
-    ``choose`` sends every open buyer to one queue; in each queue its buyers,
-    by priority, are served from the queue's sellers in order, by laying the
+    seller: NDArray[np.float64]  # per seller row: credit and cleanliness
+    buyer: NDArray[np.float64]  # per buyer row: credit
+    distance: NDArray[np.float64]  # (B, Q): the distance term, buyer bus x queue
+    price_ref: float
+    price_scale: float  # w.price * w.price_ref
+
+
+def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
+                     max_rounds: int = 0, cma: _CMAParts | None = None) -> Contracts:
+    """Match in rounds over seller queues (the engine of both rules), compiled where
+    numba is installed (:func:`_match_in_rounds_numpy` is the reference: the same
+    contracts to the last bit, tested against each other)."""
+    compiled = _compiled()
+    if compiled is None:
+        return _match_in_rounds_numpy(book, net, monotone, max_rounds, cma)
+    n_buy = book.buyer_volume.size
+    if n_buy == 0 or book.seller_volume.size == 0:
+        return Contracts.empty()
+    f8, i8, ip = np.float64, np.int64, np.intp
+    price = np.ascontiguousarray(book.seller_price, f8)
+    if cma is None:
+        keys = price.reshape(1, -1)
+        s_own = b_own = np.zeros(0)
+        dist = np.zeros((0, 0))
+        price_ref = price_scale = 0.0
+    else:
+        keys = np.stack([price, -cma.seller])
+        s_own, b_own, dist = cma.seller, cma.buyer, cma.distance
+        price_ref, price_scale = cma.price_ref, cma.price_scale
+    cols = compiled.match_rounds(
+        np.ascontiguousarray(net.queue_of_bus[book.seller_bus], ip),
+        np.ascontiguousarray(book.seller_time, i8), keys,
+        np.array(book.seller_volume, f8), price, np.ascontiguousarray(book.seller_party, ip),
+        net.n_queues, np.ascontiguousarray(book.buyer_time, i8),
+        np.array(book.buyer_volume, f8), np.ascontiguousarray(book.buyer_price, f8),
+        np.ascontiguousarray(book.buyer_bus, ip), np.ascontiguousarray(book.buyer_party, ip),
+        np.ascontiguousarray(net.queue_wheeling, f8), np.ascontiguousarray(net.queue_allowed),
+        cma is not None, np.ascontiguousarray(s_own, f8), np.ascontiguousarray(b_own, f8),
+        np.ascontiguousarray(dist, f8), float(price_ref), float(price_scale),
+        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS)
+    if cols[0].size == 0:
+        return Contracts.empty()
+    return Contracts(*cols[:6], rounds=int(cols[6]))
+
+
+@cache
+def _compiled() -> ModuleType | None:
+    """:mod:`.matching_compiled`, or None without numba. Imported on first use, so a run
+    that never matches does not import numba."""
+    try:
+        from . import matching_compiled
+    except ImportError:
+        return None
+    return matching_compiled
+
+
+def _match_in_rounds_numpy(book: OrderBook, net: MarketNetwork, monotone: bool,
+                           max_rounds: int = 0, cma: _CMAParts | None = None) -> Contracts:
+    """Match in vectorised rounds over seller queues (the reference engine).
+
+    Sellers are sorted by their queue, then by the rule's order (CMA: their
+    own part of the weight, best first; then ask, then submission time). Each
+    round every open buyer turns to one queue (price-time: the cheapest
+    delivered queue head, :func:`_choose_cheapest`; CMA: the heaviest pair,
+    :func:`_choose_heaviest`); in each queue its buyers, by priority, are
+    served from the queue's sellers in order, by laying the
     queues' remaining supply on one axis and each queue's buyers' demand on
     its stretch (a merge of cumulative volumes). Pairs that are not feasible
     (bid < ask + wheeling) are skipped; with ``monotone`` the queue also stops
@@ -182,6 +244,17 @@ def _match_in_rounds(book: OrderBook, seller_queue: NDArray[np.intp], n_q: int,
     in every queue it targets, so the loop ends; ``max_rounds`` > 0 stops it
     after that many rounds.
     """
+    seller_queue = net.queue_of_bus[book.seller_bus]
+    n_q = net.n_queues
+    seller_keys: tuple[NDArray, ...] = (book.seller_time, book.seller_price)
+    if cma is not None:
+        seller_keys = (*seller_keys, -cma.seller)
+
+    def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
+        if cma is None:
+            return _choose_cheapest(book, net, buyers, qs)
+        return _choose_heaviest(book, net, cma, buyers, qs)
+
     n_buy = book.buyer_volume.size
     if n_buy == 0 or book.seller_volume.size == 0:
         return Contracts.empty()
@@ -337,22 +410,37 @@ def match_price_time(book: OrderBook, net: MarketNetwork) -> Contracts:
     is done. Within one queue this is exactly the sequential price-time
     greedy; with one queue (flat wheeling, no distance limit) the whole hour is.
     """
-    rows = np.arange(net.queue_wheeling.shape[0])
+    return _match_in_rounds(book, net, monotone=True)
 
-    def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
-        queues, head = qs.heads()
-        head_ask = np.full(net.n_queues, np.inf)
-        head_ask[queues] = qs.ask[head]
-        cost = np.where(net.queue_allowed, head_ask[None, :] + net.queue_wheeling, np.inf)
-        best_q = np.argmin(cost, axis=1)  # per buyer bus
-        bus = book.buyer_bus[buyers]
-        tq = best_q[bus]
-        feasible = book.buyer_price[buyers] >= cost[rows, best_q][bus] - PRICE_EPS
-        net_bid = book.buyer_price[buyers] - net.queue_wheeling[bus, tq]
-        return tq, feasible, net_bid, net_bid
 
-    return _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
-                            (book.seller_time, book.seller_price), choose, monotone=True)
+def _choose_cheapest(book: OrderBook, net: MarketNetwork, buyers: NDArray[np.intp],
+                     qs: _Queues) -> Choice:
+    """Price-time choice: the queue whose next seller is the cheapest delivered."""
+    queues, head = qs.heads()
+    head_ask = np.full(net.n_queues, np.inf)
+    head_ask[queues] = qs.ask[head]
+    cost = np.where(net.queue_allowed, head_ask[None, :] + net.queue_wheeling, np.inf)
+    best_q = np.argmin(cost, axis=1)  # per buyer bus
+    bus = book.buyer_bus[buyers]
+    tq = best_q[bus]
+    rows = np.arange(cost.shape[0])
+    feasible = book.buyer_price[buyers] >= cost[rows, best_q][bus] - PRICE_EPS
+    net_bid = book.buyer_price[buyers] - net.queue_wheeling[bus, tq]
+    return tq, feasible, net_bid, net_bid
+
+
+def _choose_heaviest(book: OrderBook, net: MarketNetwork, cma: _CMAParts,
+                     buyers: NDArray[np.intp], qs: _Queues) -> Choice:
+    """CMA choice: the queue whose next seller makes the heaviest feasible pair."""
+    queues, head = qs.heads()
+    everywhere = bool(net.queue_allowed.all())
+    allowed = None if everywhere else np.ascontiguousarray(net.queue_allowed[:, queues])
+    best, feasible, weight, net_bid = _heaviest_queue(
+        book.buyer_price[buyers], book.buyer_bus[buyers],
+        np.ascontiguousarray(net.queue_wheeling[:, queues]), allowed, qs.ask[head],
+        cma.seller[qs.order[head]][None, :] + cma.distance[:, queues],
+        cma.price_ref, cma.price_scale)
+    return queues[best], feasible, weight + cma.buyer[buyers], net_bid
 
 
 def cma_weight(w: CMAWeights, buyer_credit: NDArray, seller_credit: NDArray,
@@ -388,25 +476,12 @@ def match_cma(book: OrderBook, net: MarketNetwork, fallback: bool = True) -> Con
     s_credit = _or_full(book.seller_credit, book.seller_volume.size, 100.0)
     b_credit = _or_full(book.buyer_credit, book.buyer_volume.size, 100.0)
     s_q = _or_full(book.seller_cleanliness, book.seller_volume.size, 0.0)
-    seller_part = w.credit * s_credit / 200.0 + w.green * s_q  # the seller's own part
-    dist_term = w.distance * w.distance_ref_ohm / (w.distance_ref_ohm + net.queue_distance)
-    price_scale = w.price * w.price_ref
-    buyer_part = w.credit * b_credit / 200.0
-    everywhere = bool(net.queue_allowed.all())
-
-    def choose(buyers: NDArray[np.intp], qs: _Queues) -> Choice:
-        queues, head = qs.heads()
-        allowed = None if everywhere else np.ascontiguousarray(net.queue_allowed[:, queues])
-        best, feasible, weight, net_bid = _heaviest_queue(
-            book.buyer_price[buyers], book.buyer_bus[buyers],
-            np.ascontiguousarray(net.queue_wheeling[:, queues]), allowed, qs.ask[head],
-            seller_part[qs.order[head]][None, :] + dist_term[:, queues],
-            w.price_ref, price_scale)
-        return queues[best], feasible, weight + buyer_part[buyers], net_bid
-
-    weighted = _match_in_rounds(book, net.queue_of_bus[book.seller_bus], net.n_queues,
-                                (book.seller_time, book.seller_price, -seller_part), choose,
-                                monotone=False, max_rounds=w.rounds)
+    cma = _CMAParts(
+        seller=w.credit * s_credit / 200.0 + w.green * s_q,
+        buyer=w.credit * b_credit / 200.0,
+        distance=w.distance * w.distance_ref_ohm / (w.distance_ref_ohm + net.queue_distance),
+        price_ref=w.price_ref, price_scale=w.price * w.price_ref)
+    weighted = _match_in_rounds(book, net, monotone=False, max_rounds=w.rounds, cma=cma)
     if not fallback:
         return weighted
     rest = _remaining(book, weighted)
