@@ -11,6 +11,7 @@ sorts and searches over all open orders.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -210,10 +211,20 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
         np.ascontiguousarray(net.queue_wheeling, f8), np.ascontiguousarray(net.queue_allowed),
         cma is not None, np.ascontiguousarray(s_own, f8), np.ascontiguousarray(b_own, f8),
         np.ascontiguousarray(dist, f8), float(price_ref), float(price_scale),
-        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS)
+        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS,
+        *_workspace(compiled, n_buy, book.seller_volume.size))
     if cols[0].size == 0:
         return Contracts.empty()
     return Contracts(*cols[:6], rounds=int(cols[6]))
+
+
+_WORK = threading.local()
+
+
+def _workspace(compiled: ModuleType, n_buy: int, n_sell: int) -> tuple[NDArray, ...]:
+    """This thread's scratch arrays for the compiled rounds, kept from hour to hour."""
+    _WORK.arrays = compiled.workspace(n_buy, n_sell, getattr(_WORK, "arrays", None))
+    return _WORK.arrays
 
 
 @cache

@@ -8,39 +8,57 @@ totals add segments in segment order onto 0.0 (``np.bincount``), and each
 difference, sum and minimum is the one the numpy code takes. Only the
 bookkeeping differs, where its result is exact whatever the method:
 
-- sorts are stable radix and bucket sorts over keys that order as the floats
+- sorts are stable bucket and radix sorts over keys that order as the floats
   do (``-0.0`` equal to ``0.0``, NaN last, ties in input order), so every
   permutation is ``np.lexsort``'s;
-- the sorted unique segment points are a merge of three ascending runs (a full
-  sort where a run is not ascending), the same values as ``np.unique``; of
+- the sorted distinct segment points are a merge of three ascending runs (a
+  full sort where a run is not ascending), the values of ``np.unique``; of
   ``-0.0`` and ``0.0`` either may stand for the point, which changes no
   difference, midpoint or comparison taken from it;
 - ``np.searchsorted(a, mid, side="right")`` is a walk along ``a`` when ``a``
-  ascends (any binary search then finds the same place) and otherwise numpy's
-  own binary search, step for step.
+  ascends (every binary search then finds the same place) and otherwise
+  numpy's own binary search, step for step.
+
+Volumes are taken as finite (no NaN). The arrays a call needs are carved from a
+:func:`workspace` the caller keeps, so an hour allocates next to nothing (fresh
+arrays of this size cost more in page faults than the matching itself).
 
 Imported only when the engine is first needed and numba is installed (see
 :func:`dipi_abm.rules.matching._compiled`). Cached on disk: the first compile
-takes a few seconds once per installation.
+(about ten seconds) happens once per installation.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numpy.typing import NDArray
 
 _njit = numba.njit(cache=True, nogil=True)
 
 _SIGN = np.uint64(1) << np.uint64(63)
 _SMALL_BUCKET = 32  # insertion sort up to this size, radix sort above
 
+# Workspace rows (see workspace()).
+_F_ROWS, _I_ROWS, _U_ROWS = 15, 14, 3
+
+
+def workspace(n_buy: int, n_sell: int,
+              old: tuple[NDArray, ...] | None = None) -> tuple[NDArray, ...]:
+    """Scratch arrays for :func:`match_rounds` with ``n_buy`` buyers and ``n_sell``
+    sellers: ``old`` when it is large enough, else new ones with room to spare."""
+    need = 2 * n_buy + n_sell + 260
+    if old is not None and old[0].shape[1] >= need:
+        return old
+    width = need + need // 4
+    return (np.zeros((_F_ROWS, width)), np.zeros((_I_ROWS, width), np.intp),
+            np.zeros((_U_ROWS, width), np.uint64))
+
 
 @_njit
-def _float_keys(x):  # noqa: ANN001, ANN202
+def _float_keys(x, n, keys):  # noqa: ANN001, ANN202
     """Unsigned keys ordered as numpy orders the floats: -0.0 equal to 0.0, NaN last."""
-    n = x.size
     bits = x.view(np.uint64)
-    keys = np.empty(n, np.uint64)
     for i in range(n):
         v = x[i]
         if v == 0.0:
@@ -50,23 +68,20 @@ def _float_keys(x):  # noqa: ANN001, ANN202
         else:
             b = bits[i]
             keys[i] = ~b if b & _SIGN else b | _SIGN
-    return keys
 
 
 @_njit
-def _int_keys(x):  # noqa: ANN001, ANN202
+def _int_keys(x, keys):  # noqa: ANN001, ANN202
     """Unsigned keys ordered as the int64 values."""
-    return x.view(np.uint64) ^ _SIGN
+    bits = x.view(np.uint64)
+    for i in range(x.size):
+        keys[i] = bits[i] ^ _SIGN
 
 
 @_njit
-def _radix_sort_run(keys, out, s, e, base, n_bits):  # noqa: ANN001, ANN202
-    """Stable LSD radix sort of ``out[s:e]`` (with ``keys`` alongside) by the low
-    ``n_bits`` bits of ``keys - base``."""
-    m = e - s
-    tmp_o = np.empty(m, np.intp)
-    tmp_k = np.empty(m, np.uint64)
-    counts = np.empty(257, np.intp)
+def _radix_sort_run(keys, out, s, e, base, n_bits, tmp_o, tmp_k, counts):  # noqa: ANN001, ANN202
+    """Stable LSD radix sort of ``out[s:e]`` (``keys`` alongside) by the low ``n_bits``
+    bits of ``keys - base``."""
     shift = 0
     while shift < n_bits:
         sh = np.uint64(shift)
@@ -81,24 +96,26 @@ def _radix_sort_run(keys, out, s, e, base, n_bits):  # noqa: ANN001, ANN202
             tmp_o[p] = out[i]
             tmp_k[p] = keys[i]
             counts[d] = p + 1
-        out[s:e] = tmp_o
-        keys[s:e] = tmp_k
+        for i in range(s, e):
+            out[i] = tmp_o[i - s]
+            keys[i] = tmp_k[i - s]
         shift += 8
 
 
 @_njit
-def stable_argsort(keys):  # noqa: ANN001, ANN202
-    """``np.argsort(keys, kind="stable")`` for uint64 keys: ties keep input order.
+def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
+    """``np.argsort(keys[:n], kind="stable")`` into ``out`` for uint64 keys.
 
-    A stable scatter into about ``n`` buckets by the high bits of ``key - min``,
-    then each bucket sorted on its own (insertion sort when small, radix sort on
-    the bits left otherwise): linear time for spread-out keys such as prices or
-    submission times.
+    A stable scatter into fewer than ``2n`` buckets by the high bits of
+    ``key - min``, then each bucket sorted on its own (insertion sort when small,
+    radix sort on the bits left otherwise): linear time for spread-out keys such
+    as prices or submission times. ``scratch_i`` holds ``3n + 260`` intp,
+    ``scratch_u`` ``2n`` uint64.
     """
-    n = keys.size
-    out = np.arange(n)
+    for i in range(n):
+        out[i] = i
     if n < 2:
-        return out
+        return
     lo = keys[0]
     hi = keys[0]
     for i in range(1, n):
@@ -108,7 +125,7 @@ def stable_argsort(keys):  # noqa: ANN001, ANN202
         if k > hi:
             hi = k
     if lo == hi:
-        return out
+        return
     span = hi - lo
     n_bits = 1
     while (1 << n_bits) < n and n_bits < 24:
@@ -119,24 +136,27 @@ def stable_argsort(keys):  # noqa: ANN001, ANN202
         shift += 1
     sh = np.uint64(shift)
     n_buckets = np.intp(span >> sh) + 1
-    start = np.zeros(n_buckets + 1, np.intp)
+    start = scratch_i[:n_buckets + 1]
+    start[:] = 0
     for i in range(n):
         start[np.intp((keys[i] - lo) >> sh) + 1] += 1
     for b in range(n_buckets):
         start[b + 1] += start[b]
-    skeys = np.empty(n, np.uint64)
+    skeys = scratch_u[:n]
     for i in range(n):
         b = np.intp((keys[i] - lo) >> sh)
         p = start[b]
         out[p] = i
         skeys[p] = keys[i]
         start[b] = p + 1
-    # start[b] is now the end of bucket b
-    s = 0
+    tmp_o = scratch_i[n_buckets + 1:n_buckets + 1 + n]
+    counts = scratch_i[n_buckets + 1 + n:n_buckets + n + 258]
+    tmp_k = scratch_u[n:2 * n]
+    s = 0  # start[b] is now the end of bucket b
     for b in range(n_buckets):
         e = start[b]
         if e - s > _SMALL_BUCKET:
-            _radix_sort_run(skeys, out, s, e, lo, shift)
+            _radix_sort_run(skeys, out, s, e, lo, shift, tmp_o, tmp_k, counts)
         elif e - s > 1:
             for i in range(s + 1, e):
                 k = skeys[i]
@@ -149,24 +169,21 @@ def stable_argsort(keys):  # noqa: ANN001, ANN202
                 skeys[j + 1] = k
                 out[j + 1] = o
         s = e
-    return out
 
 
 @_njit
-def _by_queue(order, queue, n_q):  # noqa: ANN001, ANN202
-    """``order`` re-sorted stably by ``queue[order]`` (ids below ``n_q``): a counting sort."""
-    n = order.size
+def _by_queue(order, n, queue, n_q, out):  # noqa: ANN001, ANN202
+    """``order[:n]`` re-sorted stably by ``queue[order]`` (ids below ``n_q``) into
+    ``out``: a counting sort."""
     start = np.zeros(n_q + 1, np.intp)
     for i in range(n):
         start[queue[order[i]] + 1] += 1
     for q in range(n_q):
         start[q + 1] += start[q]
-    out = np.empty(n, np.intp)
     for i in range(n):
         q = queue[order[i]]
         out[start[q]] = order[i]
         start[q] += 1
-    return out
 
 
 @_njit
@@ -178,61 +195,65 @@ def _ascending(x, n):  # noqa: ANN001, ANN202
 
 
 @_njit
-def searchsorted_right(a, n, keys, m, out):  # noqa: ANN001, ANN202
-    """``np.searchsorted(a[:n], keys[:m], side="right")`` into ``out``.
-
-    Along an ascending ``a`` a walk gives the count of entries <= each key,
-    which every binary search finds too; otherwise numpy's own binary search is
-    repeated step for step (it carries its bounds from one key to the next), so
-    even an array out of order by a rounding gives numpy's answer.
-    """
-    if _ascending(a, n):
-        p = 0
-        for t in range(m):
-            key = keys[t]
-            while p < n and a[p] <= key:
-                p += 1
-            while p > 0 and not a[p - 1] <= key:
-                p -= 1
-            out[t] = p
-        return
-    lo = 0
-    hi = n
-    if m == 0:
-        return
-    last = keys[0]
-    for t in range(m):
-        key = keys[t]
-        if not key < last:  # numpy: last <= key with NaN-aware order; no NaN here
-            hi = n
-        else:
-            lo = 0
-            hi = hi + 1 if hi < n else n
-        last = key
-        while lo < hi:
-            mid = lo + ((hi - lo) >> 1)
-            if not key < a[mid]:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[t] = lo
+def _walk(a, n, key, p):  # noqa: ANN001, ANN202
+    """The count of entries of an ascending ``a[:n]`` that are <= ``key``, from ``p`` on."""
+    while p < n and a[p] <= key:
+        p += 1
+    while p > 0 and not a[p - 1] <= key:
+        p -= 1
+    return p
 
 
 @_njit
-def _sorted_points(b_start, b_end, nf, s_end, alive, ns, out):  # noqa: ANN001, ANN202
-    """Sorted distinct values of b_start[:nf], b_end[:nf] and s_end[alive] into ``out``;
-    returns their number (``np.unique`` of the concatenation)."""
+def _bisect(a, n, key, last, lo, hi):  # noqa: ANN001, ANN202
+    """One key of numpy's ``searchsorted(side="right")`` binary search, which keeps
+    its bounds (``lo``, ``hi``) from the previous key ``last``. Returns (lo, hi)."""
+    if not key < last:
+        hi = n
+    else:
+        lo = 0
+        hi = hi + 1 if hi < n else n
+    while lo < hi:
+        mid = lo + ((hi - lo) >> 1)
+        if not key < a[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo, hi
+
+
+@_njit
+def searchsorted_right(a, keys):  # noqa: ANN001, ANN202
+    """``np.searchsorted(a, keys, side="right")`` as the rounds find it (for the tests)."""
+    n = a.size
+    out = np.empty(keys.size, np.intp)
+    if _ascending(a, n):
+        p = 0
+        for t in range(keys.size):
+            p = _walk(a, n, keys[t], p)
+            out[t] = p
+        return out
+    lo, hi = 0, n
+    for t in range(keys.size):
+        lo, hi = _bisect(a, n, keys[t], keys[t - 1] if t else keys[0], lo, hi)
+        out[t] = lo
+    return out
+
+
+@_njit
+def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN001, ANN202
+    """Sorted distinct values of b_start[:nf], b_end[:nf] and s_end[alive] into ``out``
+    (``np.unique`` of the concatenation); returns their number."""
     n_alive = 0
-    sa = np.empty(ns, np.float64)
     for p in range(ns):
         if alive[p]:
             sa[n_alive] = s_end[p]
             n_alive += 1
+    n = 0
     if _ascending(b_start, nf) and _ascending(b_end, nf) and _ascending(sa, n_alive):
         i = 0
         j = 0
         k = 0
-        n = 0
         inf = np.inf
         while i < nf or j < nf or k < n_alive:
             x = b_start[i] if i < nf else inf
@@ -256,7 +277,6 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, out):  # noqa: ANN001, 
     allv[nf:2 * nf] = b_end[:nf]
     allv[2 * nf:] = sa[:n_alive]
     allv.sort()
-    n = 0
     for t in range(allv.size):
         v = allv[t]
         if n == 0 or out[n - 1] != v:
@@ -266,91 +286,220 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, out):  # noqa: ANN001, 
 
 
 @_njit
-def _grow_f(a, n):  # noqa: ANN001, ANN202
+def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb, sw,  # noqa: ANN001, ANN202, PLR0913
+              b_party, s_party, b_price, monotone, volume_eps, price_eps, o_buyer, o_seller,
+              o_volume, o_ask, o_bid, o_wheeling, o_row, o_k, n_out):
+    """The round's contracts: for each segment between consecutive points, the buyer
+    (``searchsorted(b_end, mid, "right")``) and the seller (in ``s_end``) over it,
+    kept when both are in the same queue and the pair is feasible. Appended to the
+    ``o_*`` columns from ``n_out`` on (room for ``n_pts`` more); returns the new count."""
+    b_walk = _ascending(b_end, nf)
+    s_walk = _ascending(s_end, ns)
+    jp = kp = 0
+    jlo, jhi, klo, khi = 0, nf, 0, ns
+    last_mid = 0.5 * (points[0] + points[1]) if n_pts > 1 else 0.0
+    bad_q = -1
+    for t in range(n_pts - 1):
+        lo = points[t]
+        hi = points[t + 1]
+        mid = 0.5 * (lo + hi)
+        seg = hi - lo
+        if b_walk:
+            jp = _walk(b_end, nf, mid, jp)
+            j = jp
+        else:
+            jlo, jhi = _bisect(b_end, nf, mid, last_mid, jlo, jhi)
+            j = jlo
+        if s_walk:
+            kp = _walk(s_end, ns, mid, kp)
+            k = kp
+        else:
+            klo, khi = _bisect(s_end, ns, mid, last_mid, klo, khi)
+            k = klo
+        last_mid = mid
+        if not (seg > volume_eps and j < nf and k < ns):
+            continue
+        if not (b_start[j] <= mid and sq[k] == stq[j]):
+            continue
+        ok = snb[j] >= ask[k] - price_eps
+        if monotone:
+            # Bids fall and asks rise along a queue: it stops at its first infeasible pair.
+            if not ok:
+                bad_q = stq[j]
+                continue
+            if bad_q == stq[j]:
+                continue
+        elif not ok:
+            continue
+        i = sb[j]
+        o_buyer[n_out] = b_party[i]
+        o_seller[n_out] = s_party[k]
+        o_volume[n_out] = seg
+        o_ask[n_out] = ask[k]
+        o_bid[n_out] = b_price[i]
+        o_wheeling[n_out] = sw[j]
+        o_row[n_out] = i
+        o_k[n_out] = k
+        n_out += 1
+    return n_out
+
+
+@_njit
+def _grow(a, n):  # noqa: ANN001, ANN202
     b = np.empty(n, a.dtype)
     b[:a.size] = a
     return b
 
 
 @_njit
+def _choose_cheapest(buyers, nb, b_price, b_bus, q_wheeling, q_allowed, n_q, alive_q, head_pos,  # noqa: ANN001, ANN202, PLR0913
+                     m, ask, price_eps, head_ask, best_q, best_cost,
+                     f_buyers, f_tq, f_net, f_key, open_):
+    """Price-time choice (matching._choose_cheapest): each bus's cheapest delivered queue
+    head. Feasible buyers go to ``f_*`` (``f_key`` the negated priority); the others
+    are closed. Returns their number."""
+    head_ask[:n_q] = np.inf
+    for a in range(m):
+        head_ask[alive_q[a]] = ask[head_pos[a]]
+    for bus in range(q_wheeling.shape[0]):
+        bq = 0
+        bc = head_ask[0] + q_wheeling[bus, 0] if q_allowed[bus, 0] else np.inf
+        for q in range(1, n_q):
+            cq = head_ask[q] + q_wheeling[bus, q] if q_allowed[bus, q] else np.inf
+            if cq < bc:
+                bq = q
+                bc = cq
+        best_q[bus] = bq
+        best_cost[bus] = bc
+    nf = 0
+    for a in range(nb):
+        i = buyers[a]
+        bus = b_bus[i]
+        if b_price[i] >= best_cost[bus] - price_eps:
+            q = best_q[bus]
+            x = b_price[i] - q_wheeling[bus, q]
+            f_buyers[nf] = i
+            f_tq[nf] = q
+            f_net[nf] = x
+            f_key[nf] = -x
+            nf += 1
+        else:
+            open_[i] = False
+    return nf
+
+
+@_njit
+def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q_dist,  # noqa: ANN001, ANN202, PLR0913
+                     alive_q, head_pos, m, ask, s_own, order, price_ref, price_scale,
+                     price_eps, own, head_ask, limit, f_buyers, f_tq, f_net, f_key, open_):
+    """CMA choice (matching._choose_heaviest and _heaviest_queue_loop, the same arithmetic):
+    each buyer's heaviest feasible pair with a queue head, the first of equal weights."""
+    for a in range(m):
+        p = head_pos[a]
+        limit[a] = ask[p] - price_eps
+        head_ask[a] = ask[p]
+        so = s_own[order[p]]
+        for bus in range(q_wheeling.shape[0]):
+            own[bus, a] = so + q_dist[bus, alive_q[a]]
+    nf = 0
+    for a in range(nb):
+        i = buyers[a]
+        bus = b_bus[i]
+        price = b_price[i]
+        top = 0
+        top_w = -np.inf
+        top_x = 0.0
+        found = False
+        for t in range(m):
+            q = alive_q[t]
+            x = price - q_wheeling[bus, q]
+            if x < limit[t] or not q_allowed[bus, q]:
+                continue
+            wj = own[bus, t] + price_scale / (price_ref + abs(x - head_ask[t]))
+            if not found or wj > top_w:
+                top = t
+                top_w = wj
+                top_x = x
+                found = True
+        if found:
+            f_buyers[nf] = i
+            f_tq[nf] = alive_q[top]
+            f_net[nf] = top_x
+            f_key[nf] = -(top_w + b_own[i])
+            nf += 1
+        else:
+            open_[i] = False
+    return nf
+
+
+@_njit
 def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0913, PLR0915
                  b_time, b_volume, b_price, b_bus, b_party,
                  q_wheeling, q_allowed, cma, s_own, b_own, q_dist, price_ref, price_scale,
-                 monotone, max_rounds, volume_eps, price_eps):
+                 monotone, max_rounds, volume_eps, price_eps, ws_f, ws_i, ws_u):
     """All rounds of ``_match_in_rounds_numpy`` in one call (see the module docstring).
 
     Sellers sort by (queue, ``s_fkeys`` rows last first, time); ``cma`` picks the
     round's choice: the cheapest delivered queue head (price-time) or the
     heaviest CMA pair (``s_own``, ``b_own``, ``q_dist``, ``price_ref``,
-    ``price_scale`` are the weight's parts). Returns the contract columns
-    (buyer party, seller party, volume, ask, bid, wheeling) and the rounds.
+    ``price_scale`` are the weight's parts). ``ws_*`` is a :func:`workspace`.
+    Returns the contract columns (buyer party, seller party, volume, ask, bid,
+    wheeling) and the rounds.
     """
     ns = s_volume.size
     n_buy = b_volume.size
     n_bus = q_wheeling.shape[0]
+    f_net, snb, sw, b_start, b_end, bought = ws_f[0], ws_f[1], ws_f[2], ws_f[3], ws_f[4], ws_f[5]
+    s_end, rem, ask, sold, sa, key, points = (ws_f[6], ws_f[7], ws_f[8], ws_f[9], ws_f[10],
+                                              ws_f[11], ws_f[12])
+    f_key, b_rem = ws_f[13], ws_f[14]
+    buyers, f_buyers, f_tq, sb, stq, by_time, o = (ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_i[4],
+                                                   ws_i[5], ws_i[6])
+    order, sq, s_party_sorted, o2 = ws_i[7], ws_i[8], ws_i[9], ws_i[10]
+    width = ws_i.shape[1]
+    sort_i = ws_i.reshape(ws_i.size)[11 * width:]  # the last rows: the sorts' scratch
+    keys = ws_u[0]
+    sort_u = ws_u.reshape(ws_u.size)[width:]
+
     # Sellers by queue, then the rule's order (np.lexsort: least significant key first).
-    order = stable_argsort(_int_keys(s_time))
+    _int_keys(s_time, keys)
+    stable_argsort(keys, ns, order, sort_i, sort_u)
     for r in range(s_fkeys.shape[0]):
-        key = np.empty(ns, np.float64)
         for i in range(ns):
             key[i] = s_fkeys[r, order[i]]
-        order = order[stable_argsort(_float_keys(key))]
-    order = _by_queue(order, s_queue, n_q)
-    sq = np.empty(ns, np.intp)
-    ask = np.empty(ns, np.float64)
-    rem = np.empty(ns, np.float64)
-    s_party_sorted = np.empty(ns, np.intp)
-    for p in range(ns):
-        o = order[p]
-        sq[p] = s_queue[o]
-        ask[p] = s_price[o]
-        rem[p] = s_volume[o]
-        s_party_sorted[p] = s_party[o]
+        _float_keys(key, ns, keys)
+        stable_argsort(keys, ns, o, sort_i, sort_u)
+        for i in range(ns):
+            o2[i] = order[o[i]]
+        order[:ns] = o2[:ns]
+    _by_queue(order, ns, s_queue, n_q, o2)
+    order[:ns] = o2[:ns]
     first = np.zeros(n_q, np.intp)
     last = np.zeros(n_q, np.intp)
-    count = np.zeros(n_q, np.intp)
     for p in range(ns):
-        count[sq[p]] += 1
+        s = order[p]
+        sq[p] = s_queue[s]
+        ask[p] = s_price[s]
+        rem[p] = s_volume[s]
+        s_party_sorted[p] = s_party[s]
+        last[sq[p]] += 1
     c = 0
     for q in range(n_q):
         first[q] = c
-        c += count[q]
+        c += last[q]
         last[q] = c - 1
     head = first.copy()
 
-    by_time = stable_argsort(_int_keys(b_time))
-    b_rem = b_volume.copy()
+    _int_keys(b_time, keys)
+    stable_argsort(keys, n_buy, by_time, sort_i, sort_u)
     open_ = np.empty(n_buy, np.bool_)
     for i in range(n_buy):
+        b_rem[i] = b_volume[i]
         open_[i] = b_rem[i] > volume_eps
+        bought[i] = 0.0
+    sold[:ns] = 0.0
 
-    # Round buffers.
-    buyers = np.empty(n_buy, np.intp)
-    tq = np.empty(n_buy, np.intp)
-    feasible = np.empty(n_buy, np.bool_)
-    priority = np.empty(n_buy, np.float64)
-    net_bid = np.empty(n_buy, np.float64)
-    f_buyers = np.empty(n_buy, np.intp)
-    f_tq = np.empty(n_buy, np.intp)
-    f_net = np.empty(n_buy, np.float64)
-    sb = np.empty(n_buy, np.intp)
-    stq = np.empty(n_buy, np.intp)
-    snb = np.empty(n_buy, np.float64)
-    sw = np.empty(n_buy, np.float64)
-    b_start = np.empty(n_buy, np.float64)
-    b_end = np.empty(n_buy, np.float64)
-    s_end = np.empty(ns, np.float64)
     alive = np.empty(ns, np.bool_)
-    points = np.empty(2 * n_buy + ns, np.float64)
-    mids = np.empty(2 * n_buy + ns, np.float64)
-    segs = np.empty(2 * n_buy + ns, np.float64)
-    jj = np.empty(2 * n_buy + ns, np.intp)
-    kk = np.empty(2 * n_buy + ns, np.intp)
-    seg_j = np.empty(2 * n_buy + ns, np.intp)
-    seg_k = np.empty(2 * n_buy + ns, np.intp)
-    seg_v = np.empty(2 * n_buy + ns, np.float64)
-    sold = np.zeros(ns, np.float64)
-    bought = np.zeros(n_buy, np.float64)
     alive_q = np.empty(n_q, np.intp)
     head_pos = np.empty(n_q, np.intp)
     head_ask = np.empty(n_q, np.float64)
@@ -359,13 +508,15 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
     own = np.empty((n_bus, n_q), np.float64)
     limit = np.empty(n_q, np.float64)
 
-    cap = n_buy + ns + 16
+    cap = 256
     o_buyer = np.empty(cap, np.intp)
     o_seller = np.empty(cap, np.intp)
     o_volume = np.empty(cap, np.float64)
     o_ask = np.empty(cap, np.float64)
     o_bid = np.empty(cap, np.float64)
     o_wheeling = np.empty(cap, np.float64)
+    o_row = np.empty(cap, np.intp)  # buyer row and sorted seller of each contract
+    o_k = np.empty(cap, np.intp)
     n_out = 0
     rounds = 0
     while True:
@@ -399,78 +550,24 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
                 head_pos[m] = p
                 m += 1
 
-        # The rule's choice for each open buyer.
-        if not cma:
-            head_ask[:] = np.inf
-            for a in range(m):
-                head_ask[alive_q[a]] = ask[head_pos[a]]
-            for bus in range(n_bus):
-                bq = 0
-                bc = head_ask[0] + q_wheeling[bus, 0] if q_allowed[bus, 0] else np.inf
-                for q in range(1, n_q):
-                    cq = head_ask[q] + q_wheeling[bus, q] if q_allowed[bus, q] else np.inf
-                    if cq < bc:
-                        bq = q
-                        bc = cq
-                best_q[bus] = bq
-                best_cost[bus] = bc
-            for a in range(nb):
-                i = buyers[a]
-                bus = b_bus[i]
-                q = best_q[bus]
-                tq[a] = q
-                feasible[a] = b_price[i] >= best_cost[bus] - price_eps
-                x = b_price[i] - q_wheeling[bus, q]
-                net_bid[a] = x
-                priority[a] = x
+        # The rule's choice for each open buyer; those with no feasible queue are done.
+        if cma:
+            nf = _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed,
+                                  q_dist, alive_q, head_pos, m, ask, s_own, order, price_ref,
+                                  price_scale, price_eps, own, head_ask, limit, f_buyers,
+                                  f_tq, f_net, f_key, open_)
         else:
-            for a in range(m):
-                p = head_pos[a]
-                limit[a] = ask[p] - price_eps
-                head_ask[a] = ask[p]
-                so = s_own[order[p]]
-                for bus in range(n_bus):
-                    own[bus, a] = so + q_dist[bus, alive_q[a]]
-            for a in range(nb):
-                i = buyers[a]
-                bus = b_bus[i]
-                price = b_price[i]
-                top = 0
-                top_w = -np.inf
-                top_x = price - q_wheeling[bus, alive_q[0]]
-                found = False
-                for t in range(m):
-                    q = alive_q[t]
-                    x = price - q_wheeling[bus, q]
-                    if x < limit[t] or not q_allowed[bus, q]:
-                        continue
-                    wj = own[bus, t] + price_scale / (price_ref + abs(x - head_ask[t]))
-                    if not found or wj > top_w:
-                        top = t
-                        top_w = wj
-                        top_x = x
-                        found = True
-                tq[a] = alive_q[top]
-                feasible[a] = found
-                priority[a] = top_w + b_own[i]
-                net_bid[a] = top_x
-
-        nf = 0
-        for a in range(nb):
-            if feasible[a]:
-                f_buyers[nf] = buyers[a]
-                f_tq[nf] = tq[a]
-                f_net[nf] = net_bid[a]
-                priority[nf] = -priority[a]
-                nf += 1
-            else:
-                open_[buyers[a]] = False
+            nf = _choose_cheapest(buyers, nb, b_price, b_bus, q_wheeling, q_allowed, n_q,
+                                  alive_q, head_pos, m, ask, price_eps, head_ask, best_q,
+                                  best_cost, f_buyers, f_tq, f_net, f_key, open_)
         if nf == 0:
             break
         # Buyers by (queue, -priority), ties in submission order (np.lexsort).
-        o = stable_argsort(_float_keys(priority[:nf]))
+        _float_keys(f_key, nf, keys)
+        stable_argsort(keys, nf, o, sort_i, sort_u)
         if n_q > 1:
-            o = _by_queue(o, f_tq, n_q)
+            _by_queue(o, nf, f_tq, n_q, o2)
+            o[:nf] = o2[:nf]
         for a in range(nf):
             t = o[a]
             i = f_buyers[t]
@@ -504,82 +601,46 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             bot = top - demand
             b_start[a] = bot if bot <= q_hi else q_hi
 
-        n_pts = _sorted_points(b_start, b_end, nf, s_end, alive, ns, points)
-        n_mid = max(n_pts - 1, 0)
-        for t in range(n_mid):
-            lo = points[t]
-            hi = points[t + 1]
-            mids[t] = 0.5 * (lo + hi)
-            segs[t] = hi - lo
-        searchsorted_right(b_end, nf, mids, n_mid, jj)
-        searchsorted_right(s_end, ns, mids, n_mid, kk)
-        n_seg = 0
-        bad_q = -1
-        for t in range(n_mid):
-            j = jj[t]
-            k = kk[t]
-            seg = segs[t]
-            if not (seg > volume_eps and j < nf and k < ns):
-                continue
-            if not (b_start[j] <= mids[t] and sq[k] == stq[j]):
-                continue
-            ok = snb[j] >= ask[k] - price_eps
-            if monotone:
-                # Bids fall and asks rise along a queue: it stops at its first infeasible pair.
-                if not ok:
-                    bad_q = stq[j]
-                    continue
-                if bad_q == stq[j]:
-                    continue
-            elif not ok:
-                continue
-            seg_j[n_seg] = j
-            seg_k[n_seg] = k
-            seg_v[n_seg] = seg
-            n_seg += 1
-        if n_seg == 0:
+        # Segments between consecutive points: the buyer and the seller over each.
+        n_pts = _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, points)
+        if n_out + n_pts > cap:
+            cap = 2 * (n_out + n_pts)
+            o_buyer = _grow(o_buyer, cap)
+            o_seller = _grow(o_seller, cap)
+            o_volume = _grow(o_volume, cap)
+            o_ask = _grow(o_ask, cap)
+            o_bid = _grow(o_bid, cap)
+            o_wheeling = _grow(o_wheeling, cap)
+            o_row = _grow(o_row, cap)
+            o_k = _grow(o_k, cap)
+        n_round = n_out
+        n_out = _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb,
+                          sw, b_party, s_party_sorted, b_price, monotone, volume_eps,
+                          price_eps, o_buyer, o_seller, o_volume, o_ask, o_bid, o_wheeling,
+                          o_row, o_k, n_out)
+        if n_out == n_round:
             # Only rounding slivers were left to trade: the targeted buyers are done.
             for a in range(nf):
                 open_[sb[a]] = False
             continue
 
-        if n_out + n_seg > cap:
-            cap = 2 * (n_out + n_seg)
-            o_buyer = _grow_f(o_buyer, cap)
-            o_seller = _grow_f(o_seller, cap)
-            o_volume = _grow_f(o_volume, cap)
-            o_ask = _grow_f(o_ask, cap)
-            o_bid = _grow_f(o_bid, cap)
-            o_wheeling = _grow_f(o_wheeling, cap)
-        for t in range(n_seg):
-            j = seg_j[t]
-            k = seg_k[t]
-            i = sb[j]
-            o_buyer[n_out] = b_party[i]
-            o_seller[n_out] = s_party_sorted[k]
-            o_volume[n_out] = seg_v[t]
-            o_ask[n_out] = ask[k]
-            o_bid[n_out] = b_price[i]
-            o_wheeling[n_out] = sw[j]
-            n_out += 1
         # What is left: each party's segments added in order onto 0.0 (np.bincount), then
         # subtracted and floored at zero.
-        sold[:] = 0.0
-        for t in range(n_seg):
-            sold[seg_k[t]] += seg_v[t]
+        for t in range(n_round, n_out):
+            sold[o_k[t]] += o_volume[t]
         for p in range(ns):
             v = rem[p] - sold[p]
             rem[p] = v if v >= 0.0 else 0.0
+            sold[p] = 0.0
         # Buyers: only those with segments change (a buyer without keeps what it had; one
         # with nothing left is closed next round either way).
-        for t in range(n_seg):
-            bought[sb[seg_j[t]]] += seg_v[t]
-        for t in range(n_seg):
-            i = sb[seg_j[t]]
+        for t in range(n_round, n_out):
+            bought[o_row[t]] += o_volume[t]
+        for t in range(n_round, n_out):
+            i = o_row[t]
             if bought[i] != 0.0:  # segments are > 0: not yet subtracted
                 v = b_rem[i] - bought[i]
                 b_rem[i] = v if v >= 0.0 else 0.0
                 bought[i] = 0.0
-    return (o_buyer[:n_out], o_seller[:n_out], o_volume[:n_out], o_ask[:n_out], o_bid[:n_out],
-            o_wheeling[:n_out], rounds)
-
+    return (o_buyer[:n_out].copy(), o_seller[:n_out].copy(), o_volume[:n_out].copy(),
+            o_ask[:n_out].copy(), o_bid[:n_out].copy(), o_wheeling[:n_out].copy(), rounds)
