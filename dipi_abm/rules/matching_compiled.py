@@ -40,7 +40,7 @@ _SIGN = np.uint64(1) << np.uint64(63)
 _SMALL_BUCKET = 32  # insertion sort up to this size, radix sort above
 
 # Workspace rows (see workspace()).
-_F_ROWS, _I_ROWS, _U_ROWS = 15, 14, 3
+_F_ROWS, _I_ROWS, _U_ROWS = 18, 14, 4
 
 
 def workspace(n_buy: int, n_sell: int,
@@ -168,6 +168,50 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
                     j -= 1
                 skeys[j + 1] = k
                 out[j + 1] = o
+        s = e
+
+
+@_njit
+def _same_keys(rows, tq, keys, n, prev_tq, prev_key, n_sorted):  # noqa: ANN001, ANN202
+    """Whether every buyer ``rows[:n]`` has the queue and sort key it had in the last
+    full sort (rows never sorted may match by chance: the caller checks the count)."""
+    if n_sorted == 0:
+        return False
+    for a in range(n):
+        i = rows[a]
+        if prev_tq[i] != tq[a] or prev_key[i] != keys[a]:
+            return False
+    return True
+
+
+@_njit
+def _ties_by_time(o, n, keys, rows, time):  # noqa: ANN001, ANN202
+    """Within each run of equal ``keys[o]`` (in row order, a stable sort's), order by
+    submission time, then row: np.lexsort's order with time as the lesser key."""
+    s = 0
+    while s < n:
+        e = s + 1
+        while e < n and keys[o[e]] == keys[o[s]]:
+            e += 1
+        if e - s > _SMALL_BUCKET:
+            m = e - s
+            tk = np.empty(m, np.uint64)
+            for t in range(m):
+                tk[t] = np.uint64(time[rows[o[s + t]]]) ^ _SIGN
+            p = np.empty(m, np.intp)
+            stable_argsort(tk, m, p, np.empty(3 * m + 260, np.intp), np.empty(2 * m, np.uint64))
+            run = o[s:e].copy()
+            for t in range(m):
+                o[s + t] = run[p[t]]
+        elif e - s > 1:
+            for t in range(s + 1, e):
+                v = o[t]
+                tv = time[rows[v]]
+                u = t - 1
+                while u >= s and time[rows[o[u]]] > tv:
+                    o[u + 1] = o[u]
+                    u -= 1
+                o[u + 1] = v
         s = e
 
 
@@ -452,14 +496,14 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
     f_net, snb, sw, b_start, b_end, bought = ws_f[0], ws_f[1], ws_f[2], ws_f[3], ws_f[4], ws_f[5]
     s_end, rem, ask, sold, sa, key, points = (ws_f[6], ws_f[7], ws_f[8], ws_f[9], ws_f[10],
                                               ws_f[11], ws_f[12])
-    f_key, b_rem = ws_f[13], ws_f[14]
-    buyers, f_buyers, f_tq, sb, stq, by_time, o = (ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_i[4],
+    f_key, b_rem, row_net, c_start, c_end = ws_f[13], ws_f[14], ws_f[15], ws_f[16], ws_f[17]
+    buyers, f_buyers, f_tq, sb, stq, prev_tq, o = (ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_i[4],
                                                    ws_i[5], ws_i[6])
     order, sq, s_party_sorted, o2 = ws_i[7], ws_i[8], ws_i[9], ws_i[10]
     width = ws_i.shape[1]
     sort_i = ws_i.reshape(ws_i.size)[11 * width:]  # the last rows: the sorts' scratch
     keys = ws_u[0]
-    sort_u = ws_u.reshape(ws_u.size)[width:]
+    sort_u = ws_u.reshape(ws_u.size)[2 * width:]
 
     # Sellers by queue, then the rule's order (np.lexsort: least significant key first).
     _int_keys(s_time, keys)
@@ -490,9 +534,10 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
         last[q] = c - 1
     head = first.copy()
 
-    _int_keys(b_time, keys)
-    stable_argsort(keys, n_buy, by_time, sort_i, sort_u)
     open_ = np.empty(n_buy, np.bool_)
+    in_round = np.zeros(n_buy, np.bool_)
+    prev_key = ws_u[1]  # the last full sort's key of each buyer row (with prev_tq)
+    n_sorted = 0  # buyers in the last round's order (sb)
     for i in range(n_buy):
         b_rem[i] = b_volume[i]
         open_[i] = b_rem[i] > volume_eps
@@ -521,8 +566,7 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
     rounds = 0
     while True:
         nb = 0
-        for t in range(n_buy):
-            i = by_time[t]
+        for i in range(n_buy):
             if open_[i]:
                 if b_rem[i] > volume_eps:
                     buyers[nb] = i
@@ -564,17 +608,43 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             break
         # Buyers by (queue, -priority), ties in submission order (np.lexsort).
         _float_keys(f_key, nf, keys)
-        stable_argsort(keys, nf, o, sort_i, sort_u)
-        if n_q > 1:
-            _by_queue(o, nf, f_tq, n_q, o2)
-            o[:nf] = o2[:nf]
-        for a in range(nf):
-            t = o[a]
-            i = f_buyers[t]
-            sb[a] = i
-            stq[a] = f_tq[t]
-            snb[a] = f_net[t]
-            sw[a] = b_price[i] - f_net[t]
+        n = 0
+        if _same_keys(f_buyers, f_tq, keys, nf, prev_tq, prev_key, n_sorted):
+            # Every buyer has last round's queue and priority: the order is last round's,
+            # less those that left (a round's buyers were all in the last one).
+            for a in range(nf):
+                i = f_buyers[a]
+                in_round[i] = True
+                row_net[i] = f_net[a]
+            for a in range(n_sorted):
+                i = sb[a]
+                if in_round[i]:
+                    in_round[i] = False
+                    sb[n] = i
+                    stq[n] = prev_tq[i]
+                    snb[n] = row_net[i]
+                    sw[n] = b_price[i] - row_net[i]
+                    n += 1
+            for a in range(nf):
+                in_round[f_buyers[a]] = False
+        if n != nf:
+            for a in range(nf):
+                i = f_buyers[a]
+                prev_tq[i] = f_tq[a]
+                prev_key[i] = keys[a]
+            stable_argsort(keys, nf, o, sort_i, sort_u)
+            _ties_by_time(o, nf, keys, f_buyers, b_time)
+            if n_q > 1:
+                _by_queue(o, nf, f_tq, n_q, o2)
+                o[:nf] = o2[:nf]
+            for a in range(nf):
+                t = o[a]
+                i = f_buyers[t]
+                sb[a] = i
+                stq[a] = f_tq[t]
+                snb[a] = f_net[t]
+                sw[a] = b_price[i] - f_net[t]
+        n_sorted = nf
 
         # Lay every queue's remaining supply on one axis, each queue's buyers on its stretch.
         acc = rem[0]
@@ -586,6 +656,8 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             alive[p] = rem[p] > volume_eps
         d_end = 0.0
         before = 0.0
+        nc = 0
+        capped_q = -1
         for a in range(nf):
             demand = b_rem[sb[a]]
             d_end = demand if a == 0 else d_end + demand
@@ -600,9 +672,17 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             b_end[a] = top if top <= q_hi else q_hi
             bot = top - demand
             b_start[a] = bot if bot <= q_hi else q_hi
+            # Buyers beyond the queue's supply all lie at q_hi: one of them is the point.
+            if b_start[a] == q_hi:
+                if capped_q == q:
+                    continue
+                capped_q = q
+            c_start[nc] = b_start[a]
+            c_end[nc] = b_end[a]
+            nc += 1
 
         # Segments between consecutive points: the buyer and the seller over each.
-        n_pts = _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, points)
+        n_pts = _sorted_points(c_start, c_end, nc, s_end, alive, ns, sa, points)
         if n_out + n_pts > cap:
             cap = 2 * (n_out + n_pts)
             o_buyer = _grow(o_buyer, cap)
