@@ -34,7 +34,9 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-_njit = numba.njit(cache=True, nogil=True)
+# error_model="numpy": float division as IEEE (and numpy) does it, without a zero check
+# that would keep loops from vectorising.
+_njit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 _SIGN = np.uint64(1) << np.uint64(63)
 _SMALL_BUCKET = 32  # insertion sort up to this size, radix sort above
@@ -172,16 +174,36 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
 
 
 @_njit
-def _same_keys(rows, tq, keys, n, prev_tq, prev_key, n_sorted):  # noqa: ANN001, ANN202
-    """Whether every buyer ``rows[:n]`` has the queue and sort key it had in the last
-    full sort (rows never sorted may match by chance: the caller checks the count)."""
-    if n_sorted == 0:
-        return False
+def _sort_keys(f_key, n, keys, rows, tq, prev_tq, prev_key):  # noqa: ANN001, ANN202
+    """The round's sort keys (as _float_keys) into ``keys``, and whether every buyer
+    ``rows[:n]`` has the queue and key it had last (then kept as the new last; rows
+    never seen may match by chance: the caller checks that all are found)."""
+    bits = f_key.view(np.uint64)
+    same = True
     for a in range(n):
+        v = f_key[a]
+        if v == 0.0:
+            k = _SIGN
+        elif v != v:
+            k = ~np.uint64(0)
+        else:
+            b = bits[a]
+            k = ~b if b & _SIGN else b | _SIGN
+        keys[a] = k
         i = rows[a]
-        if prev_tq[i] != tq[a] or prev_key[i] != keys[a]:
-            return False
-    return True
+        if prev_tq[i] != tq[a] or prev_key[i] != k:
+            same = False
+            prev_tq[i] = tq[a]
+            prev_key[i] = k
+    return same
+
+
+@_njit
+def _has_ties(o, n, keys):  # noqa: ANN001, ANN202
+    for a in range(1, n):
+        if keys[o[a]] == keys[o[a - 1]]:
+            return True
+    return False
 
 
 @_njit
@@ -236,6 +258,28 @@ def _ascending(x, n):  # noqa: ANN001, ANN202
         if not x[i - 1] <= x[i]:
             return False
     return True
+
+
+@_njit
+def _disorder(a, n):  # noqa: ANN001, ANN202
+    """How far ``a[:n]`` is from ascending: the largest ``a[i] - a[j]`` over ``i < j``
+    (0.0 when ascending).
+
+    A binary search for a key finds what a walk finds unless the key lies between
+    such a pair; a segment's midpoint lies there only if the segment is shorter than
+    the gap. With gaps under half a volume epsilon (rounding at queue boundaries),
+    the segments whose buyer and seller matter (longer than the epsilon) have the
+    same buyer and seller by a walk as by numpy's search.
+    """
+    top = -np.inf
+    gap = 0.0
+    for i in range(n):
+        v = a[i]
+        if top - v > gap:
+            gap = top - v
+        if v > top:
+            top = v
+    return gap
 
 
 @_njit
@@ -294,39 +338,49 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN0
             sa[n_alive] = s_end[p]
             n_alive += 1
     n = 0
-    if _ascending(b_start, nf) and _ascending(b_end, nf) and _ascending(sa, n_alive):
-        i = 0
-        j = 0
-        k = 0
-        inf = np.inf
-        while i < nf or j < nf or k < n_alive:
-            x = b_start[i] if i < nf else inf
-            y = b_end[j] if j < nf else inf
-            z = sa[k] if k < n_alive else inf
-            if i < nf and x <= y and (k >= n_alive or x <= z):
-                v = x
-                i += 1
-            elif j < nf and (k >= n_alive or y <= z):
-                v = y
-                j += 1
-            else:
-                v = z
-                k += 1
-            if n == 0 or out[n - 1] != v:
-                out[n] = v
-                n += 1
-        return n
-    allv = np.empty(2 * nf + n_alive, np.float64)
-    allv[:nf] = b_start[:nf]
-    allv[nf:2 * nf] = b_end[:nf]
-    allv[2 * nf:] = sa[:n_alive]
-    allv.sort()
-    for t in range(allv.size):
-        v = allv[t]
+    i = 0
+    j = 0
+    k = 0
+    inf = np.inf
+    while i < nf or j < nf or k < n_alive:
+        x = b_start[i] if i < nf else inf
+        y = b_end[j] if j < nf else inf
+        z = sa[k] if k < n_alive else inf
+        if i < nf and x <= y and (k >= n_alive or x <= z):
+            v = x
+            i += 1
+        elif j < nf and (k >= n_alive or y <= z):
+            v = y
+            j += 1
+        else:
+            v = z
+            k += 1
         if n == 0 or out[n - 1] != v:
             out[n] = v
             n += 1
-    return n
+    if _ascending(out, n):
+        return n
+    # A run was out of order (by a rounding, at a queue boundary): sort what the merge
+    # gave (insertion sort: a few steps for a few strays; a full sort past a budget).
+    budget = 8 * n
+    for t in range(1, n):
+        v = out[t]
+        u = t - 1
+        while u >= 0 and out[u] > v:
+            out[u + 1] = out[u]
+            u -= 1
+            budget -= 1
+        out[u + 1] = v
+        if budget < 0:
+            out[:n].sort()
+            break
+    m = 0
+    for t in range(n):
+        v = out[t]
+        if m == 0 or out[m - 1] != v:
+            out[m] = v
+            m += 1
+    return m
 
 
 @_njit
@@ -337,8 +391,8 @@ def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, s
     (``searchsorted(b_end, mid, "right")``) and the seller (in ``s_end``) over it,
     kept when both are in the same queue and the pair is feasible. Appended to the
     ``o_*`` columns from ``n_out`` on (room for ``n_pts`` more); returns the new count."""
-    b_walk = _ascending(b_end, nf)
-    s_walk = _ascending(s_end, ns)
+    b_walk = _disorder(b_end, nf) <= 0.5 * volume_eps
+    s_walk = _disorder(s_end, ns) <= 0.5 * volume_eps
     jp = kp = 0
     jlo, jhi, klo, khi = 0, nf, 0, ns
     last_mid = 0.5 * (points[0] + points[1]) if n_pts > 1 else 0.0
@@ -437,38 +491,60 @@ def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q
                      alive_q, head_pos, m, ask, s_own, order, price_ref, price_scale,
                      price_eps, own, head_ask, limit, f_buyers, f_tq, f_net, f_key, open_):
     """CMA choice (matching._choose_heaviest and _heaviest_queue_loop, the same arithmetic):
-    each buyer's heaviest feasible pair with a queue head, the first of equal weights."""
-    for a in range(m):
-        p = head_pos[a]
-        limit[a] = ask[p] - price_eps
-        head_ask[a] = ask[p]
-        so = s_own[order[p]]
-        for bus in range(q_wheeling.shape[0]):
-            own[bus, a] = so + q_dist[bus, alive_q[a]]
+    each buyer's heaviest feasible pair with a queue head, the first of equal weights.
+
+    Each bus's reachable queue heads are laid out once a round (wheeling, own part,
+    limit, ask side by side), so the weights of a buyer's pairs are one branch-free
+    loop that the compiler vectorises, then a first-maximum pass.
+    """
+    n_bus = q_wheeling.shape[0]
+    n_reach = np.zeros(n_bus, np.intp)
+    reach = np.empty((n_bus, m), np.intp)  # position among the alive queues
+    wh = np.empty((n_bus, m), np.float64)
+    own_b = np.empty((n_bus, m), np.float64)
+    lim_b = np.empty((n_bus, m), np.float64)
+    ask_b = np.empty((n_bus, m), np.float64)
+    for t in range(m):
+        p = head_pos[t]
+        limit[t] = ask[p] - price_eps
+        head_ask[t] = ask[p]
+    for bus in range(n_bus):
+        r = 0
+        for t in range(m):
+            q = alive_q[t]
+            if q_allowed[bus, q]:
+                reach[bus, r] = t
+                wh[bus, r] = q_wheeling[bus, q]
+                own_b[bus, r] = s_own[order[head_pos[t]]] + q_dist[bus, q]
+                lim_b[bus, r] = limit[t]
+                ask_b[bus, r] = head_ask[t]
+                r += 1
+        n_reach[bus] = r
+    weight = np.empty(m, np.float64)
     nf = 0
     for a in range(nb):
         i = buyers[a]
         bus = b_bus[i]
         price = b_price[i]
-        top = 0
+        r = n_reach[bus]
+        w_row = wh[bus]
+        o_row = own_b[bus]
+        l_row = lim_b[bus]
+        a_row = ask_b[bus]
+        for t in range(r):
+            x = price - w_row[t]
+            wj = o_row[t] + price_scale / (price_ref + abs(x - a_row[t]))
+            weight[t] = wj if x >= l_row[t] else -np.inf
+        top = -1
         top_w = -np.inf
-        top_x = 0.0
-        found = False
-        for t in range(m):
-            q = alive_q[t]
-            x = price - q_wheeling[bus, q]
-            if x < limit[t] or not q_allowed[bus, q]:
-                continue
-            wj = own[bus, t] + price_scale / (price_ref + abs(x - head_ask[t]))
-            if not found or wj > top_w:
+        for t in range(r):
+            if weight[t] > top_w:
                 top = t
-                top_w = wj
-                top_x = x
-                found = True
-        if found:
+                top_w = weight[t]
+        if top >= 0:
             f_buyers[nf] = i
-            f_tq[nf] = alive_q[top]
-            f_net[nf] = top_x
+            f_tq[nf] = alive_q[reach[bus, top]]
+            f_net[nf] = price - w_row[top]
             f_key[nf] = -(top_w + b_own[i])
             nf += 1
         else:
@@ -607,9 +683,9 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
         if nf == 0:
             break
         # Buyers by (queue, -priority), ties in submission order (np.lexsort).
-        _float_keys(f_key, nf, keys)
+        same = _sort_keys(f_key, nf, keys, f_buyers, f_tq, prev_tq, prev_key) and n_sorted > 0
         n = 0
-        if _same_keys(f_buyers, f_tq, keys, nf, prev_tq, prev_key, n_sorted):
+        if same:
             # Every buyer has last round's queue and priority: the order is last round's,
             # less those that left (a round's buyers were all in the last one).
             for a in range(nf):
@@ -628,12 +704,9 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             for a in range(nf):
                 in_round[f_buyers[a]] = False
         if n != nf:
-            for a in range(nf):
-                i = f_buyers[a]
-                prev_tq[i] = f_tq[a]
-                prev_key[i] = keys[a]
             stable_argsort(keys, nf, o, sort_i, sort_u)
-            _ties_by_time(o, nf, keys, f_buyers, b_time)
+            if _has_ties(o, nf, keys):
+                _ties_by_time(o, nf, keys, f_buyers, b_time)
             if n_q > 1:
                 _by_queue(o, nf, f_tq, n_q, o2)
                 o[:nf] = o2[:nf]
