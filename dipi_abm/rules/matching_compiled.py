@@ -109,9 +109,9 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
     """``np.argsort(keys[:n], kind="stable")`` into ``out`` for uint64 keys.
 
     A stable scatter into fewer than ``2n`` buckets by the high bits of
-    ``key - min``, then each bucket sorted on its own (insertion sort when small,
-    radix sort on the bits left otherwise): linear time for spread-out keys such
-    as prices or submission times. ``scratch_i`` holds ``3n + 260`` intp,
+    ``key - min``, then each bucket sorted on its own (insertion sort, or radix
+    sort on the bits left when buckets are large): linear time for spread-out
+    keys such as prices or submission times. ``scratch_i`` holds ``3n + 260`` intp,
     ``scratch_u`` ``2n`` uint64.
     """
     for i in range(n):
@@ -151,6 +151,27 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
         out[p] = i
         skeys[p] = keys[i]
         start[b] = p + 1
+    # Within a bucket the keys are out of order only among themselves: one insertion
+    # sort over the whole array mends every bucket (stable: only greater keys move).
+    # Past a budget of moves some bucket is large: sort each large one by radix.
+    budget = 8 * n
+    for i in range(1, n):
+        k = skeys[i]
+        if skeys[i - 1] <= k:
+            continue
+        o = out[i]
+        j = i - 1
+        while j >= 0 and skeys[j] > k:
+            skeys[j + 1] = skeys[j]
+            out[j + 1] = out[j]
+            j -= 1
+            budget -= 1
+        skeys[j + 1] = k
+        out[j + 1] = o
+        if budget < 0:
+            break
+    if budget >= 0:
+        return
     tmp_o = scratch_i[n_buckets + 1:n_buckets + 1 + n]
     counts = scratch_i[n_buckets + 1 + n:n_buckets + n + 258]
     tmp_k = scratch_u[n:2 * n]
