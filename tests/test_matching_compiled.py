@@ -186,7 +186,7 @@ def test_stable_argsort_is_numpys_stable_argsort(n, data):
             keys[0] = 0
     else:
         keys = rng.integers(2**64 - 10, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
-    ws_f, ws_i, ws_u = mc.workspace(n, 0)
+    ws_f, ws_i, ws_u, *_ = mc.workspace(n, 0)
     out = np.empty(n, np.intp)
     mc.stable_argsort(keys, n, out, ws_i.reshape(-1), ws_u.reshape(-1))
     np.testing.assert_array_equal(out, np.argsort(keys, kind="stable"))

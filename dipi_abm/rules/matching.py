@@ -201,7 +201,8 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
         keys = np.stack([price, -cma.seller])
         s_own, b_own, dist = cma.seller, cma.buyer, cma.distance
         price_ref, price_scale = cma.price_ref, cma.price_scale
-    cols = compiled.match_rounds(
+    work = _workspace(compiled, n_buy, book.seller_volume.size)
+    out_i, out_f, n, rounds = compiled.match_rounds(
         np.ascontiguousarray(net.queue_of_bus[book.seller_bus], ip),
         np.ascontiguousarray(book.seller_time, i8), keys,
         np.array(book.seller_volume, f8), price, np.ascontiguousarray(book.seller_party, ip),
@@ -211,11 +212,13 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
         np.ascontiguousarray(net.queue_wheeling, f8), np.ascontiguousarray(net.queue_allowed),
         cma is not None, np.ascontiguousarray(s_own, f8), np.ascontiguousarray(b_own, f8),
         np.ascontiguousarray(dist, f8), float(price_ref), float(price_scale),
-        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS,
-        *_workspace(compiled, n_buy, book.seller_volume.size))
-    if cols[0].size == 0:
+        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS, *work)
+    _WORK.arrays = (*work[:3], out_i, out_f)  # the contract buffers, grown if they were short
+    if n == 0:
         return Contracts.empty()
-    return Contracts(*cols[:6], rounds=int(cols[6]))
+    return Contracts(out_i[0, :n].copy(), out_i[1, :n].copy(), out_f[0, :n].copy(),
+                     out_f[1, :n].copy(), out_f[2, :n].copy(), out_f[3, :n].copy(),
+                     rounds=int(rounds))
 
 
 _WORK = threading.local()

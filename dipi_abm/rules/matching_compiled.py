@@ -48,13 +48,15 @@ _F_ROWS, _I_ROWS, _U_ROWS = 18, 14, 4
 def workspace(n_buy: int, n_sell: int,
               old: tuple[NDArray, ...] | None = None) -> tuple[NDArray, ...]:
     """Scratch arrays for :func:`match_rounds` with ``n_buy`` buyers and ``n_sell``
-    sellers: ``old`` when it is large enough, else new ones with room to spare."""
+    sellers, and room for its contracts: ``old`` when it is large enough, else new
+    ones with room to spare."""
     need = 2 * n_buy + n_sell + 260
     if old is not None and old[0].shape[1] >= need:
         return old
     width = need + need // 4
     return (np.zeros((_F_ROWS, width)), np.zeros((_I_ROWS, width), np.intp),
-            np.zeros((_U_ROWS, width), np.uint64))
+            np.zeros((_U_ROWS, width), np.uint64), np.zeros((2, width), np.intp),
+            np.zeros((4, width)))
 
 
 @_njit
@@ -406,12 +408,14 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN0
 
 @_njit
 def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb, sw,  # noqa: ANN001, ANN202, PLR0913
-              b_party, s_party, b_price, monotone, volume_eps, price_eps, o_buyer, o_seller,
-              o_volume, o_ask, o_bid, o_wheeling, o_row, o_k, n_out):
+              b_party, s_party, b_price, monotone, volume_eps, price_eps, out_i, out_f,
+              n_out, sold, bought):
     """The round's contracts: for each segment between consecutive points, the buyer
     (``searchsorted(b_end, mid, "right")``) and the seller (in ``s_end``) over it,
     kept when both are in the same queue and the pair is feasible. Appended to the
-    ``o_*`` columns from ``n_out`` on (room for ``n_pts`` more); returns the new count."""
+    ``out_*`` columns from ``n_out`` on (room for ``n_pts`` more), each volume added
+    onto its seller's ``sold`` and its buyer's ``bought`` in contract order (as
+    np.bincount adds); returns the new count."""
     b_walk = _disorder(b_end, nf) <= 0.5 * volume_eps
     s_walk = _disorder(s_end, ns) <= 0.5 * volume_eps
     jp = kp = 0
@@ -451,23 +455,16 @@ def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, s
         elif not ok:
             continue
         i = sb[j]
-        o_buyer[n_out] = b_party[i]
-        o_seller[n_out] = s_party[k]
-        o_volume[n_out] = seg
-        o_ask[n_out] = ask[k]
-        o_bid[n_out] = b_price[i]
-        o_wheeling[n_out] = sw[j]
-        o_row[n_out] = i
-        o_k[n_out] = k
+        out_i[0, n_out] = b_party[i]
+        out_i[1, n_out] = s_party[k]
+        out_f[0, n_out] = seg
+        out_f[1, n_out] = ask[k]
+        out_f[2, n_out] = b_price[i]
+        out_f[3, n_out] = sw[j]
+        sold[k] += seg
+        bought[i] += seg
         n_out += 1
     return n_out
-
-
-@_njit
-def _grow(a, n):  # noqa: ANN001, ANN202
-    b = np.empty(n, a.dtype)
-    b[:a.size] = a
-    return b
 
 
 @_njit
@@ -577,15 +574,17 @@ def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q
 def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0913, PLR0915
                  b_time, b_volume, b_price, b_bus, b_party,
                  q_wheeling, q_allowed, cma, s_own, b_own, q_dist, price_ref, price_scale,
-                 monotone, max_rounds, volume_eps, price_eps, ws_f, ws_i, ws_u):
+                 monotone, max_rounds, volume_eps, price_eps, ws_f, ws_i, ws_u, out_i,
+                 out_f):
     """All rounds of ``_match_in_rounds_numpy`` in one call (see the module docstring).
 
     Sellers sort by (queue, ``s_fkeys`` rows last first, time); ``cma`` picks the
     round's choice: the cheapest delivered queue head (price-time) or the
     heaviest CMA pair (``s_own``, ``b_own``, ``q_dist``, ``price_ref``,
     ``price_scale`` are the weight's parts). ``ws_*`` is a :func:`workspace`.
-    Returns the contract columns (buyer party, seller party, volume, ask, bid,
-    wheeling) and the rounds.
+    The contracts go to ``out_i`` (buyer and seller party) and ``out_f`` (volume,
+    ask, bid, wheeling), grown here when short. Returns (out_i, out_f, contracts,
+    rounds).
     """
     ns = s_volume.size
     n_buy = b_volume.size
@@ -650,15 +649,6 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
     own = np.empty((n_bus, n_q), np.float64)
     limit = np.empty(n_q, np.float64)
 
-    cap = 256
-    o_buyer = np.empty(cap, np.intp)
-    o_seller = np.empty(cap, np.intp)
-    o_volume = np.empty(cap, np.float64)
-    o_ask = np.empty(cap, np.float64)
-    o_bid = np.empty(cap, np.float64)
-    o_wheeling = np.empty(cap, np.float64)
-    o_row = np.empty(cap, np.intp)  # buyer row and sorted seller of each contract
-    o_k = np.empty(cap, np.intp)
     n_out = 0
     rounds = 0
     while True:
@@ -777,44 +767,36 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
 
         # Segments between consecutive points: the buyer and the seller over each.
         n_pts = _sorted_points(c_start, c_end, nc, s_end, alive, ns, sa, points)
-        if n_out + n_pts > cap:
+        if n_out + n_pts > out_i.shape[1]:
             cap = 2 * (n_out + n_pts)
-            o_buyer = _grow(o_buyer, cap)
-            o_seller = _grow(o_seller, cap)
-            o_volume = _grow(o_volume, cap)
-            o_ask = _grow(o_ask, cap)
-            o_bid = _grow(o_bid, cap)
-            o_wheeling = _grow(o_wheeling, cap)
-            o_row = _grow(o_row, cap)
-            o_k = _grow(o_k, cap)
+            grown_i = np.empty((2, cap), np.intp)
+            grown_f = np.empty((4, cap), np.float64)
+            grown_i[:, :n_out] = out_i[:, :n_out]
+            grown_f[:, :n_out] = out_f[:, :n_out]
+            out_i = grown_i
+            out_f = grown_f
         n_round = n_out
         n_out = _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb,
                           sw, b_party, s_party_sorted, b_price, monotone, volume_eps,
-                          price_eps, o_buyer, o_seller, o_volume, o_ask, o_bid, o_wheeling,
-                          o_row, o_k, n_out)
+                          price_eps, out_i, out_f, n_out, sold, bought)
         if n_out == n_round:
             # Only rounding slivers were left to trade: the targeted buyers are done.
             for a in range(nf):
                 open_[sb[a]] = False
             continue
 
-        # What is left: each party's segments added in order onto 0.0 (np.bincount), then
-        # subtracted and floored at zero.
-        for t in range(n_round, n_out):
-            sold[o_k[t]] += o_volume[t]
+        # What is left: each party's segments added in order onto 0.0 (np.bincount, in
+        # _segments), then subtracted and floored at zero.
         for p in range(ns):
             v = rem[p] - sold[p]
             rem[p] = v if v >= 0.0 else 0.0
             sold[p] = 0.0
         # Buyers: only those with segments change (a buyer without keeps what it had; one
         # with nothing left is closed next round either way).
-        for t in range(n_round, n_out):
-            bought[o_row[t]] += o_volume[t]
-        for t in range(n_round, n_out):
-            i = o_row[t]
-            if bought[i] != 0.0:  # segments are > 0: not yet subtracted
+        for a in range(nf):
+            i = sb[a]
+            if bought[i] != 0.0:  # segments are > 0
                 v = b_rem[i] - bought[i]
                 b_rem[i] = v if v >= 0.0 else 0.0
                 bought[i] = 0.0
-    return (o_buyer[:n_out].copy(), o_seller[:n_out].copy(), o_volume[:n_out].copy(),
-            o_ask[:n_out].copy(), o_bid[:n_out].copy(), o_wheeling[:n_out].copy(), rounds)
+    return out_i, out_f, n_out, rounds
