@@ -42,7 +42,7 @@ _SIGN = np.uint64(1) << np.uint64(63)
 _SMALL_BUCKET = 32  # insertion sort up to this size, radix sort above
 
 # Workspace rows (see workspace()).
-_F_ROWS, _I_ROWS, _U_ROWS = 18, 14, 4
+_F_ROWS, _I_ROWS, _U_ROWS = 19, 15, 4
 
 
 def workspace(n_buy: int, n_sell: int,
@@ -408,12 +408,13 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN0
 
 @_njit
 def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb, sw,  # noqa: ANN001, ANN202, PLR0913
-              b_party, s_party, b_price, monotone, volume_eps, price_eps, out_i, out_f,
+              b_party, s_party, bid, monotone, volume_eps, price_eps, out_i, out_f,
               n_out, sold, bought):
     """The round's contracts: for each segment between consecutive points, the buyer
     (``searchsorted(b_end, mid, "right")``) and the seller (in ``s_end``) over it,
     kept when both are in the same queue and the pair is feasible. Appended to the
-    ``out_*`` columns from ``n_out`` on (room for ``n_pts`` more), each volume added
+    ``out_*`` columns from ``n_out`` on (room for ``n_pts`` more; ``b_party`` and
+    ``bid`` are the sorted buyers'), each volume added
     onto its seller's ``sold`` and its buyer's ``bought`` in contract order (as
     np.bincount adds); returns the new count."""
     b_walk = _disorder(b_end, nf) <= 0.5 * volume_eps
@@ -454,15 +455,14 @@ def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, s
                 continue
         elif not ok:
             continue
-        i = sb[j]
-        out_i[0, n_out] = b_party[i]
+        out_i[0, n_out] = b_party[j]
         out_i[1, n_out] = s_party[k]
         out_f[0, n_out] = seg
         out_f[1, n_out] = ask[k]
-        out_f[2, n_out] = b_price[i]
+        out_f[2, n_out] = bid[j]
         out_f[3, n_out] = sw[j]
         sold[k] += seg
-        bought[i] += seg
+        bought[sb[j]] += seg
         n_out += 1
     return n_out
 
@@ -593,11 +593,12 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
     s_end, rem, ask, sold, sa, key, points = (ws_f[6], ws_f[7], ws_f[8], ws_f[9], ws_f[10],
                                               ws_f[11], ws_f[12])
     f_key, b_rem, row_net, c_start, c_end = ws_f[13], ws_f[14], ws_f[15], ws_f[16], ws_f[17]
+    s_bid = ws_f[18]  # bid and party of each sorted buyer
     buyers, f_buyers, f_tq, sb, stq, prev_tq, o = (ws_i[0], ws_i[1], ws_i[2], ws_i[3], ws_i[4],
                                                    ws_i[5], ws_i[6])
-    order, sq, s_party_sorted, o2 = ws_i[7], ws_i[8], ws_i[9], ws_i[10]
+    order, sq, s_party_sorted, o2, sb_party = ws_i[7], ws_i[8], ws_i[9], ws_i[10], ws_i[11]
     width = ws_i.shape[1]
-    sort_i = ws_i.reshape(ws_i.size)[11 * width:]  # the last rows: the sorts' scratch
+    sort_i = ws_i.reshape(ws_i.size)[12 * width:]  # the last rows: the sorts' scratch
     keys = ws_u[0]
     sort_u = ws_u.reshape(ws_u.size)[2 * width:]
 
@@ -711,6 +712,8 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
                     stq[n] = prev_tq[i]
                     snb[n] = row_net[i]
                     sw[n] = b_price[i] - row_net[i]
+                    s_bid[n] = b_price[i]
+                    sb_party[n] = b_party[i]
                     n += 1
             for a in range(nf):
                 in_round[f_buyers[a]] = False
@@ -728,6 +731,8 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
                 stq[a] = f_tq[t]
                 snb[a] = f_net[t]
                 sw[a] = b_price[i] - f_net[t]
+                s_bid[a] = b_price[i]
+                sb_party[a] = b_party[i]
         n_sorted = nf
 
         # Lay every queue's remaining supply on one axis, each queue's buyers on its stretch.
@@ -777,7 +782,7 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             out_f = grown_f
         n_round = n_out
         n_out = _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb,
-                          sw, b_party, s_party_sorted, b_price, monotone, volume_eps,
+                          sw, sb_party, s_party_sorted, s_bid, monotone, volume_eps,
                           price_eps, out_i, out_f, n_out, sold, bought)
         if n_out == n_round:
             # Only rounding slivers were left to trade: the targeted buyers are done.
