@@ -108,18 +108,19 @@ def _radix_sort_run(keys, out, s, e, base, n_bits, tmp_o, tmp_k, counts):  # noq
 
 @_njit
 def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
-    """``np.argsort(keys[:n], kind="stable")`` into ``out`` for uint64 keys.
+    """``np.argsort(keys[:n], kind="stable")`` into ``out`` for uint64 keys; returns
+    whether two keys are equal.
 
     A stable scatter into fewer than ``2n`` buckets by the high bits of
     ``key - min``, then each bucket sorted on its own (insertion sort, or radix
     sort on the bits left when buckets are large): linear time for spread-out
-    keys such as prices or submission times. ``scratch_i`` holds ``3n + 260`` intp,
-    ``scratch_u`` ``2n`` uint64.
+    keys such as prices or submission times. ``scratch_i`` holds ``3n + 260``
+    intp, ``scratch_u`` ``2n`` uint64.
     """
     for i in range(n):
         out[i] = i
     if n < 2:
-        return
+        return False
     lo = keys[0]
     hi = keys[0]
     for i in range(1, n):
@@ -129,7 +130,7 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
         if k > hi:
             hi = k
     if lo == hi:
-        return
+        return True
     span = hi - lo
     n_bits = 1
     while (1 << n_bits) < n and n_bits < 24:
@@ -157,9 +158,12 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
     # sort over the whole array mends every bucket (stable: only greater keys move).
     # Past a budget of moves some bucket is large: sort each large one by radix.
     budget = 8 * n
+    ties = False
     for i in range(1, n):
         k = skeys[i]
         if skeys[i - 1] <= k:
+            if skeys[i - 1] == k:
+                ties = True
             continue
         o = out[i]
         j = i - 1
@@ -170,10 +174,12 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
             budget -= 1
         skeys[j + 1] = k
         out[j + 1] = o
+        if j >= 0 and skeys[j] == k:
+            ties = True
         if budget < 0:
             break
     if budget >= 0:
-        return
+        return ties
     tmp_o = scratch_i[n_buckets + 1:n_buckets + 1 + n]
     counts = scratch_i[n_buckets + 1 + n:n_buckets + n + 258]
     tmp_k = scratch_u[n:2 * n]
@@ -194,6 +200,10 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
                 skeys[j + 1] = k
                 out[j + 1] = o
         s = e
+    for i in range(1, n):
+        if skeys[i - 1] == skeys[i]:
+            return True
+    return False
 
 
 @_njit
@@ -219,14 +229,6 @@ def _sort_keys(f_key, n, keys, rows, tq, prev_tq, prev_key):  # noqa: ANN001, AN
             prev_tq[i] = tq[a]
             prev_key[i] = k
     return same
-
-
-@_njit
-def _has_ties(o, n, keys):  # noqa: ANN001, ANN202
-    for a in range(1, n):
-        if keys[o[a]] == keys[o[a - 1]]:
-            return True
-    return False
 
 
 @_njit
@@ -718,8 +720,7 @@ def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # n
             for a in range(nf):
                 in_round[f_buyers[a]] = False
         if n != nf:
-            stable_argsort(keys, nf, o, sort_i, sort_u)
-            if _has_ties(o, nf, keys):
+            if stable_argsort(keys, nf, o, sort_i, sort_u):
                 _ties_by_time(o, nf, keys, f_buyers, b_time)
             if n_q > 1:
                 _by_queue(o, nf, f_tq, n_q, o2)
