@@ -4,9 +4,11 @@ A rule takes one hour's :class:`OrderBook` and the :class:`MarketNetwork`
 (wheeling and distance limits between buses) and returns :class:`Contracts`.
 Rules are registered by name in :data:`MATCHING_RULES`; adding one is one entry.
 
-Everything is vectorised over orders: the loop in :func:`match_price_time`
+Everything is vectorised over orders: the loop in :func:`_match_in_rounds_numpy`
 runs over *matching rounds*, not over parties, and a round is a handful of
-sorts and searches over all open orders.
+sorts and searches over all open orders. Where numba is installed the rounds
+run compiled (:mod:`.matching_compiled`), with the same contracts to the last
+bit at a third of the cost or less; the numpy engine stays as the reference.
 """
 
 from __future__ import annotations
@@ -190,8 +192,8 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
     n_buy = book.buyer_volume.size
     if n_buy == 0 or book.seller_volume.size == 0:
         return Contracts.empty()
-    f8, i8, ip = np.float64, np.int64, np.intp
-    price = np.ascontiguousarray(book.seller_price, f8)
+    c, f8, i8, ip = np.ascontiguousarray, np.float64, np.int64, np.intp
+    price = c(book.seller_price, f8)
     if cma is None:
         keys = price.reshape(1, -1)
         s_own = b_own = np.zeros(0)
@@ -203,15 +205,12 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
         price_ref, price_scale = cma.price_ref, cma.price_scale
     work = _workspace(compiled, n_buy, book.seller_volume.size)
     out_i, out_f, n, rounds = compiled.match_rounds(
-        np.ascontiguousarray(net.queue_of_bus[book.seller_bus], ip),
-        np.ascontiguousarray(book.seller_time, i8), keys,
-        np.array(book.seller_volume, f8), price, np.ascontiguousarray(book.seller_party, ip),
-        net.n_queues, np.ascontiguousarray(book.buyer_time, i8),
-        np.array(book.buyer_volume, f8), np.ascontiguousarray(book.buyer_price, f8),
-        np.ascontiguousarray(book.buyer_bus, ip), np.ascontiguousarray(book.buyer_party, ip),
-        np.ascontiguousarray(net.queue_wheeling, f8), np.ascontiguousarray(net.queue_allowed),
-        cma is not None, np.ascontiguousarray(s_own, f8), np.ascontiguousarray(b_own, f8),
-        np.ascontiguousarray(dist, f8), float(price_ref), float(price_scale),
+        c(net.queue_of_bus[book.seller_bus], ip), c(book.seller_time, i8), keys,
+        c(book.seller_volume, f8), price, c(book.seller_party, ip), net.n_queues,
+        c(book.buyer_time, i8), c(book.buyer_volume, f8), c(book.buyer_price, f8),
+        c(book.buyer_bus, ip), c(book.buyer_party, ip),
+        c(net.queue_wheeling, f8), c(net.queue_allowed, np.bool_), cma is not None,
+        c(s_own, f8), c(b_own, f8), c(dist, f8), float(price_ref), float(price_scale),
         monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS, *work)
     _WORK.arrays = (*work[:3], out_i, out_f)  # the contract buffers, grown if they were short
     if n == 0:

@@ -8,24 +8,31 @@ totals add segments in segment order onto 0.0 (``np.bincount``), and each
 difference, sum and minimum is the one the numpy code takes. Only the
 bookkeeping differs, where its result is exact whatever the method:
 
-- sorts are stable bucket and radix sorts over keys that order as the floats
-  do (``-0.0`` equal to ``0.0``, NaN last, ties in input order), so every
-  permutation is ``np.lexsort``'s;
-- the sorted distinct segment points are a merge of three ascending runs (a
-  full sort where a run is not ascending), the values of ``np.unique``; of
-  ``-0.0`` and ``0.0`` either may stand for the point, which changes no
-  difference, midpoint or comparison taken from it;
+- sorts are stable bucket sorts over keys that order as the floats do
+  (``-0.0`` equal to ``0.0``, NaN last), ties broken by submission time and then
+  row, so every permutation is ``np.lexsort``'s; a round whose buyers all keep
+  last round's queue and priority (price-time with one queue) keeps last
+  round's order, less those that left, which is the same permutation;
+- the sorted distinct segment points are a merge of three ascending runs (mended
+  by an insertion sort where a rounding at a queue boundary put a value out of
+  order), the values of ``np.unique``; of ``-0.0`` and ``0.0`` either may stand
+  for the point, which changes no difference, midpoint or comparison taken from
+  it;
 - ``np.searchsorted(a, mid, side="right")`` is a walk along ``a`` when ``a``
-  ascends (every binary search then finds the same place) and otherwise
-  numpy's own binary search, step for step.
+  ascends up to roundings (see :func:`_disorder` for why the walk then finds
+  numpy's answer wherever it matters) and otherwise numpy's own binary search,
+  step for step.
 
-Volumes are taken as finite (no NaN). The arrays a call needs are carved from a
-:func:`workspace` the caller keeps, so an hour allocates next to nothing (fresh
-arrays of this size cost more in page faults than the matching itself).
+Volumes are taken as finite and prices as finite; the CMA weight's ``price_ref``
+as positive (the parameter's range), so no weight is NaN. The arrays a call
+needs are carved from a :func:`workspace` the caller keeps (about 45 rows of
+twice the buyers plus the sellers: some 8 MB at 10,000 parties), so an hour
+allocates next to nothing: fresh arrays of this size cost more in page faults
+than the matching itself.
 
 Imported only when the engine is first needed and numba is installed (see
 :func:`dipi_abm.rules.matching._compiled`). Cached on disk: the first compile
-(about ten seconds) happens once per installation.
+(ten to fifteen seconds) happens once per installation.
 """
 
 from __future__ import annotations
