@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dipi_abm import market
-from dipi_abm.rules import settlement
+from dipi_abm import market, parties
+from dipi_abm.hour import BUYER, SELLER
+from dipi_abm.rules import credit, settlement
+from dipi_abm.rules.credit import CreditState
 
 KERNEL = settings(max_examples=150, deadline=None)
 
@@ -99,3 +101,80 @@ def test_outside_contracts_kernel_is_numpy(c):
 def test_party_transfer_kernel_is_numpy(c):
     args = (c["n"], c["seller"], c["a"], c["buyer"], c["b"], c["x"], c["f"], c["y"], c["r"])
     assert same(market._party_transfer(*args), market._party_transfer_numpy(*args))
+
+
+# ----------------------------------------------------------------------------- parties
+FORECAST = st.one_of(st.floats(0.0, 1e3), st.sampled_from([0.0, 1e-9, 2e-9, 1e-10]))
+
+
+@KERNEL
+@given(st.integers(0, 60).flatmap(lambda n: st.tuples(floats(n, FORECAST), floats(n, FORECAST))))
+def test_sides_and_order_volumes_kernels_are_numpy(pair):
+    load, gen = pair
+    n = load.size
+    role_k, role_n = np.full(n, 7, np.int8), np.full(n, 7, np.int8)
+    got, want = parties._sides(load, gen, role_k), parties._sides_numpy(load, gen, role_n)
+    assert all(same(g, w) for g, w in zip(got, want, strict=True)) and same(role_k, role_n)
+    ratio = np.linspace(0.5, 1.0, n)
+    off_k, off_n = np.full(n, np.nan), np.full(n, np.nan)
+    parties._order_volumes(got[0], ratio, ratio[::-1], off_k)
+    parties._order_volumes_numpy(want[0], ratio, ratio[::-1], off_n)
+    assert same(off_k, off_n)
+
+
+@KERNEL
+@given(contracts(), VALUE, VALUE)
+def test_book_columns_kernel_is_numpy(c, r, f):
+    rows = np.arange(c["n"])
+    sell, buy = rows[c["flag"]], rows[~c["flag"]]
+    bus = (rows * 3) % 5
+    args = (sell, buy, bus, c["x"], c["y"], c["z"], c["y"][::-1], c["x"][::-1], r, f, r - f)
+    got, want = parties._book_columns(*args), parties._book_columns_numpy(*args)
+    assert all(same(g, w) for g, w in zip(got, want, strict=True))
+
+
+@KERNEL
+@given(contracts())
+def test_delivery_kernels_are_numpy(c):
+    n = c["n"]
+    assert all(same(g, w) for g, w in zip(parties._surplus_and_need(c["x"], c["y"]),
+                                          parties._surplus_and_need_numpy(c["x"], c["y"]),
+                                          strict=True))
+    assert same(parties._committed(n, c["seller"], c["buyer"], c["volume"]),
+                parties._committed_numpy(n, c["seller"], c["buyer"], c["volume"]))
+    for keep in (1.0, 0.9, 0.0):
+        got = parties._against_commitments(c["flag"], c["x"], c["y"], c["z"], keep)
+        want = parties._against_commitments_numpy(c["flag"], c["x"], c["y"], c["z"], keep)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True))
+
+
+@KERNEL
+@given(contracts(NONNEG), st.sampled_from([0.0, 0.1, 0.2999]), st.booleans())
+def test_scores_kernel_is_numpy(c, natural_factor, per_contract):
+    role = np.where(c["flag"], SELLER, BUYER).astype(np.int8)
+    out_k, out_n = np.full(c["n"], -1.0), np.full(c["n"], -1.0)
+    args = (c["seller"], c["buyer"], per_contract)
+    got = parties._scores(c["x"], c["y"], role, 1.0 - natural_factor, *args, out_k)
+    want = parties._scores_numpy(c["x"], c["y"], role, natural_factor, *args, out_n)
+    assert all(same(g, w) for g, w in zip(got, want, strict=True)) and same(out_k, out_n)
+
+
+# ----------------------------------------------------------------------------- credit
+@KERNEL
+@given(contracts(NONNEG), st.one_of(st.none(), st.integers(0, 10_000)),
+       st.sampled_from([1.0, 24.0, 168.0, 1e-3]), st.booleans())
+def test_update_decay_kernels_are_numpy(c, hour, half_life, repeat):
+    n = c["n"]
+    idx = c["seller"][: n] if repeat else np.flatnonzero(c["flag"])
+    score = np.resize(np.clip(c["y"], 0.0, 100.0), idx.size)
+    k = np.resize(np.arange(1, 6), idx.size).astype(np.int64)
+    states = []
+    for _ in range(2):
+        s = CreditState.new(n, 60.0, 4)
+        s.weight[:] = np.nan_to_num(c["x"], posinf=1e9)
+        s.last_hour[:] = np.nan_to_num(c["z"], nan=0.0, posinf=1e4)
+        states.append(s)
+    credit.update_decay(states[0], idx, score, k, half_life_h=half_life, hour=hour)
+    credit._update_decay_numpy(states[1], idx, score, k, half_life_h=half_life, hour=hour)
+    for name in ("credit", "weight", "last_hour", "count"):
+        assert same(getattr(states[0], name), getattr(states[1], name)), name
