@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from dipi_abm import market, parties
 from dipi_abm.hour import BUYER, SELLER
+from dipi_abm.physics.weather import HourDraw, Weather, WeatherParams
 from dipi_abm.rules import credit, settlement
 from dipi_abm.rules.credit import CreditState
 
@@ -178,3 +179,49 @@ def test_update_decay_kernels_are_numpy(c, hour, half_life, repeat):
     credit._update_decay_numpy(states[1], idx, score, k, half_life_h=half_life, hour=hour)
     for name in ("credit", "weight", "last_hour", "count"):
         assert same(getattr(states[0], name), getattr(states[1], name)), name
+
+
+# ----------------------------------------------------------------------------- weather
+WEATHER_DRAW_FIELDS = HourDraw.__slots__
+
+
+@st.composite
+def weather_pairs(draw):
+    """Two identical Weather objects over a random population and parameters."""
+    n = draw(st.integers(0, 40))
+    tech = draw(hnp.arrays(np.int8, n, elements=st.integers(-1, 3)))
+    load_class = np.where(tech < 0, draw(hnp.arrays(np.int8, n, elements=st.integers(0, 3))),
+                          draw(hnp.arrays(np.int8, n, elements=st.integers(-1, 3))))
+    capacity = np.where(tech >= 0, draw(floats(n, st.floats(0.0, 5e3))), 0.0)
+    mean_load = np.where(load_class >= 0, draw(floats(n, st.floats(0.0, 500.0))), 0.0)
+    params = WeatherParams(
+        clearness_persistence=draw(st.sampled_from([0.0, 0.5, 0.9])),
+        clearness_sd=draw(st.sampled_from([0.0, 0.25, 3.0])),  # 3: the clip binds
+        solar_regional_share=draw(st.sampled_from([0.0, 0.7, 1.0])),
+        wind_persistence=draw(st.sampled_from([0.0, 0.95])),
+        wind_rated_ms=draw(st.sampled_from([5.0, 12.0])),
+        wind_cut_out_ms=draw(st.sampled_from([14.0, 25.0])),
+        outage_rate_per_h=draw(st.sampled_from([0.002, 0.5])),
+        load_noise_sd=draw(st.sampled_from([0.08, 2.0])),  # 2: the load floor binds
+        forecast_sd_load=draw(st.sampled_from([0.1, 5.0])),
+        forecast_sd_wind=draw(st.sampled_from([0.22, 5.0])),  # 5: the forecast clip binds
+        forecast_lead_h=draw(st.sampled_from([0.0, 2.0, 24.0])),
+    )
+    start = draw(st.integers(0, 8760))
+    seed = np.random.SeedSequence(draw(st.integers(0, 2**32 - 1)))
+    return [Weather(tech=tech, capacity_kw=capacity, load_class=load_class,
+                    mean_load_kw=mean_load, params=params, seed=seed, start_hour=start)
+            for _ in range(2)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(weather_pairs())
+def test_weather_step_is_its_numpy_reference(pair):
+    fast, slow = pair
+    for _ in range(30):
+        a, b = fast.step(), slow._step_numpy()
+        for name in WEATHER_DRAW_FIELDS:
+            assert same(getattr(a, name), getattr(b, name)), name
+    for name in ("_solar_unit", "_wind_unit", "_gen_err", "_load_noise", "_load_err",
+                 "_solar_regional", "_wind_regional", "_up_history"):
+        assert same(getattr(fast, name), getattr(slow, name)), name
