@@ -12,11 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dipi_abm import market, parties
-from dipi_abm.hour import BUYER, SELLER
+from dipi_abm import hour as hour_mod
+from dipi_abm import jit, market, parties
+from dipi_abm.hour import (
+    BUYER,
+    SELLER,
+    Cleared,
+    Delivery,
+    HourSettlement,
+    Orders,
+    Schedule,
+    credit_kpis,
+    market_kpis,
+)
 from dipi_abm.physics.weather import HourDraw, Weather, WeatherParams
 from dipi_abm.rules import credit, settlement
+from dipi_abm.rules.consensus import QuorumOutcome
 from dipi_abm.rules.credit import CreditState
+from dipi_abm.rules.matching import Contracts
 
 KERNEL = settings(max_examples=150, deadline=None)
 
@@ -225,3 +238,57 @@ def test_weather_step_is_its_numpy_reference(pair):
     for name in ("_solar_unit", "_wind_unit", "_gen_err", "_load_noise", "_load_err",
                  "_solar_regional", "_wind_regional", "_up_history"):
         assert same(getattr(fast, name), getattr(slow, name)), name
+
+
+# ----------------------------------------------------------------------------- sums and KPIs
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(0, 300), st.integers(300, 5000), st.sampled_from([8191, 8192, 20001])),
+       st.integers(0, 2**32 - 1), st.sampled_from(["spread", "zeros", "special"]))
+def test_pairwise_sum_is_numpy_sum(n, seed, kind):
+    rng = np.random.default_rng(seed)
+    a = {"spread": lambda: rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 8, n),
+         "zeros": lambda: np.where(rng.random(n) < 0.5, -0.0, 0.0),
+         "special": lambda: rng.choice([0.0, -0.0, 1e308, -1e308, np.inf, 1e-320, 3.5], n)}[kind]()
+    assert same(jit.pairwise_sum(a, 0, n), a.sum())
+    lo = n // 3
+    assert same(jit.pairwise_sum(a, lo, n // 2), a[lo:lo + n // 2].sum())
+
+
+@st.composite
+def market_hours(draw):
+    """One hour's phase results with random columns (only what market_kpis reads)."""
+    c = draw(contracts(NONNEG))
+    n, k = c["n"], c["volume"].size
+    col = floats(n, NONNEG)
+    kind = draw(hnp.arrays(np.int8, n, elements=st.integers(0, 1)))
+    tech = draw(hnp.arrays(np.int8, n, elements=st.integers(-1, 3)))
+    role = draw(hnp.arrays(np.int8, n, elements=st.sampled_from([SELLER, BUYER, 0])))
+    contract_cols = [draw(floats(k, NONNEG)) for _ in range(5)]
+    settled = settlement.Settlement(*contract_cols, draw(floats(k, NONNEG)))
+    quorum = QuorumOutcome(draw(st.booleans()), draw(st.booleans()), 3, 1)
+    schedule = Schedule(1, 5, 0.657, 0.4)
+    orders = Orders(None, draw(col), role, draw(col))
+    cleared = Cleared(Contracts(c["buyer"], c["seller"], c["volume"], c["a"], c["b"], c["b"],
+                                rounds=2), draw(floats(k, NONNEG)), quorum, 1.5)
+    delivery = Delivery(draw(col), draw(col), draw(col), draw(col), draw(col),
+                        draw(hnp.arrays(np.bool_, n)), draw(hnp.arrays(np.bool_, n)), 0.5, 0.25)
+    money = HourSettlement(settled, draw(floats(n)), 3.25, draw(col), draw(col), draw(col))
+    return (schedule, orders, cleared, delivery, money, kind, tech, draw(col), draw(col))
+
+
+@KERNEL
+@given(market_hours())
+def test_market_kpis_kernel_is_numpy(hour):
+    got, want = market_kpis(*hour), hour_mod._market_kpis_numpy(*hour)
+    assert list(got) == list(want)
+    for name in got:
+        assert type(got[name]) is type(want[name]) and same(got[name], want[name]), name
+
+
+@KERNEL
+@given(st.integers(0, 500).flatmap(lambda n: st.tuples(
+    hnp.arrays(np.int8, n, elements=st.integers(0, 2)), floats(n, st.floats(0.0, 100.0)))))
+def test_credit_kpis_kernel_is_numpy(pair):
+    kind, credit_ = pair
+    got, want = credit_kpis(kind, credit_), hour_mod._credit_kpis_numpy(kind, credit_)
+    assert list(got) == list(want) and all(same(got[k], want[k]) for k in got)
