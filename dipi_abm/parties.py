@@ -186,9 +186,9 @@ class PartySet:
         """Learning (docs/model.md section 8): each acting party is paid its hour's gain over
         the grid-only alternative (plus ``rewards``: party rows and yuan, e.g. the block
         reward), per kWh of its position."""
-        learners = [(lr, np.flatnonzero(lr.chosen >= 0))
-                    for lr in (self.sell_learner, self.buy_learner) if lr is not None]
-        if not any(idx.size for _, idx in learners):
+        learners = [lr for lr in (self.sell_learner, self.buy_learner)
+                    if lr is not None and lr.chosen.size and lr.chosen.max() >= 0]
+        if not learners:
             return  # nobody chose an action this hour (static parties): nothing to learn
         gain = party_transfer - (delivery.surplus_kw * schedule.feed_in
                                  - delivery.need_kw * schedule.retail)
@@ -196,9 +196,9 @@ class PartySet:
             gain = gain.copy()
             np.add.at(gain, rewards[0], rewards[1])
         reward = gain / np.maximum(np.abs(orders.net_forecast_kw), 1.0)
-        for lr, idx in learners:
-            if idx.size:
-                update(lr, idx, reward[idx])
+        for lr in learners:
+            idx = np.flatnonzero(lr.chosen >= 0)
+            update(lr, idx, reward[idx])
 
 
 # ----------------------------------------------------------------------------- kernels

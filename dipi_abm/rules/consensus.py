@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..jit import kernel
 from .credit import CREDIT_MAX
 from .registry import Rule
 
@@ -234,9 +235,9 @@ class BlockTally:
         if seen is None or seen.size != c.size:
             self._rebuild(c)
         else:
-            changed = np.flatnonzero(c != seen)
-            if changed.size == 1 and c[changed[0]] == seen[changed[0]] + 1:
-                before = int(seen[changed[0]])
+            n_changed, node = _changed(c, seen)
+            if n_changed == 1 and c[node] == seen[node] + 1:
+                before = int(seen[node])
                 self._rank_sum += int(self._hist[: before + 1].sum())
                 self._hist[before] -= 1
                 if before + 1 >= self._hist.size:
@@ -244,8 +245,8 @@ class BlockTally:
                                                                        np.int64)])
                 self._hist[before + 1] += 1
                 self._total += 1
-                seen[changed[0]] += 1
-            elif changed.size:
+                seen[node] += 1
+            elif n_changed:
                 self._rebuild(c)
         return self._gini(c.size), self._nakamoto()
 
@@ -258,15 +259,36 @@ class BlockTally:
         total = self._total
         if total <= 0:
             return 0
-        half = total / 2.0
-        hist = self._hist[:0:-1]  # counts from the largest down to 1
-        value = np.arange(hist.size, 0, -1, dtype=np.int64)
-        tier_end = np.cumsum(value * hist)  # blocks of the nodes down to each tier
-        tier = int(np.searchsorted(tier_end, half, side="right"))  # tiers wholly <= half
-        nodes = int(hist[:tier].sum())
-        before = int(tier_end[tier - 1]) if tier else 0
-        nodes += int((half - before) // int(value[tier]))  # nodes of the next tier still <= half
-        return nodes + 1
+        return _nakamoto_from_histogram(self._hist, total / 2.0)
+
+
+@kernel
+def _changed(counts, seen):  # noqa: ANN001, ANN202 - numba kernel
+    """How many nodes' counts differ from ``seen`` (0, 1 or 2 for "more"), and the first."""
+    first = -1
+    for i in range(counts.size):
+        if counts[i] != seen[i]:
+            if first >= 0:
+                return 2, first
+            first = i
+    return (0 if first < 0 else 1), first
+
+
+@kernel
+def _nakamoto_from_histogram(hist, half):  # noqa: ANN001, ANN202 - numba kernel
+    """Fewest nodes holding more than ``half`` of the blocks, from the histogram of counts:
+    whole tiers from the largest count down while their blocks stay <= half, then as many
+    nodes of the next tier as still fit, plus one. Integer sums, exact (as the cumulative
+    sum and search of :func:`nakamoto`)."""
+    nodes = 0
+    before = 0
+    for value in range(hist.size - 1, 0, -1):
+        end = before + value * hist[value]
+        if end > half:
+            return nodes + int((half - before) // value) + 1
+        nodes += hist[value]
+        before = end
+    return nodes + 1
 
 
 def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
@@ -277,12 +299,13 @@ def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
     corrcoef's generic set-up, and a zero spread told from the range before numpy's
     ``std`` is needed (see :func:`_no_spread`).
     """
-    a = np.asarray(counts, dtype=np.float64)
-    b = np.asarray(credit, dtype=np.float64)
-    if a.size < 2 or _no_spread(a) or _no_spread(b):
+    a, b = np.asarray(counts), np.asarray(credit)
+    if a.size < 2:
         return float("nan")
     x = np.empty((2, a.size))
-    x[0], x[1] = a, b
+    x[0], x[1] = a, b  # as float64, as corrcoef takes them
+    if _no_spread(x[0]) or _no_spread(x[1]):
+        return float("nan")
     mean = np.add.reduce(x, axis=1)  # np.cov: average(X, axis=1), the pairwise row sums / n
     mean /= a.size
     x -= mean[:, None]
@@ -296,9 +319,24 @@ def _no_spread(x: NDArray[np.float64]) -> bool:
     """``x.std() == 0``, mostly without computing it: with a range above 1e-100 the
     largest deviation from the mean squares to at least 2.5e-201, far from underflow,
     so the standard deviation cannot be 0. (NaN and a zero or tiny range ask numpy.)"""
-    if float(x.max()) - float(x.min()) > 1e-100:
+    lo, hi = _extremes(x)
+    if hi - lo > 1e-100:
         return False
     return bool(x.std() == 0)
+
+
+@kernel
+def _extremes(x):  # noqa: ANN001, ANN202 - numba kernel
+    """(min, max) of ``x`` in one pass; (nan, nan) if it holds a NaN (or is empty)."""
+    if x.size == 0:
+        return np.nan, np.nan
+    lo = hi = x[0]
+    for v in x:
+        if v != v:
+            return np.nan, np.nan
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    return lo, hi
 
 
 # ----------------------------------------------------------------------------- quorum
