@@ -96,28 +96,33 @@ def pairwise_sum(a, start, n):  # noqa: ANN001, ANN201 - numba kernel
 @kernel
 def _pairwise_block(a, start, n):  # noqa: ANN001, ANN202 - numba kernel
     """One leaf of numpy's pairwise sum (n <= 128): sequential below 8 items, else eight
-    running sums over the whole multiples of 8, added in a fixed tree, then the rest."""
+    running sums over the whole multiples of 8, added in a fixed tree, then the rest.
+    (Unsigned indices spare numba's negative-index check, so LLVM can vectorise the
+    eight independent sums; the additions are the same.)"""
     if n < 8:
         res = 0.0
         for i in range(start, start + n):
             res += a[i]
         return res
-    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
-    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
-    i = start + 8
-    whole = start + n - n % 8
+    u = np.uintp
+    i = u(start)
+    r0, r1, r2, r3 = a[i], a[i + u(1)], a[i + u(2)], a[i + u(3)]
+    r4, r5, r6, r7 = a[i + u(4)], a[i + u(5)], a[i + u(6)], a[i + u(7)]
+    i += u(8)
+    whole = u(start + n - n % 8)
     while i < whole:
         r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
+        r1 += a[i + u(1)]
+        r2 += a[i + u(2)]
+        r3 += a[i + u(3)]
+        r4 += a[i + u(4)]
+        r5 += a[i + u(5)]
+        r6 += a[i + u(6)]
+        r7 += a[i + u(7)]
+        i += u(8)
     res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < start + n:
+    end = u(start + n)
+    while i < end:
         res += a[i]
-        i += 1
+        i += u(1)
     return res
