@@ -26,7 +26,7 @@ from dipi_abm.hour import (
     market_kpis,
 )
 from dipi_abm.physics.weather import HourDraw, Weather, WeatherParams
-from dipi_abm.rules import credit, settlement
+from dipi_abm.rules import consensus, credit, settlement
 from dipi_abm.rules.consensus import QuorumOutcome
 from dipi_abm.rules.credit import CreditState
 from dipi_abm.rules.matching import Contracts
@@ -292,3 +292,31 @@ def test_credit_kpis_kernel_is_numpy(pair):
     kind, credit_ = pair
     got, want = credit_kpis(kind, credit_), hour_mod._credit_kpis_numpy(kind, credit_)
     assert list(got) == list(want) and all(same(got[k], want[k]) for k in got)
+
+
+# ----------------------------------------------------------------------------- consensus
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 400), st.integers(0, 2**32 - 1),
+       st.sampled_from(["weights", "sparse", "ties", "negative", "nan", "inf"]),
+       st.floats(0.0, 1.0, exclude_max=True))
+def test_draw_from_kernel_is_numpy(n, seed, kind, u):
+    rng = np.random.default_rng(seed)
+    w = {"weights": lambda: rng.random(n),
+         "sparse": lambda: np.where(rng.random(n) < 0.05, rng.random(n), 0.0),
+         "ties": lambda: rng.choice([0.0, 0.25, 0.5], n),
+         "negative": lambda: rng.standard_normal(n),
+         "nan": lambda: np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+         "inf": lambda: np.where(rng.random(n) < 0.1, np.inf, rng.random(n))}[kind]()
+    for p in (w, w / w.sum() if n and w.sum() > 0 else w):
+        assert consensus.draw_from(p, FixedUniform(u)) == consensus._draw_from_numpy(p, u)
+
+
+class FixedUniform:
+    """A generator whose every uniform is ``u``."""
+
+    def __init__(self, u: float) -> None:
+        self.u = u
+
+    def random(self) -> float:
+        return self.u
+

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..jit import kernel
+from ..jit import kernel, pairwise_sum
 from .credit import CREDIT_MAX
 from .registry import Rule
 
@@ -108,9 +108,38 @@ def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float6
 
 
 def draw_from(p: NDArray[np.float64], rng: np.random.Generator) -> int:
-    """Inverse-CDF draw of one node from probabilities ``p``: one uniform, O(n)."""
+    """Inverse-CDF draw of one node from probabilities ``p``: one uniform, O(n).
+
+    The node is the first whose cumulative probability exceeds ``u * p.sum()``
+    (:func:`_draw_from_numpy`); the kernel adds up the cumulative sum only as far as that
+    node, with numpy's additions, when ``p`` has no negative or NaN entry (then the
+    cumulative sum never falls and the first crossing is where searchsorted lands)."""
     u = rng.random()
+    p = np.asarray(p, dtype=np.float64)
+    found = _first_crossing(p, u)
+    return int(found) if found >= 0 else _draw_from_numpy(p, u)
+
+
+def _draw_from_numpy(p: NDArray[np.float64], u: float) -> int:
     return int(min(np.searchsorted(np.cumsum(p), u * p.sum(), side="right"), p.size - 1))
+
+
+@kernel
+def _first_crossing(p, u):  # noqa: ANN001, ANN202 - numba kernel
+    """:func:`_draw_from_numpy` for a non-empty ``p`` without negative or NaN entries
+    (-1 otherwise)."""
+    if p.size == 0:
+        return -1
+    for x in p:
+        if not x >= 0.0:
+            return -1
+    target = u * pairwise_sum(p, 0, p.size)
+    total = 0.0
+    for i in range(p.size):
+        total = p[i] if i == 0 else total + p[i]  # np.cumsum: the first entry as it is
+        if total > target:
+            return i
+    return p.size - 1
 
 
 def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, **kw: float) -> int:
