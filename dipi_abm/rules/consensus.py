@@ -331,9 +331,10 @@ def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
     a, b = np.asarray(counts), np.asarray(credit)
     if a.size < 2:
         return float("nan")
-    x = np.empty((2, a.size))
-    x[0], x[1] = a, b  # as float64, as corrcoef takes them
-    if _no_spread(x[0]) or _no_spread(x[1]):
+    if a.ndim != 1 or b.shape != a.shape:
+        raise ValueError(f"counts {a.shape} and credit {b.shape}: one value per node each")
+    x = np.empty((2, a.size))  # both as float64 rows, as corrcoef takes them
+    if _no_spread(x[0], *_fill_row(x[0], a)) or _no_spread(x[1], *_fill_row(x[1], b)):
         return float("nan")
     mean = np.add.reduce(x, axis=1)  # np.cov: average(X, axis=1), the pairwise row sums / n
     mean /= a.size
@@ -344,28 +345,29 @@ def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
     return float(np.clip(c[0, 1] / sd[0] / sd[1], -1.0, 1.0))
 
 
-def _no_spread(x: NDArray[np.float64]) -> bool:
-    """``x.std() == 0``, mostly without computing it: with a range above 1e-100 the
-    largest deviation from the mean squares to at least 2.5e-201, far from underflow,
-    so the standard deviation cannot be 0. (NaN and a zero or tiny range ask numpy.)"""
-    lo, hi = _extremes(x)
+def _no_spread(x: NDArray[np.float64], lo: float, hi: float) -> bool:
+    """``x.std() == 0``, mostly without computing it, from x's extremes (NaN if x holds a
+    NaN): with a range above 1e-100 the largest deviation from the mean squares to at
+    least 2.5e-201, far from underflow, so the standard deviation cannot be 0. (NaN and
+    a zero or tiny range ask numpy.)"""
     if hi - lo > 1e-100:
         return False
     return bool(x.std() == 0)
 
 
 @kernel
-def _extremes(x):  # noqa: ANN001, ANN202 - numba kernel
-    """(min, max) of ``x`` in one pass; (nan, nan) if it holds a NaN (or is empty)."""
-    if x.size == 0:
-        return np.nan, np.nan
-    lo = hi = x[0]
-    for v in x:
-        if v != v:
-            return np.nan, np.nan
+def _fill_row(row, values):  # noqa: ANN001, ANN202 - numba kernel
+    """Copy ``values`` into ``row`` as float64 and return their (min, max); (NaN, NaN) if
+    one is NaN."""
+    lo = hi = float(values[0])
+    nan = False
+    for i in range(values.size):
+        v = float(values[i])
+        row[i] = v
+        nan |= v != v
         lo = v if v < lo else lo
         hi = v if v > hi else hi
-    return lo, hi
+    return (np.nan, np.nan) if nan else (lo, hi)
 
 
 # ----------------------------------------------------------------------------- quorum
