@@ -25,7 +25,7 @@ from dipi_abm.hour import (
     credit_kpis,
     market_kpis,
 )
-from dipi_abm.physics.weather import HourDraw, Weather, WeatherParams
+from dipi_abm.physics.weather import HourDraw, Weather, WeatherParams, solar_clear_sky
 from dipi_abm.rules import consensus, credit, settlement
 from dipi_abm.rules.consensus import QuorumOutcome
 from dipi_abm.rules.credit import CreditState
@@ -320,3 +320,14 @@ class FixedUniform:
     def random(self) -> float:
         return self.u
 
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(-90.0, 90.0))
+def test_weather_clear_sky_is_solar_clear_sky(latitude):
+    w = Weather(tech=np.array([0], np.int8), capacity_kw=np.array([1.0]),
+                load_class=np.array([-1], np.int8), mean_load_kw=np.array([0.0]),
+                params=WeatherParams(latitude_deg=latitude), seed=np.random.SeedSequence(1))
+    for day in range(1, 366):
+        for hour in range(24):
+            assert w._clear_sky(hour, day) == solar_clear_sky(hour + 0.5, day, latitude)

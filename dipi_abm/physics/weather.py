@@ -427,6 +427,9 @@ class Weather:
         self._load_shocks = np.empty(n_load)
         self._load_err_shocks = np.empty(n_load)
         self._gen_actual_g = np.empty(self._gen_idx.size)
+        # The clear sky's factors by day of year and by hour of day (Weather._clear_sky).
+        self._sun_by_day: dict[int, tuple[float, float]] = {}
+        self._sun_by_hour: dict[int, float] = {}
 
     @property
     def hour(self) -> int:
@@ -444,8 +447,7 @@ class Weather:
         h = self._hour
         hour_of_day = h % HOURS_PER_DAY
         day_of_year = (p.start_day_of_year - 1 + h // HOURS_PER_DAY) % DAYS_PER_YEAR + 1
-        # Evaluated at mid-hour: the hour's energy follows the sun's mean height.
-        clear_sky = solar_clear_sky(hour_of_day + 0.5, day_of_year, p.latitude_deg)
+        clear_sky = self._clear_sky(hour_of_day, day_of_year)
         n_solar, n_wind = self._n_solar, self._n_wind
         actual_g = self._gen_actual_g
 
@@ -627,6 +629,26 @@ class Weather:
             load_forecast_kw=load_forecast,
             load_actual_kw=load_actual,
         )
+
+    def _clear_sky(self, hour_of_day: int, day_of_year: int) -> float:
+        """:func:`solar_clear_sky` at mid-hour (the hour's energy follows the sun's mean
+        height), its factors of the day and of the hour of day kept as computed: the same
+        operations on the same values, so the same number, for a third of the cost."""
+        day = self._sun_by_day.get(day_of_year)
+        if day is None:
+            decl = np.radians(23.45) * np.sin(2.0 * np.pi * (284.0 + np.asarray(day_of_year))
+                                              / 365.0)
+            lat = math.radians(self.params.latitude_deg)
+            day = self._sun_by_day[day_of_year] = (float(math.sin(lat) * np.sin(decl)),
+                                                   float(math.cos(lat) * np.cos(decl)))
+        cos_omega = self._sun_by_hour.get(hour_of_day)
+        if cos_omega is None:
+            omega = np.radians(15.0 * (np.asarray(hour_of_day + 0.5, dtype=float) - 12.0))
+            cos_omega = self._sun_by_hour[hour_of_day] = float(np.cos(omega))
+        cos_z = day[0] + day[1] * cos_omega
+        if not cos_z > 0.0:
+            return 0.0
+        return float(1.098 * cos_z * np.exp(np.asarray(-0.057 / cos_z)))
 
     def _weibull_speed(self, latent: np.ndarray) -> np.ndarray:
         """Weibull quantile of ndtr(latent): ``scale · (−ln(1 − u))^(1/shape)``.
