@@ -440,9 +440,10 @@ class Weather:
         """Draw the actual and forecast output and load of the next delivery hour.
 
         The same draws, in the same order, and the same arithmetic as
-        :meth:`_step_numpy`, with the per-unit passes of solar output, generator
-        forecasts and load fused in three compiled kernels (wind's Weibull transform
-        stays with numpy's ndtr, log and power)."""
+        :meth:`_step_numpy`, with the per-unit passes (solar output, wind's AR(1) and
+        power curve, generator forecasts, load) fused in compiled kernels; wind's
+        Weibull transform and the cube of its speed stay with numpy's ndtr, log and
+        power."""
         p = self.params
         h = self._hour
         hour_of_day = h % HOURS_PER_DAY
