@@ -114,8 +114,9 @@ def open_run_ledger(model: DIPIModel, meta: Mapping[str, str]) -> tuple[Ledger, 
     """
     p = model.params
     keys = KeyRing.generate([AUTHORITY, *model.addresses])
+    hashed = model.miners_set.hashed  # its nonce race needs each period's root at once
     ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta,
-                    keep=("LH1/credit",) if model.miners_set.hashed else ())
+                    keep=("LH1/credit",) if hashed else (), background=not hashed)
     ledger.write_genesis(genesis_records(model), keys.public_keys(), keys.signer(AUTHORITY))
     return ledger, keys
 
