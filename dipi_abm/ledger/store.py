@@ -454,7 +454,7 @@ def _encode(records: Records, detail: str, keep: Collection[str] = ()) -> list[_
         else:
             buffers = [(col, tag, arr.size, _column_buffer(tag, arr)) for col, tag, arr in cols]
             for i, (col, tag, n, data) in enumerate(buffers):
-                if isinstance(data, np.ndarray) and np.shares_memory(data, cols[i][2]):
+                if isinstance(data, np.ndarray) and np.may_share_memory(data, cols[i][2]):
                     buffers[i] = (col, tag, n, data.copy())  # already canonical: copy it
             out.append(_Encoded(name, "digest", columns=buffers))
     return out
