@@ -3,6 +3,7 @@ as appended inline, in order, errors raised in the caller, whole periods only.""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from test_ledger import KEYS, period_records  # tests/ is on sys.path (rootdir)
 
 from dipi_abm.ledger.keys import AUTHORITY
-from dipi_abm.ledger.store import CHAINS, Ledger
+from dipi_abm.ledger.store import CHAINS, Ledger, _columns, _digest_stream, table_digest
 from dipi_abm.ledger.verify import verify_ledger
 from dipi_abm.ledger.writer import PeriodWriter
 from dipi_abm.model import DIPIModel
@@ -162,3 +163,25 @@ def test_writer_error_reaches_the_caller_and_drops_the_rest():
     assert seen == [0]
     with pytest.raises(ValueError, match="depth"):
         PeriodWriter(work, depth=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_digest_stream_hashes_to_the_table_digest(data):
+    """The one-buffer layout the writer hashes is the byte stream of table_digest."""
+    n = data.draw(st.integers(0, 40))
+    table = {}
+    for col in data.draw(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6,
+                                  unique=True)):
+        dtype = data.draw(st.sampled_from(["bool", "int8", "int32", "int64", "uint16",
+                                           "float32", "float64", "str"]))
+        if dtype == "str":
+            words = data.draw(st.lists(st.text(max_size=5), min_size=n, max_size=n))
+            table[col] = np.array(words, dtype=str) if n else np.zeros(0, "U1")
+        else:
+            raw = data.draw(st.binary(min_size=n * np.dtype(dtype).itemsize,
+                                      max_size=n * np.dtype(dtype).itemsize))
+            values = np.frombuffer(raw, dtype).copy()
+            table[col] = values.astype(bool) if dtype == "bool" else values
+    stream = _digest_stream("t", _columns("t", table))
+    assert hashlib.sha256(stream).digest() == table_digest("t", table)

@@ -428,13 +428,14 @@ def _prepare(records: Records, detail: str, keep: Collection[str] = ()) -> Prepa
 @dataclass(frozen=True)
 class _Encoded:
     """A table in canonical bytes, before hashing: as ``rows`` (full detail), as
-    ``columns`` to store, or as column buffers to ``digest`` only. Nothing in it
+    ``columns`` to store, or as one ``stream`` to ``digest`` only. Nothing in it
     refers to the caller's arrays, so it may be hashed later, on another thread."""
 
     name: str
     kind: str  # "rows" | "columns" | "digest"
     rows: list[bytes] | None = None
     columns: list[tuple[str, str, int, bytes | np.ndarray]] | None = None
+    stream: np.ndarray | None = None  # digest: the bytes of _digest_stream
 
 
 def _encode(records: Records, detail: str, keep: Collection[str] = ()) -> list[_Encoded]:
@@ -452,11 +453,38 @@ def _encode(records: Records, detail: str, keep: Collection[str] = ()) -> list[_
             # an empty table at full detail, every table of a genesis block, a kept table
             out.append(_Encoded(name, "columns", columns=_encoded_columns(cols)))
         else:
-            buffers = [(col, tag, arr.size, _column_buffer(tag, arr)) for col, tag, arr in cols]
-            for i, (col, tag, n, data) in enumerate(buffers):
-                if isinstance(data, np.ndarray) and np.may_share_memory(data, cols[i][2]):
-                    buffers[i] = (col, tag, n, data.copy())  # already canonical: copy it
-            out.append(_Encoded(name, "digest", columns=buffers))
+            out.append(_Encoded(name, "digest", stream=_digest_stream(name, cols)))
+    return out
+
+
+def _digest_stream(name: str, cols: list[tuple[str, str, np.ndarray]]) -> np.ndarray:
+    """The bytes :func:`_digest` hashes for a table, laid out in one buffer: numbers are
+    cast to their big-endian wire type straight into it, so a period's tables cost one
+    copy each and hashing one is a single call (which releases the GIL)."""
+    parts: list[tuple[bytes, str, np.ndarray | bytes]] = []
+    total = 0
+    head = _TABLE + _text(name) + _U32.pack(len(cols))
+    total += len(head)
+    for col, tag, arr in cols:
+        data: np.ndarray | bytes = _text_column(arr)[0] if tag == "str" else arr
+        size = len(data) if tag == "str" else arr.size * _WIRE[tag].itemsize
+        hdr = _column_head(col, tag) + _U64.pack(arr.size) + _U64.pack(size)
+        parts.append((hdr, tag, data))
+        total += len(hdr) + size
+    out = np.empty(total, np.uint8)
+    out[: len(head)] = np.frombuffer(head, np.uint8)
+    pos = len(head)
+    for hdr, tag, data in parts:
+        out[pos : pos + len(hdr)] = np.frombuffer(hdr, np.uint8)
+        pos += len(hdr)
+        if tag == "str":
+            out[pos : pos + len(data)] = np.frombuffer(data, np.uint8)
+            pos += len(data)
+        else:
+            wire = _WIRE[tag]
+            size = data.size * wire.itemsize
+            out[pos : pos + size].view(wire)[...] = data
+            pos += size
     return out
 
 
@@ -471,7 +499,7 @@ def _hash_encoded(tables: list[_Encoded]) -> Prepared:
             out.columns[t.name] = t.columns
             out.leaves.append(_digest(t.name, t.columns))
         else:
-            out.digests[t.name] = _digest(t.name, t.columns)
+            out.digests[t.name] = hashlib.sha256(t.stream).digest()
             out.leaves.append(digest_leaf(t.name, out.digests[t.name]))
     return out
 
