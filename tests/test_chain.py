@@ -94,14 +94,13 @@ def test_interrupted_run_leaves_a_valid_prefix_of_whole_periods(tmp_path, monkey
     m = DIPIModel(seed=7, hours=20, ledger=str(path), **SMALL)
     m.run(5)
     m.ledger.sync()  # the five periods are in (the writer thread appends them)
-    real_append = m.ledger._append
+    real_store = m.ledger._store
 
-    def interrupted(chain, *args, **kw):  # the DU1 block is written, then the run stops
-        if chain == "JY1":
-            raise KeyboardInterrupt
-        return real_append(chain, *args, **kw)
+    def interrupted(*args, **kw):  # the period's rows are written, then the run stops
+        real_store(*args, **kw)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(m.ledger, "_append", interrupted)
+    monkeypatch.setattr(m.ledger, "_store", interrupted)
     with pytest.raises(KeyboardInterrupt):
         m.step()
         m.ledger.sync()  # the period is appended by the writer thread: its error comes here

@@ -778,11 +778,13 @@ class Ledger:
 
     def _append_period(self, hour: int, prepared: Mapping[str, Prepared], signer: Signer,
                        nonce: int, target: int) -> None:
+        if self.detail == "off":
+            return
+        blocks = [self._block(chain, hour, prepared[chain], signer,
+                              *((nonce, target) if chain == "LH1" else (0, 0)))
+                  for chain in CHAINS]
         with self._period():
-            for chain in ("DU1", "JY1"):
-                self._append(chain, hour, {}, signer=signer, prepared=prepared[chain])
-            self._append("LH1", hour, {}, signer=signer, nonce=nonce, target=target,
-                         prepared=prepared["LH1"])
+            self._store(blocks, [prepared[chain] for chain in CHAINS])
 
     def append(
         self,
@@ -812,14 +814,29 @@ class Ledger:
             return None
         if chain not in CHAINS:
             raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
+        if not isinstance(signer, Signer):
+            raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
+        if prepared is None:
+            prepared = self.prepare(records, chain)
+        block = self._block(chain, hour, prepared, signer, nonce, target)
+        if self._in_period:
+            self._store([block], [prepared])
+        else:
+            with self._atomic():
+                self._store([block], [prepared])
+        return block
+
+    def _block(self, chain: str, hour: int, prepared: Prepared, signer: Signer, nonce: int,
+               target: int) -> Block:
+        """The next block of ``chain`` over ``prepared``, hashed and signed (not stored)."""
+        if chain not in CHAINS:
+            raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
         hour, nonce, target = operator.index(hour), operator.index(nonce), operator.index(target)
         if not 0 <= nonce < 2**63 or not 0 <= target < 2**256 or not -(2**63) <= hour < 2**63:
             raise ValueError("nonce must be in [0, 2^63), target in [0, 2^256), hour an int64")
         if not isinstance(signer, Signer):
             raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
         producer = signer.name
-        if prepared is None:
-            prepared = self.prepare(records, chain)
         root = prepared.root
         if target > 0 and pow_hash(root, producer, nonce) > target:
             raise ValueError(f"{chain} block: nonce {nonce} does not meet its target")
@@ -828,58 +845,44 @@ class Ledger:
         prev = GENESIS_PREV if head is None else head.hash
         h = block_hash(chain, index, prev, hour, root, producer, nonce, target)
         signature = signer.sign(signed_message(h)).hex()
-        block = Block(chain, index, prev, hour, root, producer, nonce, target, h, signature)
-        if self._in_period:
-            self._store(block, prepared)
-        else:
-            with self._atomic():
-                self._store(block, prepared)
-        return block
+        return Block(chain, index, prev, hour, root, producer, nonce, target, h, signature)
 
     def prepare(self, records: Records, chain: str | None = None) -> Prepared:
         """Hash a block's records once: their leaves, Merkle root and stored form
         (``chain`` says which tables are kept as columns at ``digest`` detail)."""
         return _prepare(records, self.detail, self._keep.get(chain, ()))
 
-    def _store(self, block: Block, prepared: Prepared) -> None:
-        """Insert the block's row and its records (rows and columns), and make it the head."""
-        chain, index = block.chain, block.index
-        self._db.execute(
+    def _store(self, blocks: Sequence[Block], prepared: Sequence[Prepared]) -> None:
+        """Insert the blocks' rows and their records (rows, columns, digests), and make
+        them the heads: a statement per table, not per block (each SQLite call hands the
+        GIL over, which a writer thread pays for)."""
+        self._db.executemany(
             "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                block.chain,
-                block.index,
-                block.prev_hash,
-                block.hour,
-                block.merkle_root,
-                block.producer,
-                block.nonce,
-                f"{block.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
-                block.hash,
-                block.signature,
-            ),
+            [
+                (b.chain, b.index, b.prev_hash, b.hour, b.merkle_root, b.producer, b.nonce,
+                 f"{b.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
+                 b.hash, b.signature)
+                for b in blocks
+            ],
         )
-        self._db.executemany(
-            "INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)",
-            (
-                (chain, index, name, i, payload)
-                for name, payloads in prepared.rows.items()
-                for i, payload in enumerate(payloads)
-            ),
-        )
-        self._db.executemany(
-            "INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                (chain, index, name, col, tag, data)
-                for name, columns in prepared.columns.items()
-                for col, tag, _, data in columns
-            ),
-        )
-        self._db.executemany(
-            "INSERT INTO record_digests VALUES (?, ?, ?, ?)",
-            ((chain, index, name, digest) for name, digest in prepared.digests.items()),
-        )
-        self._heads[chain] = block
+        rows = [(b.chain, b.index, name, i, payload)
+                for b, p in zip(blocks, prepared, strict=True)
+                for name, payloads in p.rows.items() for i, payload in enumerate(payloads)]
+        if rows:
+            self._db.executemany("INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)", rows)
+        columns = [(b.chain, b.index, name, col, tag, data)
+                   for b, p in zip(blocks, prepared, strict=True)
+                   for name, cols in p.columns.items() for col, tag, _, data in cols]
+        if columns:
+            self._db.executemany("INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
+                                 columns)
+        digests = [(b.chain, b.index, name, digest)
+                   for b, p in zip(blocks, prepared, strict=True)
+                   for name, digest in p.digests.items()]
+        if digests:
+            self._db.executemany("INSERT INTO record_digests VALUES (?, ?, ?, ?)", digests)
+        for b in blocks:
+            self._heads[b.chain] = b
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
