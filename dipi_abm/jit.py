@@ -13,10 +13,48 @@ equal (tests/test_kernels.py).
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+_CACHE_CHECKED = False
+_STAMP = "dipi_kernels.stamp"
+
+
+def _drop_stale_caches(root: Path | None = None) -> bool:
+    """numba's disk cache keys a kernel by its own source file only, so a cached caller
+    would keep an edited callee (another module's kernel) compiled in. Once per process,
+    before the first compile: if a module holding kernels changed since the caches were
+    written (a fingerprint of the sources that hold kernels), the package's cached
+    kernels are deleted and compiled afresh. Returns whether it deleted them."""
+    global _CACHE_CHECKED
+    if root is None:
+        if _CACHE_CHECKED:
+            return False
+        _CACHE_CHECKED = True
+        root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_bytes()
+        if b"@kernel" in text or b"numba" in text:  # the modules that hold kernels
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + text)
+    stamp = root / "__pycache__" / _STAMP
+    try:
+        if stamp.exists() and stamp.read_text() == digest.hexdigest():
+            return False
+        for cached in root.rglob("__pycache__/*.nb[ic]"):
+            cached.unlink(missing_ok=True)
+        stamp.parent.mkdir(exist_ok=True)
+        tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest.hexdigest())
+        tmp.replace(stamp)
+    except OSError:  # a read-only install: numba keeps its caches elsewhere, per version
+        return False
+    return True
 
 
 def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,13 +62,16 @@ def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
     call, so importing the package does not import numba; the compiled code is cached on
     disk. A kernel may call other (non-recursive) kernels by their module-level names: they
     are compiled first and bound in its module in their place. (numba's cache does not
-    see a callee's edits: after changing one, delete the caller's ``__pycache__/*.nb*``.)
-    ``.py_func`` is the plain-Python function (for tests and debugging)."""
+    see a callee's edits; :func:`_drop_stale_caches` clears the package's caches when
+    any of its sources changed.) ``.py_func`` is the plain-Python function (for tests
+    and debugging)."""
     compiled: list[Callable[..., Any]] = []
 
     def dispatcher() -> Callable[..., Any]:
         if not compiled:
             import numba
+
+            _drop_stale_caches()
 
             names = fn.__globals__
             for name in fn.__code__.co_names:

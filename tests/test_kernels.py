@@ -331,3 +331,32 @@ def test_weather_clear_sky_is_solar_clear_sky(latitude):
     for day in range(1, 366):
         for hour in range(24):
             assert w._clear_sky(hour, day) == solar_clear_sky(hour + 0.5, day, latitude)
+
+
+def test_stale_kernel_caches_are_dropped_when_a_kernel_module_changes(tmp_path):
+    """numba keys a cached kernel by its own file: an edited callee in another module
+    must not survive in a caller's cache."""
+    from dipi_abm.jit import _drop_stale_caches
+
+    (tmp_path / "sub").mkdir()
+    callee, caller = tmp_path / "callee.py", tmp_path / "sub" / "caller.py"
+    callee.write_text("@kernel\ndef f(x):\n    return x\n")
+    caller.write_text("@kernel\ndef g(x):\n    return f(x)\n")
+    (tmp_path / "plain.py").write_text("X = 1\n")
+    cache = tmp_path / "sub" / "__pycache__"
+    cache.mkdir()
+    files = [cache / "caller.g-2.py311.nbi", cache / "caller.g-2.py311.1.nbc"]
+
+    def cached() -> list[bool]:
+        return [f.exists() for f in files]
+
+    for f in files:
+        f.write_bytes(b"x")
+    assert _drop_stale_caches(tmp_path) is True and cached() == [False, False]  # no stamp yet
+    for f in files:
+        f.write_bytes(b"x")
+    assert _drop_stale_caches(tmp_path) is False and cached() == [True, True]  # unchanged
+    (tmp_path / "plain.py").write_text("X = 2\n")  # holds no kernel
+    assert _drop_stale_caches(tmp_path) is False and cached() == [True, True]
+    callee.write_text("@kernel\ndef f(x):\n    return x + 1\n")  # the callee changes
+    assert _drop_stale_caches(tmp_path) is True and cached() == [False, False]
