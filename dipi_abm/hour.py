@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .jit import kernel, pairwise_sum
 from .physics.weather import THERMAL
 from .rules.consensus import QuorumOutcome
 from .rules.consequences import Flows
@@ -188,7 +189,172 @@ def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: 
                 settlement: HourSettlement, kind: NDArray[np.int8], tech: NDArray[np.int8],
                 generation_kw: NDArray[np.float64], load_kw: NDArray[np.float64]
                 ) -> dict[str, Any]:
-    """The hour's market KPIs (docs/model.md section 9), from the phase results alone."""
+    """The hour's market KPIs (docs/model.md section 9), from the phase results alone.
+
+    Every sum is numpy's (pairwise, over the same rows in the same order: see
+    :func:`_market_kpis_numpy`), taken in one compiled pass (:func:`_market_sums`)."""
+    c, st, d = cleared.contracts, settlement.contracts, delivery
+    (generation, load, offered, demanded, volume, direct, contract_shortfall, extra_need,
+     contract_surplus, taken, curtailed, breaches, committed, shortfall, qp, spread, qp2,
+     user_transfer, dpgc_transfer, user_need, clean) = _market_sums(
+        generation_kw, load_kw, orders.offered_kwh, d.is_seller, orders.role, kind,
+        settlement.party_transfer, d.need_kw, d.breach, d.committed_kwh, d.counted_kwh,
+        c.volume, cleared.price, st.direct, st.shortfall, st.surplus, c.seller, c.buyer, tech,
+        settlement.extra_need_kwh, settlement.extra_surplus_kwh, settlement.taken_kwh)
+    k: dict[str, Any] = {
+        "hour_of_day": schedule.hour_of_day,
+        "retail_price": schedule.retail,
+        "feed_in_price": schedule.feed_in,
+        "generation_kwh": generation,
+        "load_kwh": load,
+        "offered_kwh": offered,
+        "demanded_kwh": demanded,
+        "p2p_volume_kwh": volume,
+        "p2p_delivered_kwh": direct,
+        "n_contracts": c.size,
+        "matching_rounds": c.rounds,
+        "grid_purchase_kwh": contract_shortfall + extra_need,
+        "grid_sale_kwh": contract_surplus + taken,
+        "curtailed_kwh": curtailed,
+        "line_curtailed_kwh": cleared.line_curtailed_kwh,
+        "storage_charge_kwh": d.storage_charge_kwh,
+        "storage_discharge_kwh": d.storage_discharge_kwh,
+        "quorum_committed": int(cleared.quorum.committed),
+        "quorum_conflict": int(cleared.quorum.conflict),
+    }
+    for group, label in enumerate(("", "_dpgc", "_user")):
+        nb, ncom = int(breaches[group]), int(committed[group])
+        if label:
+            k[f"breaches{label}"] = nb
+        else:
+            k["breaches"] = nb
+            k["committed_parties"] = ncom
+        k[f"breach_rate{label}"] = nb / ncom if ncom else 0.0
+        k[f"breach_shortfall{label}_kwh"] = float(shortfall[group])
+    qs = volume
+    if qs > 0:
+        mean = qp / qs
+        k["price_mean"] = mean
+        k["price_std"] = float(np.sqrt(max(spread / qs, 0.0)))
+    else:
+        k["price_mean"] = k["price_std"] = float("nan")
+    tradable = min(k["offered_kwh"], k["demanded_kwh"])
+    k["transaction_efficiency"] = qs / tradable if tradable > 0 else float("nan")
+    k["user_cost_yuan"] = -user_transfer
+    k["dpgc_income_yuan"] = dpgc_transfer
+    k["grid_income_yuan"] = settlement.grid_income
+    k["clean_share"] = clean / user_need if user_need > 0 else float("nan")
+    # Running sums for the run's summary (not reported per hour).
+    k["_tradable"], k["_clean"], k["_user_need"] = tradable, clean, user_need
+    k["_qp"], k["_qp2"] = qp, qp2
+    return k
+
+
+@kernel
+def _market_sums(gen, load, offered, is_seller, role, kind, transfer,  # noqa: ANN001, ANN202
+                 need, breach, committed, counted, volume, price, direct, contract_shortfall,
+                 contract_surplus, seller, buyer, tech, extra_need, extra_surplus, taken):
+    """The sums behind :func:`market_kpis`: each masked sum gathers its rows in order
+    (as boolean indexing does) and sums them pairwise, as numpy does. Breaches, parties
+    with a commitment and their shortfall come per group: all, DPGCs, users (every row
+    that is not a DPGC). The gathers write every row and advance only on a match (no
+    branch to mispredict)."""
+    n, m = gen.size, volume.size
+    # The rows of every masked sum, gathered in one pass.
+    sellers, buyers, dpgc_short, user_short = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    user_transfer, user_need, dpgc_transfer = np.empty(n), np.empty(n), np.empty(n)
+    n_sell = n_buy = n_dpgc = n_user = 0
+    shortfall, curtail = np.empty(n), np.empty(n)
+    breach_dpgc = breach_user = has_dpgc = has_user = 0
+    for i in range(n):
+        short = committed[i] - counted[i] if breach[i] else 0.0
+        shortfall[i] = short
+        curtail[i] = extra_surplus[i] - taken[i]
+        sellers[n_sell] = offered[i]
+        n_sell += is_seller[i]
+        buyers[n_buy] = offered[i]
+        n_buy += role[i] == BUYER
+        dpgc_short[n_dpgc], dpgc_transfer[n_dpgc] = short, transfer[i]
+        user_short[n_user], user_transfer[n_user], user_need[n_user] = short, transfer[i], need[i]
+        dpgc = kind[i] == DPGC_KIND
+        n_dpgc += dpgc
+        n_user += not dpgc
+        b, c = breach[i], committed[i] > 0
+        breach_dpgc += b and dpgc
+        breach_user += b and not dpgc
+        has_dpgc += c and dpgc
+        has_user += c and not dpgc
+    breaches = np.array([breach_dpgc + breach_user, breach_dpgc, breach_user])
+    has = np.array([has_dpgc + has_user, has_dpgc, has_user])
+    short = np.empty(3)
+    short[0] = pairwise_sum(shortfall, 0, n)
+    short[1] = pairwise_sum(dpgc_short, 0, n_dpgc)
+    short[2] = pairwise_sum(user_short, 0, n_user)
+    # Prices: volume-weighted mean and spread; clean energy delivered to users
+    # (contracts with a solar, wind or hydro seller and a user buyer).
+    buf, clean_rows = np.empty(m), np.empty(m)
+    qs = pairwise_sum(volume, 0, m)
+    j = 0
+    for c in range(m):
+        buf[c] = volume[c] * price[c]
+        t = tech[seller[c]]
+        clean_rows[j] = direct[c]
+        j += t >= 0 and t != THERMAL and kind[buyer[c]] == USER_KIND
+    qp = pairwise_sum(buf, 0, m)
+    clean = pairwise_sum(clean_rows, 0, j)
+    spread = np.nan
+    if qs > 0:
+        mean = qp / qs
+        for c in range(m):
+            dev = price[c] - mean
+            buf[c] = volume[c] * (dev * dev)
+        spread = pairwise_sum(buf, 0, m)
+    for c in range(m):
+        buf[c] = volume[c] * price[c] * price[c]
+    qp2 = pairwise_sum(buf, 0, m)
+    return (pairwise_sum(gen, 0, n), pairwise_sum(load, 0, load.size),
+            pairwise_sum(sellers, 0, n_sell), pairwise_sum(buyers, 0, n_buy), qs,
+            pairwise_sum(direct, 0, m), pairwise_sum(contract_shortfall, 0, m),
+            pairwise_sum(extra_need, 0, extra_need.size), pairwise_sum(contract_surplus, 0, m),
+            pairwise_sum(taken, 0, taken.size), pairwise_sum(curtail, 0, n), breaches, has,
+            short, qp, spread, qp2, pairwise_sum(user_transfer, 0, n_user),
+            pairwise_sum(dpgc_transfer, 0, n_dpgc), pairwise_sum(user_need, 0, n_user), clean)
+
+
+def credit_kpis(kind: NDArray[np.int8], credit: NDArray[np.float64]) -> dict[str, float]:
+    """Mean and spread of credit by party type (numpy's mean and std, to the bit)."""
+    k = {}
+    for label, code in (("dpgc", DPGC_KIND), ("user", USER_KIND)):
+        size, mean, std = _credit_moments(kind, credit, code)
+        k[f"mean_credit_{label}"] = float(mean) if size else float("nan")
+        k[f"std_credit_{label}"] = float(std) if size else float("nan")
+    return k
+
+
+@kernel
+def _credit_moments(kind, credit, code):  # noqa: ANN001, ANN202 - numba kernel
+    """Count, mean and standard deviation of ``credit[kind == code]`` as numpy's mean and
+    std compute them: pairwise sum / n, then sqrt(pairwise sum of squared deviations / n)."""
+    c = np.empty(credit.size)
+    n = 0
+    for i in range(credit.size):
+        if kind[i] == code:
+            c[n] = credit[i]
+            n += 1
+    if n == 0:
+        return 0, np.nan, np.nan
+    mean = pairwise_sum(c, 0, n) / n
+    for i in range(n):
+        x = c[i] - mean
+        c[i] = x * x
+    return n, mean, np.sqrt(pairwise_sum(c, 0, n) / n)
+
+
+def _market_kpis_numpy(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: Delivery,
+                settlement: HourSettlement, kind: NDArray[np.int8], tech: NDArray[np.int8],
+                generation_kw: NDArray[np.float64], load_kw: NDArray[np.float64]
+                ) -> dict[str, Any]:
+    """:func:`market_kpis` in numpy: the reference of its kernel."""
     c, st, d = cleared.contracts, settlement.contracts, delivery
     price = cleared.price
     dpgc = kind == DPGC_KIND
@@ -250,8 +416,8 @@ def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: 
     return k
 
 
-def credit_kpis(kind: NDArray[np.int8], credit: NDArray[np.float64]) -> dict[str, float]:
-    """Mean and spread of credit by party type."""
+def _credit_kpis_numpy(kind: NDArray[np.int8], credit: NDArray[np.float64]) -> dict[str, float]:
+    """:func:`credit_kpis` in numpy: the reference of its kernel."""
     k = {}
     for label, code in (("dpgc", DPGC_KIND), ("user", USER_KIND)):
         c = credit[kind == code]

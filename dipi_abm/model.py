@@ -240,7 +240,9 @@ class DIPIModel(mesa.Model):
 
         The run ends at the ``hours`` parameter: asking for more raises ConfigError
         (build the model with a larger ``hours``). ``progress`` is an optional callable
-        invoked after every hour (a tqdm bar's ``update``, say).
+        invoked after every hour (a tqdm bar's ``update``, say). When it returns, the
+        ledger holds every period run (``step()`` leaves the last few to the ledger's
+        writer thread).
         """
         left = self.params.hours - self.hour
         n = left if hours is None else int(hours)
@@ -254,6 +256,8 @@ class DIPIModel(mesa.Model):
             self.step()
             if progress is not None:
                 progress(1)
+        if self.ledger is not None:
+            self.ledger.sync()  # its writer thread may still hold the last periods
         return self
 
     def _consequence_cap(self, forecast_kwh: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -283,23 +287,30 @@ class DIPIModel(mesa.Model):
         if miners.needs_distance or miners.needs_cleanliness:
             distance, cleanliness = self._node_distance_and_cleanliness(record.cleared.contracts)
         records = period_records(record, s.credit.credit, self.hour) if self.ledger else None
-        prepared = self.ledger.prepare_period(records) if records is not None else None
+        # A nonce race needs the LH1 root now; otherwise the period is hashed, signed and
+        # stored by the ledger's writer thread while the next hour runs.
+        prepared = (self.ledger.prepare_period(records)
+                    if records is not None and miners.hashed else None)
         block = miners.produce(self._block_seed(prepared), credit, stake,
                                distance if miners.needs_distance else None,
                                cleanliness if miners.needs_cleanliness else None,
                                self.rngs["consensus"])
         if records is not None:
-            self.ledger.append_period(self.hour, prepared,
-                                      self.node_keys.signer(self.addresses[block.winner]),
-                                      nonce=block.nonce, target=block.target)
+            signer = self.node_keys.signer(self.addresses[block.winner])
+            if prepared is not None:
+                self.ledger.append_period(self.hour, prepared, signer, nonce=block.nonce,
+                                          target=block.target)
+            else:
+                self.ledger.submit_period(self.hour, records, signer)
         miners.reward(block, credit, s.balance)
         return block, miners.block_kpis(block, credit, self.node_ids, s.n)
 
     def _block_seed(self, prepared: dict | None) -> str:
         """W in [DIPI] eq. 10: the Merkle root of the period's LH1 block, which commits
         to the credit updates and to the period's DU1 and JY1 roots. (Without a ledger,
-        a hash of the run's seed and the hour.) The producer's address enters the hash
-        next to W, so every node searches its own space."""
+        or under a rule that draws the producer and never reads W, a hash of the run's
+        seed and the hour.) The producer's address enters the hash next to W, so every
+        node searches its own space."""
         if prepared is None:
             return hashlib.sha256(f"{self.seed}:{self.hour}".encode()).hexdigest()
         return prepared["LH1"].root

@@ -20,6 +20,7 @@ from dipi_abm.rules.consensus import (
     nakamoto,
     poca_targets,
     pow_hash,
+    win_credit_correlation,
     win_probabilities,
 )
 
@@ -170,3 +171,29 @@ def test_block_tally_is_gini_and_nakamoto_to_the_bit(n, winners, jumps):
         assert g == gini(won)
         assert k == nakamoto(won[won > 0])
     assert tally.update(np.zeros(n, np.int64)) == (0.0, 0)
+
+
+def _corrcoef_reference(counts, credit):
+    """What win_credit_correlation computed before it replayed corrcoef's steps itself."""
+    a, b = np.asarray(counts, dtype=np.float64), np.asarray(credit, dtype=np.float64)
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 3000), st.integers(0, 2**32 - 1), st.sampled_from(["uniform", "few", "flat",
+                                                                        "tiny", "nan", "one"]))
+def test_win_credit_correlation_is_corrcoef_to_the_bit(n, seed, kind):
+    rng = np.random.default_rng(seed)
+    won = np.where(rng.random(n) < 0.05, rng.integers(0, 9, n), 0).astype(np.int64)
+    credit = {"uniform": lambda: rng.uniform(0.0, 100.0, n),
+              "few": lambda: rng.choice([0.0, 37.5, 100.0], n),
+              "flat": lambda: np.full(n, 0.1),
+              "tiny": lambda: 0.1 + rng.uniform(0.0, 1e-160, n),
+              "nan": lambda: np.where(rng.random(n) < 0.01, np.nan, rng.uniform(0, 100, n)),
+              "one": lambda: np.where(np.arange(n) == n // 2, 99.0, 60.0)}[kind]()
+    got, want = win_credit_correlation(won, credit), _corrcoef_reference(won, credit)
+    assert got == want or (math.isnan(got) and math.isnan(want))
+    got, want = win_credit_correlation(credit, won), _corrcoef_reference(credit, won)
+    assert got == want or (math.isnan(got) and math.isnan(want))

@@ -68,7 +68,9 @@ def genesis_records(model: DIPIModel) -> dict[str, Records]:
 def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
                    ) -> dict[str, Records]:
     """The period's records on DU1, JY1 and LH1, from the hour's phase results (before
-    the block producer is known). ``credit`` is every party's credit after the update."""
+    the block producer is known). ``credit`` is every party's credit after the update.
+    Columns may be the phase results' own arrays: the ledger encodes (copies) them
+    before the hour goes on."""
     c, book = record.cleared.contracts, record.orders.book
     price = record.cleared.price
     st = record.settlement.contracts
@@ -83,25 +85,30 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
     }}
     moved = np.flatnonzero(transfer != 0.0)
     jy1 = {
-        "offers": {"node": book.seller_party.astype(np.int64), "kwh": book.seller_volume,
-                   "price": book.seller_price, "time": book.seller_time.astype(np.int64)},
-        "bids": {"node": book.buyer_party.astype(np.int64), "kwh": book.buyer_volume,
-                 "price": book.buyer_price, "time": book.buyer_time.astype(np.int64)},
-        "contracts": {"buyer": c.buyer.astype(np.int64), "seller": c.seller.astype(np.int64),
+        "offers": {"node": _i64(book.seller_party), "kwh": book.seller_volume,
+                   "price": book.seller_price, "time": _i64(book.seller_time)},
+        "bids": {"node": _i64(book.buyer_party), "kwh": book.buyer_volume,
+                 "price": book.buyer_price, "time": _i64(book.buyer_time)},
+        "contracts": {"buyer": _i64(c.buyer), "seller": _i64(c.seller),
                       "kwh": c.volume, "price": price, "wheeling": c.wheeling,
                       "buyer_pays": st.buyer_pays, "seller_income": st.seller_income,
                       "grid_income": st.grid_income},
-        "transfers": {"node": moved.astype(np.int64), "yuan": transfer[moved]},
+        "transfers": {"node": _i64(moved), "yuan": transfer[moved]},
     }
     flows = record.settlement.consequences
     if flows is not None:  # breach_policy payments (docs/model.md 6b); -1 is the grid company
-        jy1["consequences"] = {"payer": flows.payer.astype(np.int64),
-                               "payee": flows.payee.astype(np.int64), "yuan": flows.yuan,
+        jy1["consequences"] = {"payer": _i64(flows.payer),
+                               "payee": _i64(flows.payee), "yuan": flows.yuan,
                                "policy": np.array(flows.names + ("",))[flows.policy]}
     updated = record.credit.updated
     seq, value = encode_credit_updates(credit[updated], np.zeros(updated.size, bool))
-    lh1 = {"credit": {"node": updated.astype(np.int64), "sequence": seq, "value": value}}
+    lh1 = {"credit": {"node": _i64(updated), "sequence": seq, "value": value}}
     return {"DU1": du1, "JY1": jy1, "LH1": lh1}
+
+
+def _i64(a: NDArray) -> NDArray[np.int64]:
+    """As int64, without a copy when it is one already (the ledger copies as it encodes)."""
+    return a.astype(np.int64, copy=False)
 
 
 def open_run_ledger(model: DIPIModel, meta: Mapping[str, str]) -> tuple[Ledger, KeyRing]:
@@ -114,8 +121,9 @@ def open_run_ledger(model: DIPIModel, meta: Mapping[str, str]) -> tuple[Ledger, 
     """
     p = model.params
     keys = KeyRing.generate([AUTHORITY, *model.addresses])
+    hashed = model.miners_set.hashed  # its nonce race needs each period's root at once
     ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta,
-                    keep=("LH1/credit",) if model.miners_set.hashed else ())
+                    keep=("LH1/credit",) if hashed else (), background=not hashed)
     ledger.write_genesis(genesis_records(model), keys.public_keys(), keys.signer(AUTHORITY))
     return ledger, keys
 

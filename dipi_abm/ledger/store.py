@@ -48,6 +48,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..rules.consensus import pow_hash
 from .keys import Signer
+from .writer import PeriodWriter
 
 __all__ = [
     "CHAINS",
@@ -421,24 +422,85 @@ def _prepare(records: Records, detail: str, keep: Collection[str] = ()) -> Prepa
     genesis blocks) stores every table as its columns; tables in ``keep`` are stored as
     columns at ``digest`` detail too. A table stored as columns has its
     :func:`table_digest` as leaf."""
+    return _hash_encoded(_encode(records, detail, keep))
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A table in canonical bytes, before hashing: as ``rows`` (full detail), as
+    ``columns`` to store, or as one ``stream`` to ``digest`` only. Nothing in it
+    refers to the caller's arrays, so it may be hashed later, on another thread."""
+
+    name: str
+    kind: str  # "rows" | "columns" | "digest"
+    rows: list[bytes] | None = None
+    columns: list[tuple[str, str, int, bytes | np.ndarray]] | None = None
+    stream: np.ndarray | None = None  # digest: the bytes of _digest_stream
+
+
+def _encode(records: Records, detail: str, keep: Collection[str] = ()) -> list[_Encoded]:
+    """The first half of :func:`_prepare`: every table's canonical bytes (copies)."""
     if detail not in (*DETAIL_LEVELS, "columns"):
         raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}, not {detail!r}")
-    out = Prepared([], {}, {}, {})
     if detail == "off":
-        return out
+        return []
+    out = []
     for name in sorted(records):
         cols = _columns(name, records[name])
         if detail == "full" and cols[0][2].size:
-            out.rows[name] = _canonical_rows(name, cols)
-            out.leaves += [hashlib.sha256(p).digest() for p in out.rows[name]]
+            out.append(_Encoded(name, "rows", rows=_canonical_rows(name, cols)))
         elif detail in ("full", "columns") or name in keep:
             # an empty table at full detail, every table of a genesis block, a kept table
-            out.columns[name] = _encoded_columns(cols)
-            out.leaves.append(_digest(name, out.columns[name]))
+            out.append(_Encoded(name, "columns", columns=_encoded_columns(cols)))
         else:
-            out.digests[name] = _digest(
-                name, [(col, tag, arr.size, _column_buffer(tag, arr)) for col, tag, arr in cols])
-            out.leaves.append(digest_leaf(name, out.digests[name]))
+            out.append(_Encoded(name, "digest", stream=_digest_stream(name, cols)))
+    return out
+
+
+def _digest_stream(name: str, cols: list[tuple[str, str, np.ndarray]]) -> np.ndarray:
+    """The bytes :func:`_digest` hashes for a table, laid out in one buffer: numbers are
+    cast to their big-endian wire type straight into it, so a period's tables cost one
+    copy each and hashing one is a single call (which releases the GIL)."""
+    parts: list[tuple[bytes, str, np.ndarray | bytes]] = []
+    total = 0
+    head = _TABLE + _text(name) + _U32.pack(len(cols))
+    total += len(head)
+    for col, tag, arr in cols:
+        data: np.ndarray | bytes = _text_column(arr)[0] if tag == "str" else arr
+        size = len(data) if tag == "str" else arr.size * _WIRE[tag].itemsize
+        hdr = _column_head(col, tag) + _U64.pack(arr.size) + _U64.pack(size)
+        parts.append((hdr, tag, data))
+        total += len(hdr) + size
+    out = np.empty(total, np.uint8)
+    out[: len(head)] = np.frombuffer(head, np.uint8)
+    pos = len(head)
+    for hdr, tag, data in parts:
+        out[pos : pos + len(hdr)] = np.frombuffer(hdr, np.uint8)
+        pos += len(hdr)
+        if tag == "str":
+            out[pos : pos + len(data)] = np.frombuffer(data, np.uint8)
+            pos += len(data)
+        else:
+            wire = _WIRE[tag]
+            size = data.size * wire.itemsize
+            out[pos : pos + size].view(wire)[...] = data
+            pos += size
+    return out
+
+
+def _hash_encoded(tables: list[_Encoded]) -> Prepared:
+    """The second half of :func:`_prepare`: leaves, Merkle root and what to store."""
+    out = Prepared([], {}, {}, {})
+    for t in tables:
+        if t.kind == "rows":
+            out.rows[t.name] = t.rows
+            out.leaves += [hashlib.sha256(p).digest() for p in t.rows]
+        elif t.kind == "columns":
+            out.columns[t.name] = t.columns
+            out.leaves.append(_digest(t.name, t.columns))
+        else:
+            out.digests[t.name] = hashlib.sha256(t.stream).digest()
+            out.leaves.append(digest_leaf(t.name, out.digests[t.name]))
     return out
 
 
@@ -587,6 +649,7 @@ class Ledger:
         detail: str = "digest",
         meta: Mapping[str, str] | None = None,
         keep: Collection[str] = (),
+        background: bool = False,
     ) -> None:
         if detail not in DETAIL_LEVELS:
             levels = ", ".join(DETAIL_LEVELS)
@@ -603,8 +666,10 @@ class Ledger:
         if self.path is not None and self.path.exists() and self.path.stat().st_size > 0:
             raise ConfigError(f"ledger '{self.path}': already exists; choose a new path")
         try:
+            # The writer thread appends, the owner reads after drain(): never both at once.
             self._db = sqlite3.connect(
-                ":memory:" if self.path is None else self.path, isolation_level=None
+                ":memory:" if self.path is None else self.path, isolation_level=None,
+                check_same_thread=not background,
             )
             if self.path is not None:
                 # WAL: a commit per period without a full sync; back to a single file on close.
@@ -619,6 +684,7 @@ class Ledger:
             raise ConfigError(f"ledger '{self.path}': cannot create: {exc}") from None
         self._heads: dict[str, Block] = {}
         self._in_period = False
+        self._writer = PeriodWriter(self._append_job) if background else None
 
     # -- writing
     def write_genesis(
@@ -628,6 +694,7 @@ class Ledger:
         given records, plus on DU1 the run record (``meta``), on JY1 the members'
         32-byte Ed25519 public keys, on LH1 the DU1 and JY1 genesis roots. Kept whole at
         every detail level."""
+        self.sync()
         if self.detail == "off":
             return
         if any(self._heads.values()):
@@ -654,9 +721,9 @@ class Ledger:
         # LH1's genesis commits to the others' (the key registry included), as every period does
         own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
         prepared["LH1"] = _prepare(own["LH1"], detail)
-        with self.period():
+        with self._period():
             for chain in CHAINS:
-                self.append(chain, 0, {}, signer=signer, prepared=prepared[chain])
+                self._append(chain, 0, {}, signer=signer, prepared=prepared[chain])
 
     def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
         """Hash a period's records once per chain; LH1 then also commits to the DU1 and
@@ -675,11 +742,49 @@ class Ledger:
         """Append a period's three blocks, all signed by its producer, in one transaction
         (an interrupted run keeps whole periods only). ``nonce`` and ``target`` are the
         LH1 block's proof of work (0: none)."""
-        with self.period():
-            for chain in ("DU1", "JY1"):
-                self.append(chain, hour, {}, signer=signer, prepared=prepared[chain])
-            self.append("LH1", hour, {}, signer=signer, nonce=nonce, target=target,
-                        prepared=prepared["LH1"])
+        self.sync()
+        self._append_period(hour, prepared, signer, nonce, target)
+
+    def submit_period(self, hour: int, records: Mapping[str, Records], signer: Signer, *,
+                      nonce: int = 0, target: int = 0) -> None:
+        """:meth:`prepare_period` then :meth:`append_period`: on the worker thread with
+        ``background`` (the records are copied first, so the caller may reuse its
+        arrays), else at once. The chains come out the same either way."""
+        if self.detail == "off":
+            return
+        if self._writer is None:
+            self.append_period(hour, self.prepare_period(records), signer, nonce=nonce,
+                               target=target)
+            return
+        if "chains" in records["LH1"]:
+            raise ValueError("LH1 table 'chains' is reserved for the DU1 and JY1 roots")
+        encoded = {c: _encode(records[c], self.detail, self._keep.get(c, ())) for c in CHAINS}
+        self._writer.submit((hour, encoded, signer, nonce, target))
+
+    def sync(self) -> None:
+        """Wait until every submitted period is appended (re-raising a failure of the
+        worker). Every reading or writing method does this first."""
+        if self._writer is not None:
+            self._writer.drain()
+
+    def _append_job(self, job: tuple) -> None:
+        """The worker's half of :meth:`submit_period`: hash, link, sign and store."""
+        hour, encoded, signer, nonce, target = job
+        prepared = {c: _hash_encoded(encoded[c]) for c in ("DU1", "JY1")}
+        chains = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
+        lh1 = encoded["LH1"] + _encode({"chains": chains}, self.detail, self._keep["LH1"])
+        prepared["LH1"] = _hash_encoded(sorted(lh1, key=lambda t: t.name))
+        self._append_period(hour, prepared, signer, nonce, target)
+
+    def _append_period(self, hour: int, prepared: Mapping[str, Prepared], signer: Signer,
+                       nonce: int, target: int) -> None:
+        if self.detail == "off":
+            return
+        blocks = [self._block(chain, hour, prepared[chain], signer,
+                              *((nonce, target) if chain == "LH1" else (0, 0)))
+                  for chain in CHAINS]
+        with self._period():
+            self._store(blocks, [prepared[chain] for chain in CHAINS])
 
     def append(
         self,
@@ -698,8 +803,32 @@ class Ledger:
         With ``target > 0`` the nonce must meet it (``pow_hash <= target``).
         With detail ``off`` nothing is built and ``None`` is returned.
         """
+        self.sync()
+        return self._append(chain, hour, records, signer=signer, nonce=nonce, target=target,
+                            prepared=prepared)
+
+    def _append(self, chain: str, hour: int, records: Records, *, signer: Signer,
+                nonce: int = 0, target: int = 0, prepared: Prepared | None = None
+                ) -> Block | None:
         if self.detail == "off":
             return None
+        if chain not in CHAINS:
+            raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
+        if not isinstance(signer, Signer):
+            raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
+        if prepared is None:
+            prepared = self.prepare(records, chain)
+        block = self._block(chain, hour, prepared, signer, nonce, target)
+        if self._in_period:
+            self._store([block], [prepared])
+        else:
+            with self._atomic():
+                self._store([block], [prepared])
+        return block
+
+    def _block(self, chain: str, hour: int, prepared: Prepared, signer: Signer, nonce: int,
+               target: int) -> Block:
+        """The next block of ``chain`` over ``prepared``, hashed and signed (not stored)."""
         if chain not in CHAINS:
             raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
         hour, nonce, target = operator.index(hour), operator.index(nonce), operator.index(target)
@@ -708,8 +837,6 @@ class Ledger:
         if not isinstance(signer, Signer):
             raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
         producer = signer.name
-        if prepared is None:
-            prepared = self.prepare(records, chain)
         root = prepared.root
         if target > 0 and pow_hash(root, producer, nonce) > target:
             raise ValueError(f"{chain} block: nonce {nonce} does not meet its target")
@@ -718,58 +845,44 @@ class Ledger:
         prev = GENESIS_PREV if head is None else head.hash
         h = block_hash(chain, index, prev, hour, root, producer, nonce, target)
         signature = signer.sign(signed_message(h)).hex()
-        block = Block(chain, index, prev, hour, root, producer, nonce, target, h, signature)
-        if self._in_period:
-            self._store(block, prepared)
-        else:
-            with self._atomic():
-                self._store(block, prepared)
-        return block
+        return Block(chain, index, prev, hour, root, producer, nonce, target, h, signature)
 
     def prepare(self, records: Records, chain: str | None = None) -> Prepared:
         """Hash a block's records once: their leaves, Merkle root and stored form
         (``chain`` says which tables are kept as columns at ``digest`` detail)."""
         return _prepare(records, self.detail, self._keep.get(chain, ()))
 
-    def _store(self, block: Block, prepared: Prepared) -> None:
-        """Insert the block's row and its records (rows and columns), and make it the head."""
-        chain, index = block.chain, block.index
-        self._db.execute(
+    def _store(self, blocks: Sequence[Block], prepared: Sequence[Prepared]) -> None:
+        """Insert the blocks' rows and their records (rows, columns, digests), and make
+        them the heads: a statement per table, not per block (each SQLite call hands the
+        GIL over, which a writer thread pays for)."""
+        self._db.executemany(
             "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                block.chain,
-                block.index,
-                block.prev_hash,
-                block.hour,
-                block.merkle_root,
-                block.producer,
-                block.nonce,
-                f"{block.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
-                block.hash,
-                block.signature,
-            ),
+            [
+                (b.chain, b.index, b.prev_hash, b.hour, b.merkle_root, b.producer, b.nonce,
+                 f"{b.target:064x}",  # up to 256 bits: more than an SQLite INTEGER holds
+                 b.hash, b.signature)
+                for b in blocks
+            ],
         )
-        self._db.executemany(
-            "INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)",
-            (
-                (chain, index, name, i, payload)
-                for name, payloads in prepared.rows.items()
-                for i, payload in enumerate(payloads)
-            ),
-        )
-        self._db.executemany(
-            "INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                (chain, index, name, col, tag, data)
-                for name, columns in prepared.columns.items()
-                for col, tag, _, data in columns
-            ),
-        )
-        self._db.executemany(
-            "INSERT INTO record_digests VALUES (?, ?, ?, ?)",
-            ((chain, index, name, digest) for name, digest in prepared.digests.items()),
-        )
-        self._heads[chain] = block
+        rows = [(b.chain, b.index, name, i, payload)
+                for b, p in zip(blocks, prepared, strict=True)
+                for name, payloads in p.rows.items() for i, payload in enumerate(payloads)]
+        if rows:
+            self._db.executemany("INSERT INTO record_rows VALUES (?, ?, ?, ?, ?)", rows)
+        columns = [(b.chain, b.index, name, col, tag, data)
+                   for b, p in zip(blocks, prepared, strict=True)
+                   for name, cols in p.columns.items() for col, tag, _, data in cols]
+        if columns:
+            self._db.executemany("INSERT INTO record_columns VALUES (?, ?, ?, ?, ?, ?)",
+                                 columns)
+        digests = [(b.chain, b.index, name, digest)
+                   for b, p in zip(blocks, prepared, strict=True)
+                   for name, digest in p.digests.items()]
+        if digests:
+            self._db.executemany("INSERT INTO record_digests VALUES (?, ?, ?, ?)", digests)
+        for b in blocks:
+            self._heads[b.chain] = b
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -789,6 +902,12 @@ class Ledger:
     def period(self) -> Iterator[Ledger]:
         """All appends inside form one transaction: committed together, or on an
         exception rolled back together (and the exception re-raised)."""
+        self.sync()
+        with self._period():
+            yield self
+
+    @contextmanager
+    def _period(self) -> Iterator[Ledger]:
         if self._in_period:
             raise RuntimeError("ledger periods do not nest")
         if self.detail == "off":
@@ -804,15 +923,18 @@ class Ledger:
     # -- reading
     def head(self, chain: str) -> Block | None:
         """The chain's last block, or None before its first."""
+        self.sync()
         return self._heads.get(chain)
 
     def heads(self) -> dict[str, dict[str, Any]]:
         """Each chain's length and head hash: the anchor a run's summary.json keeps
         outside the file, so truncation and replacement can be detected later."""
+        self.sync()
         return {c: {"blocks": 0 if (b := self._heads.get(c)) is None else b.index + 1,
                     "head": None if b is None else b.hash} for c in CHAINS}
 
     def blocks(self, chain: str) -> list[Block]:
+        self.sync()
         rows = self._db.execute(
             f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE chain = ? ORDER BY block_index", (chain,)
         )
@@ -822,6 +944,7 @@ class Ledger:
         """Block ``index``'s records as {table: {column: array}}, tables and columns
         in name order. Text columns come back as ``<U`` of their longest value.
         Tables kept only as digests are not among them."""
+        self.sync()
         return read_records(self._db, chain, index)
 
     def verify(self, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
@@ -829,13 +952,23 @@ class Ledger:
         anchored by default to the heads this writer appended (it is its own witness)."""
         from .verify import verify_db
 
+        self.sync()
         return verify_db(self._db, self.heads() if anchor is None else anchor)
 
     def close(self) -> None:
         """Finish the file: the write-ahead log is checkpointed into the database and
-        removed, so the ledger is one self-contained SQLite file."""
+        removed, so the ledger is one self-contained SQLite file. Periods still with the
+        worker are appended first; if the worker failed and no call has raised its error
+        yet, it is raised once the file is closed."""
         if self._db is None:
             return
+        try:
+            if self._writer is not None and not self._writer.reported:
+                self._writer.drain()
+        finally:
+            self._close_db()
+
+    def _close_db(self) -> None:
         if self._db.in_transaction:  # closed inside a period: that period is dropped
             self._db.execute("ROLLBACK")
         if self.path is not None:
