@@ -13,6 +13,7 @@ bit at a third of the cost or less; the numpy engine stays as the reference.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from types import ModuleType
 import numpy as np
 from numpy.typing import NDArray
 
+from ..jit import kernel
 from .registry import Rule
 
 VOLUME_EPS = 1e-7  # kWh: volumes below this are treated as nothing left
@@ -231,12 +233,11 @@ def _workspace(compiled: ModuleType, n_buy: int, n_sell: int) -> tuple[NDArray, 
 
 @cache
 def _compiled() -> ModuleType | None:
-    """:mod:`.matching_compiled`, or None without numba. Imported on first use, so a run
-    that never matches does not import numba."""
-    try:
-        from . import matching_compiled
-    except ImportError:
+    """:mod:`.matching_compiled` where numba is installed, else None (the numpy engine)."""
+    if importlib.util.find_spec("numba") is None:
         return None
+    from . import matching_compiled
+
     return matching_compiled
 
 
@@ -551,6 +552,7 @@ def _heaviest_queue_numpy(price: NDArray, bus: NDArray, wheeling: NDArray,
     return best, ~out[r, best], weight[r, best], x[r, best]
 
 
+@kernel
 def _heaviest_queue_loop(price, bus, wheeling, allowed, ask, own, price_ref,
                          price_scale):  # noqa: ANN001, ANN202 - compiled by numba
     """The same choice as :func:`_heaviest_queue_numpy`, one pass per buyer (numba)."""
@@ -574,30 +576,12 @@ def _heaviest_queue_loop(price, bus, wheeling, allowed, ask, own, price_ref,
     return best, feasible, weight, net_bid
 
 
-_JIT: dict[str, Callable | None] = {}
-
-
-def _jit(fn: Callable) -> Callable | None:
-    """``fn`` compiled by numba (cached on disk), or None without numba. Compiled on
-    first use, so a run that never needs it does not import numba. No fast-math: the
-    arithmetic is IEEE, operation for operation, as numpy's."""
-    if fn.__name__ not in _JIT:
-        try:
-            import numba
-        except ImportError:
-            _JIT[fn.__name__] = None
-        else:
-            _JIT[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
-    return _JIT[fn.__name__]
-
-
 def _heaviest_queue(price: NDArray, bus: NDArray, wheeling: NDArray, allowed: NDArray | None,
                     ask: NDArray, own: NDArray, price_ref: float,
                     price_scale: float) -> tuple[NDArray, ...]:
     """:func:`_heaviest_queue_numpy`, in one compiled pass per buyer where numba is
     installed (several times faster: the round's buyer x queue arrays are never built)."""
-    fast = _jit(_heaviest_queue_loop)
-    impl = _heaviest_queue_numpy if fast is None else fast
+    impl = _heaviest_queue_numpy if _compiled() is None else _heaviest_queue_loop
     return impl(price, bus, wheeling, allowed, ask, own, price_ref, price_scale)
 
 

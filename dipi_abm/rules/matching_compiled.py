@@ -30,20 +30,17 @@ twice the buyers plus the sellers: some 8 MB at 10,000 parties), so an hour
 allocates next to nothing: fresh arrays of this size cost more in page faults
 than the matching itself.
 
-Imported only when the engine is first needed and numba is installed (see
-:func:`dipi_abm.rules.matching._compiled`). Cached on disk: the first compile
-(ten to fifteen seconds) happens once per installation.
+Kernels of :mod:`dipi_abm.jit` (compiled on first call, cached on disk: the
+first compile takes ten to fifteen seconds); :func:`dipi_abm.rules.matching._compiled`
+uses them where numba is installed.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
-# error_model="numpy": float division as IEEE (and numpy) does it, without a zero check
-# that would keep loops from vectorising.
-_njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+from ..jit import kernel
 
 _SIGN = np.uint64(1) << np.uint64(63)
 _SMALL_BUCKET = 32  # insertion sort up to this size, radix sort above
@@ -66,7 +63,7 @@ def workspace(n_buy: int, n_sell: int,
             np.zeros((4, width)))
 
 
-@_njit
+@kernel
 def _float_keys(x, n, keys):  # noqa: ANN001, ANN202
     """Unsigned keys ordered as numpy orders the floats: -0.0 equal to 0.0, NaN last."""
     bits = x.view(np.uint64)
@@ -81,7 +78,7 @@ def _float_keys(x, n, keys):  # noqa: ANN001, ANN202
             keys[i] = ~b if b & _SIGN else b | _SIGN
 
 
-@_njit
+@kernel
 def _int_keys(x, keys):  # noqa: ANN001, ANN202
     """Unsigned keys ordered as the int64 values."""
     bits = x.view(np.uint64)
@@ -89,7 +86,7 @@ def _int_keys(x, keys):  # noqa: ANN001, ANN202
         keys[i] = bits[i] ^ _SIGN
 
 
-@_njit
+@kernel
 def _radix_sort_run(keys, out, s, e, base, n_bits, tmp_o, tmp_k, counts):  # noqa: ANN001, ANN202
     """Stable LSD radix sort of ``out[s:e]`` (``keys`` alongside) by the low ``n_bits``
     bits of ``keys - base``."""
@@ -113,7 +110,7 @@ def _radix_sort_run(keys, out, s, e, base, n_bits, tmp_o, tmp_k, counts):  # noq
         shift += 8
 
 
-@_njit
+@kernel
 def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
     """``np.argsort(keys[:n], kind="stable")`` into ``out`` for uint64 keys; returns
     whether two keys are equal.
@@ -213,7 +210,7 @@ def stable_argsort(keys, n, out, scratch_i, scratch_u):  # noqa: ANN001, ANN202
     return False
 
 
-@_njit
+@kernel
 def _sort_keys(f_key, n, keys, rows, tq, prev_tq, prev_key):  # noqa: ANN001, ANN202
     """The round's sort keys (as _float_keys) into ``keys``, and whether every buyer
     ``rows[:n]`` has the queue and key it had last (then kept as the new last; rows
@@ -238,7 +235,7 @@ def _sort_keys(f_key, n, keys, rows, tq, prev_tq, prev_key):  # noqa: ANN001, AN
     return same
 
 
-@_njit
+@kernel
 def _ties_by_time(o, n, keys, rows, time):  # noqa: ANN001, ANN202
     """Within each run of equal ``keys[o]`` (in row order, a stable sort's), order by
     submission time, then row: np.lexsort's order with time as the lesser key."""
@@ -269,7 +266,7 @@ def _ties_by_time(o, n, keys, rows, time):  # noqa: ANN001, ANN202
         s = e
 
 
-@_njit
+@kernel
 def _by_queue(order, n, queue, n_q, out):  # noqa: ANN001, ANN202
     """``order[:n]`` re-sorted stably by ``queue[order]`` (ids below ``n_q``) into
     ``out``: a counting sort."""
@@ -284,7 +281,7 @@ def _by_queue(order, n, queue, n_q, out):  # noqa: ANN001, ANN202
         start[q] += 1
 
 
-@_njit
+@kernel
 def _ascending(x, n):  # noqa: ANN001, ANN202
     for i in range(1, n):
         if not x[i - 1] <= x[i]:
@@ -292,7 +289,7 @@ def _ascending(x, n):  # noqa: ANN001, ANN202
     return True
 
 
-@_njit
+@kernel
 def _disorder(a, n):  # noqa: ANN001, ANN202
     """How far ``a[:n]`` is from ascending: the largest ``a[i] - a[j]`` over ``i < j``
     (0.0 when ascending).
@@ -314,7 +311,7 @@ def _disorder(a, n):  # noqa: ANN001, ANN202
     return gap
 
 
-@_njit
+@kernel
 def _walk(a, n, key, p):  # noqa: ANN001, ANN202
     """The count of entries of an ascending ``a[:n]`` that are <= ``key``, from ``p`` on."""
     while p < n and a[p] <= key:
@@ -324,7 +321,7 @@ def _walk(a, n, key, p):  # noqa: ANN001, ANN202
     return p
 
 
-@_njit
+@kernel
 def _bisect(a, n, key, last, lo, hi):  # noqa: ANN001, ANN202
     """One key of numpy's ``searchsorted(side="right")`` binary search, which keeps
     its bounds (``lo``, ``hi``) from the previous key ``last``. Returns (lo, hi)."""
@@ -342,7 +339,7 @@ def _bisect(a, n, key, last, lo, hi):  # noqa: ANN001, ANN202
     return lo, hi
 
 
-@_njit
+@kernel
 def searchsorted_right(a, keys):  # noqa: ANN001, ANN202
     """``np.searchsorted(a, keys, side="right")`` as the rounds find it (for the tests)."""
     n = a.size
@@ -360,7 +357,7 @@ def searchsorted_right(a, keys):  # noqa: ANN001, ANN202
     return out
 
 
-@_njit
+@kernel
 def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN001, ANN202
     """Sorted distinct values of b_start[:nf], b_end[:nf] and s_end[alive] into ``out``
     (``np.unique`` of the concatenation); returns their number."""
@@ -415,7 +412,7 @@ def _sorted_points(b_start, b_end, nf, s_end, alive, ns, sa, out):  # noqa: ANN0
     return m
 
 
-@_njit
+@kernel
 def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, sb, sw,  # noqa: ANN001, ANN202, PLR0913
               b_party, s_party, bid, monotone, volume_eps, price_eps, out_i, out_f,
               n_out, sold, bought):
@@ -476,7 +473,7 @@ def _segments(points, n_pts, b_start, b_end, nf, s_end, ns, sq, stq, snb, ask, s
     return n_out
 
 
-@_njit
+@kernel
 def _choose_cheapest(buyers, nb, b_price, b_bus, q_wheeling, q_allowed, n_q, alive_q, head_pos,  # noqa: ANN001, ANN202, PLR0913
                      m, ask, price_eps, head_ask, best_q, best_cost,
                      f_buyers, f_tq, f_net, f_key, open_):
@@ -513,7 +510,7 @@ def _choose_cheapest(buyers, nb, b_price, b_bus, q_wheeling, q_allowed, n_q, ali
     return nf
 
 
-@_njit
+@kernel
 def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q_dist,  # noqa: ANN001, ANN202, PLR0913
                      alive_q, head_pos, m, ask, s_own, order, price_ref, price_scale,
                      price_eps, own, head_ask, limit, f_buyers, f_tq, f_net, f_key, open_):
@@ -522,7 +519,7 @@ def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q
 
     Each bus's reachable queue heads are laid out once a round (wheeling, own part,
     limit, ask side by side), so the weights of a buyer's pairs are one branch-free
-    loop that the compiler vectorises, then a first-maximum pass.
+    loop, then a first-maximum pass.
     """
     n_bus = q_wheeling.shape[0]
     n_reach = np.zeros(n_bus, np.intp)
@@ -560,7 +557,9 @@ def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q
         a_row = ask_b[bus]
         for t in range(r):
             x = price - w_row[t]
-            wj = o_row[t] + price_scale / (price_ref + abs(x - a_row[t]))
+            # np.divide: IEEE division without the zero check of "/" (none is zero:
+            # price_ref > 0), which would keep this loop from vectorising
+            wj = o_row[t] + np.divide(price_scale, price_ref + abs(x - a_row[t]))
             weight[t] = wj if x >= l_row[t] else -np.inf
         top = -1
         top_w = -np.inf
@@ -579,7 +578,7 @@ def _choose_heaviest(buyers, nb, b_price, b_bus, b_own, q_wheeling, q_allowed, q
     return nf
 
 
-@_njit
+@kernel
 def match_rounds(s_queue, s_time, s_fkeys, s_volume, s_price, s_party, n_q,  # noqa: ANN001, ANN202, C901, PLR0912, PLR0913, PLR0915
                  b_time, b_volume, b_price, b_bus, b_party,
                  q_wheeling, q_allowed, cma, s_own, b_own, q_dist, price_ref, price_scale,
