@@ -1,4 +1,4 @@
-"""What the hour's market clearing costs, numpy engine against the compiled one.
+"""What the hour's market clearing costs, numpy rounds engine against the compiled one.
 
 Builds the default scenario at several sizes and runs it; every hour clears the
 market twice on the same orders, once with each matching engine (which goes
@@ -30,7 +30,8 @@ COLUMNS = ("buyer", "seller", "volume", "ask", "bid", "wheeling")
 
 @contextmanager
 def engine(name: str):  # noqa: ANN201
-    """Match with the numpy engine (the reference) or the compiled one."""
+    """Match with the numpy rounds engine (the reference, as before the compiled rounds:
+    numpy rounds, the CMA choice loop compiled) or the compiled one."""
     saved = matching._compiled
     if name == "numpy":
         matching._compiled = lambda: None

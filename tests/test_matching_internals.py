@@ -76,7 +76,7 @@ def test_cma_choice_is_the_same_with_and_without_numba(n_buyers, n_bus, n_q, res
     args = _choice_inputs(data, n_buyers, n_bus, n_q, restricted)
     want = m._heaviest_queue_numpy(*args)
     implementations = [m._heaviest_queue_loop.py_func]  # the loop as plain Python
-    if m._compiled() is not None:
+    if m._numba():
         implementations.append(m._heaviest_queue_loop)
     for impl in implementations:
         got = impl(*args)
@@ -86,4 +86,4 @@ def test_cma_choice_is_the_same_with_and_without_numba(n_buyers, n_bus, n_q, res
 
 def test_numba_is_used_when_installed():
     pytest.importorskip("numba")
-    assert m._compiled() is not None
+    assert m._numba()

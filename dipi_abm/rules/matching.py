@@ -232,9 +232,15 @@ def _workspace(compiled: ModuleType, n_buy: int, n_sell: int) -> tuple[NDArray, 
 
 
 @cache
+def _numba() -> bool:
+    """Whether numba is installed (it is a dependency; without it all stays numpy)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+@cache
 def _compiled() -> ModuleType | None:
     """:mod:`.matching_compiled` where numba is installed, else None (the numpy engine)."""
-    if importlib.util.find_spec("numba") is None:
+    if not _numba():
         return None
     from . import matching_compiled
 
@@ -581,7 +587,7 @@ def _heaviest_queue(price: NDArray, bus: NDArray, wheeling: NDArray, allowed: ND
                     price_scale: float) -> tuple[NDArray, ...]:
     """:func:`_heaviest_queue_numpy`, in one compiled pass per buyer where numba is
     installed (several times faster: the round's buyer x queue arrays are never built)."""
-    impl = _heaviest_queue_numpy if _compiled() is None else _heaviest_queue_loop
+    impl = _heaviest_queue_loop if _numba() else _heaviest_queue_numpy
     return impl(price, bus, wheeling, allowed, ask, own, price_ref, price_scale)
 
 
