@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results.output import ResultsWriter, foreign_entries, replacing_folder
 
     # Everything is checked before any work starts; the model takes the checked set.
-    params = cfg.validate(scenario_from_args(args))
+    params = cfg.validate(scenario_from_args(args), streamed=True)  # agents.parquet streams
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a folder")

@@ -538,14 +538,16 @@ class Params(Mapping[str, Any]):
         return dict(self._values)
 
 
-def validate(values: Mapping[str, Any] | None = None) -> Params:
-    """Check ``values`` key by key and across keys; fill in defaults."""
+def validate(values: Mapping[str, Any] | None = None, *, streamed: bool = False) -> Params:
+    """Check ``values`` key by key and across keys; fill in defaults. ``streamed``: the
+    per-party records go to a file as the run goes (the command line), not into memory,
+    so they do not count against ``memory_limit_gb``."""
     table = {p.name: p for p in all_params()}
     out = {name: p.default for name, p in table.items()}
     for key, value in (values or {}).items():
         out[key] = param(key).check(value)
     _check_cross(out)
-    check_resources(out)
+    check_resources(out, streamed=streamed)
     from .physics.weather import WeatherParams
 
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
@@ -595,8 +597,12 @@ BYTES_PER_PARTY = 6_000  # columns, Mesa agents and miner nodes (measured 2.3-5.
 BYTES_PER_MINER = 3_000  # a stand-alone miner: a Mesa agent and its node columns
 BYTES_PER_HOUR = 2_500  # the hour's KPIs in the DataCollector (measured 1.4-2.2 kB)
 BYTES_PER_PARTY_RECORD = 150  # one party-hour record, and its agents.parquet row on writing
-LEDGER_BYTES_PER_HOUR = {"off": 0, "digest": 2_000, "full": 2_000}
-LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 25, "full": 700}  # measured 22, 640
+LEDGER_BYTES_PER_HOUR = {"off": 0, "digest": 2_000, "full": 2_000}  # measured 1.8 kB
+LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 0, "full": 700}  # full: measured 640
+#: Hashed POCA keeps the LH1 credit records at every detail (a verifier re-derives targets).
+KEPT_CREDIT_BYTES_PER_PARTY_HOUR = 25  # measured 22
+#: Per-party records streamed to agents.parquet: at most three row groups in memory.
+STREAMED_RECORD_BYTES = 3 * 1024 * 1024 * BYTES_PER_PARTY_RECORD
 DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
 #: Hashed POCA: expected SHA-256 evaluations of one block's nonce race at most (about
 #: 10 s of pure-Python hashing); a harder race would look like a hang.
@@ -639,22 +645,27 @@ def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
     return DISTANCE_MATRICES * 8.0 * n_buses**2 + 8.0 * n_buses * n_parties
 
 
-def estimate_resources(v: Mapping[str, Any]) -> list[Estimate]:
+def estimate_resources(v: Mapping[str, Any], streamed: bool = False) -> list[Estimate]:
     """What the run ``v`` (complete, checked values) will need, before it allocates.
 
     Memory: the distance matrix (built-in grids; a grid file is checked once read, in
     :func:`dipi_abm.physics.grid.build_grid`), the parties, and what grows every hour
-    (KPIs, per-party records every ``agent_report_every`` hours, the in-memory ledger).
-    Hashed POCA: the expected SHA-256 evaluations per block at the starting credit.
+    (KPIs, per-party records every ``agent_report_every`` hours unless ``streamed``, the
+    in-memory ledger). Hashed POCA: the expected SHA-256 evaluations per block at the
+    starting credit.
     """
     limit = memory_limit_bytes(v["memory_limit_gb"])
     hours = v["hours"]
     n = v["n_dpgc"] + v["n_users"]
     buses = {"ieee33": 33, "synthetic": v["grid_buses"]}.get(v["grid"], 0)
     detail = v["ledger_detail"]
+    hashed = v["consensus"] == "poca" and v["poca_mode"] == "hashed" and detail != "off"
     per_hour = (BYTES_PER_HOUR + LEDGER_BYTES_PER_HOUR[detail]
-                + LEDGER_BYTES_PER_PARTY_HOUR[detail] * n)
+                + (LEDGER_BYTES_PER_PARTY_HOUR[detail]
+                   + (KEPT_CREDIT_BYTES_PER_PARTY_HOUR if hashed else 0)) * n)
     records = BYTES_PER_PARTY_RECORD * n * (hours // v["agent_report_every"] + 1)
+    if streamed:
+        records = min(records, STREAMED_RECORD_BYTES)
     # (what, bytes, the keys that drive it)
     parts = [
         ("the distance matrix", distance_matrix_bytes(buses, n), ("grid_buses",)),
@@ -695,10 +706,10 @@ def _gib(x: float) -> str:
     return f"{x / 2**30:.3g} GiB"
 
 
-def check_resources(v: Mapping[str, Any]) -> None:
+def check_resources(v: Mapping[str, Any], streamed: bool = False) -> None:
     """Refuse a run whose estimate exceeds a limit: one line naming the key, the estimate
     and the limit (issue 14: before anything is allocated)."""
-    for e in estimate_resources(v):
+    for e in estimate_resources(v, streamed):
         if not e.over:
             continue
         value = _fmt(v[e.key])
