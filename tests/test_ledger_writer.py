@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ledger import KEYS, period_records  # tests/ is on sys.path (rootdir)
 
+from dipi_abm.errors import ConfigError
 from dipi_abm.ledger.keys import AUTHORITY
+from dipi_abm.ledger.records import LEDGER_THREAD_MIN_PARTIES, ledger_thread
 from dipi_abm.ledger.store import CHAINS, Ledger, _columns, _digest_stream, table_digest
 from dipi_abm.ledger.verify import verify_ledger
 from dipi_abm.ledger.writer import PeriodWriter
@@ -86,15 +88,14 @@ def test_a_failed_period_is_raised_in_the_caller_and_rolled_back(tmp_path):
     assert heads["LH1"]["blocks"] == 3
 
 
-def test_model_ledger_in_background_matches_inline():
-    """The model's default ledger is appended on the writer thread; the Merkle roots
-    (which commit to every record) are those of the inline append."""
+def test_model_ledger_in_background_matches_inline(monkeypatch):
+    """With the writer thread (DIPI_LEDGER_THREAD=1; by default from 4,000 parties) the
+    Merkle roots, which commit to every record, are those of the inline append."""
     roots = []
     for background in (False, True):
+        monkeypatch.setenv("DIPI_LEDGER_THREAD", str(int(background)))
         model = DIPIModel(rng=11, n_dpgc=8, n_users=40, hours=30)
-        assert model.ledger._writer is not None  # the default consensus needs no root
-        if not background:
-            model.ledger._writer = None
+        assert (model.ledger._writer is not None) == background
         model.run()
         # (genesis blocks differ: each run has keys of its own)
         roots.append({c: [(b.hour, b.merkle_root, b.producer)
@@ -105,11 +106,24 @@ def test_model_ledger_in_background_matches_inline():
     assert roots[0] == roots[1]
 
 
-def test_hashed_poca_appends_inline():
+def test_hashed_poca_appends_inline(monkeypatch):
+    monkeypatch.setenv("DIPI_LEDGER_THREAD", "1")  # its race needs the root at once
     model = DIPIModel(rng=2, n_dpgc=4, n_users=12, hours=3, poca_mode="hashed")
     assert model.ledger._writer is None
     model.run()
     assert model.verify_ledger().ok
+
+
+def test_the_writer_thread_by_size_and_by_environment(monkeypatch):
+    monkeypatch.delenv("DIPI_LEDGER_THREAD", raising=False)
+    assert not ledger_thread(LEDGER_THREAD_MIN_PARTIES - 1, False)
+    assert ledger_thread(LEDGER_THREAD_MIN_PARTIES, False)
+    assert not ledger_thread(10**6, True)
+    monkeypatch.setenv("DIPI_LEDGER_THREAD", "0")
+    assert not ledger_thread(10**6, False)
+    monkeypatch.setenv("DIPI_LEDGER_THREAD", "yes")
+    with pytest.raises(ConfigError, match="DIPI_LEDGER_THREAD = 'yes': must be 1"):
+        ledger_thread(10, False)
 
 
 # ----------------------------------------------------------------------------- the queue
