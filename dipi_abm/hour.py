@@ -222,15 +222,9 @@ def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: 
         "quorum_committed": int(cleared.quorum.committed),
         "quorum_conflict": int(cleared.quorum.conflict),
     }
-    for group, label in enumerate(("", "_dpgc", "_user")):
-        nb, ncom = int(breaches[group]), int(committed[group])
-        if label:
-            k[f"breaches{label}"] = nb
-        else:
-            k["breaches"] = nb
-            k["committed_parties"] = ncom
-        k[f"breach_rate{label}"] = nb / ncom if ncom else 0.0
-        k[f"breach_shortfall{label}_kwh"] = float(shortfall[group])
+    for group, label in enumerate(BREACH_GROUPS):
+        _breach_kpis(k, label, int(breaches[group]), int(committed[group]),
+                     float(shortfall[group]))
     qs = volume
     if qs > 0:
         mean = qp / qs
@@ -248,6 +242,20 @@ def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: 
     k["_tradable"], k["_clean"], k["_user_need"] = tradable, clean, user_need
     k["_qp"], k["_qp2"] = qp, qp2
     return k
+
+
+#: The breach KPIs' groups: every party, the DPGCs, the users (suffix of the KPI name).
+BREACH_GROUPS = ("", "_dpgc", "_user")
+
+
+def _breach_kpis(k: dict[str, Any], label: str, breaches: int, committed: int,
+                 shortfall: float) -> None:
+    """One group's breach count, rate (per committed party) and shortfall."""
+    k[f"breaches{label}"] = breaches
+    if not label:
+        k["committed_parties"] = committed
+    k[f"breach_rate{label}"] = breaches / committed if committed else 0.0
+    k[f"breach_shortfall{label}_kwh"] = shortfall
 
 
 @kernel
@@ -382,16 +390,9 @@ def _market_kpis_numpy(schedule: Schedule, orders: Orders, cleared: Cleared, del
     }
     shortfall = d.shortfall_kwh
     has = d.committed_kwh > 0
-    for label, mask in (("", slice(None)), ("_dpgc", dpgc), ("_user", user)):
-        nb = int(d.breach[mask].sum())
-        ncom = int(has[mask].sum())
-        if label:
-            k[f"breaches{label}"] = nb
-        else:
-            k["breaches"] = nb
-            k["committed_parties"] = ncom
-        k[f"breach_rate{label}"] = nb / ncom if ncom else 0.0
-        k[f"breach_shortfall{label}_kwh"] = float(shortfall[mask].sum())
+    for label, mask in zip(BREACH_GROUPS, (slice(None), dpgc, user), strict=True):
+        _breach_kpis(k, label, int(d.breach[mask].sum()), int(has[mask].sum()),
+                     float(shortfall[mask].sum()))
     q = c.volume
     qs = float(q.sum())
     if qs > 0:
