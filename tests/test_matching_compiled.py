@@ -21,6 +21,7 @@ mc = pytest.importorskip("dipi_abm.rules.matching_compiled")
 
 COLUMNS = ("buyer", "seller", "volume", "ask", "bid", "wheeling")
 EPS = m.VOLUME_EPS
+NUMPY_BEFORE_2_5 = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 5)
 
 
 def _volumes(data, n: int) -> np.ndarray:
@@ -211,11 +212,17 @@ def test_float_keys_order_as_numpy_sorts(x):
        hnp.arrays(np.float64, st.integers(0, 30), elements=st.floats(-1.0, 8.0)),
        st.booleans(), st.booleans())
 def test_searchsorted_is_numpys(a, keys, sort_a, sort_keys):
-    """Also out of order: numpy's binary search, step for step."""
+    """On an ascending array: numpy's searchsorted, in every numpy version. Out of order
+    (the rounds meet that only with volumes so large that rounding exceeds half the
+    volume epsilon): numpy's binary search step for step as numpy 2.4 and earlier do it
+    (numpy 2.5 changed how a search reuses the previous key's bounds, which only shows
+    on unsorted input)."""
     if sort_a:
         a = np.sort(a)
     if sort_keys:
         keys = np.sort(keys)
+    if not (np.all(a[1:] >= a[:-1]) or NUMPY_BEFORE_2_5):
+        return
     np.testing.assert_array_equal(mc.searchsorted_right(a, keys),
                                   np.searchsorted(a, keys, side="right"))
 

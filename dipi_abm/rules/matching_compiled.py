@@ -324,7 +324,9 @@ def _walk(a, n, key, p):  # noqa: ANN001, ANN202
 @kernel
 def _bisect(a, n, key, last, lo, hi):  # noqa: ANN001, ANN202
     """One key of numpy's ``searchsorted(side="right")`` binary search, which keeps
-    its bounds (``lo``, ``hi``) from the previous key ``last``. Returns (lo, hi)."""
+    its bounds (``lo``, ``hi``) from the previous key ``last``, as numpy 2.4 and earlier
+    do it (on an ascending ``a`` any version gives the same; out of order, numpy 2.5's
+    reuse of the bounds differs). Returns (lo, hi)."""
     if not key < last:
         hi = n
     else:
