@@ -555,18 +555,19 @@ def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
 FAULT_SPEC = """
 [sweep]
 seed = 3
-replications = 6
+replications = 12
 [base]
 n_dpgc = 3
 n_users = 10
-hours = 400
+hours = 1500
 """
+FAULT_RUNS = 12  # long enough that runs are left when the spawned workers are up
 
 
 def _start_sweep(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
     spec = _write(tmp_path, FAULT_SPEC)
     cmd = [sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec), "--out", str(out),
-           "--workers", "2", "--quiet"]
+           "--workers", "3", "--quiet"]
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), spec
 
 
@@ -580,7 +581,8 @@ def _rows(out: Path) -> list[Path]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkilled_sweep_leaves_no_worker_and_resumes(tmp_path):
-    """Issue 14: a SIGKILLed `dipi-abm sweep --workers 2` took its workers with it."""
+    """Issue 14: a SIGKILLed `dipi-abm sweep --workers 2` took its workers with it.
+    (``--workers 3``: the sweep's process runs too, next to two spawned workers.)"""
     out = tmp_path / "out"
     proc, spec = _start_sweep(tmp_path, out)
     try:
@@ -596,10 +598,10 @@ def test_sigkilled_sweep_leaves_no_worker_and_resumes(tmp_path):
         proc.stderr.close()
     assert not (out / RUNS_FILE).exists()
     again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
-                            "--out", str(out), "--workers", "2", "--quiet"],
+                            "--out", str(out), "--workers", "3", "--quiet"],
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert len(pd.read_parquet(out / RUNS_FILE)) == 6
+    assert len(pd.read_parquet(out / RUNS_FILE)) == FAULT_RUNS
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -621,11 +623,11 @@ def test_a_dead_worker_gives_one_line_exit_1_and_a_resumable_folder(tmp_path):
     _wait_for(lambda: not _children(proc.pid), timeout=30, what="the other worker to end")
     finished = len(_rows(out))
     again = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "sweep", str(spec),
-                            "--out", str(out), "--workers", "2", "--quiet"],
+                            "--out", str(out), "--workers", "3", "--quiet"],
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     runs = pd.read_parquet(out / RUNS_FILE)
-    assert len(runs) == 6 and finished >= 1
+    assert len(runs) == FAULT_RUNS and finished >= 1
 
 
 def test_oversized_designs_are_refused_before_they_are_generated(tmp_path):

@@ -116,7 +116,6 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import as_completed as futures_as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -865,25 +864,58 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 def _process_pool(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOutput]:
-    import multiprocessing
+    """``workers`` runs at once: this process and ``workers - 1`` spawned pool workers.
 
+    The calling process has everything imported already, so it starts at once and takes
+    runs from the end of the list while the pool's workers start (an interpreter, the
+    imports and the compiled kernels: about 1.4 s) and take runs from the front; with
+    one-week runs of 1,000 parties (0.16 s each) that start-up was a tenth of a
+    100-run sweep. A pool worker that dies ends the sweep (finished runs are kept)."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED
+    from concurrent.futures import wait as futures_wait
+
+    todo = deque(tasks)
+    n_pool = min(workers, len(tasks)) - 1
+    if n_pool < 1:
+        yield from _serial(list(todo), 1, scheduler)
+        return
     # spawn: a clean interpreter per worker, whatever threads the caller runs (as Mesa does)
     ctx = multiprocessing.get_context("spawn")
     with _single_threaded_children():
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+        pool = ProcessPoolExecutor(max_workers=n_pool, mp_context=ctx,
                                    initializer=_worker_init, initargs=(os.getpid(),))
         try:
-            futures = [pool.submit(run_one, t) for t in tasks]
-            for fut in futures_as_completed(futures):
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    raise SweepRunError(
-                        "a worker process died (out of memory, killed, or the calling "
-                        "script lacks `if __name__ == '__main__':`; workers are spawned and "
-                        "import it); finished runs are kept, rerun the same command to resume"
-                    ) from None
-                yield result
+            running: set = set()
+
+            def feed() -> None:  # keep every pool worker busy, one run queued behind it
+                while todo and len(running) < 2 * n_pool:
+                    running.add(pool.submit(run_one, todo.popleft()))
+
+            def finished(block: bool) -> Iterator[RunOutput]:
+                done, _ = futures_wait(running, timeout=None if block else 0,
+                                       return_when=FIRST_COMPLETED)
+                for fut in done:
+                    running.discard(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        raise SweepRunError(
+                            "a worker process died (out of memory, killed, or the calling "
+                            "script lacks `if __name__ == '__main__':`; workers are spawned "
+                            "and import it); finished runs are kept, rerun the same command "
+                            "to resume") from None
+                    yield result
+
+            feed()
+            while todo:
+                yield from finished(block=False)
+                feed()
+                if todo:
+                    yield run_one(todo.pop())  # this process's share, from the end
+            while running:
+                yield from finished(block=True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -946,8 +978,9 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
               use_dask: bool = False, progress: bool = True) -> pd.DataFrame:
     """Run every (point, replication) of ``spec`` not yet finished in ``out``.
 
-    ``workers``: processes of the local pool, or of the Dask LocalCluster (default:
-    every core); 1 runs in this process. ``scheduler``: a Dask scheduler address
+    ``workers``: runs at once (default: every core): this process and ``workers - 1``
+    spawned pool workers, or the processes of the Dask LocalCluster; 1 runs in this
+    process only. ``scheduler``: a Dask scheduler address
     (``tcp://host:8786``) or a ``distributed.Client``; ``use_dask`` without one
     starts a LocalCluster. Returns ``out/runs.parquet`` as a DataFrame.
     """
