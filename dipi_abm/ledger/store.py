@@ -721,20 +721,27 @@ class Ledger:
         # LH1's genesis commits to the others' (the key registry included), as every period does
         own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
         prepared["LH1"] = _prepare(own["LH1"], detail)
-        with self._period():
-            for chain in CHAINS:
-                self._append(chain, 0, {}, signer=signer, prepared=prepared[chain])
+        self._append_period(0, prepared, signer, 0, 0)
 
     def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
         """Hash a period's records once per chain; LH1 then also commits to the DU1 and
         JY1 Merkle roots ([DIPI]: the credit chain stores the JY1 block digest) in its
         table ``chains``. The LH1 root is the seed of a POCA nonce race."""
-        prepared = {c: self.prepare(records[c], c) for c in ("DU1", "JY1")}
-        lh1 = dict(records["LH1"])
-        if "chains" in lh1:
+        return self._hash_period(self._encode_period(records))
+
+    def _encode_period(self, records: Mapping[str, Records]) -> dict[str, list[_Encoded]]:
+        """The first half of :meth:`prepare_period`: each chain's tables in canonical bytes
+        (copies, so they may be hashed on the writer thread)."""
+        if "chains" in records["LH1"]:
             raise ValueError("LH1 table 'chains' is reserved for the DU1 and JY1 roots")
-        lh1["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
-        prepared["LH1"] = self.prepare(lh1, "LH1")
+        return {c: _encode(records[c], self.detail, self._keep.get(c, ())) for c in CHAINS}
+
+    def _hash_period(self, encoded: Mapping[str, list[_Encoded]]) -> dict[str, Prepared]:
+        """The second half: hash DU1 and JY1, then LH1 with their roots in ``chains``."""
+        prepared = {c: _hash_encoded(encoded[c]) for c in ("DU1", "JY1")}
+        chains = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
+        lh1 = encoded["LH1"] + _encode({"chains": chains}, self.detail, self._keep["LH1"])
+        prepared["LH1"] = _hash_encoded(sorted(lh1, key=lambda t: t.name))
         return prepared
 
     def append_period(self, hour: int, prepared: Mapping[str, Prepared], signer: Signer, *,
@@ -756,10 +763,7 @@ class Ledger:
             self.append_period(hour, self.prepare_period(records), signer, nonce=nonce,
                                target=target)
             return
-        if "chains" in records["LH1"]:
-            raise ValueError("LH1 table 'chains' is reserved for the DU1 and JY1 roots")
-        encoded = {c: _encode(records[c], self.detail, self._keep.get(c, ())) for c in CHAINS}
-        self._writer.submit((hour, encoded, signer, nonce, target))
+        self._writer.submit((hour, self._encode_period(records), signer, nonce, target))
 
     def sync(self) -> None:
         """Wait until every submitted period is appended (re-raising a failure of the
@@ -770,11 +774,7 @@ class Ledger:
     def _append_job(self, job: tuple) -> None:
         """The worker's half of :meth:`submit_period`: hash, link, sign and store."""
         hour, encoded, signer, nonce, target = job
-        prepared = {c: _hash_encoded(encoded[c]) for c in ("DU1", "JY1")}
-        chains = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
-        lh1 = encoded["LH1"] + _encode({"chains": chains}, self.detail, self._keep["LH1"])
-        prepared["LH1"] = _hash_encoded(sorted(lh1, key=lambda t: t.name))
-        self._append_period(hour, prepared, signer, nonce, target)
+        self._append_period(hour, self._hash_period(encoded), signer, nonce, target)
 
     def _append_period(self, hour: int, prepared: Mapping[str, Prepared], signer: Signer,
                        nonce: int, target: int) -> None:
@@ -804,18 +804,8 @@ class Ledger:
         With detail ``off`` nothing is built and ``None`` is returned.
         """
         self.sync()
-        return self._append(chain, hour, records, signer=signer, nonce=nonce, target=target,
-                            prepared=prepared)
-
-    def _append(self, chain: str, hour: int, records: Records, *, signer: Signer,
-                nonce: int = 0, target: int = 0, prepared: Prepared | None = None
-                ) -> Block | None:
         if self.detail == "off":
             return None
-        if chain not in CHAINS:
-            raise ValueError(f"chain must be one of {', '.join(CHAINS)}, not {chain!r}")
-        if not isinstance(signer, Signer):
-            raise ValueError(f"signer must be a Signer, not {type(signer).__name__}")
         if prepared is None:
             prepared = self.prepare(records, chain)
         block = self._block(chain, hour, prepared, signer, nonce, target)
