@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .hour import Cleared, Delivery, HourSettlement, Orders, Schedule
-from .jit import kernel
 from .parties import per_party
 from .physics.flows import LineModel
 from .rules.consensus import matching_quorum
@@ -82,56 +81,14 @@ def settle_hour(schedule: Schedule, cleared: Cleared, delivery: Delivery,
     if grid_only:
         extra_need, extra_surplus = d.need_kw, d.deliverable_kw
     else:
-        extra_need, extra_surplus = _outside_contracts(d.need_kw, d.deliverable_kw,
-                                                       d.counted_kwh, d.is_seller)
+        # Need and surplus beyond what counted against contracts.
+        extra_need = d.need_kw - np.where(d.is_seller, 0.0, d.counted_kwh)
+        extra_surplus = d.deliverable_kw - np.where(d.is_seller, d.counted_kwh, 0.0)
     taken = grid_intake(extra_surplus, ogsc_priority, intake_limit_kw)
-    transfer = _party_transfer(n, c.seller, st.seller_income, c.buyer, st.buyer_pays, taken, f,
-                               extra_need, r)
+    transfer = per_party(c.seller, st.seller_income, n) - per_party(c.buyer, st.buyer_pays, n)
+    transfer += taken * f - extra_need * r
     grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
     return HourSettlement(st, transfer, grid_in, extra_need, extra_surplus, taken)
-
-
-def _outside_contracts_numpy(need: NDArray, deliverable: NDArray, counted: NDArray,
-                             is_seller: NDArray[np.bool_]) -> tuple[NDArray, NDArray]:
-    """Need and surplus beyond what counted against contracts (the reference of
-    :func:`_outside_contracts`)."""
-    return (need - np.where(~is_seller, counted, 0.0),
-            deliverable - np.where(is_seller, counted, 0.0))
-
-
-@kernel
-def _outside_contracts(need, deliverable, counted, is_seller):  # noqa: ANN001, ANN202
-    n = need.size
-    extra_need, extra_surplus = np.empty(n), np.empty(n)
-    for i in range(n):
-        seller = is_seller[i]
-        extra_need[i] = need[i] - (0.0 if seller else counted[i])
-        extra_surplus[i] = deliverable[i] - (counted[i] if seller else 0.0)
-    return extra_need, extra_surplus
-
-
-def _party_transfer_numpy(n: int, seller: NDArray[np.intp], seller_income: NDArray,
-                          buyer: NDArray[np.intp], buyer_pays: NDArray, taken: NDArray, f: float,
-                          extra_need: NDArray, r: float) -> NDArray[np.float64]:
-    """Each party's net money in: its contracts' income less payments, then OGSC and
-    PPSC with the grid company (the reference of :func:`_party_transfer`)."""
-    transfer = per_party(seller, seller_income, n) - per_party(buyer, buyer_pays, n)
-    transfer += taken * f - extra_need * r
-    return transfer
-
-
-@kernel
-def _party_transfer(n, seller, seller_income, buyer, buyer_pays, taken, f,  # noqa: ANN001, ANN202
-                    extra_need, r):
-    # Sums per party in contract order, as np.bincount adds them.
-    income, pays = np.zeros(n), np.zeros(n)
-    for i in range(seller.size):
-        income[seller[i]] += seller_income[i]
-    for i in range(buyer.size):
-        pays[buyer[i]] += buyer_pays[i]
-    for j in range(n):
-        income[j] = (income[j] - pays[j]) + (taken[j] * f - extra_need[j] * r)
-    return income
 
 
 def apply_consequences(consequences: Consequences, settlement: HourSettlement,
