@@ -41,7 +41,7 @@ from .hour import (
 from .ledger.keys import KeyRing
 from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
-from .market import Market, apply_consequences, settle_hour
+from .market import Market, apply_consequences
 from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
@@ -150,18 +150,19 @@ class DIPIModel(mesa.Model):
 
         # The rules of the run, each bound once.
         matching = MATCHING_RULES[p.matching]
-        self.grid_only = matching.has("grid_only")
         self.market = Market(
             match=matching.bind(p), price=PRICE_RULES[p.price_rule], network=self.network,
             lines=self.lines, bus=self.state.bus, faulty=faulty, quorum_m=self.quorum_m,
-            collude=p.faulty_collude, grid_only=self.grid_only,
+            collude=p.faulty_collude, grid_only=matching.has("grid_only"),
+            ogsc_priority=ogsc_priority(self.state.tech),
+            intake_limit_kw=p.grid_intake_limit_kw,
         )
-        self._ogsc_key = ogsc_priority(self.state.tech)
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
-        self._credit_live = not (self.grid_only or p.credit_frozen)
-        self._choose, self._learn = LEARNING_RULES[p.learning].bind(p)
+        self._credit_live = not (self.market.grid_only or p.credit_frozen)
+        learning = LEARNING_RULES[p.learning]
+        self._choose, self._learn = learning.bind(p)()
         self.consequences = bind_consequences(p.breach_policy, p)
-        direct = not self.grid_only  # consequences bite on contracts: none in grid-only mode
+        direct = not self.market.grid_only  # consequences bite on contracts: none if grid-only
         self._moves_money = direct and self.consequences.moves_money
         self._volume_cap = self._consequence_cap if direct and self.consequences.caps_volume \
             else None
@@ -169,7 +170,7 @@ class DIPIModel(mesa.Model):
         self.grid_company_balance = 0.0
         self.contracts = Contracts.empty()
         self._create_agents()
-        self.state.init_learning(p, self.rngs["behaviour"], static=p.learning == "static")
+        self.state.init_learning(p, self.rngs["behaviour"], static=not learning.has("adaptive"))
         self.batteries, owners = Batteries.build(self.state, p, self.rngs["storage"])
         self.storage_agents = [Storage(self, self.parties[i]) for i in owners]
         self.ledger, self.node_keys = self._open_ledger()
@@ -197,7 +198,7 @@ class DIPIModel(mesa.Model):
         self.hour += 1
         p, parties = self.params, self.state
         gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
-                 if self.consequences.gates and not self.grid_only else None)
+                 if self.consequences.gates and not self.market.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
         draw = self.weather.step()                                            # 2. forecast
         orders = parties.post_orders(schedule, draw.gen_forecast_kw,          # 3. orders
@@ -206,10 +207,9 @@ class DIPIModel(mesa.Model):
                                      self._volume_cap)
         cleared = self.market.clear(orders)                                   # 3. matching
         delivery = parties.deliver(draw.gen_actual_kw, draw.load_actual_kw,   # 4. delivery
-                                   orders, cleared.contracts, self.grid_only,
+                                   orders, self.market.commitments(orders, cleared.contracts),
                                    self.batteries, p.breach_tolerance)
-        settlement = settle_hour(schedule, cleared, delivery, self._ogsc_key,  # 4. settlement
-                                 p.grid_intake_limit_kw, self.grid_only)
+        settlement = self.market.settle(schedule, cleared, delivery)          # 4. settlement
         if self._moves_money:                                                 # 4b. consequences
             settlement = apply_consequences(self.consequences, settlement, schedule, cleared,
                                             parties.credit.credit, parties.tech,

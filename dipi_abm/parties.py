@@ -137,18 +137,13 @@ class PartySet:
                 ratio[idx] = lr.actions.volume_ratio[a]
                 level[idx] = lr.actions.price_level[a]
 
-    def deliver(self, gen_kw: NDArray, load_kw: NDArray, orders: Orders, contracts: Contracts,
-                grid_only: bool, batteries: Batteries, tolerance: float) -> Delivery:
+    def deliver(self, gen_kw: NDArray, load_kw: NDArray, orders: Orders,
+                committed: NDArray[np.float64], batteries: Batteries,
+                tolerance: float) -> Delivery:
         """Delivery (docs/model.md sections 4.4 and 6): actual positions, storage firming,
-        what counts against each party's commitments, and who breached."""
+        what counts against each party's commitments (``committed``, kWh: the market's
+        :meth:`~dipi_abm.market.Market.commitments`), and who breached."""
         surplus, need = np.maximum(gen_kw - load_kw, 0.0), np.maximum(load_kw - gen_kw, 0.0)
-        if grid_only:
-            # Everything offered is "committed" to the grid company: breaches are still
-            # measured against it, but settle at F and R with no contract.
-            committed = orders.offered_kwh.copy()
-        else:
-            committed = (per_party(contracts.seller, contracts.volume, self.n)
-                         + per_party(contracts.buyer, contracts.volume, self.n))
         is_seller = orders.role == SELLER
         if batteries.power_kw.any():
             deliverable, charge, discharge = batteries.firm_up(

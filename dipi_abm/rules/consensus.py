@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .credit import CREDIT_MAX
-from .registry import Rule
+from .registry import Param, Rule
 
 HASH_SPACE = 2**256
 
@@ -73,22 +73,46 @@ def der_cbc_weights(nodes: Nodes, *, tau: float = 10.0, distance_scale: float = 
     return w
 
 
+#: How the producer of a ``nonce_race`` rule is found: drawn from the weights
+#: (``sampled``, fast) or by a real nonce search (``hashed``, faithful).
+POCA_MODES = ("sampled", "hashed")
+POCA_TAU = Param("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
+    "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6)
+POCA_MODE = Param(
+    "poca_mode", "sampled", str, "-",
+    "POCA producer: drawn from the weights (sampled, "
+    "fast) or found by a real SHA-256 nonce search that the other nodes verify (hashed).",
+    "consensus", choices=POCA_MODES)
+POCA_DIFFICULTY = Param(
+    "poca_difficulty_bits", 10.0, float, "bits",
+    "Hashed POCA: a credit-100 node succeeds "
+    "with probability 2^-bits per hash (target N_diff exp(credit/tau)).", "consensus",
+    low=1.0, high=32.0)
+DER_CBC_DISTANCE = Param(
+    "der_cbc_distance_scale_ohm", 1.0, float, "ohm",
+    "der_cbc: weight falls as "
+    "exp(-D/D0) with the node's electrical distance to its counterparties.", "consensus",
+    low=0.0, high=1e6, low_open=True)
+DER_CBC_Q = Param("der_cbc_q_exponent", 2.0, float, "-", "der_cbc: weight grows as Q^beta with the "
+    "cleanliness of the node's energy.", "consensus", low=0.0, high=20.0)
+
+
+
 #: Consensus rules: ``rule(nodes) -> weights``. ``nonce_race``: the producer may
 #: also be found by a real SHA-256 nonce race (``poca_mode = "hashed"``);
 #: ``needs_distance`` / ``needs_cleanliness``: the nodes carry those columns.
 CONSENSUS_RULES: dict[str, Rule] = {
-    "poca": Rule(poca_weights, keys={"tau": "poca_tau"}, traits=frozenset({"nonce_race"})),
+    "poca": Rule(poca_weights, keys={"tau": "poca_tau"}, traits=frozenset({"nonce_race"}),
+                 params=(POCA_TAU, POCA_MODE, POCA_DIFFICULTY)),
     "pow": Rule(pow_weights),
     "dpos": Rule(dpos_weights),
     "der_cbc": Rule(der_cbc_weights,
                     keys={"tau": "poca_tau", "distance_scale": "der_cbc_distance_scale_ohm",
                           "q_exponent": "der_cbc_q_exponent"},
-                    traits=frozenset({"needs_distance", "needs_cleanliness"})),
+                    traits=frozenset({"needs_distance", "needs_cleanliness"}),
+                    params=(POCA_TAU, DER_CBC_DISTANCE, DER_CBC_Q)),
 }
 
-#: How the producer of a ``nonce_race`` rule is found: drawn from the weights
-#: (``sampled``, fast) or by a real nonce search (``hashed``, faithful).
-POCA_MODES = ("sampled", "hashed")
 
 
 def normalise(w: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .registry import Rule
+from .registry import Param, Rule
 
 CREDIT_MAX = 100.0
 
@@ -178,14 +178,24 @@ def update_window(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: 
     state.credit[idx] = np.clip(np.nanmean(state.window[idx], axis=1), 0.0, CREDIT_MAX)
 
 
+HALF_LIFE = Param(
+    "credit_half_life_h", 72.0, float, "h",
+    "decay rule: past scores' weight halves every "
+    "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
+    high=1e6, low_open=True)
+EMA_ALPHA = Param("credit_ema_alpha", 0.1, float, "-", "Weight of the newest score (ema rule).",
+    "credit", low=0.0, high=1.0, low_open=True)
+WINDOW = Param("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
+    high=10_000)
+
 #: Credit rules: ``rule(state, idx, score, k, hour=...)`` updates parties ``idx`` in place;
 #: ``hour`` is the model's hour (the decay rule's clock; the others ignore it).
 CREDIT_RULES: dict[str, Rule] = {
-    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}),
+    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}, params=(HALF_LIFE,)),
     "mean": Rule(update_mean),
     "paper": Rule(update_paper),
-    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}),
-    "window": Rule(update_window),
+    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}, params=(EMA_ALPHA,)),
+    "window": Rule(update_window, params=(WINDOW,)),
 }
 
 
@@ -201,9 +211,7 @@ def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: N
     they do not use.
     """
     if half_life_h is None:
-        from dipi_abm.config import PARAMS_BY_NAME
-
-        half_life_h = PARAMS_BY_NAME["credit_half_life_h"].default
+        half_life_h = HALF_LIFE.default
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
     update = CREDIT_RULES[rule].bind({"credit_ema_alpha": alpha,

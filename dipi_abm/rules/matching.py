@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .matching_compiled import PRICE_EPS, heaviest_queue
-from .registry import Rule
+from .registry import Param, Rule
 
 VOLUME_EPS = 1e-7  # kWh: volumes below this are treated as nothing left
 
@@ -495,15 +495,44 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
     return Contracts.empty()
 
 
+CMA_W_CREDIT = Param("cma_w_credit", 0.4, float, "-", "CMA weight of the credit coefficient "
+    "(C_b + C_s)/200.", "market", low=0.0, high=100.0)
+CMA_W_DISTANCE = Param("cma_w_distance", 0.2, float, "-", "CMA weight of the distance coefficient "
+    "D0/(D0 + D) (the paper's w_D/D).", "market", low=0.0, high=100.0)
+CMA_W_PRICE = Param("cma_w_price", 0.2, float, "-", "CMA weight of the price-consensus coefficient "
+    "p0/(p0 + |P_N - P_S|) (the paper's w_I/|P_N - P_S|).", "market", low=0.0, high=100.0)
+CMA_W_GREEN = Param("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
+    "seller's energy.", "market", low=0.0, high=100.0)
+CMA_DISTANCE_REF_OHM = Param(
+    "cma_distance_ref_ohm", 1.0, float, "ohm",
+    "CMA: D0 of the distance coefficient.",
+    "market", low=0.0, high=1e6, low_open=True)
+CMA_PRICE_REF_YUAN = Param(
+    "cma_price_ref_yuan", 0.01, float, "yuan/kWh",
+    "CMA: p0 of the price-consensus "
+    "coefficient.", "market", low=0.0, high=1000.0, low_open=True)
+CMA_ROUNDS = Param(
+    "cma_rounds", 6, int, "-",
+    "CMA: weighted matching rounds per hour; what is still "
+    "feasible afterwards clears by price-time priority.", "market", low=1, high=1000)
+CMA_STRICT_CREDIT = Param(
+    "cma_strict_credit", 90.0, float, "-",
+    "cma_strict: parties with at least this credit "
+    "clear first, among themselves, by CMA weight; the others get only what is left "
+    "(no price-time round).", "market", low=0.0, high=100.0)
+_CMA = (CMA_W_CREDIT, CMA_W_DISTANCE, CMA_W_PRICE, CMA_W_GREEN, CMA_DISTANCE_REF_OHM,
+        CMA_PRICE_REF_YUAN, CMA_ROUNDS)  # the CMA weights (CMAWeights), read by both rules
+
+
 #: Matching rules: ``rule(book, network) -> Contracts``. ``needs_distance``: the
 #: network keeps per-bus queues with electrical distances (the rule weighs
 #: distance). ``grid_only``: no party trades directly; breaches are counted
 #: against what it offered the grid company, and credit does not change.
 MATCHING_RULES: dict[str, Rule] = {
     "price_time": Rule(match_price_time),
-    "cma": Rule(match_cma, traits=frozenset({"needs_distance"})),
+    "cma": Rule(match_cma, traits=frozenset({"needs_distance"}), params=_CMA),
     "cma_strict": Rule(match_cma_strict, keys={"strict_credit": "cma_strict_credit"},
-                       traits=frozenset({"needs_distance"})),
+                       traits=frozenset({"needs_distance"}), params=(*_CMA, CMA_STRICT_CREDIT)),
     "centralized": Rule(match_centralized, traits=frozenset({"grid_only"})),
 }
 
