@@ -414,7 +414,7 @@ def _check_cross(v: dict[str, Any]) -> None:
         raise ConfigError(
             f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}"
         )
-    if v["tariff"] == "tou":
+    if TARIFFS[v["tariff"]].has("time_of_use"):
         if not f < v["tou_valley_yuan_per_kwh"] <= r <= v["tou_peak_yuan_per_kwh"]:
             raise ConfigError(
                 "tou_valley_yuan_per_kwh, retail_yuan_per_kwh, tou_peak_yuan_per_kwh = "

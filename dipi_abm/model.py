@@ -41,6 +41,7 @@ from .hour import (
 from .ledger.keys import KeyRing
 from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
+from .ledger.verify import verify_open
 from .market import Market, apply_consequences
 from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
@@ -462,7 +463,7 @@ class DIPIModel(mesa.Model):
 
     def verify_ledger(self) -> VerifyReport | None:
         """Recompute every hash and Merkle root of the run's chains (None: ledger off)."""
-        return None if self.ledger is None else self.ledger.verify()
+        return None if self.ledger is None else verify_open(self.ledger)
 
     def close(self) -> None:
         """Close the ledger file (a finished run's file is then a single SQLite file)."""

@@ -37,7 +37,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from dipi_abm.errors import ConfigError
+from dipi_abm.rules.registry import Rule
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -776,10 +777,10 @@ def _distance_hops(g: nx.Graph, buses: list) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=float)
 
 
-DISTANCE_METRICS: dict[str, Callable[[nx.Graph, list], np.ndarray]] = {
-    "resistance": _distance_resistance,
-    "path_impedance": _distance_path_impedance,
-    "hops": _distance_hops,
+DISTANCE_METRICS: dict[str, Rule] = {
+    "resistance": Rule(_distance_resistance),
+    "path_impedance": Rule(_distance_path_impedance),
+    "hops": Rule(_distance_hops),
 }
 """Registry of electrical-distance rules (docs/model.md §2).
 
@@ -1011,9 +1012,9 @@ def wheeling_distance(distance: np.ndarray, base: float, rate: float) -> np.ndar
     return float(base) + float(rate) * np.asarray(distance, dtype=float)
 
 
-WHEELING_RULES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
-    "flat": wheeling_flat,
-    "distance": wheeling_distance,
+WHEELING_RULES: dict[str, Rule] = {
+    "flat": Rule(wheeling_flat),
+    "distance": Rule(wheeling_distance),
 }
 """Registry of wheeling-tariff rules (docs/model.md §2): ``(distance, base, rate) -> tariff``,
 vectorised over distance arrays."""

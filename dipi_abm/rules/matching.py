@@ -13,7 +13,6 @@ queue heads instead of a buyer x queue array per round.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -555,8 +554,8 @@ def price_bid(ask: NDArray, bid: NDArray, wheeling: NDArray) -> NDArray[np.float
     return np.asarray(bid, dtype=np.float64) - wheeling
 
 
-PRICE_RULES: dict[str, Callable[[NDArray, NDArray, NDArray], NDArray]] = {
-    "midpoint": price_midpoint,
-    "ask": price_ask,
-    "bid": price_bid,
+PRICE_RULES: dict[str, Rule] = {
+    "midpoint": Rule(price_midpoint),
+    "ask": Rule(price_ask),
+    "bid": Rule(price_bid),
 }

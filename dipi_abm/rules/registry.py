@@ -29,6 +29,7 @@ TRAITS = frozenset({
     "needs_distance",  # needs electrical distances (per bus pair or per node)
     "needs_cleanliness",  # consensus: needs the cleanliness Q of each node's energy
     "nonce_race",  # consensus: its producer may be found by a real SHA-256 nonce race
+    "time_of_use",  # tariff: peak and valley prices (the tou_* keys)
 })
 
 
