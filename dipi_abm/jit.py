@@ -29,8 +29,8 @@ def _to_stderr(line: str) -> None:
 #: Called with one line before a kernel compiles (the dashboard shows it on its page).
 notice: Callable[[str], None] = _to_stderr
 
-#: What a cold compile of each kernel takes, seconds (docs/performance.md).
-COMPILE_S = {"the matching engine": 2}
+#: CPU seconds a cold compile of each kernel takes, numba import included (docs/performance.md).
+COMPILE_S = {"the matching engine": 4}
 
 
 def cache_dir() -> Path | None:
