@@ -226,45 +226,7 @@ PARAMS: tuple[Param, ...] = (
        "credit_scaled_reward; several combine (their effects add up), e.g. "
        "[\"imbalance_penalty\", \"credit_gate\"].", "breach policy",
        choices=_breach_policies, combine=_combine_breach_policies),
-    _p("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
-       "of shortfall beyond the side's tolerance (R - F = 0.257 at the default prices).",
-       "breach policy", low=0.0, high=100.0),
-    _p("penalty_tolerance_solar", 0.2, float, "-", "imbalance_penalty: shortfall share of q a "
-       "solar seller (DPGC or prosumer) may miss without penalty (new energy: about 20 %).",
-       "breach policy", **_SHARE),
-    _p("penalty_tolerance_wind", 0.2, float, "-", "imbalance_penalty: tolerance of a wind "
-       "seller.", "breach policy", **_SHARE),
-    _p("penalty_tolerance_hydro", 0.1, float, "-", "imbalance_penalty: tolerance of a hydro "
-       "seller.", "breach policy", **_SHARE),
-    _p("penalty_tolerance_thermal", 0.03, float, "-", "imbalance_penalty: tolerance of a "
-       "thermal seller (dispatchable).", "breach policy", **_SHARE),
-    _p("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
-       "(users: about 5 %).", "breach policy", **_SHARE),
-    _p("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-       "penalty: the harmed counterparty of the contract, or the grid company.",
-       "breach policy", choices=("counterparty", "grid_company")),
-    _p("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
-       "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
-       "breach policy", low=0.0, high=100.0),
-    _p("deposit_low_credit_yuan_per_kwh", 0.5, float, "yuan/kWh", "deposit: collateral per "
-       "committed kWh at credit 0.", "breach policy", low=0.0, high=100.0),
-    _p("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
-       "may post beyond its positive balance; a party cannot commit more than "
-       "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
-    _p("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
-       "tradable volume is capped.", "breach policy", low=0.0, high=100.0),
-    _p("gate_credit_width", 20.0, float, "credit", "credit_gate: the cap falls linearly from "
-       "all of the forecast at the threshold to the probation share this many points below.",
-       "breach policy", low=0.0, high=100.0, low_open=True),
-    _p("gate_probation_share", 0.25, float, "-", "credit_gate: share of its forecast a gated "
-       "party may always trade (its way back: keep those contracts and credit recovers).",
-       "breach policy", **_SHARE),
-    _p("reward_share_of_margin", 0.1, float, "-", "credit_scaled_reward: rebate per delivered "
-       "kWh to each side, as a share kappa of the trading margin R - F, at credit 100.",
-       "breach policy", low=0.0, high=10.0),
-    _p("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
-       "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
-       high=100.0, high_open=True),
+    *rule_params(BREACH_POLICIES),
     # --- credit ----------------------------------------------------------------------------
     _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
