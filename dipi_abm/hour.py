@@ -277,9 +277,11 @@ def _clean(r: HourRecord) -> float:
     return float(r.settlement.contracts.direct[clean].sum())
 
 
-def _credit_moment(r: HourRecord, kind: int, std: bool) -> float:
-    c = r.roster.credit[r.roster.kind == kind]
-    return float("nan") if c.size == 0 else float(c.std() if std else c.mean())
+@_once
+def _credit_moments(r: HourRecord, kind: int) -> tuple[float, float]:
+    """Mean and standard deviation of the credit of one party kind (NaN if none)."""
+    c = r.roster.credit[r.roster.dpgc if kind == DPGC_KIND else r.roster.user]
+    return (float("nan"), float("nan")) if c.size == 0 else (float(c.mean()), float(c.std()))
 
 
 def _breach_kpis(group: str) -> tuple[KPI, ...]:
@@ -319,10 +321,10 @@ KPIS: tuple[KPI, ...] = (
     KPI("storage_charge_kwh", "kWh", lambda r: r.delivery.storage_charge_kwh),
     KPI("storage_discharge_kwh", "kWh", lambda r: r.delivery.storage_discharge_kwh),
     *_breach_kpis(""), *_breach_kpis("_dpgc"), *_breach_kpis("_user"),
-    KPI("mean_credit_dpgc", "credit", lambda r: _credit_moment(r, DPGC_KIND, False)),
-    KPI("std_credit_dpgc", "credit", lambda r: _credit_moment(r, DPGC_KIND, True)),
-    KPI("mean_credit_user", "credit", lambda r: _credit_moment(r, USER_KIND, False)),
-    KPI("std_credit_user", "credit", lambda r: _credit_moment(r, USER_KIND, True)),
+    KPI("mean_credit_dpgc", "credit", lambda r: _credit_moments(r, DPGC_KIND)[0]),
+    KPI("std_credit_dpgc", "credit", lambda r: _credit_moments(r, DPGC_KIND)[1]),
+    KPI("mean_credit_user", "credit", lambda r: _credit_moments(r, USER_KIND)[0]),
+    KPI("std_credit_user", "credit", lambda r: _credit_moments(r, USER_KIND)[1]),
     KPI("price_mean", "yuan/kWh", lambda r: _nan_ratio(_qp(r), _volume(r))),
     KPI("price_std", "yuan/kWh", _price_std),
     KPI("transaction_efficiency", "share",

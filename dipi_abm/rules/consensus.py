@@ -305,9 +305,13 @@ def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
     a, b = np.asarray(counts, np.float64), np.asarray(credit, np.float64)
     if a.ndim != 1 or b.shape != a.shape:
         raise ValueError(f"counts {a.shape} and credit {b.shape}: one value per node each")
-    if a.size < 2 or a.std() == 0 or b.std() == 0 or np.isnan(a.std() + b.std()):
+    if a.size < 2:
         return float("nan")
-    return float(np.clip(np.corrcoef(a, b)[0, 1], -1.0, 1.0))
+    a, b = a - a.mean(), b - b.mean()
+    spread = math.sqrt(float(a @ a) * float(b @ b))
+    if not spread > 0.0:  # no spread in one of them (or NaN): undefined
+        return float("nan")
+    return float(np.clip(float(a @ b) / spread, -1.0, 1.0))
 
 
 # ----------------------------------------------------------------------------- quorum

@@ -71,7 +71,8 @@ def attribute_pro_rata(
     against its contracts is ``min(actual, matched)``; what lies beyond its
     contracts is settled with the grid company instead (PPSC / OGSC).
     """
-    actual, matched = np.asarray(actual, np.float64), np.asarray(matched, np.float64)
-    counted = np.minimum(actual, matched)
-    share = np.divide(counted, matched, out=np.zeros_like(counted), where=matched > 0)
-    return share[np.asarray(party, np.intp)] * np.asarray(agreed, np.float64)
+    party = np.asarray(party, np.intp)
+    a = np.asarray(actual, np.float64)[party]
+    m = np.asarray(matched, np.float64)[party]
+    share = np.divide(np.minimum(a, m), m, out=np.zeros_like(m), where=m > 0)
+    return share * np.asarray(agreed, np.float64)
