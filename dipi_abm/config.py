@@ -224,13 +224,14 @@ PARAMS: tuple[Param, ...] = (
        **_SHARE),
     _p("share_thermal", 0.2, float, "-", "Share of DPGCs that are thermal (gas/coal CHP); the "
        "four technology shares must sum to 1.", "population", **_SHARE),
-    _p("capacity_solar_kw", 1500.0, float, "kW", "Median solar DPGC capacity.", "population",
+    _p("capacity_solar_kw", 400.0, float, "kW", "Median solar DPGC capacity (sized to the "
+       "IEEE 33-bus feeder: docs/model.md section 3).", "population",
        **_KW),
-    _p("capacity_wind_kw", 2000.0, float, "kW", "Median wind DPGC capacity.", "population",
+    _p("capacity_wind_kw", 450.0, float, "kW", "Median wind DPGC capacity.", "population",
        **_KW),
-    _p("capacity_hydro_kw", 1000.0, float, "kW", "Median hydro DPGC capacity.", "population",
+    _p("capacity_hydro_kw", 300.0, float, "kW", "Median hydro DPGC capacity.", "population",
        **_KW),
-    _p("capacity_thermal_kw", 1500.0, float, "kW", "Median thermal DPGC capacity.",
+    _p("capacity_thermal_kw", 350.0, float, "kW", "Median thermal DPGC capacity.",
        "population", **_KW),
     _p("capacity_spread", 0.3, float, "-", "Log-normal sigma of DPGC capacity around the "
        "median.", "population", low=0.0, high=3.0),
@@ -242,13 +243,13 @@ PARAMS: tuple[Param, ...] = (
        "population", **_SHARE),
     _p("share_ev", 0.15, float, "-", "Share of users that are EV charging stations; the four "
        "load-class shares must sum to 1.", "population", **_SHARE),
-    _p("load_residential_kw", 80.0, float, "kW", "Median mean load of a residential "
+    _p("load_residential_kw", 30.0, float, "kW", "Median mean load of a residential "
        "community.", "population", **_KW),
-    _p("load_commercial_kw", 150.0, float, "kW", "Median mean load of a commercial building.",
+    _p("load_commercial_kw", 55.0, float, "kW", "Median mean load of a commercial building.",
        "population", **_KW),
-    _p("load_industrial_kw", 400.0, float, "kW", "Median mean load of an industrial site.",
+    _p("load_industrial_kw", 150.0, float, "kW", "Median mean load of an industrial site.",
        "population", **_KW),
-    _p("load_ev_kw", 100.0, float, "kW", "Median mean load of an EV charging station.",
+    _p("load_ev_kw", 35.0, float, "kW", "Median mean load of an EV charging station.",
        "population", **_KW),
     _p("load_spread", 0.3, float, "-", "Log-normal sigma of users' mean load.", "population",
        low=0.0, high=3.0),
@@ -292,6 +293,11 @@ PARAMS: tuple[Param, ...] = (
        "limit_kw edge attribute; DU1 curtails matched trades whose flows would exceed a "
        "limit (radial: subtree flows; meshed: DC power flow).", "grid", low=0.0, high=1e12,
        low_open=True, allow_inf=True),
+    _p("line_rating_margin", 1.5, float, "-", "Line ratings derived from the feeder: this "
+       "margin times the active power each line carries at the grid's design load (node "
+       "p_kw: IEEE 33-bus, Baran & Wu), or, without one, at the peak load or generating "
+       "capacity it serves; inf: no derived rating (docs/model.md section 2).", "grid",
+       low=1.0, high=1e6, allow_inf=True),
     # --- prices ----------------------------------------------------------------------------
     _p("tariff", "flat", str, "-", "Retail tariff: flat, or time-of-use (peak 8-11 h and "
        "18-21 h, valley 23-7 h).", "prices", choices=_tariffs),

@@ -46,6 +46,7 @@ HOURLY_KPIS = (
     "grid_sale_kwh",
     "curtailed_kwh",
     "line_curtailed_kwh",
+    "peak_line_loading",
     "storage_charge_kwh",
     "storage_discharge_kwh",
     "breaches",

@@ -47,7 +47,8 @@ from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
-from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams
+from .physics.siting import site_parties
+from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams, load_shape
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
@@ -118,11 +119,12 @@ class DIPIModel(mesa.Model):
             rng=self.rngs["placement"],
             memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
         )
+        self.line_model = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         self.state = self._build_parties()
         self.network = self._build_network()
-        lines = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         # Without a finite limit anywhere the check can never bind: skip it.
-        self.lines = lines if np.isfinite(lines.limit_kw).any() else None
+        self.lines = self.line_model if np.isfinite(self.line_model.limit_kw).any() else None
+        self.peak_line_loading_max = 0.0
         party_buses = self.grid.distance[:, self.state.bus]
         self._mean_distance = party_buses.mean(axis=1)[self.state.bus]
         self.weather = Weather(
@@ -224,6 +226,7 @@ class DIPIModel(mesa.Model):
                   if self._credit_live else CreditUpdate.none())
         kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
                            parties.tech, draw.gen_actual_kw, draw.load_actual_kw)
+        kpis["peak_line_loading"] = self._line_loading(delivery, settlement)
         if self.consequences.active:
             kpis.update(self._policy_kpis(settlement, gated))
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
@@ -266,6 +269,16 @@ class DIPIModel(mesa.Model):
         s = self.state
         return self.consequences.volume_cap(Positions(credit=s.credit.credit, balance=s.balance,
                                                       forecast_kwh=forecast_kwh))
+
+    def _line_loading(self, d: Any, st: Any) -> float:
+        """Peak line loading of the hour's physical flows (docs/model.md section 2): each
+        party's net injection, output after storage less load and less what the grid
+        company did not take, summed per bus."""
+        inj = d.deliverable_kw - d.need_kw - (st.extra_surplus_kwh - st.taken_kwh)
+        loading = self.line_model.loading(
+            np.bincount(self.state.bus, weights=inj, minlength=self.grid.n_buses))
+        self.peak_line_loading_max = max(self.peak_line_loading_max, loading)
+        return loading
 
     def _policy_kpis(self, settlement: Any, gated: NDArray[np.bool_] | None) -> dict[str, float]:
         """The consequence KPIs: share of parties gated, yuan the policy moved."""
@@ -397,7 +410,6 @@ class DIPIModel(mesa.Model):
         n = n_d + n_u
         rng = self.rngs["population"]
         kind = np.concatenate([np.zeros(n_d, np.int8), np.ones(n_u, np.int8)])
-        bus = self._place(n)
 
         tech = np.full(n, -1, np.int8)
         shares = np.array([p.share_solar, p.share_wind, p.share_hydro, p.share_thermal])
@@ -419,6 +431,12 @@ class DIPIModel(mesa.Model):
         pros = n_d + rng.permutation(n_u)[:n_pros]
         tech[pros] = SOLAR  # rooftop PV
         capacity[pros] = p.prosumer_pv_ratio * mean_load[pros]
+        # A load's peak for siting: its class shape's peak, three noise SDs up.
+        peak = (mean_load * load_shape(load_class[:, None], np.arange(24)).max(axis=1)
+                * (1.0 + 3.0 * p.load_noise_sd))
+        bus, self.line_model = site_parties(self.grid, self.line_model, peak, capacity,
+                                           self.rngs["placement"], margin=p.line_rating_margin,
+                                           max_per_bus=p.max_parties_per_bus)
 
         cleanliness = np.where(tech >= 0, CLEANLINESS_Q[np.maximum(tech, 0)], 0.0)
         markup = rng.uniform(p.ask_markup_min, p.ask_markup_max, n)
@@ -431,23 +449,6 @@ class DIPIModel(mesa.Model):
             balance=np.full(n, p.initial_balance_yuan),
             credit=CreditState.new(n, p.credit_initial, p.credit_window),
         )
-
-    def _place(self, n: int) -> NDArray[np.intp]:
-        """Put parties on buses other than the substation, uniformly at random."""
-        rng = self.rngs["placement"]
-        buses = np.array([i for i in range(self.grid.n_buses) if i != self.grid.root], np.intp)
-        if buses.size == 0:
-            buses = np.array([self.grid.root], np.intp)
-        limit = self.params.max_parties_per_bus
-        if limit == 0:
-            return buses[rng.integers(0, buses.size, n)]
-        if n > limit * buses.size:
-            raise ConfigError(
-                f"n_dpgc + n_users = {n}: the grid's {buses.size} load buses hold at most "
-                f"{limit * buses.size} parties at max_parties_per_bus = {limit}"
-            )
-        slots = np.repeat(buses, limit)
-        return slots[rng.permutation(slots.size)[:n]]
 
     def _build_network(self) -> MarketNetwork:
         p = self.params
@@ -525,6 +526,7 @@ class DIPIModel(mesa.Model):
             "grid_sale_kwh": t["grid_sale"],
             "curtailed_kwh": t["curtailed"],
             "line_curtailed_kwh": t["line_curtailed"],
+            "peak_line_loading": self.peak_line_loading_max,
             "generation_kwh": t["generation"],
             "load_kwh": t["load"],
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
