@@ -209,6 +209,10 @@ PARAMS: tuple[Param, ...] = (
        "made before it starts (distance matrix, parties, hourly and per-party records, "
        "ledger); a run estimated above it is refused. Empty: 75 % of this machine's "
        "physical memory.", "run", low=0.1, high=1e6, allow_none=True),
+    _p("profiles", "", str, "-", "CSV or Parquet of measured hourly capacity factors (columns "
+       "hour, solar_cf, wind_cf in [0, 1], optional load_factor) replacing the stochastic "
+       "actual output; forecasts keep their error (docs/profiles.md). Empty: the generator.",
+       "weather"),
     # --- population ------------------------------------------------------------------------
     _p("n_dpgc", 10, int, "-", "Distributed power generation companies (sellers).",
        "population", low=1, high=10_000_000),

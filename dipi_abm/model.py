@@ -47,8 +47,9 @@ from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
+from .physics.profiles import Profiles
 from .physics.siting import site_parties
-from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams, load_shape
+from .physics.weather import SOLAR, TECHNOLOGIES, THERMAL, Weather, WeatherParams, load_shape
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
@@ -121,12 +122,16 @@ class DIPIModel(mesa.Model):
         )
         self.line_model = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         self.state = self._build_parties()
+        self._gen_rows = np.flatnonzero(self.state.tech >= 0)
         self.network = self._build_network()
         # Without a finite limit anywhere the check can never bind: skip it.
         self.lines = self.line_model if np.isfinite(self.line_model.limit_kw).any() else None
         self.peak_line_loading_max = 0.0
         party_buses = self.grid.distance[:, self.state.bus]
         self._mean_distance = party_buses.mean(axis=1)[self.state.bus]
+        self.profiles = (Profiles.read(p.profiles, p.start_hour, p.hours) if p.profiles
+                         else None)
+        self.generation_by_tech = np.zeros(len(TECHNOLOGIES))
         self.weather = Weather(
             tech=self.state.tech, capacity_kw=self.state.capacity_kw,
             load_class=self.state.load_class, mean_load_kw=self.state.mean_load_kw,
@@ -204,6 +209,12 @@ class DIPIModel(mesa.Model):
                  if self.consequences.gates and not self.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
         draw = self.weather.step()                                            # 2. forecast
+        if self.profiles is not None:
+            draw = self.profiles.apply(draw, parties.tech, parties.capacity_kw,
+                                       parties.load_class)
+        self.generation_by_tech += np.bincount(parties.tech[self._gen_rows],
+                                               draw.gen_actual_kw[self._gen_rows],
+                                               len(TECHNOLOGIES))
         orders = parties.post_orders(schedule, draw.gen_forecast_kw,          # 3. orders
                                      draw.load_forecast_kw, self._choose,
                                      self.rngs["behaviour"], self.rngs["matching"],
@@ -527,6 +538,7 @@ class DIPIModel(mesa.Model):
             "curtailed_kwh": t["curtailed"],
             "line_curtailed_kwh": t["line_curtailed"],
             "peak_line_loading": self.peak_line_loading_max,
+            "capacity_factor": self._capacity_factors(),
             "generation_kwh": t["generation"],
             "load_kwh": t["load"],
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
@@ -544,6 +556,16 @@ class DIPIModel(mesa.Model):
             "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
         }
+
+    def _capacity_factors(self) -> dict[str, float | None]:
+        """Realised capacity factor per technology over the run (DPGCs and rooftop PV):
+        energy delivered by the weather (or the profiles file) over capacity x hours."""
+        s = self.state
+        cap = np.bincount(s.tech[self._gen_rows], s.capacity_kw[self._gen_rows],
+                          len(TECHNOLOGIES))
+        return {name: (float(self.generation_by_tech[i] / (cap[i] * self.hour))
+                       if cap[i] > 0 and self.hour else None)
+                for i, name in enumerate(TECHNOLOGIES)}
 
     def _block_summary(self) -> dict[str, Any]:
         won = self.miners_set.blocks_won
