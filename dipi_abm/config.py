@@ -261,8 +261,16 @@ PARAMS: tuple[Param, ...] = (
        "when their net position is a surplus).", "population", **_SHARE),
     _p("prosumer_pv_ratio", 1.2, float, "kW/kW", "Rooftop PV capacity per kW of the "
        "prosumer's mean load.", "population", low=0.0, high=100.0),
-    _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance "
-       "([DER-CBC] tests start at 200).", "population", low=-1e12, high=1e12),
+    _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance, a "
+       "DPGC's working capital ([DER-CBC] tests start at 200).", "population", low=-1e12,
+       high=1e12),
+    _p("budget_period_h", 24, int, "h", "Users' budget period: at its start each user is "
+       "paid budget_ratio times the bill it expects for the period at retail, and pays its "
+       "bills from it (docs/model.md section 6c, Accounts); 0: no budget, a running tally.",
+       "population", low=0, high=8760),
+    _p("budget_ratio", 1.0, float, "-", "A user's budget per period as a share of its "
+       "expected bill (mean load x class shape x retail price).", "population", low=0.0,
+       high=10.0),
     _p("storage_share", 0.0, float, "-", "Share of DPGCs with a battery that firms up their "
        "commitment (discharge to cover a shortfall, charge what exceeds it).", "population",
        **_SHARE),

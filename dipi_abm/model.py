@@ -175,6 +175,7 @@ class DIPIModel(mesa.Model):
             else None
 
         self.grid_company_balance = 0.0
+        self.endowed_yuan = 0.0  # users' budgets paid in from outside (section 6c)
         self.contracts = Contracts.empty()
         self._create_agents()
         self.state.init_learning(p, self.rngs["behaviour"], static=p.learning == "static")
@@ -191,6 +192,10 @@ class DIPIModel(mesa.Model):
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(1)  # the terms of the first period
+        self._retail_by_hod = np.empty(24)  # the tariff over one day, for users' budgets
+        for h in range(1, 25):
+            s = self.grid_company.publish(h)
+            self._retail_by_hod[s.hour_of_day] = s.retail
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
         self.datacollector = ColumnarDataCollector(
@@ -208,6 +213,12 @@ class DIPIModel(mesa.Model):
         gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
                  if self.consequences.gates and not self.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
+        budget = None
+        period = p.budget_period_h
+        if period and (self.hour - 1) % period == 0:                          # users' budget
+            hod = (schedule.hour_of_day + np.arange(period)) % 24
+            budget = parties.endow(hod, self._retail_by_hod[hod], p.budget_ratio)
+            self.endowed_yuan += float(budget.sum())
         draw = self.weather.step()                                            # 2. forecast
         if self.profiles is not None:
             draw = self.profiles.apply(draw, parties.tech, parties.capacity_kw,
@@ -240,7 +251,8 @@ class DIPIModel(mesa.Model):
         kpis["peak_line_loading"] = self._line_loading(delivery, settlement)
         if self.consequences.active:
             kpis.update(self._policy_kpis(settlement, gated))
-        record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
+        record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis,
+                            budget_yuan=budget)
         block, block_kpis = self._produce_block(record)                       # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
         parties.learn(schedule, orders, delivery, settlement.party_transfer,  # 7. learning
@@ -538,6 +550,7 @@ class DIPIModel(mesa.Model):
             "curtailed_kwh": t["curtailed"],
             "line_curtailed_kwh": t["line_curtailed"],
             "peak_line_loading": self.peak_line_loading_max,
+            "endowed_yuan": self.endowed_yuan,
             "capacity_factor": self._capacity_factors(),
             "generation_kwh": t["generation"],
             "load_kwh": t["load"],

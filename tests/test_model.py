@@ -57,9 +57,10 @@ def check_hour(m: DIPIModel, spy: SettleSpy, initial_total: float) -> None:
     if math.isinf(p.grid_intake_limit_kw):
         assert m.curtailed_kwh == pytest.approx(0.0, abs=1e-9)
 
-    # money: nothing is created but the block reward
+    # money: nothing is created but the block reward and the users' budgets (section 6c)
     total = s.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
-    assert math.isclose(total, initial_total + m.minted_yuan, rel_tol=1e-9, abs_tol=1e-6)
+    assert math.isclose(total, initial_total + m.minted_yuan + m.endowed_yuan, rel_tol=1e-9,
+                        abs_tol=1e-6)
 
     # per contract: settlement by the section-5 rule, and conserved
     assert spy.calls, "settle() was not called this hour"
