@@ -266,7 +266,7 @@ PARAMS: tuple[Param, ...] = (
        high=1e12),
     _p("budget_period_h", 24, int, "h", "Users' budget period: at its start each user is "
        "paid budget_ratio times the bill it expects for the period at retail, and pays its "
-       "bills from it (docs/model.md section 6c, Accounts); 0: no budget, a running tally.",
+       "bills from it (docs/model.md, Accounts); 0: no budget, a running tally.",
        "population", low=0, high=8760),
     _p("budget_ratio", 1.0, float, "-", "A user's budget per period as a share of its "
        "expected bill (mean load x class shape x retail price).", "population", low=0.0,

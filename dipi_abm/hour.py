@@ -184,7 +184,7 @@ class HourRecord:
     credit: CreditUpdate
     block: Block | None = None
     kpis: dict[str, Any] = field(default_factory=dict)
-    budget_yuan: NDArray[np.float64] | None = None  # users' budgets paid in (section 6c)
+    budget_yuan: NDArray[np.float64] | None = None  # users' budgets (docs/model.md, Accounts)
 
 
 def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: Delivery,

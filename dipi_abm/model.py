@@ -175,7 +175,7 @@ class DIPIModel(mesa.Model):
             else None
 
         self.grid_company_balance = 0.0
-        self.endowed_yuan = 0.0  # users' budgets paid in from outside (section 6c)
+        self.endowed_yuan = 0.0  # users' budgets paid in from outside (docs/model.md, Accounts)
         self.contracts = Contracts.empty()
         self._create_agents()
         self.state.init_learning(p, self.rngs["behaviour"], static=p.learning == "static")

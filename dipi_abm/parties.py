@@ -74,7 +74,7 @@ class PartySet:
 
     def endow(self, hour_of_day: NDArray[np.intp], retail: NDArray[np.float64],
               ratio: float) -> NDArray[np.float64]:
-        """A budget period begins (docs/model.md section 6c, Accounts): each user is paid
+        """A budget period begins (docs/model.md, Accounts): each user is paid
         ``ratio`` times the bill it expects for the period's hours had it bought all its
         load at retail (mean load x class shape x R); bills are then paid from it, so a
         balance is budget less bills. Returns the yuan paid in per party (DPGCs: 0)."""

@@ -102,7 +102,7 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
         jy1["consequences"] = {"payer": _i64(flows.payer),
                                "payee": _i64(flows.payee), "yuan": flows.yuan,
                                "policy": np.array(flows.names + ("",))[flows.policy]}
-    if record.budget_yuan is not None:  # users' budgets for the period (section 6c)
+    if record.budget_yuan is not None:  # users' budgets for the period (docs/model.md, Accounts)
         paid = np.flatnonzero(record.budget_yuan)
         jy1["budgets"] = {"node": _i64(paid), "yuan": record.budget_yuan[paid]}
     updated = record.credit.updated
