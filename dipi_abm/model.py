@@ -551,7 +551,7 @@ class DIPIModel(mesa.Model):
             "line_curtailed_kwh": t["line_curtailed"],
             "peak_line_loading": self.peak_line_loading_max,
             "endowed_yuan": self.endowed_yuan,
-            "capacity_factor": self._capacity_factors(),
+            **self._capacity_factors(),
             "generation_kwh": t["generation"],
             "load_kwh": t["load"],
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
@@ -570,14 +570,15 @@ class DIPIModel(mesa.Model):
             **policy,
         }
 
-    def _capacity_factors(self) -> dict[str, float | None]:
-        """Realised capacity factor per technology over the run (DPGCs and rooftop PV):
-        energy delivered by the weather (or the profiles file) over capacity x hours."""
+    def _capacity_factors(self) -> dict[str, float]:
+        """``capacity_factor_<technology>``: realised over the run (DPGCs and rooftop PV),
+        energy the weather (or the profiles file) delivered over capacity x hours."""
         s = self.state
         cap = np.bincount(s.tech[self._gen_rows], s.capacity_kw[self._gen_rows],
                           len(TECHNOLOGIES))
-        return {name: (float(self.generation_by_tech[i] / (cap[i] * self.hour))
-                       if cap[i] > 0 and self.hour else None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cf = self.generation_by_tech / (cap * self.hour)
+        return {f"capacity_factor_{name}": float(cf[i]) if cap[i] > 0 else float("nan")
                 for i, name in enumerate(TECHNOLOGIES)}
 
     def _block_summary(self) -> dict[str, Any]:

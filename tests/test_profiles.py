@@ -39,9 +39,9 @@ def test_actual_output_is_capacity_times_the_files_factor(tmp_path, name):
         for tech, col in ((SOLAR, "solar_cf"), (WIND, "wind_cf")):
             dpgc = (s.tech == tech) & (s.kind == 0)  # DPGCs have no load
             np.testing.assert_allclose(out[dpgc], s.capacity_kw[dpgc] * df[col][h], rtol=1e-12)
-    cf = m.summary()["capacity_factor"]
-    assert cf["solar"] == pytest.approx(df.solar_cf.mean(), rel=1e-12)
-    assert cf["wind"] == pytest.approx(df.wind_cf.mean(), rel=1e-12)
+    su = m.summary()
+    assert su["capacity_factor_solar"] == pytest.approx(df.solar_cf.mean(), rel=1e-12)
+    assert su["capacity_factor_wind"] == pytest.approx(df.wind_cf.mean(), rel=1e-12)
 
 
 def test_forecasts_keep_the_weathers_error_and_load_follows_the_load_factor(tmp_path):

@@ -38,7 +38,8 @@ def design_load_kw(grid: Grid) -> NDArray[np.float64] | None:
     none (no node carries a positive ``p_kw``)."""
     p = np.array([float(grid.graph.nodes[b].get("p_kw", 0.0) or 0.0) for b in grid.buses])
     if not np.isfinite(p).all() or (p < 0).any():
-        raise ConfigError("grid: node attribute p_kw (design load) must be finite and >= 0")
+        raise ConfigError("grid: node attribute p_kw (design load) must be finite and >= 0 "
+                          "(or set line_rating_margin = inf: no ratings derived from it)")
     return p if p.sum() > 0 else None
 
 
