@@ -155,6 +155,8 @@ model_params = st.fixed_dictionaries(
         "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]),
         "n_miners": st.integers(0, 2),
         "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
+        "budget_period_h": st.sampled_from([0, 5, 24]),
+        "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
         "grid": st.sampled_from(["ieee33", "synthetic"]),
         "grid_buses": st.integers(5, 15),
     }

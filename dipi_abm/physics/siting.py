@@ -16,7 +16,8 @@ of the peak load and the generating capacity each line serves, so a synthetic gr
 ratings scale with the load it carries.
 
 A limit the grid gives (a ``limit_kw`` edge attribute, or a finite ``line_limit_kw``)
-always wins over a derived rating.
+wins over a derived rating in the run; the siting still fits the derived ratings, so
+an explicit limit stresses the feeder the population was sized for.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def site_parties(grid: Grid, lines: LineModel, peak_load_kw: NDArray[np.float64]
                                 np.abs(_flows(lines, bus, capacity_kw)))
             lines = lines.with_limits(np.where(given, lines.limit_kw, margin * served))
         return bus, lines
-    lines = lines.with_limits(np.where(given, lines.limit_kw,
-                                       margin * np.abs(lines.ptdf @ -design)))
-    return _fit(lines, buses, design[buses], peak_load_kw, capacity_kw, rng, max_per_bus), lines
+    rated = lines.with_limits(margin * np.abs(lines.ptdf @ -design))
+    bus = _fit(rated, buses, design[buses], peak_load_kw, capacity_kw, rng, max_per_bus)
+    return bus, lines.with_limits(np.where(given, lines.limit_kw, rated.limit_kw))
 
 
 def _uniform(buses: NDArray[np.intp], n: int, limit: int,
