@@ -17,8 +17,8 @@ import pandas as pd
 
 from .. import config as cfg
 
-#: Key groups (``dipi-abm keys``) whose rules need parties that respond.
-RULE_GROUPS = ("breach policy", "credit")
+#: Keys whose rules act through parties that respond: the breach-policy group and these.
+RULE_KEYS = ("credit_rule", "credit_frozen")
 #: A categorical level's share of a bin may differ from its overall share by this factor.
 IMBALANCE = 1.25
 
@@ -26,7 +26,7 @@ IMBALANCE = 1.25
 def static_policy(varied: Iterable[str], scenarios: Iterable[Mapping[str, Any]]) -> str | None:
     """A warning when ``varied`` holds a breach or credit rule key and every scenario
     keeps ``learning = "static"``; None otherwise."""
-    rules = [k for k in varied if cfg.param(k).group in RULE_GROUPS]
+    rules = [k for k in varied if k in RULE_KEYS or cfg.param(k).group == "breach policy"]
     if not rules:
         return None
     default = cfg.param("learning").default

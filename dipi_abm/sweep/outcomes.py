@@ -65,23 +65,20 @@ class Outcome:
         missing = [c for c in cols if c not in hourly.columns]
         if missing:  # a KPI this run does not report (a policy KPI without a policy)
             hourly = hourly.assign(**{c: np.nan for c in missing})
-        if by:
-            g = hourly.groupby(list(by), sort=False)
-            part = hourly if self.hours is None else (
-                g.head(self.hours) if self.end == "first" else g.tail(self.hours))
-            g = part.groupby(list(by), sort=False)[cols]
-        else:
-            part = hourly if self.hours is None else (
-                hourly.head(self.hours) if self.end == "first" else hourly.tail(self.hours))
-            g = part[cols]
+        keys = list(by) or [np.zeros(len(hourly), np.int8)]  # no groups: the whole run
+        part = hourly
+        if self.hours is not None:
+            g = hourly.groupby(keys, sort=False)
+            part = g.head(self.hours) if self.end == "first" else g.tail(self.hours)
+            keys = list(by) or [np.zeros(len(part), np.int8)]
+        g = part.groupby(keys, sort=False)
         if self.ratio is None:
             out = g[self.kpi].agg(self.agg)
         else:
-            s = g.sum(min_count=1)
+            s = g[cols].sum(min_count=1)
             num, den = s[self.ratio[0]], s[self.ratio[1]]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = num / den.where(den != 0) if by else (num / den if den else np.nan)
-        return out if by else float(out)
+            out = num / den.where(den != 0)
+        return out if by else float(out.iloc[0])
 
     def describe(self) -> str:
         """What the outcome is, in words (for reports)."""
