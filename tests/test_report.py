@@ -403,7 +403,8 @@ def test_confounding_is_a_crosstab_off_balance():
     assert confounding({"f": bins, "c": even}, ["c"]) == []
     skewed = pd.Series(["x", "x", "x", "y"] * 10)
     skewed[bins == "b"] = "y"
-    [msg] = confounding({"f": bins, "c": skewed}, ["c"])
+    [(name, msg)] = confounding({"f": bins, "c": skewed}, ["c"])
+    assert name == "c"
     assert "c is spread unevenly over the levels of f" in msg and "a: 20/0; b: 0/20" in msg
 
 

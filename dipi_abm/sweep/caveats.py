@@ -45,10 +45,11 @@ def run_policy(params: Mapping[str, Any]) -> str | None:
     return static_policy(["breach_policy"], [params])
 
 
-def confounding(labels: Mapping[str, pd.Series], categorical: Iterable[str]) -> list[str]:
+def confounding(labels: Mapping[str, pd.Series],
+                categorical: Iterable[str]) -> list[tuple[str, str]]:
     """Pairs (categorical factor, other factor) whose cross-tabulation is unbalanced: a
     level's share in some bin of the other factor is off its overall share by more than
-    :data:`IMBALANCE` times. Returns one sentence per pair."""
+    :data:`IMBALANCE` times. Returns (categorical factor, sentence) per pair."""
     out = []
     for c in categorical:
         for f, lab in labels.items():
@@ -62,8 +63,8 @@ def confounding(labels: Mapping[str, pd.Series], categorical: Iterable[str]) -> 
             if (worst > IMBALANCE).any() or (worst < 1 / IMBALANCE).any():
                 counts = "; ".join(f"{b}: " + "/".join(str(int(n)) for n in row)
                                    for b, row in tab.iterrows())
-                out.append(f"{c} is spread unevenly over the levels of {f} (runs per "
+                out.append((c, f"{c} is spread unevenly over the levels of {f} (runs per "
                            f"{'/'.join(map(str, tab.columns))}: {counts}), so {f}'s level "
                            f"means mix in {c}'s effect; see the tables within each level "
-                           f"of {c}")
+                           f"of {c}"))
     return out

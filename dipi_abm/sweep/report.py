@@ -228,8 +228,9 @@ def build_report(sweep_dir: str | os.PathLike, kpis: Sequence[str] | None = None
     levels = _levels_table(runs, spec.factors, labels, shown)
     if spec.design != "factorial":  # categorical factors spread unevenly: within each level
         categorical = [f for f in spec.factors if f.levels is not None]
-        for c, text in confounding(labels, [c.name for c in categorical]):
-            notes.append(f"Warning: {text}.")
+        mixed = confounding(labels, [c.name for c in categorical])
+        notes += [f"Warning: {text}." for _, text in mixed]
+        for c in dict.fromkeys(c for c, _ in mixed):
             others = tuple(f for f in spec.factors if f.name != c)
             for level in _ordered_levels(next(f for f in categorical if f.name == c),
                                          labels[c]):
