@@ -1,6 +1,6 @@
 """Sweep reports: intervals over replications, pairing by shared seeds, Sobol indices that
-SALib computes from the sweep's own design, the files, the command, the README's DuckDB
-example."""
+SALib computes from the sweep's own design, the files, the command, the DuckDB
+example of docs/cli.md."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from dipi_abm.sweep.report import (
     write_report,
 )
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CLI_DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
 
 
@@ -307,13 +307,13 @@ def test_bad_report_input_is_one_line(real_sweep, tmp_path, capsys, case, messag
     assert len(err.strip().splitlines()) == 1 and message in err, err
 
 
-def test_readme_duckdb_example_runs(real_sweep, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def test_docs_duckdb_example_runs(real_sweep, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", CLI_DOC.read_text(encoding="utf-8"), re.S)
     code = [b for b in blocks if "import duckdb" in b]
     assert len(code) == 1
     monkeypatch.chdir(real_sweep.parent)
     namespace: dict = {}
-    exec(compile(code[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code[0], "cli.md", "exec"), namespace)  # noqa: S102 - the docs' own code
     out = capsys.readouterr().out
     assert "price_time" in out and "centralized" in out
     by_hour = namespace["by_hour"]
