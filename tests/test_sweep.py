@@ -838,3 +838,16 @@ def test_a_rule_varied_among_static_parties_warns_naming_learning():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             plan_runs({**spec, **responsive})
+
+
+def test_a_run_with_a_policy_and_static_parties_warns_in_one_line(tmp_path, capsys):
+    from dipi_abm.cli import main
+
+    args = ["run", "--hours", "2", "--seed", "1", "--set", "n_dpgc=2", "--set", "n_users=4",
+            "--set", "breach_policy=deposit", "--no-plots", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dipi-abm: warning: breach_policy = 'deposit'")
+    assert "learning = 'roth_erev'" in err[0]
+    assert main([*args, "--set", "learning=roth_erev", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""

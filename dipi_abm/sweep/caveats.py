@@ -27,22 +27,27 @@ def static_policy(varied: Iterable[str], scenarios: Iterable[Mapping[str, Any]])
     """A warning when ``varied`` holds a breach or credit rule key and every scenario
     keeps ``learning = "static"``; None otherwise."""
     rules = [k for k in varied if k in RULE_KEYS or cfg.param(k).group == "breach policy"]
-    if not rules:
+    if not rules or not _all_static(scenarios):
         return None
-    default = cfg.param("learning").default
-    if any(s.get("learning", default) != "static" for s in scenarios):
-        return None
-    return (f"{', '.join(rules)} varies a breach or credit rule while every party is static "
-            "(learning = 'static'): no party changes its commitments or prices, so the rule "
-            "acts only through its direct effects and a behavioural response reads as 0; set "
-            "learning = 'roth_erev' (or 'epsilon_greedy') to let parties respond")
+    return f"{', '.join(rules)} varies a breach or credit rule while every party is static" + _WHY
 
 
 def run_policy(params: Mapping[str, Any]) -> str | None:
-    """:func:`static_policy` for one run: a breach policy set, every party static."""
-    if params.get("breach_policy", "none") == "none":
+    """The same for one run: a breach policy set while every party is static."""
+    policy = params.get("breach_policy", "none")
+    if policy == "none" or not _all_static([params]):
         return None
-    return static_policy(["breach_policy"], [params])
+    return f"breach_policy = {policy!r} is set while every party is static" + _WHY
+
+
+_WHY = (" (learning = 'static'): no party changes its commitments or prices, so the rule "
+        "acts only through its direct effects and a behavioural response reads as 0; set "
+        "learning = 'roth_erev' (or 'epsilon_greedy') to let parties respond")
+
+
+def _all_static(scenarios: Iterable[Mapping[str, Any]]) -> bool:
+    default = cfg.param("learning").default
+    return all(s.get("learning", default) == "static" for s in scenarios)
 
 
 def confounding(labels: Mapping[str, pd.Series],
