@@ -215,6 +215,7 @@ def test_every_script_is_listed_with_the_options_it_takes():
     others take what the page says; every script is in one table."""
     common, measurements = _readme_tables()
     scripts = {p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswith("_")}
+    tests = [p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("test_*.py")]
     assert set(common) | set(measurements) == scripts and not set(common) & set(measurements)
     for name in scripts:
         source = (EXPERIMENTS / name).read_text(encoding="utf-8")
@@ -222,6 +223,7 @@ def test_every_script_is_listed_with_the_options_it_takes():
         if name in common:
             assert re.search(r"\bparser\(__doc__", source), name  # --out --reps --seed --quick
             assert "save_png(" in source, name
+            assert any(re.search(rf"(\"|import ){name[:-3]}\b", t) for t in tests), name
         else:
             options = ["--out", "--seed"] + (["--quick"] if name != "ema_workbench_prim.py"
                                              else [])
