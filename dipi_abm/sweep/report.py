@@ -220,6 +220,9 @@ def build_report(sweep_dir: str | os.PathLike, kpis: Sequence[str] | None = None
         notes.append("One replication per point: no interval can be given (n/a); set "
                      "[sweep] replications to 2 or more.")
 
+    if spec.outcomes:
+        notes.append("Outcomes of the spec: " + "; ".join(
+            f"{o.name} = {o.describe()}" for o in spec.outcomes) + ".")
     warning = static_policy(factors, [{**spec.base, **p} for p in meta["points"]])
     if warning:
         notes.append(f"Warning: {warning}.")
