@@ -38,7 +38,7 @@ AGGREGATIONS = ("mean", "sum", "max", "min", "median", "std", "first", "last")
 WINDOWS = {"first_hours": ("first", 1), "last_hours": ("last", 1),
            "first_days": ("first", 24), "last_days": ("last", 24)}
 #: The hourly columns an outcome may read (a probe adds ``probe_*``).
-HOURLY_COLUMNS = ("hour", "hour_of_day", *HOURLY_KPIS, *POLICY_KPIS)
+HOURLY_COLUMNS = tuple(dict.fromkeys(("hour", "hour_of_day", *HOURLY_KPIS, *POLICY_KPIS)))
 _KEYS = ("kpi", "agg", "ratio", *WINDOWS)
 
 
