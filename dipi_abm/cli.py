@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "`dipi-abm sweep`")
     report.add_argument("--kpis", metavar="A,B,...", help="the KPIs of the tables and "
                         "figures (default: the headline KPIs; the CSV files have all)")
+    report.add_argument("--contrast", action="append", default=[], metavar="A:B",
+                        help="also level A minus level B of a factor (factor=A:B where two "
+                             "factors share level names; a unique part of a level's name "
+                             "will do), paired on seeds where the runs share them; repeatable")
     report.add_argument("--quiet", action="store_true", help="write the files, print nothing")
 
     app = sub.add_parser(
@@ -183,6 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
                           f"{shown}); choose a new or empty folder, or add --force")
     check_grid_source(params.grid)
+    from .sweep.caveats import run_policy
+
+    if (warning := run_policy(params)) is not None:
+        warnings.warn(warning, UserWarning, stacklevel=1)
     keys = None if args.keys is None else Path(args.keys)
     if keys is not None:
         if keys.exists():
@@ -278,11 +287,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _report(args.out, None, args.quiet)
 
 
-def _report(sweep_dir: str, kpis: str | None, quiet: bool) -> int:
+def _report(sweep_dir: str, kpis: str | None, quiet: bool, contrasts: list[str] = ()) -> int:
     from .sweep.report import build_report, format_report, write_report
 
     names = None if kpis is None else [k.strip() for k in kpis.split(",") if k.strip()]
-    report = build_report(sweep_dir, names)
+    report = build_report(sweep_dir, names, contrasts)
     files = write_report(sweep_dir, report)
     if not quiet:
         print(format_report(report, files))
@@ -290,7 +299,7 @@ def _report(sweep_dir: str, kpis: str | None, quiet: bool) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return _report(args.sweep_dir, args.kpis, args.quiet)
+    return _report(args.sweep_dir, args.kpis, args.quiet, args.contrast)
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -326,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # a warning is one line, like an error
+        warnings.showwarning = lambda message, *_a, **_k: print(
+            f"dipi-abm: warning: {message}", file=sys.stderr)
+        return _dispatch(parser, args)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -165,6 +165,7 @@ def block_wins(rule: str, nodes, blocks: int, streams: Sequence[np.random.SeedSe
 def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mapping[str, Any],
              *, reps: int, seed: int, out: Path, workers: int, probe: str | None = None,
              label: Callable[[str, Mapping[str, Any]], str] | None = None,
+             outcomes: Mapping[str, Mapping[str, Any]] | None = None,
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run arms over the same ``reps`` replications with the sweep engine.
 
@@ -175,7 +176,9 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
     parties, placement and weather in every arm of every group (common random
     numbers: differences between arms are paired). An arm is one design point,
     named ``label(group, point)`` (default: the group and the point's values joined
-    by ``|``). Returns the runs (``arm``, ``group``, ``replication``, ``seed``, the
+    by ``|``). ``outcomes``: the sweep spec's ``[outcomes]`` table (the package's
+    :mod:`dipi_abm.sweep.outcomes`: windows, aggregations, ratios), one column each of
+    the runs. Returns the runs (``arm``, ``group``, ``replication``, ``seed``, the
     keys, the summary KPIs) and their hourly KPIs (``arm``, ``replication``,
     ``hour``, ..., and the probe's ``probe_*`` columns), in group, point and
     replication order.
@@ -192,7 +195,7 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
         if probe:
             sweep["probe"] = probe
         spec = {"sweep": sweep, "base": {**base, **tables.get("base", {})},
-                "factors": dict(tables.get("factors", {}))}
+                "factors": dict(tables.get("factors", {})), "outcomes": dict(outcomes or {})}
         s = load_spec(spec)
         folder = Path(out) / "sweeps" / f"{group}-{s.hash[:10]}"
         r = run_sweep(spec, folder, workers=workers, progress=False)
@@ -200,8 +203,6 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
         r.insert(0, "arm", [names[i] for i in r["point_id"]])
         r.insert(1, "group", group)
         runs.append(r)
-        # One file per run, read one by one: runs of one sweep may differ in columns (a
-        # breach_policy adds its KPIs), and a dataset read keeps the first file's schema.
         files = SweepFolder(folder, len(r))
         h = pd.concat([pd.read_parquet(files.hourly_path(i)).assign(run_id=i)
                        for i in r["run_id"]], ignore_index=True)
@@ -214,12 +215,3 @@ def run_arms(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], base: Mappin
     return (pd.concat(runs, ignore_index=True),
             pd.concat(hourly, ignore_index=True))
 
-
-def window_rate(hourly: pd.DataFrame, num: str, den: str, hours: int,
-                last: bool = True) -> pd.Series:
-    """Per (arm, replication): sum(num) / sum(den) over the first or last ``hours`` hours."""
-    h = hourly.groupby(["arm", "replication"], sort=False)
-    part = h.tail(hours) if last else h.head(hours)
-    g = part.groupby(["arm", "replication"], sort=False)[[num, den]].sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return g[num] / g[den].where(g[den] > 0)

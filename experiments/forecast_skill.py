@@ -16,7 +16,10 @@ forecasts differ), and prints, for leads of 1, 2, 6 and 24 h:
 - load: mean absolute percentage error (MAPE), against profile persistence
   L(t - L) * shape(t) / shape(t - L) (the day's class shape is known);
 
-and the skill 1 - error / persistence error. Writes ``forecast_skill.csv``.
+and the skill 1 - error / persistence error. ``--reps`` is the number of units of each
+kind (each with its own weather and load streams). One seeded measurement over many
+units and hours, not a Monte Carlo mean: no intervals. Writes ``forecast_skill.csv``
+and ``forecast_skill.png``.
 
     python experiments/forecast_skill.py            # one year, 50 units of each kind
     python experiments/forecast_skill.py --quick    # 60 days, 20 units
@@ -24,13 +27,14 @@ and the skill 1 - error / persistence error. Writes ``forecast_skill.csv``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from _common import PALETTE, parse, parser, save_csv, save_png, style
 
 from dipi_abm.physics.weather import (
     LOAD_CLASSES,
@@ -40,7 +44,6 @@ from dipi_abm.physics.weather import (
     WeatherParams,
     load_shape,
 )
-from dipi_abm.results.files import atomic_write
 
 LEADS_H = (1, 2, 6, 24)
 CSV_COLUMNS = ["quantity", "lead_h", "metric", "forecast_error_pct", "persistence_error_pct",
@@ -143,21 +146,36 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def plot(df: pd.DataFrame, path: Path) -> None:
+    """Forecast and persistence error against lead time, one panel per quantity."""
+    style()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
+    for ax, (q, d) in zip(axes, df.groupby("quantity", sort=False), strict=True):
+        for col, name, c in (("forecast_error_pct", "model forecast", PALETTE[0]),
+                             ("persistence_error_pct", "persistence", PALETTE[1])):
+            ax.plot(d.lead_h, d[col], "o-", color=c, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(d.lead_h, [f"{h} h" for h in d.lead_h])
+        ax.set_xlabel("lead time")
+        ax.set_ylabel(d.metric.iloc[0])
+        ax.set_title(q)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(frameon=False)
+    fig.suptitle("Forecast error against persistence in the model's weather")
+    save_png(fig, path)
+
+
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/forecast_skill", help="output folder")
-    ap.add_argument("--seed", type=int, default=2024, help="weather seed (default 2024)")
-    ap.add_argument("--quick", action="store_true", help="60 days and 20 units of each kind")
-    args = ap.parse_args(argv)
-    if args.seed < 0:
-        ap.error(f"--seed {args.seed}: must be >= 0")
-    hours, n = (24 * 60, 20) if args.quick else (24 * 365, 50)
+    ap = parser(__doc__, out="results/forecast_skill", reps=50, quick_reps=20, seed=2024,
+                reps_help="units of each kind")
+    args = parse(ap, argv)
+    hours, n = (24 * 60 if args.quick else 24 * 365), args.reps
     df = skill_table(hours, n, args.seed)
-    path = Path(args.out) / "forecast_skill.csv"
-    atomic_write(path, lambda tmp: df.round(4).to_csv(tmp, index=False))
+    out = Path(args.out)
+    save_csv(df, out / "forecast_skill.csv")
+    plot(df, out / "forecast_skill.png")
     print(markdown(df))
-    print(f"({hours} h, {n} units of each kind, seed {args.seed}; written to {path})")
+    print(f"({hours} h, {n} units of each kind, seed {args.seed}; written to {out}/)")
     return df
 
 

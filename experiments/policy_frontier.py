@@ -60,7 +60,6 @@ from _common import (
     save_csv,
     save_png,
     style,
-    window_rate,
 )
 
 from dipi_abm.config import parse_assignments, validate
@@ -119,15 +118,20 @@ def arm_label(group: str, point: dict) -> str:
            f"{point['learning']}"
 
 
-def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataFrame:
+def outcomes(window_h: int) -> dict[str, dict]:
+    """The last-window KPIs, as a sweep spec's [outcomes] (columns of the runs)."""
+    return {
+        "breach_rate_last": {"ratio": ["breaches", "committed_parties"],
+                             "last_hours": window_h},
+        "shortfall_last_kwh": {"kpi": "breach_shortfall_kwh", "agg": "sum",
+                               "last_hours": window_h},
+        "gated_share_last": {"kpi": "gated_share", "last_hours": window_h},
+    }
+
+
+def per_run(runs: pd.DataFrame, window_h: int) -> pd.DataFrame:
     """One row per arm and replication with the frontier's KPIs."""
-    idx = ["arm", "replication"]
-    r = runs.set_index(idx)
-    last = {"breach_rate_last": window_rate(hourly, "breaches", "committed_parties", window_h)}
-    tail = hourly.groupby(idx, sort=False).tail(window_h).groupby(idx, sort=False)
-    last["shortfall_last_mwh"] = tail["breach_shortfall_kwh"].sum() / 1e3
-    gated = (tail["gated_share"].mean() if "gated_share" in hourly
-             else pd.Series(0.0, index=r.index))
+    r = runs.set_index(["arm", "replication"])
     bought = r["p2p_delivered_kwh"] + r["grid_purchase_kwh"]
 
     def col(name: str) -> pd.Series:
@@ -137,9 +141,9 @@ def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataF
         "policy": r["breach_policy"].where(r["matching"] != STRICT, STRICT),
         "learning": r["learning"], "matching": r["matching"], "seed": r["seed"],
         "window_h": window_h,
-        "breach_rate_last": 100 * last["breach_rate_last"],
+        "breach_rate_last": 100 * r["breach_rate_last"],
         "breach_rate": 100 * r["breach_rate"],
-        "shortfall_last_mwh": last["shortfall_last_mwh"],
+        "shortfall_last_mwh": r["shortfall_last_kwh"] / 1e3,
         "breach_shortfall_mwh": r["breach_shortfall_kwh"] / 1e3,
         "user_cost_per_kwh": r["user_cost_yuan"] / bought.where(bought > 0),
         "dpgc_income_kyuan": r["dpgc_income_yuan"] / 1e3,
@@ -148,7 +152,7 @@ def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataF
         "p2p_delivered_mwh": r["p2p_delivered_kwh"] / 1e3,
         "clean_share_pct": 100 * r["clean_share"],
         "gated_share_pct": 100 * col("gated_share").fillna(0.0),
-        "gated_share_last_pct": 100 * gated.reindex(r.index).fillna(0.0),
+        "gated_share_last_pct": 100 * r["gated_share_last"].fillna(0.0),
         "consequence_kyuan": col("breach_consequence_yuan").fillna(0.0) / 1e3,
         "mean_credit_dpgc": r["mean_credit_dpgc"],
         "mean_credit_user": r["mean_credit_user"],
@@ -295,9 +299,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     scenario["window_h"] = window_h
     timer = Timer()
     base = {k: v for k, v in scenario.items() if k != "window_h"}
-    runs, hourly = run_arms(groups, base, reps=args.reps, seed=args.seed,
-                            out=Path(args.out), workers=args.workers, label=arm_label)
-    df = per_run(runs, hourly, window_h)
+    runs, _ = run_arms(groups, base, reps=args.reps, seed=args.seed, out=Path(args.out),
+                       workers=args.workers, label=arm_label, outcomes=outcomes(window_h))
+    df = per_run(runs, window_h)
     summary = summarise(df)
     out = Path(args.out)
     save_csv(df, out / "policy_frontier_runs.csv")

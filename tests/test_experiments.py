@@ -9,6 +9,7 @@ deterministic; the conditions are chosen to hold with a wide margin.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,57 @@ def test_credit_mining_market(load, tmp_path):
     assert stats.spearmanr(far.low, far.expected_rel_mean).statistic < -0.8
     runs = pd.read_csv(tmp_path / "credit_mining_market_runs.csv")
     assert runs.groupby("replication").seed.nunique().eq(1).all()
+
+
+def test_settlement_tables(load, tmp_path):
+    mod = load("settlement_tables")
+    df = run_quick(mod, tmp_path)
+    # [DER-CBC] Table 2, to the fen
+    assert df.buyer_pays.tolist() == [114.0, 125.14, 104.4]
+    assert df.seller_income.tolist() == [110.0, 108.0, 108.8]
+    assert df.grid_income.tolist() == [4.0, 17.14, -4.4]
+    assert df.cumulative_volume_kwh.tolist() == [200, 420, 600]
+    mc = pd.read_csv(tmp_path / "settlement_tables_monte_carlo.csv").set_index("delivery_ratio")
+    assert list(mc.reset_index().columns) == mod.MC_COLUMNS
+    assert (mc.max_imbalance_yuan < 1e-9).all()  # money conserved in every contract
+    # a short seller's buyer pays more per kWh (the shortfall at R); a long seller earns
+    # less per kWh generated (the surplus at F); CIs apart
+    assert mc.buyer_price_ci_low[0.55] > mc.buyer_price_ci_high[1.05]
+    assert mc.seller_price_ci_high[1.55] < mc.seller_price_ci_low[1.05]
+    assert (mc[["buyer_price_mean", "seller_price_mean"]].stack().between(mod.F, mod.R)).all()
+
+
+def _readme_tables() -> list[dict[str, str]]:
+    """experiments/README.md's tables: {script: its row} for each table."""
+    text = (EXPERIMENTS / "README.md").read_text(encoding="utf-8")
+    tables = [dict(re.findall(r"^\| `(\w+\.py)` \|(.*)$", block, re.M))
+              for block in re.split(r"\n\n", text) if block.startswith("| script |")]
+    return tables
+
+
+def test_every_script_is_listed_with_the_options_it_takes():
+    """The first table's scripts take --out/--reps/--seed/--quick and write a PNG; the
+    others take what the page says; every script is in one table."""
+    common, measurements = _readme_tables()
+    scripts = {p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswith("_")}
+    tests = [p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("test_*.py")]
+    assert set(common) | set(measurements) == scripts and not set(common) & set(measurements)
+    for name in scripts:
+        source = (EXPERIMENTS / name).read_text(encoding="utf-8")
+        assert f"python experiments/{name} --out results/" in (common | measurements)[name]
+        if name in common:
+            assert re.search(r"\bparser\(__doc__", source), name  # --out --reps --seed --quick
+            assert "save_png(" in source, name
+            assert any(re.search(rf"(\"|import ){name[:-3]}\b", t) for t in tests), name
+        else:
+            options = ["--out", "--seed"] + (["--quick"] if name != "ema_workbench_prim.py"
+                                             else [])
+            assert all(f'"{o}"' in source for o in options), name
+
+
+def test_feeder_fit(load, tmp_path):
+    """The default population fits the IEEE 33-bus feeder (docs/model.md section 3)."""
+    df = run_quick(load("feeder_fit"), tmp_path)
+    assert len(df) == 2
+    assert (df.peak_line_loading > 0).all() and (df.peak_line_loading <= 1.0 + 1e-9).all()
+    assert (df.peak_load_kw < 1.3 * 3715).all()  # about the feeder's design load, not 4x it

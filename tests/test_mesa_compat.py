@@ -21,7 +21,7 @@ import pytest
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm.model import HOURLY_KPIS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"  # its Python examples
 SMALL = {"n_dpgc": 3, "n_users": 8, "hours": 10}
 MESA = tuple(int(x) for x in re.findall(r"\d+", mesa.__version__)[:2])
 

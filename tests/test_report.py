@@ -1,6 +1,6 @@
 """Sweep reports: intervals over replications, pairing by shared seeds, Sobol indices that
-SALib computes from the sweep's own design, the files, the command, the README's DuckDB
-example."""
+SALib computes from the sweep's own design, the files, the command, the DuckDB
+example of docs/cli.md."""
 
 from __future__ import annotations
 
@@ -19,10 +19,18 @@ from scipy import stats
 
 from dipi_abm import ConfigError
 from dipi_abm.cli import main
+from dipi_abm.sweep.caveats import confounding
 from dipi_abm.sweep.engine import design_points, load_spec, plan_runs, replication_seed
-from dipi_abm.sweep.report import build_report, t_interval, welch_interval, write_report
+from dipi_abm.sweep.report import (
+    TERMINAL_WIDTH,
+    build_report,
+    format_report,
+    t_interval,
+    welch_interval,
+    write_report,
+)
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CLI_DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
 
 
@@ -299,13 +307,13 @@ def test_bad_report_input_is_one_line(real_sweep, tmp_path, capsys, case, messag
     assert len(err.strip().splitlines()) == 1 and message in err, err
 
 
-def test_readme_duckdb_example_runs(real_sweep, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def test_docs_duckdb_example_runs(real_sweep, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", CLI_DOC.read_text(encoding="utf-8"), re.S)
     code = [b for b in blocks if "import duckdb" in b]
     assert len(code) == 1
     monkeypatch.chdir(real_sweep.parent)
     namespace: dict = {}
-    exec(compile(code[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code[0], "cli.md", "exec"), namespace)  # noqa: S102 - the docs' own code
     out = capsys.readouterr().out
     assert "price_time" in out and "centralized" in out
     by_hour = namespace["by_hour"]
@@ -317,3 +325,103 @@ def test_readme_duckdb_example_runs(real_sweep, monkeypatch, capsys):
     got = by_hour.set_index(["matching", "hour_of_day"])["p2p_kwh"]
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False,
                                    check_index_type=False)
+
+
+# ----------------------------------------------------------------------------- contrasts
+def _three_policies(common: bool) -> dict:
+    return {"sweep": {"replications": 6, "seed": 5, "common_seeds": common},
+            "base": {**TINY, "learning": "roth_erev"},
+            "factors": {"breach_policy": ["none", "imbalance_penalty", "deposit"]}}
+
+
+def _policy_effect(params: dict, seed: int) -> dict:
+    shift = {"none": 0.0, "imbalance_penalty": -0.08, "deposit": -0.03}
+    return {"breach_rate": 0.3 + _noise(seed) + shift[params["breach_policy"]],
+            "user_cost_yuan": 1000 + 100 * _noise(seed + 2)}
+
+
+@pytest.mark.parametrize("contrast", ["penalty:deposit", "breach_policy=imbalance_penalty:deposit"])
+def test_a_contrast_between_any_two_levels_is_paired_on_seeds(tmp_path, contrast):
+    _fake_sweep(tmp_path / "s", _three_policies(common=True), _policy_effect)
+    r = build_report(tmp_path / "s", contrasts=[contrast])
+    d = r.differences.set_index(["level", "reference", "kpi"])
+    row = d.loc[("imbalance_penalty", "deposit", "breach_rate")]
+    assert row["paired"] and row["difference"] == pytest.approx(-0.05)
+    assert row["half_width"] == pytest.approx(0.0, abs=1e-12)
+    assert ("deposit", "none", "breach_rate") in d.index  # each level against the first too
+
+
+def test_an_unpaired_contrast_is_welchs(tmp_path):
+    runs = _fake_sweep(tmp_path / "s", _three_policies(common=False), _policy_effect)
+    r = build_report(tmp_path / "s", contrasts=["deposit:penalty"])
+    row = r.differences.set_index(["level", "reference", "kpi"]).loc[
+        ("deposit", "imbalance_penalty", "breach_rate")]
+    means = runs.groupby(["breach_policy", "replication"])["breach_rate"].mean()
+    want = welch_interval(means["deposit"], means["imbalance_penalty"])
+    assert not row["paired"] and (row["difference"], row["half_width"]) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("contrast, message", [
+    ("penalty", "give two levels as A:B"),
+    ("nope:deposit", "no factor has both as levels (levels: breach_policy = none, "
+                     "imbalance_penalty, deposit)"),
+    ("matching=none:deposit", "matching is not a factor with levels of this sweep"),
+])
+def test_a_bad_contrast_is_one_line(tmp_path, capsys, contrast, message):
+    _fake_sweep(tmp_path / "s", _three_policies(common=True), _policy_effect)
+    assert main(["report", str(tmp_path / "s"), "--contrast", contrast]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_the_terminal_shows_every_kpi_asked_for(tmp_path):
+    kpis = [f"kpi_number_{i}" for i in range(9)]
+    _fake_sweep(tmp_path / "s", _three_policies(common=True),
+                lambda p, s: {k: i + _noise(s + i) for i, k in enumerate(kpis)})
+    r = build_report(tmp_path / "s", kpis, contrasts=["penalty:deposit"])
+    text = format_report(r)
+    assert all(text.count(k) >= 2 for k in kpis)  # in the level and the difference tables
+    table_lines = [ln for ln in text.splitlines() if ln.startswith("  ") and "±" in ln]
+    assert table_lines and max(map(len, table_lines)) <= TERMINAL_WIDTH
+    assert text.count("breach_policy: imbalance_penalty − deposit") >= 2  # repeated per part
+
+
+# ----------------------------------------------------------------------------- warnings
+def test_a_report_warns_when_every_party_is_static(tmp_path):
+    spec = _three_policies(common=True)
+    del spec["base"]["learning"]
+    with pytest.warns(UserWarning, match="learning"):
+        _fake_sweep(tmp_path / "s", spec, _policy_effect)
+    assert any("learning = 'roth_erev'" in n for n in build_report(tmp_path / "s").notes)
+    _fake_sweep(tmp_path / "t", _three_policies(common=True), _policy_effect)
+    assert not any("learning" in n for n in build_report(tmp_path / "t").notes)
+
+
+def test_confounding_is_a_crosstab_off_balance():
+    bins = pd.Series(["a", "a", "b", "b"] * 10)
+    even = pd.Series(["x", "y"] * 20)
+    assert confounding({"f": bins, "c": even}, ["c"]) == []
+    skewed = pd.Series(["x", "x", "x", "y"] * 10)
+    skewed[bins == "b"] = "y"
+    [(name, msg)] = confounding({"f": bins, "c": skewed}, ["c"])
+    assert name == "c"
+    assert "c is spread unevenly over the levels of f" in msg and "a: 20/0; b: 0/20" in msg
+
+
+def test_an_lhs_with_a_categorical_factor_shows_effects_within_its_levels(tmp_path):
+    """The issue's case: matching alone moves the KPI, but spread unevenly over the
+    natural_factor bins it makes natural_factor look as if it mattered."""
+    spec = {"sweep": {"design": "lhs", "samples": 24, "replications": 2, "seed": 3},
+            "base": TINY, "factors": {"natural_factor": [0.0, 0.2],
+                                      "matching": ["price_time", "centralized", "cma"]}}
+    _fake_sweep(tmp_path / "s", spec, lambda p, s: {
+        "transaction_efficiency": 0.8 - 0.5 * (p["matching"] == "centralized")})
+    r = build_report(tmp_path / "s", ["transaction_efficiency"])
+    assert any("matching is spread unevenly over the levels of natural_factor" in n
+               for n in r.notes)
+    within = r.levels[r.levels["within"] == "matching=centralized"]
+    assert set(within["factor"]) == {"natural_factor"}
+    assert np.allclose(within["mean"], 0.3)  # within a level, natural_factor is flat
+    overall = r.levels.query("within == '' and factor == 'natural_factor'")["mean"]
+    assert np.ptp(overall) > 0.05  # while across levels it seems to swing
+    assert "natural_factor, only runs with matching=centralized" in format_report(r)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import mesa
@@ -16,10 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from dipi_abm import ConfigError, DIPIModel
+from dipi_abm.hour import POLICY_KPIS
 from dipi_abm.sweep import engine as sw
+from dipi_abm.sweep import outcomes as sw_outcomes
 from dipi_abm.sweep.engine import (
     RUNS_FILE,
     design_points,
@@ -184,8 +189,10 @@ def test_a_row_is_reproduced_by_its_seed_and_parameters(serial):
         assert row[kpi] == summary[kpi] or (math.isnan(row[kpi]) and math.isnan(summary[kpi]))
     hourly = pd.read_parquet(out / "hourly", filters=[("run_id", "=", 5)])
     want = model.hourly_dataframe()
-    assert_frame_equal(hourly.drop(columns="run_id").reset_index(drop=True), want,
-                       check_exact=True)
+    assert_frame_equal(hourly[want.columns].reset_index(drop=True), want, check_exact=True)
+    # One schema for every run: a breach policy's KPIs are null in a run without one.
+    extra = set(hourly.columns) - set(want.columns) - {"run_id"}
+    assert extra == set(POLICY_KPIS) and hourly[list(extra)].isna().all().all()
 
 
 def _hourly(out: Path) -> pd.DataFrame:
@@ -467,6 +474,57 @@ BAD_SPECS = {
         [base]
         grid = "no/such/feeder.csv"
         """, ["line 4", "[base] grid", "no such file"]),
+    "outcome_unknown_kpi": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        late = { kpi = "breach_rat", last_hours = 6 }
+        """, ["line 4", "[outcomes] late", "'breach_rat': not an hourly KPI"]),
+    "outcome_kpi_and_ratio": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        x = { kpi = "breach_rate", ratio = ["breaches", "committed_parties"] }
+        """, ["[outcomes] x", "either kpi (with agg) or ratio"]),
+    "outcome_bad_agg": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        x = { kpi = "breach_rate", agg = "average" }
+        """, ["[outcomes] x", "agg = 'average': must be one of mean, sum"]),
+    "outcome_two_windows": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        x = { kpi = "breach_rate", last_hours = 2, first_days = 1 }
+        """, ["[outcomes] x", "last_hours and first_days: give at most one window"]),
+    "outcome_window_longer_than_run": ("""
+        [sweep]
+        seed = 1
+        [base]
+        hours = 12
+        [outcomes]
+        late_breach_rate = { kpi = "breach_rate", last_hours = 168, agg = "mean" }
+        """, ["line 6", "[outcomes] late_breach_rate", "168 h is longer than the run "
+              "(hours = 12)"]),
+    "outcome_name_taken": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        breach_rate = { kpi = "breach_rate", last_days = 1 }
+        """, ["[outcomes] breach_rate", "already a column of runs.parquet"]),
+    "outcome_ratio_shape": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        cost = { ratio = ["user_cost_yuan"] }
+        """, ["[outcomes] cost", "must be [numerator, denominator]"]),
+    "outcome_bad_window": ("""
+        [sweep]
+        seed = 1
+        [outcomes]
+        x = { kpi = "breach_rate", last_hours = 0 }
+        """, ["[outcomes] x", "last_hours = 0: must be an integer >= 1"]),
 }
 
 
@@ -674,3 +732,122 @@ def test_a_probe_adds_hourly_columns_and_policy_factors_combine(tmp_path, monkey
     assert hourly.probe_mean_credit.between(0, 100).all()
     with pytest.raises(ConfigError, match="probe"):
         plan_runs({**spec, "sweep": {"seed": 5, "probe": "not a function"}})
+
+
+# ----------------------------------------------------------------------------- outcomes
+def _hours_frame(n: int, runs: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame({"run": np.repeat(np.arange(runs), n), "hour": np.tile(np.arange(n), runs),
+                         "breach_rate": rng.random(n * runs),
+                         "user_cost_yuan": rng.random(n * runs) * 100,
+                         "load_kwh": rng.random(n * runs) * 50 + 1})
+
+
+def test_outcomes_compute_windows_aggregations_and_ratios():
+    h = _hours_frame(72)
+    spec = load_spec({"sweep": {"seed": 1}, "outcomes": {
+        "late": {"kpi": "breach_rate", "last_hours": 24, "agg": "mean"},
+        "early_peak": {"kpi": "breach_rate", "first_days": 1, "agg": "max"},
+        "cost": {"ratio": ["user_cost_yuan", "load_kwh"]},
+        "late_cost": {"ratio": ["user_cost_yuan", "load_kwh"], "last_days": 2},
+        "final": {"kpi": "breach_rate", "agg": "last"}}})
+    got = {o.name: o.of(h) for o in spec.outcomes}
+    assert got["late"] == pytest.approx(h["breach_rate"].iloc[48:].mean())
+    assert got["early_peak"] == pytest.approx(h["breach_rate"].iloc[:24].max())
+    assert got["cost"] == pytest.approx(h["user_cost_yuan"].sum() / h["load_kwh"].sum())
+    assert got["late_cost"] == pytest.approx(h["user_cost_yuan"].iloc[24:].sum()
+                                              / h["load_kwh"].iloc[24:].sum())
+    assert got["final"] == h["breach_rate"].iloc[-1]
+    zero = h.assign(load_kwh=0.0)
+    assert math.isnan(spec.outcomes[2].of(zero))  # no denominator: no ratio
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 4), st.sampled_from(sw_outcomes.AGGREGATIONS),
+       st.sampled_from(["first_hours", "last_hours"]))
+def test_grouped_outcomes_equal_one_run_at_a_time(n, runs, agg, window):
+    """An experiment's per-(arm, replication) outcome is the sweep's per-run outcome."""
+    h = _hours_frame(30, runs)
+    for o in load_spec({"sweep": {"seed": 1}, "outcomes": {
+            "a": {"kpi": "breach_rate", "agg": agg, window: n},
+            "r": {"ratio": ["user_cost_yuan", "load_kwh"], window: n}}}).outcomes:
+        grouped = o.of(h, by=["run"])
+        for run, part in h.groupby("run"):
+            assert grouped[run] == pytest.approx(o.of(part), nan_ok=True)
+
+
+ISSUE_OUTCOMES = """
+    [sweep]
+    seed = 3
+    replications = 2
+    common_seeds = true
+    hourly = false
+    [base]
+    hours = 170
+    n_dpgc = 3
+    n_users = 10
+    learning = "roth_erev"
+    [factors]
+    breach_policy = ["none", "imbalance_penalty"]
+    [outcomes]
+    late_breach_rate = { kpi = "breach_rate", last_hours = 168, agg = "mean" }
+    cost_per_kwh = { ratio = ["user_cost_yuan", "load_kwh"] }
+    """
+
+
+def test_the_issues_outcomes_reach_runs_parquet_and_the_report(tmp_path, capsys):
+    from dipi_abm.cli import main
+
+    out = tmp_path / "out"
+    assert main(["sweep", str(_write(tmp_path, ISSUE_OUTCOMES)), "--out", str(out),
+                 "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "late_breach_rate" in printed and "cost_per_kwh" in printed
+    runs = pd.read_parquet(out / RUNS_FILE)
+    assert not (out / "hourly").exists()  # computed in the worker, without hourly files
+    row = runs.iloc[3]
+    params = {k: row[k] for k in ["breach_policy", "hours", "n_dpgc", "n_users", "learning"]}
+    h = DIPIModel(seed=int(row["seed"]), **params).run().hourly_dataframe()
+    assert row["late_breach_rate"] == pytest.approx(h["breach_rate"].iloc[2:].mean())
+    assert row["cost_per_kwh"] == pytest.approx(h["user_cost_yuan"].sum() / h["load_kwh"].sum())
+    # a changed outcome is a different spec: the folder refuses it
+    other = ISSUE_OUTCOMES.replace("last_hours = 168", "last_hours = 24")
+    assert main(["sweep", str(_write(tmp_path, other, "b.toml")), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "[outcomes] late_breach_rate" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_outcome_is_exit_2_before_any_run(tmp_path, capsys):
+    from dipi_abm.cli import main
+
+    spec = _write(tmp_path, BAD_SPECS["outcome_unknown_kpi"][0])
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not an hourly KPI" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_rule_varied_among_static_parties_warns_naming_learning():
+    spec = {"sweep": {"seed": 1}, "base": TINY,
+            "factors": {"breach_policy": ["none", "deposit"]}}
+    with pytest.warns(UserWarning, match="breach_policy .* learning = 'roth_erev'"):
+        plan_runs(spec)
+    for responsive in ({"base": {**TINY, "learning": "roth_erev"}},
+                       {"factors": {"breach_policy": ["none", "deposit"],
+                                    "learning": ["static", "epsilon_greedy"]}}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plan_runs({**spec, **responsive})
+
+
+def test_a_run_with_a_policy_and_static_parties_warns_in_one_line(tmp_path, capsys):
+    from dipi_abm.cli import main
+
+    args = ["run", "--hours", "2", "--seed", "1", "--set", "n_dpgc=2", "--set", "n_users=4",
+            "--set", "breach_policy=deposit", "--no-plots", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dipi-abm: warning: breach_policy = 'deposit'")
+    assert "learning = 'roth_erev'" in err[0]
+    assert main([*args, "--set", "learning=roth_erev", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""

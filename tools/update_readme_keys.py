@@ -1,18 +1,18 @@
-"""Regenerate the README's table of scenario keys from the registry."""
+"""Regenerate the table of scenario keys in docs/keys.md from the registry."""
 
 from pathlib import Path
 
 from dipi_abm.config import markdown_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+KEYS = Path(__file__).resolve().parents[1] / "docs" / "keys.md"
 START, END = "<!-- keys:start -->", "<!-- keys:end -->"
 
 
 def main() -> None:
-    text = README.read_text(encoding="utf-8")
+    text = KEYS.read_text(encoding="utf-8")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{markdown_table()}\n{END}{tail}", encoding="utf-8")
+    KEYS.write_text(f"{head}{START}\n{markdown_table()}\n{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

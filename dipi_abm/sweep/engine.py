@@ -26,6 +26,10 @@ A sweep is described by a TOML file (or the same structure as a ``dict``)::
     matching = ["price_time", "centralized"]  # strings, booleans, 3+ values: levels
     poca_tau = {values = [5.0, 10.0]}       # two numeric levels, not a range
 
+    [outcomes]                  # optional: scalars of the hourly KPIs, columns of runs.parquet
+    late_breach_rate = { kpi = "breach_rate", last_hours = 168, agg = "mean" }
+    cost_per_kwh = { ratio = ["user_cost_yuan", "load_kwh"] }
+
 Every key in ``[base]`` and ``[factors]`` is a scenario key (``dipi-abm keys``);
 ``seed`` is not, since the sweep derives every run's seed from ``[sweep] seed``.
 
@@ -43,6 +47,10 @@ Every key in ``[base]`` and ``[factors]`` is a scenario key (``dipi-abm keys``);
   key uniformly to ``[low, high)``; of an integer key to the integers ``low ..
   high``, each equally likely; a list of levels (categorical) picks each level
   with equal probability. A two-number list is a range; anything else is levels.
+
+``[outcomes]``: see :mod:`dipi_abm.sweep.outcomes` (windows, aggregations, ratios).
+A spec that varies a breach or credit rule while every party is static warns
+(:func:`dipi_abm.sweep.caveats.static_policy`).
 
 Every point's scenario is validated with :func:`dipi_abm.config.validate` before
 any run starts; a bad spec raises :class:`~dipi_abm.errors.ConfigError` naming
@@ -83,7 +91,8 @@ Output folder
 spec's keys (factors, then base) and every scalar KPI of
 :meth:`DIPIModel.summary` (``breach_rate``, ``transaction_efficiency``,
 ``mean_credit_dpgc``, ...). ``pandas.read_parquet(DIR / "hourly")`` reads the
-hourly KPIs of all runs with ``run_id`` as a (categorical) column.
+hourly KPIs of all runs with ``run_id`` as a (categorical) column; every run's file has
+the same columns (a breach policy's KPIs are null in runs without one).
 
 Every file is written to a temporary ``.*.part`` name and renamed into place
 (:func:`dipi_abm.results.output.atomic_write`), and a run counts as finished only once
@@ -127,9 +136,12 @@ import pandas as pd
 
 from .. import config as cfg
 from ..errors import ConfigError
+from ..hour import POLICY_KPIS
 from ..model import DIPIModel, package_version
 from ..physics.grid import check_grid_source
 from ..results.files import atomic_write, write_json, write_parquet
+from .caveats import static_policy
+from .outcomes import Outcome, evaluate, parse_outcomes
 
 #: Layout version of a sweep folder (part of the spec hash).
 FORMAT = 1
@@ -139,7 +151,7 @@ RUNS_DIR = "runs"
 HOURLY_DIR = "hourly"
 HOURLY_PART = "part.parquet"
 
-TABLES = ("sweep", "base", "factors")
+TABLES = ("sweep", "base", "factors", "outcomes")
 #: Most runs (points x replications) one sweep may plan: checked from the spec's numbers
 #: before any design point is generated (10^5 runs of a minute each is ten weeks).
 MAX_RUNS = 100_000
@@ -203,6 +215,7 @@ class SweepSpec:
     lines: dict[tuple[str, ...], int] = field(default_factory=dict, repr=False)
     common_seeds: bool = False
     probe: str | None = None
+    outcomes: tuple[Outcome, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -241,6 +254,7 @@ class RunTask:
     params: dict[str, Any]
     hourly: bool = True
     probe: str | None = None
+    outcomes: tuple[Outcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,7 +284,7 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
     for name in raw:
         if name not in TABLES:
             raise err(name, None, f"unknown table{_did_you_mean(name, TABLES)}; a sweep spec "
-                      "has [sweep], [base] and [factors]")
+                      "has [sweep], [base], [factors] and [outcomes]")
     tables = {}
     for name in TABLES:
         value = raw.get(name, {})
@@ -278,6 +292,7 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
             raise err(name, None, f"must be a table, got {value!r}")
         tables[name] = dict(value)
     sweep, base, factors_raw = tables["sweep"], tables["base"], tables["factors"]
+    outcomes_raw = tables["outcomes"]
 
     for key in sweep:
         if key not in SWEEP_KEYS:
@@ -373,9 +388,12 @@ def _parse(raw: dict[str, Any], source: str | None, lines: dict) -> SweepSpec:
         normalized["sweep"]["common_seeds"] = True
     if probe is not None:
         normalized["sweep"]["probe"] = probe
+    outcomes = parse_outcomes(outcomes_raw, err, [*base, *factors_raw], probe is not None)
+    if outcomes:  # only when set: specs without outcomes keep their hash
+        normalized["outcomes"] = outcomes_raw
     return SweepSpec(design, int(replications), int(seed),
                      None if samples is None else int(samples), hourly, base, factors,
-                     normalized, source, lines, common_seeds, probe)
+                     normalized, source, lines, common_seeds, probe, outcomes)
 
 
 def _parse_factor(name: str, raw: Any, design: str,
@@ -552,12 +570,18 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
     points = design_points(s)
     tasks = []
     checked_grids: set[str] = set()
+    scenarios = []
     for point_id, point in enumerate(points):
         values = {**s.base, **point}
         try:
             params = cfg.validate(values)
         except ConfigError as exc:
             raise _point_error(s, point_id, point, exc) from None
+        scenarios.append(params)
+        for o in s.outcomes:
+            if o.hours is not None and o.hours > params["hours"]:
+                raise s.error("outcomes", o.name, f"a window of {o.hours} h is longer than "
+                              f"the run (hours = {params['hours']})")
         grid = params["grid"]
         if grid not in checked_grids:
             try:
@@ -571,8 +595,11 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
             tasks.append(RunTask(
                 run_id=point_id * s.replications + rep, point_id=point_id, replication=rep,
                 seed=replication_seed(s.seed, 0 if s.common_seeds else point_id, rep),
-                params=run_params, hourly=s.hourly, probe=s.probe,
+                params=run_params, hourly=s.hourly, probe=s.probe, outcomes=s.outcomes,
             ))
+    warning = static_policy([f.name for f in s.factors], scenarios)
+    if warning:
+        warnings.warn(f"sweep spec: [factors] {warning}", UserWarning, stacklevel=3)
     return points, tasks
 
 
@@ -609,15 +636,15 @@ def run_one(task: RunTask) -> RunOutput:
         raise SweepRunError(f"run {task.run_id} (point {task.point_id}, replication "
                             f"{task.replication}, seed {task.seed}, {task.params}) failed: "
                             f"{type(exc).__name__}: {exc}") from exc
+    df = model.hourly_dataframe()
+    if probed is not None:
+        df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+    # Every run's hourly file has the policy columns (null without a policy): one schema.
+    df = df.assign(**{k: np.nan for k in POLICY_KPIS if k not in df})
     row = {"run_id": task.run_id, "point_id": task.point_id,
            "replication": task.replication, "seed": task.seed, **task.params,
-           **summary_kpis(model.summary())}
-    hourly = None
-    if task.hourly:
-        df = model.hourly_dataframe()
-        if probed is not None:
-            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
-        hourly = _parquet_bytes(df)
+           **summary_kpis(model.summary()), **evaluate(task.outcomes, df)}
+    hourly = _parquet_bytes(df) if task.hourly else None
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
 
 

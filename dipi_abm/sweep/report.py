@@ -7,8 +7,8 @@ intervals").
 
 - ``report.md`` and ``report.html`` (the same summary; the HTML embeds its figures),
 - ``report_levels.png``: each headline KPI's mean per factor level with its 95 % interval,
-- ``report_differences.png`` (factorial designs): each level against the factor's first
-  level, paired where the points share seeds,
+- ``report_differences.png``: each level against the factor's first level (factorial
+  designs) and every ``--contrast A:B``, paired where the points share seeds,
 - ``report_sobol.png`` (sobol designs): first-order and total Sobol indices (SALib),
 - ``report_levels.csv``, ``report_differences.csv``, ``report_sobol.csv``: every KPI.
 
@@ -23,7 +23,8 @@ replications are independent draws of the whole design.
   replications with a Student-t 95 % interval (``R - 1`` degrees of freedom). Ranges
   of lhs/sobol designs are cut into :data:`BINS` equal bins; an integer factor with
   at most :data:`BINS` values keeps its values.
-- *Differences* (factorial designs) between a level and the factor's first level.
+- *Differences* between a level and the factor's first level (factorial designs), and
+  between any two levels asked for (``--contrast A:B``: A minus B; any design).
   Where the two levels' runs share their seeds replication by replication (common
   random numbers), the difference is taken within each replication and the interval
   is the paired t interval over replications; otherwise it is Welch's interval for
@@ -32,6 +33,11 @@ replications are independent draws of the whole design.
   :func:`dipi_abm.sweep.engine.sobol_design`): the model output at a point is its mean
   over replications; :func:`SALib.analyze.sobol.analyze` gives the first-order (S1)
   and total (ST) indices with 95 % bootstrap intervals (seeded by the sweep's seed).
+
+- *Designs that warn*: a breach or credit rule varied while every party is static, and
+  (lhs/sobol) a categorical factor spread unevenly over another factor's bins (then the
+  level means are also given within each of its levels); see
+  :mod:`dipi_abm.sweep.caveats`.
 
 With one replication there is no interval ("n/a"); set ``replications`` to 2 or more.
 Every file is written to a temporary name and renamed into place; the Markdown and
@@ -56,6 +62,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..results.files import atomic_write
+from .caveats import confounding, static_policy
 from .engine import EMA_OUTCOMES, RUNS_FILE, SPEC_FILE, Factor, load_spec, sobol_problem
 
 #: Confidence level of every interval in a report.
@@ -65,9 +72,8 @@ BINS = 4
 #: The KPIs a report shows (tables and figures) unless told otherwise; every KPI is in
 #: the CSV files.
 HEADLINE_KPIS = EMA_OUTCOMES
-#: The headline KPIs the terminal table shows (it must fit 100 columns).
-TERMINAL_KPIS = ("breach_rate", "transaction_efficiency", "mean_credit_dpgc", "price_mean",
-                 "p2p_volume_kwh")
+#: Terminal tables wider than this are split into several, each repeating the row names.
+TERMINAL_WIDTH = 100
 
 _RUN_COLUMNS = ("run_id", "point_id", "replication", "seed")
 _FILES = {
@@ -121,10 +127,13 @@ def welch_interval(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndar
 class SweepReport:
     """Everything a report says about one sweep folder, as tables.
 
-    ``levels``: factor, level, kpi, mean, half_width, low, high, replications, runs.
+    ``levels``: within, factor, level, kpi, mean, half_width, low, high, replications,
+    runs (``within`` is "" for all runs, or "c=v": only the runs at level v of the
+    categorical factor c, when an lhs/sobol design spreads c unevenly).
     ``differences``: factor, level, reference, kpi, difference, half_width, low, high,
-    paired. ``sobol``: kpi, factor, S1, S1_half_width, ST, ST_half_width (and lows and
-    highs). Empty tables where the design gives none.
+    paired (each level against the first, and every ``--contrast``).
+    ``sobol``: kpi, factor, S1, S1_half_width, ST, ST_half_width (and lows and highs).
+    Empty tables where the design gives none.
     """
 
     root: Path
@@ -175,12 +184,14 @@ def read_sweep(sweep_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFra
     return meta, runs
 
 
-def build_report(sweep_dir: str | os.PathLike,
-                 kpis: Sequence[str] | None = None) -> SweepReport:
+def build_report(sweep_dir: str | os.PathLike, kpis: Sequence[str] | None = None,
+                 contrasts: Sequence[str] = ()) -> SweepReport:
     """Read a complete sweep folder and compute its report (no file is written).
 
     ``kpis``: the headline KPIs of the tables and figures (default
-    :data:`HEADLINE_KPIS`, those that vary); every KPI is computed for the CSV files.
+    :data:`HEADLINE_KPIS` that vary, then the spec's outcomes); every KPI is computed for
+    the CSV files. ``contrasts``: ``"A:B"`` or ``"factor=A:B"``, level A minus level B of
+    a factor (paired where their runs share seeds), beside each level minus the first.
     """
     root = Path(sweep_dir)
     meta, runs = read_sweep(root)
@@ -196,7 +207,8 @@ def build_report(sweep_dir: str | os.PathLike,
     all_kpis = [c for c in numeric if runs[c].nunique(dropna=True) > 1]
     constant = {c: runs[c].iloc[0] for c in numeric if c not in all_kpis}
     if kpis is None:
-        headline = tuple(k for k in HEADLINE_KPIS if k in all_kpis)
+        headline = tuple(k for k in (*HEADLINE_KPIS, *(o.name for o in spec.outcomes))
+                         if k in all_kpis)
     else:
         unknown = [k for k in kpis if k not in numeric]
         if unknown:
@@ -208,11 +220,34 @@ def build_report(sweep_dir: str | os.PathLike,
         notes.append("One replication per point: no interval can be given (n/a); set "
                      "[sweep] replications to 2 or more.")
 
+    if spec.outcomes:
+        notes.append("Outcomes of the spec: " + "; ".join(
+            f"{o.name} = {o.describe()}" for o in spec.outcomes) + ".")
+    warning = static_policy(factors, [{**spec.base, **p} for p in meta["points"]])
+    if warning:
+        notes.append(f"Warning: {warning}.")
     labels = {f.name: _level_labels(f, runs[f.name]) for f in spec.factors}
     shown = all_kpis + [k for k in headline if k not in all_kpis]
     levels = _levels_table(runs, spec.factors, labels, shown)
-    differences = (_differences_table(runs, spec.factors, shown)
-                   if spec.design == "factorial" else _empty_differences())
+    if spec.design != "factorial":  # categorical factors spread unevenly: within each level
+        categorical = [f for f in spec.factors if f.levels is not None]
+        mixed = confounding(labels, [c.name for c in categorical])
+        notes += [f"Warning: {text}." for _, text in mixed]
+        for c in dict.fromkeys(c for c, _ in mixed):
+            others = tuple(f for f in spec.factors if f.name != c)
+            for level in _ordered_levels(next(f for f in categorical if f.name == c),
+                                         labels[c]):
+                mask = (labels[c] == level).to_numpy()
+                sub = _levels_table(runs[mask], others, {f: lab[mask] for f, lab in
+                                                         labels.items()}, shown)
+                levels = pd.concat([levels, sub.assign(within=f"{c}={level}")],
+                                   ignore_index=True)
+    pairs = ([(f.name, lv, ref) for f in spec.factors if f.levels is not None
+              for ref, *rest in [_ordered_levels(f, labels[f.name])] for lv in rest]
+             if spec.design == "factorial" else [])
+    pairs += [p for p in (_contrast(c, spec.factors, labels) for c in contrasts)
+              if p not in pairs]
+    differences = _differences_table(runs, labels, pairs, shown)
     sobol = _empty_sobol()
     if spec.design == "sobol":
         sobol, sobol_notes = _sobol_table(runs, spec, shown, len(meta["points"]))
@@ -272,6 +307,39 @@ def _replication_means(runs: pd.DataFrame, mask: np.ndarray, kpis: list[str]) ->
     return runs.loc[mask].groupby("replication")[kpis].mean()
 
 
+def _contrast(text: str, factors: tuple[Factor, ...],
+               labels: dict[str, pd.Series]) -> tuple[str, str, str]:
+    """``"A:B"`` or ``"factor=A:B"`` as (factor, A, B): levels by their label, else by a
+    unique case-insensitive part of it (``penalty`` for ``imbalance_penalty``)."""
+    name, _, pair = text.rpartition("=")
+    a, sep, b = pair.partition(":")
+    if not (sep and a.strip() and b.strip()):
+        raise ConfigError(f"--contrast {text}: give two levels as A:B or factor=A:B")
+    names = [f.name for f in factors if f.levels is not None]
+    if name and name not in names:
+        raise ConfigError(f"--contrast {text}: {name} is not a factor with levels of this "
+                          f"sweep ({', '.join(names) or 'none'})")
+    found = []
+    for f in (n for n in names if not name or n == name):
+        levels = [str(v) for v in dict.fromkeys(labels[f])]
+
+        def pick(want: str, levels: list[str] = levels) -> str | None:
+            if want in levels:
+                return want
+            hits = [lv for lv in levels if want.lower() in lv.lower()]
+            return hits[0] if len(hits) == 1 else None
+
+        la, lb = pick(a.strip()), pick(b.strip())
+        if la and lb and la != lb:
+            found.append((f, la, lb))
+    if len(found) != 1:
+        which = ("both are levels of " + " and of ".join(f for f, _, _ in found)
+                 + "; write factor=A:B") if found else "no factor has both as levels"
+        raise ConfigError(f"--contrast {text}: {which} (levels: " + "; ".join(
+            f"{f} = {', '.join(map(str, dict.fromkeys(labels[f])))}" for f in names) + ")")
+    return found[0]
+
+
 def _levels_table(runs: pd.DataFrame, factors: tuple[Factor, ...],
                   labels: dict[str, pd.Series], kpis: list[str]) -> pd.DataFrame:
     rows = []
@@ -286,12 +354,13 @@ def _levels_table(runs: pd.DataFrame, factors: tuple[Factor, ...],
         per_rep = _replication_means(runs, mask, kpis)
         for kpi in kpis:
             mean, half = t_interval(per_rep[kpi].to_numpy())
-            rows.append({"factor": name, "level": level, "kpi": kpi, "mean": mean,
+            rows.append({"within": "", "factor": name, "level": level, "kpi": kpi,
+                         "mean": mean,
                          "half_width": half, "low": mean - half, "high": mean + half,
                          "replications": int(per_rep[kpi].notna().sum()),
                          "runs": int(mask.sum())})
-    return pd.DataFrame(rows, columns=["factor", "level", "kpi", "mean", "half_width", "low",
-                                       "high", "replications", "runs"])
+    return pd.DataFrame(rows, columns=["within", "factor", "level", "kpi", "mean",
+                                       "half_width", "low", "high", "replications", "runs"])
 
 
 def _empty_differences() -> pd.DataFrame:
@@ -299,32 +368,25 @@ def _empty_differences() -> pd.DataFrame:
                                  "half_width", "low", "high", "paired"])
 
 
-def _differences_table(runs: pd.DataFrame, factors: tuple[Factor, ...],
-                       kpis: list[str]) -> pd.DataFrame:
+def _differences_table(runs: pd.DataFrame, labels: dict[str, pd.Series],
+                       pairs: list[tuple[str, str, str]], kpis: list[str]) -> pd.DataFrame:
+    """Level minus reference for each (factor, level, reference): paired within
+    replications where the two groups share seeds, Welch's interval otherwise."""
     rows = []
-    for f in factors:
-        values = runs[f.name].map(_fmt_level)
-        order = [lv for lv in dict.fromkeys(_fmt_level(v) for v in f.levels)
-                 if (values == lv).any()]
-        if len(order) < 2:
-            continue
-        ref = order[0]
-        ref_mask = (values == ref).to_numpy()
+    for factor, level, ref in pairs:
+        mask = (labels[factor] == level).to_numpy()
+        ref_mask = (labels[factor] == ref).to_numpy()
+        means = _replication_means(runs, mask, kpis)
         ref_means = _replication_means(runs, ref_mask, kpis)
-        for level in order[1:]:
-            mask = (values == level).to_numpy()
-            means = _replication_means(runs, mask, kpis)
-            paired = _share_seeds(runs, mask, ref_mask)
-            for kpi in kpis:
-                if paired:
-                    d = (means[kpi] - ref_means[kpi]).dropna().to_numpy()
-                    diff, half = t_interval(d)
-                else:
-                    diff, half = welch_interval(means[kpi].to_numpy(),
-                                                ref_means[kpi].to_numpy())
-                rows.append({"factor": f.name, "level": level, "reference": ref, "kpi": kpi,
-                             "difference": diff, "half_width": half, "low": diff - half,
-                             "high": diff + half, "paired": paired})
+        paired = _share_seeds(runs, mask, ref_mask)
+        for kpi in kpis:
+            if paired:
+                diff, half = t_interval((means[kpi] - ref_means[kpi]).dropna().to_numpy())
+            else:
+                diff, half = welch_interval(means[kpi].to_numpy(), ref_means[kpi].to_numpy())
+            rows.append({"factor": factor, "level": level, "reference": ref, "kpi": kpi,
+                         "difference": diff, "half_width": half, "low": diff - half,
+                         "high": diff + half, "paired": paired})
     return pd.DataFrame(rows, columns=_empty_differences().columns) if rows else \
         _empty_differences()
 
@@ -403,9 +465,11 @@ def _pm(mean: float, half: float) -> str:
     return _num(mean) if not np.isfinite(half) else f"{_num(mean)} ± {_num(half)}"
 
 
-def _level_grid(report: SweepReport, factor: str, kpis: Sequence[str]) -> pd.DataFrame:
+def _level_grid(report: SweepReport, factor: str, kpis: Sequence[str],
+                within: str = "") -> pd.DataFrame:
     """One row per level of ``factor``, one column per KPI: 'mean ± half-width'."""
-    t = report.levels[(report.levels["factor"] == factor) & report.levels["kpi"].isin(kpis)]
+    lv = report.levels
+    t = lv[(lv["factor"] == factor) & lv["kpi"].isin(kpis) & (lv["within"] == within)]
     order = list(dict.fromkeys(t["level"]))
     cells = {(r.level, r.kpi): _pm(r.mean, r.half_width) for r in t.itertuples()}
     runs = t.groupby("level", sort=False)["runs"].first()
@@ -418,16 +482,16 @@ def _level_grid(report: SweepReport, factor: str, kpis: Sequence[str]) -> pd.Dat
 def _difference_grid(report: SweepReport, kpis: Sequence[str]) -> pd.DataFrame:
     t = report.differences[report.differences["kpi"].isin(kpis)]
     keys = list(dict.fromkeys(zip(t["factor"], t["level"], t["reference"], strict=True)))
-    cells = {(r.factor, r.level, r.kpi): _pm(r.difference, r.half_width)
+    cells = {(r.factor, r.level, r.reference, r.kpi): _pm(r.difference, r.half_width)
              + (" *" if np.isfinite(r.low) and (r.low > 0 or r.high < 0) else "")
              for r in t.itertuples()}
-    paired = {(r.factor, r.level): r.paired for r in t.itertuples()}
+    paired = {(r.factor, r.level, r.reference): r.paired for r in t.itertuples()}
     data: dict[str, list[str]] = {
         "comparison": [f"{f}: {lv} − {ref}" for f, lv, ref in keys],
-        "pairing": ["paired" if paired[(f, lv)] else "unpaired" for f, lv, _ in keys],
+        "pairing": ["paired" if paired[key] else "unpaired" for key in keys],
     }
     for k in kpis:
-        data[k] = [cells.get((f, lv, k), "") for f, lv, _ in keys]
+        data[k] = [cells.get((*key, k), "") for key in keys]
     return pd.DataFrame(data)
 
 
@@ -454,20 +518,28 @@ def _intro(report: SweepReport) -> list[str]:
     return lines
 
 
+def _within(report: SweepReport) -> list[str]:
+    return [w for w in dict.fromkeys(report.levels["within"]) if w]
+
+
 def format_report(report: SweepReport, files: Sequence[Path] = ()) -> str:
-    """A terminal summary: level means of a few headline KPIs, differences, Sobol."""
+    """A terminal summary of every headline KPI: level means, differences, Sobol (tables
+    wider than :data:`TERMINAL_WIDTH` are split, each part repeating the row names)."""
     kpis = list(report.headline)
-    if len(kpis) > len(TERMINAL_KPIS):  # the terminal is narrow
-        kpis = [k for k in TERMINAL_KPIS if k in kpis] or kpis[:len(TERMINAL_KPIS)]
     out = [f"Sweep report: {report.root}", *("  " + s for s in _intro(report))]
     for f in report.factors or ("(all runs)",):
-        out += ["", f"{f}: mean ± 95 % interval", _text_table(_level_grid(report, f, kpis))]
+        out += ["", f"{f}: mean ± 95 % interval", _text_table(_level_grid(report, f, kpis), 2)]
+    for w in _within(report):
+        c = w.split("=")[0]
+        for f in (f for f in report.factors if f != c):
+            out += ["", f"{f}, only runs with {w}: mean ± 95 % interval",
+                    _text_table(_level_grid(report, f, kpis, w), 2)]
     if not report.differences.empty:
-        out += ["", "Difference from the first level (* : interval excludes 0)",
-                _text_table(_difference_grid(report, kpis))]
+        out += ["", "Differences between levels (* : interval excludes 0)",
+                _text_table(_difference_grid(report, kpis), 2)]
     if not report.sobol.empty:
         out += ["", "Sobol indices (95 % bootstrap intervals)",
-                _text_table(_sobol_grid(report, kpis))]
+                _text_table(_sobol_grid(report, kpis), 2)]
     out += ["", *report.notes] if report.notes else []
     if files:
         names = ", ".join(p.name for p in files)
@@ -475,16 +547,26 @@ def format_report(report: SweepReport, files: Sequence[Path] = ()) -> str:
     return "\n".join(out)
 
 
-def _text_table(df: pd.DataFrame) -> str:
+def _text_table(df: pd.DataFrame, keep: int = 1) -> str:
+    """Aligned columns; beyond :data:`TERMINAL_WIDTH` the columns after the first
+    ``keep`` go into further blocks, each repeating those ``keep`` columns."""
     cols = [str(c) for c in df.columns]
     cells = [[str(v) for v in row] for row in df.itertuples(index=False)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-    lines = ["  " + "  ".join(c.ljust(w) if i < 1 else c.rjust(w)
-                              for i, (c, w) in enumerate(zip(cols, widths, strict=True)))]
-    for r in cells:
-        lines.append("  " + "  ".join(v.ljust(w) if i < 1 else v.rjust(w)
-                                      for i, (v, w) in enumerate(zip(r, widths, strict=True))))
-    return "\n".join(lines)
+    blocks: list[list[int]] = [[]]
+    for i in range(keep, len(cols)):
+        used = sum(widths[j] + 2 for j in [*range(keep), *blocks[-1], i])
+        if blocks[-1] and used > TERMINAL_WIDTH:
+            blocks.append([])
+        blocks[-1].append(i)
+    parts = []
+    for block in blocks:
+        idx = [*range(min(keep, len(cols))), *block]
+        parts += ["  " + "  ".join(row[i].ljust(widths[i]) if i < 1 else
+                                   row[i].rjust(widths[i]) for i in idx)
+                  for row in [cols, *cells]]
+        parts.append("")
+    return "\n".join(parts[:-1])
 
 
 # --------------------------------------------------------------------------- figures
@@ -544,7 +626,7 @@ def plot_levels(report: SweepReport, path: Path) -> bool:
 
 
 def plot_differences(report: SweepReport, path: Path) -> bool:
-    """Forest plot: each level minus its factor's first level, per headline KPI."""
+    """Forest plot: each difference of the report, per headline KPI."""
     t = report.differences
     kpis = [k for k in report.headline if (t["kpi"] == k).any()]
     if not kpis:
@@ -572,7 +654,7 @@ def plot_differences(report: SweepReport, path: Path) -> bool:
         ax.tick_params(axis="x", labelsize=8)
         _style(ax)
     paired = bool(t["paired"].all())
-    fig.suptitle(f"Difference from the first level, {_pct()} interval "
+    fig.suptitle(f"Differences between levels, {_pct()} interval "
                  f"({'paired: common seeds' if paired else 'open squares: unpaired'}; "
                  "red: excludes 0)", fontsize=10)
     _save(fig, path)
@@ -650,11 +732,16 @@ def _blocks(report: SweepReport, figures: dict[str, Path]) -> list[tuple[str, An
         b.append(("img", figures["levels"]))
     for f in report.factors or ("(all runs)",):
         b += [("h3", f), ("table", _level_grid(report, f, kpis))]
+    for w in _within(report):
+        b += [x for f in report.factors if f != w.split("=")[0]
+              for x in (("h3", f"{f}, only runs with {w}"),
+                        ("table", _level_grid(report, f, kpis, w)))]
     if not report.differences.empty:
-        b.append(("h2", "Differences from the first level"))
-        b.append(("p", "Each level minus the factor's first level; paired (within each "
-                       "replication, common seeds) where the runs share their seeds, Welch's "
-                       "interval otherwise. * : the interval excludes 0."))
+        b.append(("h2", "Differences between levels"))
+        b.append(("p", "Each level minus the factor's first level, and every contrast asked "
+                       "for; paired (within each replication, common seeds) where the runs "
+                       "share their seeds, Welch's interval otherwise. * : the interval "
+                       "excludes 0."))
         if "differences" in figures:
             b.append(("img", figures["differences"]))
         b.append(("table", _difference_grid(report, kpis)))
@@ -713,10 +800,11 @@ def _html(blocks: list[tuple[str, Any]], title: str) -> str:
 
 
 def write_report(sweep_dir: str | os.PathLike, report: SweepReport | None = None,
-                 kpis: Sequence[str] | None = None) -> list[Path]:
+                 kpis: Sequence[str] | None = None, contrasts: Sequence[str] = ()
+                 ) -> list[Path]:
     """Compute (unless given) and write the report next to ``runs.parquet``; returns the
     files written, the Markdown and HTML summaries last."""
-    rep = report if report is not None else build_report(sweep_dir, kpis)
+    rep = report if report is not None else build_report(sweep_dir, kpis, contrasts)
     root = rep.root
     written: list[Path] = []
 
@@ -726,7 +814,7 @@ def write_report(sweep_dir: str | os.PathLike, report: SweepReport | None = None
         written.append(path)
 
     csv(rep.levels, "levels_csv")
-    if rep.design == "factorial":
+    if not rep.differences.empty:
         csv(rep.differences, "differences_csv")
     if rep.design == "sobol":
         csv(rep.sobol, "sobol_csv")
