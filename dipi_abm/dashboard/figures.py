@@ -332,10 +332,12 @@ class GridView(FigureView):
         span = np.maximum(hi - lo, 1e-9)
         lo, hi = lo - [0.04 * span[0], 0.12 * span[1]], hi + [0.04 * span[0], 0.1 * span[1]]
         zoom = max(1, int(self.opts.zoom))
-        if zoom > 1:
+        if zoom > 1:  # the box of the n / zoom buses nearest the centre: no empty space
             centre = pos[self.opts.centre] if self.opts.centre is not None else (lo + hi) / 2
-            half = (hi - lo) / (2 * zoom)
-            lo, hi = centre - half, centre + half
+            near = np.argsort(np.hypot(*((pos - centre) / span).T))[:max(2, len(pos) // zoom)]
+            pad = max(self.layout.spacing, 1e-9)
+            lo = pos[near].min(axis=0) - [0.6 * pad, 0.9 * pad]
+            hi = pos[near].max(axis=0) + [0.6 * pad, 0.6 * pad]
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
 
