@@ -449,7 +449,7 @@ def Compare() -> None:
 
     solara.lab.use_task(replicate, dependencies=[request], prefer_threaded=True)
     with solara.Card("Compare (A/B)", margin=0, classes=["dipi-compare"]):
-        with solara.Row(gap="8px"):
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
             solara.Button("Pin as baseline", color="primary", icon_name="mdi-pin",
                           disabled=snap is None or playing.value, on_click=pin_baseline)
             solara.Button("Clear baseline", icon_name="mdi-pin-off", disabled=base is None,
@@ -544,7 +544,8 @@ def ControlField(control: ctl.Control, value: Any, error: str | None) -> None:
         solara.Select(control.label, values=choices, value=value, on_value=on_value)
     elif control.widget == "multiselect":
         solara.SelectMultiple(control.label, values=list(value), all_values=list(control.choices),
-                              on_value=on_value, dense=True, classes=[f"dipi-{control.key}"])
+                              on_value=lambda v: on_value(ctl.pick_names(list(value), v)),
+                              dense=True, classes=[f"dipi-{control.key}"])
         if error:
             solara.Text(error, classes=["dipi-note", "dipi-field-error"])
     elif control.widget == "checkbox":

@@ -58,6 +58,9 @@ def test_controls_come_from_the_registry():
         "deposit+credit_gate"
     with pytest.raises(ConfigError, match="breach_policy"):
         ctl.parse_control("breach_policy", ["none", "deposit"])
+    assert ctl.pick_names(["none"], ["none", "deposit"]) == ["deposit"]
+    assert ctl.pick_names(["deposit"], ["deposit", "none"]) == ["none"]
+    assert ctl.pick_names(["deposit"], []) == ["none"]
 
 
 def test_keys_not_in_the_registry_get_no_control_until_added():

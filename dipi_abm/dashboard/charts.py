@@ -67,7 +67,7 @@ def _values(frame: pd.DataFrame, x: np.ndarray, key: str, scale: float) -> list[
         return [None] * len(x)
     s = pd.Series(frame[key].to_numpy(np.float64) * scale, index=frame["hour"].to_numpy())
     s = s[~s.index.duplicated()].reindex(x)
-    return [None if not np.isfinite(v) else round(float(v), 6) for v in s.to_numpy()]
+    return [None if not np.isfinite(v) else float(f"{v:.5g}") for v in s.to_numpy()]
 
 
 def series_option(snap: Snapshot, baseline: Baseline | None = None,
@@ -86,10 +86,9 @@ def series_option(snap: Snapshot, baseline: Baseline | None = None,
               for h in x]
     option: dict[str, Any] = {
         "animation": False,
-        "tooltip": {"trigger": "axis", "confine": True},
-        "axisPointer": {"link": [{"xAxisIndex": "all"}]},
-        "toolbox": {"right": 10, "feature": {"dataZoom": {"yAxisIndex": "none"},
-                                              "restore": {}, "saveAsImage": {}}},
+        "tooltip": {"trigger": "axis", "confine": True},  # the hovered panel's series
+        "toolbox": {"right": 0, "bottom": 0, "feature": {
+            "dataZoom": {"yAxisIndex": "none"}, "restore": {}, "saveAsImage": {}}},
         "title": [], "legend": [], "grid": [], "xAxis": [], "yAxis": [], "series": [],
     }
     for i, (title, unit, _, scale, panel) in enumerate(PANELS):
@@ -124,7 +123,7 @@ def series_option(snap: Snapshot, baseline: Baseline | None = None,
     option["dataZoom"] = [
         {"type": "inside", "xAxisIndex": [0, 1, 2, 3], "startValue": start},
         {"type": "slider", "xAxisIndex": [0, 1, 2, 3], "startValue": start, "bottom": 4,
-         "height": 18},
+         "height": 18, "left": "8%", "right": 130},
     ]
     return option
 
@@ -142,7 +141,7 @@ def _band(name: str, grid: int, color: str, x: np.ndarray, band: pd.DataFrame,
     b = band.rename(columns={"mean": "m"})
     low = _values(b, x, "low", scale)
     high = _values(b, x, "high", scale)
-    width = [None if lo is None or hi is None else round(hi - lo, 6)
+    width = [None if lo is None or hi is None else float(f"{hi - lo:.5g}")
              for lo, hi in zip(low, high, strict=True)]
     stack = f"{name} band"
     dash = {"type": "dotted"} if baseline else {}

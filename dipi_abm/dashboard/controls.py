@@ -109,6 +109,14 @@ def control_for(p: cfg.Param) -> Control:
     return Control(p.name, "text", _label(p), p.allowed(), p.doc, format_value(p.default))
 
 
+def pick_names(old: list[str], new: list[str], alone: str = "none") -> list[str]:
+    """A multi-select's new names: picking ``alone`` clears the others, picking another
+    name drops ``alone``, and clearing everything leaves ``alone``."""
+    if alone in new and alone not in old:
+        return [alone]
+    return [n for n in new if n != alone] or [alone]
+
+
 def control_groups(
     registry: Mapping[str, cfg.Param] | None = None,
 ) -> list[tuple[str, list[Control]]]:

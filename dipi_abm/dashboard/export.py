@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import shlex
 import tempfile
 from pathlib import Path
@@ -115,5 +116,7 @@ def scenario_command(params: dict[str, Any], seed: int | None) -> str:
         if key in values:
             args += [f"--{key}", str(values.pop(key))]
     for key, value in values.items():
-        args += ["--set", f"{key}={toml_value(value)}"]
+        bare = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][\w+]*", value) and \
+            value.lower() not in ("true", "false", "inf", "nan")  # --set reads it as text
+        args += ["--set", f"{key}={value if bare else toml_value(value)}"]
     return shlex.join(args)

@@ -59,6 +59,7 @@ KPI_TILES: tuple[tuple[str, str, str, str, bool | None], ...] = (
      "P2P / min(offered, demanded)", True),
     ("mean_credit_dpgc", "Mean credit, DPGCs", "credit", "0–100", True),
     ("mean_credit_user", "Mean credit, users", "credit", "0–100", True),
+    ("user_cost_yuan", "Users' cost", "yuan", "yuan paid for energy, net", False),
     ("price_std", "Price spread", "price", "yuan/kWh, sd of contract prices", None),
     ("blocks_gini", "Block Gini", "ratio", "0 equal … 1 one producer", False),
     ("blocks_nakamoto", "Nakamoto coefficient", "int", "producers holding > 50 % of blocks",
@@ -311,6 +312,7 @@ _KPI_FORMATS: dict[str, tuple[float, str, str, str]] = {
     "mwh": (1e-3, ",.1f", "", " MWh"),
     "credit": (1.0, ".2f", "", ""),
     "price": (1.0, ".4f", "", ""),
+    "yuan": (1.0, ",.0f", "", " yuan"),
     "ratio": (1.0, ".2f", "", ""),
 }
 
