@@ -81,6 +81,8 @@ zoom = solara.reactive(1)  # grid view zoom factor (figures.ZOOMS)
 centre = solara.reactive(None)  # bus row the zoomed grid view centres on
 bus_names = solara.reactive(())  # the current grid's bus labels (set on Reset)
 busy = solara.reactive(False)  # a step or Reset has run for over BUSY_AFTER_S
+action = solara.reactive(None)  # (kind, serial) of the last Step/Reset click (see request)
+working = solara.reactive(False)  # that Step or Reset is running
 n_reps = solara.reactive(compare.REPLICATIONS[0])  # replications per arm asked for
 rep_request = solara.reactive(0)  # bumped by "Replicate": the task runs on each new value
 rep_progress = solara.reactive(None)  # (runs done, runs in all) while replicating
@@ -209,6 +211,12 @@ def busy_after(seconds: float = BUSY_AFTER_S) -> Iterator[None]:
             done[0] = True
         if busy.value:
             busy.set(False)
+
+
+def request(kind: str) -> None:
+    """A Step or Reset click: :func:`RunControls` runs it on a task thread."""
+    working.set(True)
+    action.set((kind, (action.value or ("", 0))[1] + 1))
 
 
 def play(runner: ModelRunner) -> None:
@@ -408,19 +416,30 @@ def RunControls(runner: ModelRunner) -> None:
 
     solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=True)
 
+    def act() -> None:  # a Step or Reset, off the click's thread so the busy bar can draw
+        if action.value is not None:
+            try:
+                (advance(runner, hours_per_frame.value) if action.value[0] == "step"
+                 else apply_controls(runner))
+            finally:
+                working.set(False)
+
+    solara.lab.use_task(act, dependencies=[action.value], prefer_threaded=True)
+    idle = not working.value
+
     with solara.Card("Run", margin=0, classes=["dipi-run"]):
         solara.Text(views.hour_label(snap) if snap else "No model yet", classes=["dipi-hour"])
         with solara.Row(gap="8px"):
-            solara.Button("Reset", color="primary", icon_name="mdi-restart",
-                          on_click=lambda: apply_controls(runner))
+            solara.Button("Reset", color="primary", icon_name="mdi-restart", disabled=not idle,
+                          on_click=lambda: request("reset"))
             label = ("Pausing…" if pausing.value else "Pause") if playing.value else "Play"
             solara.Button(label, color="primary",
                           icon_name="mdi-pause" if playing.value else "mdi-play",
-                          disabled=pausing.value or not (running or playing.value),
+                          disabled=pausing.value or not (running and idle or playing.value),
                           on_click=lambda: play_or_pause(runner))
             solara.Button("Step", color="primary", icon_name="mdi-step-forward",
-                          disabled=playing.value or not running,
-                          on_click=lambda: advance(runner, hours_per_frame.value))
+                          disabled=playing.value or not running or not idle,
+                          on_click=lambda: request("step"))
         solara.ToggleButtonsSingle(value=hours_per_frame, values=list(HOURS_PER_FRAME),
                                    dense=True)
         solara.Text("hours per Step / Play frame", classes=["dipi-note"])

@@ -199,12 +199,6 @@ def test_time_is_shown_as_day_and_hour_of_day():
     assert views.time_label(4, snap.clock_offset) == "day 2, 00:00"
     assert views.time_label(3, snap.clock_offset) == "day 1, 23:00"
     assert views.hour_label(snap).startswith("Hour 6 of 30 · day 2, 02:00")
-    ticks, labels = figures.time_ticks(48, 0)
-    assert ticks[:3] == [0.0, 6.0, 12.0] and labels[0] == "00:00\nday 1"
-    assert labels[4] == "00:00\nday 2" and labels[1] == "06:00"
-    ticks, labels = figures.time_ticks(24 * 30, 20)
-    assert all(label.startswith("day ") for label in labels)
-    assert all((20 + t) % 24 == 0 for t in ticks)  # at midnight
 
 
 def test_kpi_tiles_format_the_summary(model):
@@ -321,7 +315,7 @@ def test_figures_render_and_change_with_the_hour():
     m = DIPIModel(seed=5, n_dpgc=10, n_users=50)
     views_ = figures.make_views()
     first = figures.render_all(views.take_snapshot(m, build=1), views_)
-    assert set(first) == {"grid", "timeseries", "credit"}
+    assert set(first) == {"grid", "credit"}
     assert all(png.startswith(PNG_MAGIC) for png in first.values())
     m.run(3)
     later = figures.render_all(views.take_snapshot(m, build=1), views_)
@@ -382,11 +376,8 @@ def test_baseline_is_overlaid_and_compared(model):
     b = views.take_snapshot(m2)
     base = views.Baseline(a)
     assert base.differences(b) == ["matching: price_time → cma"]
-    view = figures.SeriesView()
-    view.render(b)
-    plain = len(view.axes[0].lines)
-    view.render(b, figures.ViewOptions(baseline=base))
-    assert len(view.axes[0].lines) == plain + 2  # DPGC and user breach rates of the baseline
+    names = [s["name"] for s in charts.series_option(b, base)["series"] if s["xAxisIndex"] == 0]
+    assert names == ["DPGCs", "DPGCs · baseline", "users", "users · baseline"]
     tiles = {t.key: t for t in views.kpi_tiles(b.summary, a.summary)}
     rate = tiles["breach_rate"]
     diff = b.summary["breach_rate"] - a.summary["breach_rate"]
@@ -788,12 +779,11 @@ def test_pinning_a_baseline_and_the_download_callbacks(app, tmp_path):
     assert "matching: price_time → cma" in base.differences(app.snapshot.value)
     files = {name: data for name, _label, _mime, data in app.downloads(r)}
     assert set(files) >= {"model.csv", "model.parquet", "agents.parquet", "summary.json",
-                          "grid.png", "grid.svg", "timeseries.png", "timeseries.svg",
-                          "credit.png", "credit.svg"}
+                          "grid.png", "grid.svg", "credit.png", "credit.svg"}
     (tmp_path / "agents.parquet").write_bytes(files["agents.parquet"]())
     agents = pd.read_parquet(tmp_path / "agents.parquet")
     assert agents["hour"].max() == 2 and len(agents) == 2 * 60
-    assert files["timeseries.png"]().startswith(PNG_MAGIC)
+    assert files["credit.png"]().startswith(PNG_MAGIC)
 
 
 def test_snapshot_is_frozen():

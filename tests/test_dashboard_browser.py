@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync",
 ]
 VIEWPORT = {"width": 1500, "height": 2300}  # the whole page, sidebar included
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = 120_000  # generous: the tests must pass on a machine busy with other work
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -146,8 +146,10 @@ def wait_for_hour(page, at_least: int) -> None:
 
 
 def set_hours_per_frame(page, hours: int) -> None:
-    page.locator(".dipi-run .v-btn-toggle button").filter(
-        has_text=re.compile(rf"^\s*{hours}\s*$")).click()
+    group = page.locator(".dipi-run .v-btn-toggle")
+    group.locator("button").filter(has_text=re.compile(rf"^\s*{hours}\s*$")).click()
+    group.locator("button.v-btn--active").filter(
+        has_text=re.compile(rf"^\s*{hours}\s*$")).wait_for()
 
 
 def build(page, n_dpgc: int, n_users: int, extra: str = "") -> None:
@@ -319,7 +321,7 @@ def test_downloads_return_files_that_read_back(page, tmp_path):
     assert summary["hours"] == 2 and summary["n_parties"] == 60
     png = download(page, "grid.png", tmp_path)
     assert png.name == "grid.png" and png.read_bytes().startswith(b"\x89PNG")
-    svg = download(page, "timeseries.svg", tmp_path)
+    svg = download(page, "credit.svg", tmp_path)
     assert svg.read_bytes().lstrip().startswith(b"<?xml") and b"<svg" in svg.read_bytes()
     assert page.page_errors == []
 
@@ -477,7 +479,7 @@ def test_every_rule_key_is_a_select(page):
 
 
 def test_a_long_step_shows_the_busy_bar(page):
-    build(page, 200, 1800)
+    build(page, 100, 900)
     set_hours_per_frame(page, 24)
     click(page, "Step")
     page.locator(".dipi-busy").wait_for()
