@@ -61,6 +61,9 @@ def test_controls_come_from_the_registry():
     assert ctl.pick_names(["none"], ["none", "deposit"]) == ["deposit"]
     assert ctl.pick_names(["deposit"], ["deposit", "none"]) == ["none"]
     assert ctl.pick_names(["deposit"], []) == ["none"]
+    # a second click sent before the first one's answer arrived still lists "none"
+    assert ctl.pick_names(["deposit"], ["none", "deposit", "credit_gate"]) == \
+        ["deposit", "credit_gate"]
 
 
 def test_keys_not_in_the_registry_get_no_control_until_added():

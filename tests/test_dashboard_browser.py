@@ -470,6 +470,8 @@ def test_every_rule_key_is_a_select(page):
     assert "consensus dpos" in page.locator(".dipi-headline").inner_text()
     # breach_policy takes several names; "none" and another cannot go together.
     pick(page, "breach_policy", "make_whole", "credit_gate")
+    page.locator(".dipi-breach_policy").filter(has_text="credit_gate").filter(
+        has_not_text="none").wait_for()
     assert page.locator(".dipi-breach_policy").inner_text().count(",") == 1
     pick(page, "breach_policy", "none")
     click(page, "Reset")

@@ -110,9 +110,10 @@ def control_for(p: cfg.Param) -> Control:
 
 
 def pick_names(old: list[str], new: list[str], alone: str = "none") -> list[str]:
-    """A multi-select's new names: picking ``alone`` clears the others, picking another
-    name drops ``alone``, and clearing everything leaves ``alone``."""
-    if alone in new and alone not in old:
+    """A multi-select's new names: picking ``alone`` (and only it) clears the others,
+    picking another name drops ``alone``, clearing everything leaves ``alone``. (A quick
+    second click can send a list that still holds ``alone``: the names added decide.)"""
+    if [n for n in new if n not in old] == [alone]:
         return [alone]
     return [n for n in new if n != alone] or [alone]
 
