@@ -1,9 +1,10 @@
-"""Server-side cost of one dashboard Step: the model's hour, the snapshot, the three figures.
+"""Server-side cost of one dashboard Step: the model's hour, the snapshot, the figures.
 
 For each population (10 % DPGCs) it builds the default scenario, plays a few
 warm-up hours, then times ``--hours`` Steps as the page does them: one
-``model.step()``, :func:`~dipi_abm.dashboard.views.take_snapshot`, and the
-grid, series and credit figures redrawn to PNG by one session's figure views.
+``model.step()``, :func:`~dipi_abm.dashboard.views.take_snapshot`, the grid
+and credit figures redrawn to PNG by one session's figure views, and the
+series chart's ECharts option built (the browser draws it).
 It prints the median and the maximum of each part and of the whole (the
 maximum includes the few hours whose axis limits grew and whose frame was
 redrawn). The browser's share (websocket, PNG decoding) comes on top: the
@@ -19,7 +20,7 @@ import statistics
 import time
 
 from dipi_abm import DIPIModel
-from dipi_abm.dashboard import figures, views
+from dipi_abm.dashboard import charts, figures, views
 
 
 def measure(parties: int, hours: int, warmup: int = 3) -> dict[str, list[float]]:
@@ -29,7 +30,8 @@ def measure(parties: int, hours: int, warmup: int = 3) -> dict[str, list[float]]
     for _ in range(warmup):
         model.step()
         figures.render_all(views.take_snapshot(model, 1), session)
-    times: dict[str, list[float]] = {k: [] for k in ("step", "snapshot", *session, "total")}
+    times: dict[str, list[float]] = {k: [] for k in ("step", "snapshot", *session, "series",
+                                                     "total")}
     for _ in range(hours):
         t0 = time.perf_counter()
         model.step()
@@ -42,6 +44,9 @@ def measure(parties: int, hours: int, warmup: int = 3) -> dict[str, list[float]]
             a = time.perf_counter()
             view.render(snap)
             times[name].append(time.perf_counter() - a)
+        a = time.perf_counter()
+        charts.series_option(snap)
+        times["series"].append(time.perf_counter() - a)
         times["total"].append(time.perf_counter() - t0)
     model.close()
     return times

@@ -1,15 +1,20 @@
 """The interactive dashboard (Solara): ``dipi-abm app`` or ``solara run dipi_abm/app.py``.
 
-The sidebar holds the run buttons (Reset rebuilds the model from the
-controls, Step and Play advance hours), the comparison (pin the run on
-screen as a baseline), the downloads, and the parameter controls, built
-from the scenario registry (:mod:`dipi_abm.dashboard.controls`). A value the
-registry refuses is shown with its one-line message and the model keeps its
-previous settings. The main area shows the grid aggregated per bus with
-this hour's P2P flows on the lines (zoom, hover a bus for its details), the
-summary KPIs (with their differences to the baseline), the hourly series
-(with the baseline overlaid), credit and block production, and the ledger
-with a Verify button.
+The left column holds the run buttons (Reset rebuilds the model from the
+controls, Step and Play advance hours; the card stays in view, beside the
+scenario form), the A/B comparison (:mod:`dipi_abm.dashboard.compare`: pin
+the run on screen as a baseline, on its seed; replicate both arms), the
+scenario form, built from the scenario registry
+(:mod:`dipi_abm.dashboard.controls`; a select for every rule key), and the
+files: the scenario as TOML for ``dipi-abm run --config`` or as a command
+line, the tables and the figures. A value the registry refuses is shown with
+its one-line message and the model keeps its previous settings. The main
+area shows the grid aggregated per bus with this hour's P2P flows on the
+lines (zoom, hover a bus for its details), the summary KPIs (with their
+differences to the baseline), the hourly series (interactive,
+:mod:`dipi_abm.dashboard.charts`), credit and block production, and the
+ledger with a Verify button. A step that takes over half a second shows a
+busy bar.
 
 Every browser session has its own model on its own thread
 (:class:`~dipi_abm.dashboard.runner.ModelRunner`).
@@ -21,13 +26,15 @@ a refused value, and its controls cannot express the registry's ranges.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +42,8 @@ import solara
 import solara.lab
 
 from dipi_abm import jit
+from dipi_abm.dashboard import charts, compare, export, figures, views
 from dipi_abm.dashboard import controls as ctl
-from dipi_abm.dashboard import export, figures, views
 from dipi_abm.dashboard.runner import ModelRunner
 from dipi_abm.dashboard.server import serve
 from dipi_abm.errors import ConfigError
@@ -57,6 +64,8 @@ FRAME_GAP_S = 0.05
 DRAW_TIMEOUT_S = 10.0
 #: Choices of hours per Step click / Play frame.
 HOURS_PER_FRAME = (1, 6, 24)
+#: A step or Reset running longer than this shows the busy bar, seconds.
+BUSY_AFTER_S = 0.5
 
 # Session state: Solara keeps one value of each per browser session.
 entries = solara.reactive(ctl.default_values())
@@ -82,6 +91,14 @@ baseline = solara.reactive(None)  # views.Baseline pinned for the A/B comparison
 zoom = solara.reactive(1)  # grid view zoom factor (figures.ZOOMS)
 centre = solara.reactive(None)  # bus row the zoomed grid view centres on
 bus_names = solara.reactive(())  # the current grid's bus labels (set on Reset)
+busy = solara.reactive(False)  # a step or Reset has run for over BUSY_AFTER_S
+action = solara.reactive(None)  # (kind, serial) of the last Step/Reset click (see request)
+working = solara.reactive(False)  # that Step or Reset is running
+n_reps = solara.reactive(compare.REPLICATIONS[0])  # replications per arm asked for
+rep_request = solara.reactive(0)  # bumped by "Replicate": the task runs on each new value
+rep_progress = solara.reactive(None)  # (runs done, runs in all) while replicating
+replications = solara.reactive(None)  # (baseline, build, compare.Replications)
+time_range = solara.reactive("all")  # charts.RANGES key of the series' time range
 has_model = solara.lab.computed(lambda: snapshot.value is not None)
 
 CSS = """
@@ -123,6 +140,17 @@ CSS = """
 .dipi-bus:hover .dipi-tip { display: block; }
 .dipi-bus .dipi-tip b { color: #263238; }
 .dipi-exports .v-btn { margin: 2px 4px 2px 0; }
+.dipi-kpi .delta.same { color: #78909c; font-weight: 400; }
+.dipi-layout { display: grid; grid-template-columns: minmax(280px, 340px) minmax(0, 1fr);
+               gap: 12px; align-items: start; padding: 8px; }
+.dipi-side { position: sticky; top: 0; max-height: 100vh; overflow-y: auto; }
+.dipi-side .dipi-run { position: sticky; top: 0; z-index: 5; }
+@media (max-width: 760px) {
+  .dipi-layout { grid-template-columns: minmax(0, 1fr); }
+  .dipi-side { position: static; max-height: none; overflow: visible; }
+}
+.dipi-command { font-family: monospace; font-size: 0.75rem; word-break: break-all;
+                background: #f5f5f5; padding: 4px 6px; border-radius: 4px; display: block; }
 """
 
 
@@ -134,7 +162,8 @@ def apply_controls(runner: ModelRunner) -> None:
     try:
         values = ctl.scenario_from_controls(entries.value, extra=extra_keys.value,
                                             uploaded_grid=grid_file)
-        snap = runner.rebuild(values)
+        with busy_after():
+            snap = runner.rebuild(values)
     except ConfigError as exc:
         kept = " The model keeps its previous settings." if runner.model is not None else ""
         notice.set(("error", f"Not applied: {_named(exc)}.{kept}"))
@@ -154,7 +183,8 @@ def advance(runner: ModelRunner, hours: int, *,
     if runner.model is None:
         return None
     try:
-        snap = runner.step(hours, stoppable=stoppable)
+        with busy_after():
+            snap = runner.step(hours, stoppable=stoppable)
     except Exception as exc:  # a failing step must not take the page down
         log.exception("step failed")
         runner.request_stop()
@@ -165,6 +195,41 @@ def advance(runner: ModelRunner, hours: int, *,
     if snap.build == runner.build:  # a Reset meanwhile replaced the model: drop the old hour
         snapshot.set(snap)
     return snap
+
+
+@contextlib.contextmanager
+def busy_after(seconds: float = BUSY_AFTER_S) -> Iterator[None]:
+    """Show the busy bar if the block runs longer than ``seconds`` (the first step after
+    an install compiles the model), and hide it when it ends."""
+    try:  # the timer thread sets the bar in this browser session's context
+        from solara.server import kernel_context
+        context: Any = kernel_context.get_current_context()
+    except (ImportError, RuntimeError):  # no session (tests): a plain context
+        context = contextlib.nullcontext()
+    lock, done = threading.Lock(), [False]
+
+    def show() -> None:
+        with lock, context:
+            if not done[0]:
+                busy.set(True)
+
+    timer = threading.Timer(seconds, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            done[0] = True
+        if busy.value:
+            busy.set(False)
+
+
+def request(kind: str) -> None:
+    """A Step or Reset click: :func:`RunControls` runs it on a task thread."""
+    working.set(True)
+    action.set((kind, (action.value or ("", 0))[1] + 1))
 
 
 def play(runner: ModelRunner) -> None:
@@ -230,8 +295,48 @@ def current_verify() -> tuple[bool, str] | None:
 
 
 def pin_baseline() -> None:
-    if snapshot.value is not None:
-        baseline.set(views.Baseline(snapshot.value))
+    """Pin the run on screen, and its seed: the next Reset runs on the same seed (common
+    random numbers), so the two arms see the same weather."""
+    snap = snapshot.value
+    if snap is None:
+        return
+    baseline.set(views.Baseline(snap))
+    replications.set(None)
+    seed = snap.summary.get("seed")
+    if seed is not None:
+        set_entry("seed", str(seed))
+        notice.set(("info", f"Baseline pinned on seed {seed}; the seed field keeps it, so "
+                            "the next Reset runs on the same weather."))
+
+
+def run_replications(base: views.Baseline, snap: views.Snapshot, request: int) -> None:
+    """Replicate both arms up to the hour on screen on common seeds (on a task thread);
+    a newer request or a Reset drops the result."""
+    def stale() -> bool:
+        return rep_request.value != request or baseline.value is not base
+
+    seeds = compare.rep_seeds(int(base.snap.summary["seed"]), n_reps.value)
+    rep_progress.set((0, 2 * len(seeds)))
+    try:
+        result = compare.replicate(base.snap.params, snap.params, max(snap.hour, 1), seeds,
+                                   progress=lambda d, n: rep_progress.set((d, n)), stop=stale)
+    except Exception as exc:  # the page says why; the server log keeps the traceback
+        log.exception("replicating failed")
+        notice.set(("error", f"Replications failed: {type(exc).__name__}: {exc}"))
+        result = None
+    if result is not None and not stale():
+        replications.set((base, snap.build, result))
+    rep_progress.set(None)
+
+
+def current_replications() -> compare.Replications | None:
+    """The replications of the baseline and the run on screen, at the hour on screen."""
+    got, snap = replications.value, snapshot.value
+    if got is None or snap is None:
+        return None
+    base, build, result = got
+    ok = base is baseline.value and build == snap.build and result.hour == snap.hour
+    return result if ok else None
 
 
 def view_options(with_zoom: bool = False) -> figures.ViewOptions:
@@ -324,22 +429,38 @@ def RunControls(runner: ModelRunner) -> None:
 
     solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=True)
 
+    def act() -> None:  # a Step or Reset, off the click's thread so the busy bar can draw
+        if action.value is not None:
+            try:
+                (advance(runner, hours_per_frame.value) if action.value[0] == "step"
+                 else apply_controls(runner))
+            finally:
+                working.set(False)
+
+    solara.lab.use_task(act, dependencies=[action.value], prefer_threaded=True)
+    idle = not working.value
+
     with solara.Card("Run", margin=0, classes=["dipi-run"]):
         solara.Text(views.hour_label(snap) if snap else "No model yet", classes=["dipi-hour"])
         with solara.Row(gap="8px"):
-            solara.Button("Reset", color="primary", icon_name="mdi-restart",
-                          on_click=lambda: apply_controls(runner))
+            solara.Button("Reset", color="primary", icon_name="mdi-restart", disabled=not idle,
+                          on_click=lambda: request("reset"))
             label = ("Pausing…" if pausing.value else "Pause") if playing.value else "Play"
             solara.Button(label, color="primary",
                           icon_name="mdi-pause" if playing.value else "mdi-play",
-                          disabled=pausing.value or not (running or playing.value),
+                          disabled=pausing.value or not (running and idle or playing.value),
                           on_click=lambda: play_or_pause(runner))
             solara.Button("Step", color="primary", icon_name="mdi-step-forward",
-                          disabled=playing.value or not running,
-                          on_click=lambda: advance(runner, hours_per_frame.value))
+                          disabled=playing.value or not running or not idle,
+                          on_click=lambda: request("step"))
         solara.ToggleButtonsSingle(value=hours_per_frame, values=list(HOURS_PER_FRAME),
                                    dense=True)
         solara.Text("hours per Step / Play frame", classes=["dipi-note"])
+        if busy.value:
+            with solara.Div(classes=["dipi-busy"]):
+                solara.ProgressLinear(True)
+                solara.Text("Computing… (the first step after an install compiles the "
+                            "model: up to a minute)", classes=["dipi-note"])
         if notice.value:
             level, text = notice.value
             if level == "error":
@@ -350,25 +471,64 @@ def RunControls(runner: ModelRunner) -> None:
 
 @solara.component
 def Compare() -> None:
-    """Pin the run on screen as the baseline that every series and KPI is compared with."""
+    """Pin the run on screen as the baseline (with its seed), replicate both arms."""
     base, snap = baseline.value, snapshot.value
+    request = rep_request.value
+
+    def replicate() -> None:
+        if request and base is not None and snap is not None:
+            run_replications(base, snap, request)
+
+    solara.lab.use_task(replicate, dependencies=[request], prefer_threaded=True)
     with solara.Card("Compare (A/B)", margin=0, classes=["dipi-compare"]):
-        with solara.Row(gap="8px"):
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
             solara.Button("Pin as baseline", color="primary", icon_name="mdi-pin",
                           disabled=snap is None or playing.value, on_click=pin_baseline)
             solara.Button("Clear baseline", icon_name="mdi-pin-off", disabled=base is None,
                           on_click=lambda: baseline.set(None))
         if base is None:
-            solara.Text("Pin this run, change the scenario, Reset and run again: the series "
-                        "show both runs and the KPI tiles the differences.",
-                        classes=["dipi-note"])
+            solara.Text("Pin this run, change the scenario, Reset and run again: both runs "
+                        "share the baseline's seed (the same weather), the series show both "
+                        "and the KPI tiles the differences.", classes=["dipi-note"])
             return
         solara.Text(f"Baseline: {base.describe()}", classes=["dipi-note", "dipi-baseline"])
-        if snap is not None:
-            diff = base.differences(snap)
-            text = ("Differs from this run in: " + "; ".join(diff)) if diff else \
-                "Same scenario as this run."
-            solara.Text(text, classes=["dipi-note", "dipi-baseline-diff"])
+        if snap is None:
+            return
+        diff = base.differences(snap)
+        text = ("Differs from this run in: " + "; ".join(diff)) if diff else \
+            "Same scenario as this run."
+        solara.Text(text, classes=["dipi-note", "dipi-baseline-diff"])
+        if base.snap.summary.get("seed") != snap.summary.get("seed"):
+            solara.Warning("The two runs have different seeds: their difference mixes in "
+                           "the weather's. Pin again, or set the seed field to the "
+                           "baseline's and Reset.", dense=True, classes=["dipi-seed-warning"])
+        warning = compare.static_rule_warning(base.snap.params, snap.params)
+        if warning:
+            solara.Warning(warning, dense=True, classes=["dipi-static-warning"])
+        with solara.Row(gap="8px", style={"align-items": "center"}):
+            solara.Select("replications", values=list(compare.REPLICATIONS), value=n_reps,
+                          style={"max-width": "110px"}, classes=["dipi-nreps"])
+            solara.Button("Replicate both arms", icon_name="mdi-chart-bell-curve",
+                          disabled=snap.hour < 1 or rep_progress.value is not None,
+                          on_click=lambda: rep_request.set(rep_request.value + 1))
+        progress = rep_progress.value
+        if progress is not None:
+            solara.ProgressLinear(100 * progress[0] / max(progress[1], 1))
+            solara.Text(f"Replicating: {progress[0]} of {progress[1]} runs",
+                        classes=["dipi-note", "dipi-rep-progress"])
+        reps = current_replications()
+        if reps is not None:
+            solara.Text(f"{reps.n} replications of each arm to hour {reps.hour}, on common "
+                        f"seeds: the tiles give the mean difference with its "
+                        f"{compare.LEVEL:.0%} interval; only one that excludes 0 is "
+                        "coloured.", classes=["dipi-note", "dipi-rep-done"])
+        elif base.snap.hour != snap.hour:
+            solara.Text(f"The tiles compare runs at the same hour: step to hour "
+                        f"{base.snap.hour} (the baseline's), or replicate both arms to "
+                        "this hour.", classes=["dipi-note", "dipi-hour-mismatch"])
+        else:
+            solara.Text("One pair of runs: no interval, so no difference is coloured; "
+                        "replicate both arms for one.", classes=["dipi-note"])
 
 
 @solara.component
@@ -377,11 +537,31 @@ def Downloads(runner: ModelRunner) -> None:
     does not re-render every hour, and a download in progress is not reset)."""
     items = solara.use_memo(lambda: downloads(runner), [runner])
     with solara.Card("Download", margin=0, classes=["dipi-exports"]):
+        ScenarioFiles()
         solara.Text("Tables as `dipi-abm run --out` writes them, at the hour on screen; "
                     "figures as shown.", classes=["dipi-note"])
         with solara.Row(gap="0px", style={"flex-wrap": "wrap"}):
             for name, label, mime, data in items:
                 solara.FileDownload(data, filename=name, label=label, mime_type=mime)
+
+
+@solara.component
+def ScenarioFiles() -> None:
+    """The run on screen as a scenario file for `dipi-abm run --config`, and as a command."""
+    snap = snapshot.value
+    if snap is None:
+        return
+    seed = snap.summary.get("seed")
+    command = export.scenario_command(snap.params, seed)
+    solara.FileDownload(lambda: export.scenario_toml(snap.params, seed).encode(),
+                        filename="scenario.toml", label="Save scenario (TOML)",
+                        mime_type="application/toml")
+    copy = ("navigator.clipboard.writeText(this.dataset.command);"
+            "this.innerText='Copied';")
+    solara.HTML(unsafe_innerHTML=(
+        f'<button class="v-btn v-btn--outlined v-size--small dipi-copy" '
+        f'data-command="{html.escape(command)}" onclick="{html.escape(copy)}">'
+        f'Copy as command</button><code class="dipi-command">{html.escape(command)}</code>'))
 
 
 @solara.component
@@ -394,6 +574,12 @@ def ControlField(control: ctl.Control, value: Any, error: str | None) -> None:
         if control.key == "grid" and uploaded.value:
             choices.append(ctl.UPLOADED)
         solara.Select(control.label, values=choices, value=value, on_value=on_value)
+    elif control.widget == "multiselect":
+        solara.SelectMultiple(control.label, values=list(value), all_values=list(control.choices),
+                              on_value=lambda v: on_value(ctl.pick_names(list(value), v)),
+                              dense=True, classes=[f"dipi-{control.key}"])
+        if error:
+            solara.Text(error, classes=["dipi-note", "dipi-field-error"])
     elif control.widget == "checkbox":
         solara.Checkbox(label=control.label, value=bool(value), on_value=on_value)
     else:
@@ -495,19 +681,40 @@ def GridZoom() -> None:
 
 @solara.component
 def KpiTiles() -> None:
-    base = baseline.value
-    tiles = views.kpi_tiles(snapshot.value.summary, base.summary if base else None)
+    base, snap = baseline.value, snapshot.value
+    reps = current_replications()
+    same_hour = base is not None and (reps is not None or base.snap.hour == snap.hour)
+    tiles = views.kpi_tiles(snap.summary, base.summary if same_hour else None,
+                            reps.delta if reps is not None else None)
     parts = []
     for t in tiles:
         delta = ""
         if t.delta:
-            delta = (f'<div class="delta {t.trend}">{html.escape(t.delta)} vs baseline '
-                     f'({html.escape(t.baseline)})</div>')
-        parts.append(f'<div class="dipi-kpi" data-key="{t.key}">'
+            what = f"{t.interval} over {reps.n} pairs" if t.interval and reps else \
+                f"vs baseline ({t.baseline})"
+            delta = f'<div class="delta {t.trend}">{html.escape(f"{t.delta} {what}")}</div>'
+        parts.append(f'<div class="dipi-kpi" data-key="{t.key}" data-trend="{t.trend}">'
                      f'<div class="label">{html.escape(t.label)}</div>'
                      f'<div class="value">{html.escape(t.value)}</div>{delta}'
                      f'<div class="unit">{html.escape(t.unit)}</div></div>')
     solara.HTML(unsafe_innerHTML="".join(parts), classes=["dipi-kpis"])
+
+
+@solara.component
+def SeriesChart() -> None:
+    snap, base, reps = snapshot.value, baseline.value, current_replications()
+    last = charts.RANGES[time_range.value]
+    option = solara.use_memo(lambda: charts.series_option(snap, base, reps, last),
+                             [snap, base, reps, last])
+    with solara.Row(gap="12px", style={"align-items": "center"}):
+        solara.Text("Time range", classes=["dipi-note"])
+        solara.ToggleButtonsSingle(value=time_range, values=list(charts.RANGES), dense=True,
+                                   classes=["dipi-range"])
+        solara.Text("Hover for values; drag the slider or scroll on a chart to zoom.",
+                    classes=["dipi-note"])
+    with solara.Div(classes=["dipi-series"]):
+        solara.FigureEcharts(option, attributes={"style": "height: 520px; width: 100%;"},
+                             responsive=True)
 
 
 @solara.component
@@ -547,7 +754,7 @@ def FrameDrawn(runner: ModelRunner) -> None:
 
 @solara.component
 def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> None:
-    with solara.Column(gap="12px", style={"padding": "8px 16px"}):
+    with solara.Column(gap="12px"):
         Header()
         with solara.Card("Grid: this hour per bus, P2P flow on the lines", margin=0):
             GridZoom()
@@ -555,7 +762,7 @@ def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> Non
         with solara.Card("Run so far", margin=0):
             KpiTiles()
         with solara.Card("Hourly series", margin=0):
-            FigureImage(views_["timeseries"], "timeseries")
+            SeriesChart()
         with solara.Card("Credit and block production", margin=0):
             FigureImage(views_["credit"], "credit")
         with solara.Card("Ledger", margin=0):
@@ -578,13 +785,14 @@ def Page() -> None:
     solara.Style(CSS)
     with solara.AppBar():
         solara.AppBarTitle("dipi_abm · P2P energy trading under blockchain credit (DIPI / POCA)")
-    with solara.Sidebar():
-        with solara.Column(gap="12px"):
+    with solara.Div(classes=["dipi-layout"]):
+        with solara.Column(gap="12px", classes=["dipi-side"]):
             RunControls(runner)
             Compare()
-            Downloads(runner)
             Parameters()
-    Main(runner, views_)
+            Downloads(runner)
+        with solara.Div(classes=["dipi-main"]):
+            Main(runner, views_)
 
 
 @solara.component

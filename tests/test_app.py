@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+import shlex
 import threading
 from types import SimpleNamespace
 
@@ -14,8 +16,8 @@ import pytest
 
 from dipi_abm import ConfigError, DIPIModel
 from dipi_abm import config as cfg
+from dipi_abm.dashboard import charts, compare, export, figures, server, views
 from dipi_abm.dashboard import controls as ctl
-from dipi_abm.dashboard import export, figures, server, views
 from dipi_abm.dashboard import runner as runner_mod
 from dipi_abm.physics.grid import build_grid, save_graphml
 
@@ -45,6 +47,23 @@ def test_controls_come_from_the_registry():
     assert by_key["seed"].default == ""  # no seed: fresh entropy
     assert by_key["grid"].choices == ("ieee33", "synthetic")
     assert by_key["poca_tau"].label == "poca_tau [credit] (τ)"
+    # Every rule key (a registry of names) is a select of its names; breach_policy takes
+    # several, and a list of them reads as the stored form.
+    for p in cfg.PARAMS:
+        if p.choices is not None and p.name != "grid":
+            assert by_key[p.name].choices == p.choice_values(), p.name
+            assert by_key[p.name].widget == ("multiselect" if p.combine else "select")
+    assert by_key["breach_policy"].default == ["none"]
+    assert ctl.parse_control("breach_policy", ["credit_gate", "deposit"]) == \
+        "deposit+credit_gate"
+    with pytest.raises(ConfigError, match="breach_policy"):
+        ctl.parse_control("breach_policy", ["none", "deposit"])
+    assert ctl.pick_names(["none"], ["none", "deposit"]) == ["deposit"]
+    assert ctl.pick_names(["deposit"], ["deposit", "none"]) == ["none"]
+    assert ctl.pick_names(["deposit"], []) == ["none"]
+    # a second click sent before the first one's answer arrived still lists "none"
+    assert ctl.pick_names(["deposit"], ["none", "deposit", "credit_gate"]) == \
+        ["deposit", "credit_gate"]
 
 
 def test_keys_not_in_the_registry_get_no_control_until_added():
@@ -60,7 +79,7 @@ def test_keys_not_in_the_registry_get_no_control_until_added():
                                               "share", "population", low=0.0, high=1.0)
     groups = dict(ctl.control_groups(registry))
     market = [c.key for c in groups["Market"]]
-    assert market == ["matching", "cma_w_credit"]
+    assert market == ["matching", "price_rule", "tariff", "cma_w_credit"]
     behaviour = [c.key for c in groups["Behaviour"]]
     assert behaviour == ["learning", "opportunist_share"]
     assert ctl.default_values(registry)["cma_w_credit"] == "1"
@@ -183,12 +202,6 @@ def test_time_is_shown_as_day_and_hour_of_day():
     assert views.time_label(4, snap.clock_offset) == "day 2, 00:00"
     assert views.time_label(3, snap.clock_offset) == "day 1, 23:00"
     assert views.hour_label(snap).startswith("Hour 6 of 30 · day 2, 02:00")
-    ticks, labels = figures.time_ticks(48, 0)
-    assert ticks[:3] == [0.0, 6.0, 12.0] and labels[0] == "00:00\nday 1"
-    assert labels[4] == "00:00\nday 2" and labels[1] == "06:00"
-    ticks, labels = figures.time_ticks(24 * 30, 20)
-    assert all(label.startswith("day ") for label in labels)
-    assert all((20 + t) % 24 == 0 for t in ticks)  # at midnight
 
 
 def test_kpi_tiles_format_the_summary(model):
@@ -305,7 +318,7 @@ def test_figures_render_and_change_with_the_hour():
     m = DIPIModel(seed=5, n_dpgc=10, n_users=50)
     views_ = figures.make_views()
     first = figures.render_all(views.take_snapshot(m, build=1), views_)
-    assert set(first) == {"grid", "timeseries", "credit"}
+    assert set(first) == {"grid", "credit"}
     assert all(png.startswith(PNG_MAGIC) for png in first.values())
     m.run(3)
     later = figures.render_all(views.take_snapshot(m, build=1), views_)
@@ -351,8 +364,12 @@ def test_grid_view_zooms_on_a_bus(model):
     view.render(snap, figures.ViewOptions(zoom=4, centre=17))
     zoomed = [s.bus for s in view.hotspots]
     assert 17 in zoomed and len(zoomed) < whole
-    spot = next(s for s in view.hotspots if s.bus == 17)
-    assert 40 < spot.left < 60 and 0 < spot.top < 100  # the centre bus in the middle
+    # The view is the box of the buses around the centre: they fill it, at every zoom.
+    for zoom in figures.ZOOMS[1:]:
+        view.render(snap, figures.ViewOptions(zoom=zoom, centre=17))
+        left = [s.left for s in view.hotspots]
+        assert 17 in [s.bus for s in view.hotspots]
+        assert min(left) < 20 and max(left) > 75, (zoom, left)
 
 
 def test_baseline_is_overlaid_and_compared(model):
@@ -362,19 +379,114 @@ def test_baseline_is_overlaid_and_compared(model):
     b = views.take_snapshot(m2)
     base = views.Baseline(a)
     assert base.differences(b) == ["matching: price_time → cma"]
-    view = figures.SeriesView()
-    view.render(b)
-    plain = len(view.axes[0].lines)
-    view.render(b, figures.ViewOptions(baseline=base))
-    assert len(view.axes[0].lines) == plain + 2  # DPGC and user breach rates of the baseline
+    names = [s["name"] for s in charts.series_option(b, base)["series"] if s["xAxisIndex"] == 0]
+    assert names == ["DPGCs", "DPGCs · baseline", "users", "users · baseline"]
     tiles = {t.key: t for t in views.kpi_tiles(b.summary, a.summary)}
     rate = tiles["breach_rate"]
     diff = b.summary["breach_rate"] - a.summary["breach_rate"]
     assert rate.delta == views.format_delta(diff, "pct")
-    assert rate.trend == ("worse" if diff > 0 else "better" if diff < 0 else "same")
+    assert rate.trend == "" and rate.interval == ""  # one pair: no interval, no colour
+    # With replications, only a difference whose interval excludes 0 is a finding.
+    for interval, trend in (((0.02, 0.01, 0.03), "worse"), ((-0.02, -0.03, -0.01), "better"),
+                            ((0.02, -0.01, 0.05), "same")):
+        tile = {t.key: t for t in views.kpi_tiles(b.summary, a.summary,
+                                                  lambda k, i=interval: i)}["breach_rate"]
+        assert (tile.trend, tile.delta) == (trend, views.format_delta(interval[0], "pct"))
+        assert tile.interval == f"[{views.format_delta(interval[1], 'pct')}, " \
+                                f"{views.format_delta(interval[2], 'pct')}]"
     assert views.format_delta(0.0123, "pct") == "+1.2 pp"
     assert views.format_delta(-2500.0, "mwh") == "−2.5 MWh"
     assert tiles["price_std"].trend == ""  # no preferred direction
+
+
+def test_replications_pair_the_arms_on_common_seeds():
+    a = DIPIModel(n_dpgc=6, n_users=24, hours=12).params.to_dict()
+    b = {**a, "breach_policy": "imbalance_penalty", "penalty_yuan_per_kwh": 0.25}
+    seeds = compare.rep_seeds(11, 4)
+    assert seeds[0] == 11 and len(set(seeds)) == 4 and seeds == compare.rep_seeds(11, 4)
+    reps = compare.replicate(a, b, 12, seeds)
+    assert reps.n == 4 and reps.hour == 12 and len(reps.hourly["A"]) == 4 * 12
+    # Replication 0 is the run on screen: the same numbers as a model on the pinned seed.
+    alone = DIPIModel(**{**a, "seed": 11})
+    alone.run(12)
+    assert reps.summaries["A"][0]["breach_rate"] == alone.summary()["breach_rate"]
+    # Static parties do not respond to a penalty: on common seeds the breach rate is the
+    # same in every pair (difference exactly 0), while users' cost is not.
+    assert reps.delta("breach_rate") == (0.0, 0.0, 0.0)
+    mean, lo, hi = reps.delta("user_cost_yuan")
+    assert lo <= mean <= hi and np.isfinite(lo)
+    band = reps.band("B", "breach_rate")
+    assert list(band.columns) == ["hour", "mean", "low", "high"] and len(band) == 12
+    assert (band["low"] <= band["mean"] + 1e-12).all()
+    assert (band["mean"] <= band["high"] + 1e-12).all()
+    assert compare.static_rule_warning(a, b).startswith("breach_policy, penalty_yuan_per_kwh")
+    assert "learning" in compare.static_rule_warning(a, b)
+    assert compare.static_rule_warning(a, {**b, "learning": "roth_erev"}) is None
+    assert compare.static_rule_warning(a, {**a, "matching": "cma"}) is None
+    assert compare.replicate(a, b, 12, seeds, stop=lambda: True) is None
+
+
+def test_paired_interval_is_the_student_t_interval():
+    from scipy import stats
+
+    d = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, lo, hi = compare.paired_interval(d)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert mean == 3.5 and lo == pytest.approx(3.5 - half) and hi == pytest.approx(3.5 + half)
+    assert np.isnan(compare.paired_interval(np.array([1.0]))[1])
+
+
+def test_series_chart_option(model):
+    snap = views.take_snapshot(model)
+    opt = charts.series_option(snap)
+    assert len(opt["grid"]) == len(opt["xAxis"]) == 4
+    assert opt["xAxis"][0]["data"][:2] == ["day 1, 01:00", "day 1, 02:00"]
+    by_name = {(s["name"], s["xAxisIndex"]): s for s in opt["series"]}
+    rate = by_name[("DPGCs", 0)]["data"]
+    assert rate == pytest.approx(list(100 * snap.hourly["breach_rate_dpgc"]))
+    assert opt["dataZoom"][1]["type"] == "slider"
+    json.dumps(opt)  # plain JSON for the browser
+    base = views.Baseline(snap)
+    with_base = charts.series_option(snap, base, last=2)
+    assert ("DPGCs · baseline", 0) in {(s["name"], s["xAxisIndex"]) for s in with_base["series"]}
+    assert with_base["dataZoom"][0]["startValue"] == len(snap.hourly) - 2
+
+
+def test_long_runs_are_charted_per_day():
+    m = DIPIModel(seed=4, n_dpgc=4, n_users=12, hours=24 * 30)
+    m.run(24 * 23)
+    snap = views.take_snapshot(m)
+    opt = charts.series_option(snap)
+    assert opt["xAxis"][0]["data"][0] == "day 1" and len(opt["xAxis"][0]["data"]) == 23
+    p2p = {(s["name"], s["xAxisIndex"]): s for s in opt["series"]}[("P2P agreed", 2)]["data"]
+    day1 = snap.hourly.loc[snap.hourly["hour"] <= 24, "p2p_volume_kwh"].sum() / 1e3
+    assert p2p[0] == pytest.approx(day1, rel=1e-4)  # 5 significant digits
+
+
+def test_saved_scenario_replays_on_the_command_line(model, tmp_path):
+    from dipi_abm.cli import main
+
+    m = DIPIModel(seed=8, n_dpgc=5, n_users=20, hours=6, matching="cma",
+                  breach_policy=["deposit", "credit_gate"], natural_factor=0.2)
+    m.run(6)
+    snap = views.take_snapshot(m)
+    text = export.scenario_toml(snap.params, snap.summary["seed"])
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    assert cfg.load_toml(path) == {"hours": 6, "n_dpgc": 5, "n_users": 20, "matching": "cma",
+                                   "breach_policy": "deposit+credit_gate",
+                                   "natural_factor": 0.2, "seed": 8}
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "a"), "--quiet",
+                 "--no-plots"]) == 0
+    replay = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert replay["breach_rate"] == pytest.approx(snap.summary["breach_rate"])
+    assert replay["user_cost_yuan"] == pytest.approx(snap.summary["user_cost_yuan"])
+    command = export.scenario_command(snap.params, snap.summary["seed"])
+    assert command.startswith("dipi-abm run --hours 6 --seed 8 --set n_dpgc=5")
+    args = shlex.split(command)[1:] + ["--out", str(tmp_path / "b"), "--quiet", "--no-plots"]
+    assert main(args) == 0
+    again = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert again["user_cost_yuan"] == replay["user_cost_yuan"]
 
 
 def test_figure_files_are_png_and_svg(model):
@@ -670,12 +782,11 @@ def test_pinning_a_baseline_and_the_download_callbacks(app, tmp_path):
     assert "matching: price_time → cma" in base.differences(app.snapshot.value)
     files = {name: data for name, _label, _mime, data in app.downloads(r)}
     assert set(files) >= {"model.csv", "model.parquet", "agents.parquet", "summary.json",
-                          "grid.png", "grid.svg", "timeseries.png", "timeseries.svg",
-                          "credit.png", "credit.svg"}
+                          "grid.png", "grid.svg", "credit.png", "credit.svg"}
     (tmp_path / "agents.parquet").write_bytes(files["agents.parquet"]())
     agents = pd.read_parquet(tmp_path / "agents.parquet")
     assert agents["hour"].max() == 2 and len(agents) == 2 * 60
-    assert files["timeseries.png"]().startswith(PNG_MAGIC)
+    assert files["credit.png"]().startswith(PNG_MAGIC)
 
 
 def test_snapshot_is_frozen():

@@ -28,10 +28,13 @@ CONTROL_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Population", ("n_dpgc", "n_users", "storage_share")),
     ("Technology mix of DPGCs (shares sum to 1)",
      ("share_solar", "share_wind", "share_hydro", "share_thermal")),
-    ("Grid", ("grid", "grid_buses", "line_limit_kw")),
-    ("Market", ("matching", "cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")),
+    ("Grid", ("grid", "grid_buses", "line_limit_kw", "distance_metric", "wheeling")),
+    ("Market", ("matching", "price_rule", "tariff", "cma_w_credit", "cma_w_distance",
+                "cma_w_price", "cma_w_green")),
     ("Behaviour", ("learning", "opportunist_share")),
-    ("Credit", ("credit_rule", "natural_factor", "credit_frozen")),
+    ("Breach policy", ("breach_policy", "penalty_yuan_per_kwh", "penalty_recipient",
+                       "deposit_yuan_per_kwh")),
+    ("Credit", ("credit_rule", "credit_count", "natural_factor", "credit_frozen")),
     ("Consensus", ("consensus", "poca_tau", "poca_mode")),
     ("Ledger", ("ledger_detail",)),
     ("Run", ("seed", "hours")),
@@ -61,11 +64,11 @@ class Control:
     """One control: the key, how it is entered, and what the registry allows."""
 
     key: str
-    widget: str  # "text", "select" or "checkbox"
+    widget: str  # "text", "select", "multiselect" (several names) or "checkbox"
     label: str
     hint: str
     doc: str
-    default: str | bool
+    default: str | bool | list[str]
     choices: tuple[str, ...] = ()
 
 
@@ -95,12 +98,24 @@ def control_for(p: cfg.Param) -> Control:
     if p.name == "grid":
         return Control(p.name, "select", _label(p), "built-in feeder, or drop a GraphML file",
                        p.doc, p.default, BUILTIN_GRIDS)
+    if p.combine is not None:  # several names (breach_policy): a list of the registry's names
+        return Control(p.name, "multiselect", _label(p), p.allowed(), p.doc,
+                       p.default.split("+"), p.choice_values())
     if p.choices is not None:
         return Control(p.name, "select", _label(p), p.allowed(), p.doc, p.default,
                        p.choice_values())
     if p.kind is bool:
         return Control(p.name, "checkbox", _label(p), p.allowed(), p.doc, bool(p.default))
     return Control(p.name, "text", _label(p), p.allowed(), p.doc, format_value(p.default))
+
+
+def pick_names(old: list[str], new: list[str], alone: str = "none") -> list[str]:
+    """A multi-select's new names: picking ``alone`` (and only it) clears the others,
+    picking another name drops ``alone``, clearing everything leaves ``alone``. (A quick
+    second click can send a list that still holds ``alone``: the names added decide.)"""
+    if [n for n in new if n not in old] == [alone]:
+        return [alone]
+    return [n for n in new if n != alone] or [alone]
 
 
 def control_groups(

@@ -5,15 +5,25 @@ the hourly KPIs, ``agents.parquet`` for the per-party records,
 ``summary.json``), taken at the hour on screen, so a download always
 matches the page; the hourly KPIs also come as CSV, and each figure as PNG
 or SVG (:func:`dipi_abm.dashboard.figures.figure_file`).
+
+The scenario on screen is saved as TOML that ``dipi-abm run --config`` reads
+(:func:`scenario_toml`), or given as the equivalent command line
+(:func:`scenario_command`): every key that differs from its default, plus the
+run's seed, so the command line replays the dashboard's run.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
+import re
+import shlex
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .. import config as cfg
 from ..results.files import write_json
 from ..results.output import SUMMARY_FILE
 
@@ -62,3 +72,51 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def scenario_values(params: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """The run's keys that differ from their defaults, in registry order, with its seed
+    (the one drawn when the seed field was empty) and its length."""
+    out: dict[str, Any] = {}
+    for p in cfg.all_params():
+        if p.name in params and (params[p.name] != p.default or p.name == "hours"):
+            out[p.name] = params[p.name]
+    if seed is not None:
+        out["seed"] = int(seed)
+    out.pop("ledger", None)  # a ledger file is an output (--ledger), not part of the scenario
+    return out
+
+
+def toml_value(value: Any) -> str:
+    """A scenario value as TOML (strings quoted; inf as TOML's inf)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
+def scenario_toml(params: dict[str, Any], seed: int | None) -> str:
+    """The scenario as a ``dipi-abm run --config`` file."""
+    lines = ["# dipi-abm scenario saved from the dashboard: dipi-abm run --config THIS.toml",
+             "# (keys that differ from their defaults; `dipi-abm keys` lists them all)"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in scenario_values(params, seed).items()]
+    return "\n".join(lines) + "\n"
+
+
+def scenario_command(params: dict[str, Any], seed: int | None) -> str:
+    """The same run as one ``dipi-abm run`` command line (shell-quoted)."""
+    values = scenario_values(params, seed)
+    args = ["dipi-abm", "run"]
+    for key in ("hours", "seed"):
+        if key in values:
+            args += [f"--{key}", str(values.pop(key))]
+    for key, value in values.items():
+        bare = isinstance(value, str) and re.fullmatch(r"[A-Za-z_][\w+]*", value) and \
+            value.lower() not in ("true", "false", "inf", "nan")  # --set reads it as text
+        args += ["--set", f"{key}={value if bare else toml_value(value)}"]
+    return shlex.join(args)

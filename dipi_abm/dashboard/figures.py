@@ -11,8 +11,6 @@ SVG.
   flow on each line from the linear flow model (docs/model.md sections 2 and 4),
   width proportional to kWh. Its cost does not grow with the number of
   parties.
-- :class:`SeriesView`: breach rates, mean credit, P2P vs grid energy and
-  prices per hour, on a day/hh:00 time axis, with a pinned baseline overlaid.
 - :class:`CreditView`: credit distribution by party type (and the
   baseline's), blocks won against credit per miner node.
 """
@@ -34,18 +32,16 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FixedLocator, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
 from ..results.plots import COLORS
-from ..rules.tariffs import TARIFFS
 from .views import (
     CREDIT_BAND_LABELS,
     DPGC_KIND,
     USER_KIND,
     Baseline,
     Snapshot,
-    clock,
     format_kpi,
     grid_layout,
     time_label,
@@ -56,7 +52,6 @@ CREDIT_CMAP = mpl.colormaps["RdYlBu"]
 NET_CMAP = mpl.colormaps["PiYG"]
 BAND_COLORS = tuple(CREDIT_CMAP(x) for x in (0.05, 0.3, 0.62, 0.92))
 DPGC_MARK = "#fdb72b"
-BASELINE_STYLE = {"ls": (0, (4, 2)), "lw": 1.1, "alpha": 0.6}
 #: Zoom factors of the grid view.
 ZOOMS = (1, 2, 4, 8)
 #: At most this many bus labels are drawn in the grid view (every k-th bus beyond).
@@ -130,24 +125,6 @@ def grow_scale(current: float, value: float) -> float:
     if not math.isfinite(value) or value <= current:
         return current
     return nice_ceil(1.25 * value)
-
-
-def time_ticks(xmax: float, offset: int) -> tuple[list[float], list[str]]:
-    """Ticks of a time axis 0..xmax (simulated hours) at round clock times: every 3, 6 or
-    12 hours ('06:00', with the day under midnight) or every k days ('day 3')."""
-    step = next((s for s in (3, 6, 12) if xmax / s <= 8), None)
-    if step is None:
-        days = max(1, math.ceil(xmax / 24 / 8))
-        days = next(d for d in (1, 2, 5, 7, 10, 14, 30, 60, 90, 180, 365, 10**9) if d >= days)
-        first = (-offset) % 24
-        ticks = [h for h in range(first, int(xmax) + 1, 24) if ((offset + h) // 24) % days == 0]
-        return [float(h) for h in ticks], [f"day {clock(h, offset)[0]}" for h in ticks]
-    ticks = [h for h in range(0, int(xmax) + 1) if (offset + h) % step == 0]
-    labels = []
-    for h in ticks:
-        day, hh = clock(h, offset)
-        labels.append(f"{hh:02d}:00\nday {day}" if hh == 0 or h == ticks[0] else f"{hh:02d}:00")
-    return [float(h) for h in ticks], labels
 
 
 def _style(ax: Any) -> None:
@@ -333,10 +310,12 @@ class GridView(FigureView):
         span = np.maximum(hi - lo, 1e-9)
         lo, hi = lo - [0.04 * span[0], 0.12 * span[1]], hi + [0.04 * span[0], 0.1 * span[1]]
         zoom = max(1, int(self.opts.zoom))
-        if zoom > 1:
+        if zoom > 1:  # the box of the n / zoom buses nearest the centre: no empty space
             centre = pos[self.opts.centre] if self.opts.centre is not None else (lo + hi) / 2
-            half = (hi - lo) / (2 * zoom)
-            lo, hi = centre - half, centre + half
+            near = np.argsort(np.hypot(*((pos - centre) / span).T))[:max(2, len(pos) // zoom)]
+            pad = max(self.layout.spacing, 1e-9)
+            lo = pos[near].min(axis=0) - [0.6 * pad, 0.9 * pad]
+            hi = pos[near].max(axis=0) + [0.6 * pad, 0.6 * pad]
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
 
@@ -481,140 +460,6 @@ def bus_details(snap: Snapshot, k: int) -> list[str]:
     return lines
 
 
-# ------------------------------------------------------------------------------ series
-class SeriesView(FigureView):
-    """Breach rates, credit, P2P vs grid volume and prices per hour (2 x 2 panels)."""
-
-    size = (10.0, 5.2)
-    #: title, y label, y floor, y ceiling, legend position, series (key, label, colour, style)
-    PANELS = (
-        ("Breach rate per hour (share of committed parties short)", "%", 0.0, 100.0,
-         "upper left",
-         (("breach_rate_dpgc", "DPGCs", COLORS["dpgc"], "-"),
-          ("breach_rate_user", "users", COLORS["user"], "-"))),
-        ("Mean credit by party type", "credit (0–100)", None, 100.0, "lower left",
-         (("mean_credit_dpgc", "DPGCs", COLORS["dpgc"], "-"),
-          ("mean_credit_user", "users", COLORS["user"], "-"))),
-        ("Energy per hour: P2P vs grid", "MWh", 0.0, None, "upper left",
-         (("p2p_volume_kwh", "P2P agreed", COLORS["p2p"], "-"),
-          ("grid_purchase_kwh", "bought from grid", COLORS["grid"], "-"),
-          ("grid_sale_kwh", "sold to grid", COLORS["sale"], "-"))),
-        ("Prices", "yuan/kWh", None, None, "upper center",
-         (("retail_price", "retail R", "#555555", "--"),
-          ("feed_in_price", "feed-in F", "#999999", ":"),
-          ("price_mean", "P2P mean (volume-weighted)", COLORS["p2p"], "-"))),
-    )
-    PRICES = 3
-    SCALE = {"p2p_volume_kwh": 1e-3, "grid_purchase_kwh": 1e-3, "grid_sale_kwh": 1e-3,
-             "breach_rate_dpgc": 100.0, "breach_rate_user": 100.0}
-    FIRST_WINDOW_H = 48
-
-    @classmethod
-    def values(cls, hourly: Any, key: str) -> NDArray[np.float64]:
-        return hourly[key].to_numpy(np.float64) * cls.SCALE.get(key, 1.0)
-
-    def setup(self, fig: Figure, snap: Snapshot) -> None:
-        fig.subplots_adjust(left=0.06, right=0.975, bottom=0.12, top=0.92, hspace=0.42,
-                            wspace=0.14)
-        self.axes = fig.subplots(2, 2, sharex=True).ravel()
-        self.lines: list[list[tuple[str, Line2D]]] = []
-        self.ylim: list[tuple[float, float] | None] = [None] * 4
-        base = self.opts.baseline
-        for ax, (title, ylabel, _, _, where, series) in zip(self.axes, self.PANELS,
-                                                             strict=True):
-            lines = []
-            for key, label, color, ls in series:
-                (line,) = ax.plot([], [], color=color, ls=ls, lw=1.4, label=label)
-                lines.append((key, self.animate(line)))
-                if base is not None and key in base.hourly and len(base.hourly):
-                    style = dict(BASELINE_STYLE)
-                    if ls != "-":  # tariff lines keep their own dash; fainter
-                        style["ls"] = ls
-                        style["alpha"] = 0.3
-                    ax.plot(base.hourly["hour"], self.values(base.hourly, key), color=color,
-                            **style)
-            self.lines.append(lines)
-            ax.set_title(title, fontsize=10)
-            ax.set_ylabel(ylabel, fontsize=9)
-            ax.legend(fontsize=7, loc=where, frameon=False, ncols=len(series))
-            _style(ax)
-        if base is not None:
-            fig.legend(handles=[Line2D([], [], color="#333333", lw=1.4, label="this run"),
-                                Line2D([], [], color="#333333", **BASELINE_STYLE,
-                                       label="baseline (pinned)")],
-                       loc="upper right", fontsize=8, frameon=False, ncols=2,
-                       bbox_to_anchor=(0.99, 1.0))
-        # Every price lies between feed-in F and the highest retail price: fixed limits.
-        p = snap.params
-        f = p["feed_in_yuan_per_kwh"]
-        r = max(p["retail_yuan_per_kwh"],
-                p["tou_peak_yuan_per_kwh"] if TARIFFS[p["tariff"]].has("time_of_use")
-                else 0.0)
-        gap = max(r - f, 0.01)
-        self.ylim[self.PRICES] = (f - 0.3 * gap, r + 0.45 * gap)
-        self.axes[self.PRICES].set_ylim(*self.ylim[self.PRICES])
-        for ax in self.axes[2:]:
-            ax.set_xlabel("time (day, hh:00)", fontsize=9)
-        # Until the first hour: plausible empty frames (the first data sets the limits).
-        for ax, limits in zip(self.axes[:3], ((0, 10), (90, 100), (0, 1)), strict=True):
-            ax.set_ylim(*limits)
-        if base is not None:
-            for i in range(3):
-                self._grow(i, [self.values(base.hourly, k) for k, _ in self.lines[i]
-                               if k in base.hourly])
-        last_base = float(base.hourly["hour"].max()) if base is not None and \
-            len(base.hourly) else 0.0
-        self.offset = snap.clock_offset
-        self._set_window(max(float(min(snap.hours, self.FIRST_WINDOW_H)), last_base))
-        self.empty = self.animate(self.axes[0].text(0.5, 0.45, "press Step or Play",
-                                                    transform=self.axes[0].transAxes,
-                                                    ha="center", color="#777777"))
-
-    def _set_window(self, xmax: float) -> None:
-        self.xmax = xmax
-        self.axes[0].set_xlim(0, xmax)
-        ticks, labels = time_ticks(xmax, self.offset)
-        for ax in self.axes:
-            ax.xaxis.set_major_locator(FixedLocator(ticks))
-        for ax in self.axes[2:]:
-            ax.set_xticks(ticks, labels)
-
-    def _grow(self, i: int, ys: list[NDArray[np.float64]]) -> bool:
-        y = np.concatenate(ys) if ys else np.zeros(0)
-        y = y[np.isfinite(y)]
-        if y.size == 0:
-            return False
-        floor, ceiling = self.PANELS[i][2], self.PANELS[i][3]
-        limits = grow_limits(self.ylim[i], float(y.min()), float(y.max()), floor=floor,
-                             ceiling=ceiling)
-        if limits == self.ylim[i]:
-            return False
-        self.ylim[i] = limits
-        self.axes[i].set_ylim(*limits)
-        return True
-
-    def update(self, snap: Snapshot) -> None:
-        h = snap.hourly
-        x = h["hour"].to_numpy(np.float64)
-        self.empty.set_visible(len(x) == 0)
-        if len(x) and x[-1] > self.xmax:  # double the window, up to the run's length
-            xmax = self.xmax
-            while xmax < x[-1]:
-                xmax *= 2
-            self._set_window(float(max(min(xmax, snap.hours), x[-1])))
-            self.invalidate()
-        for i, lines in enumerate(self.lines):
-            ys = []
-            for key, line in lines:
-                if key not in h:  # a KPI this model does not report
-                    continue
-                y = self.values(h, key)
-                line.set_data(x, y)
-                ys.append(y)
-            if self._grow(i, ys):
-                self.invalidate()
-
-
 # ------------------------------------------------------------------------------ credit
 class CreditView(FigureView):
     """Credit histogram by party type (and the baseline's), and blocks won against credit
@@ -722,8 +567,7 @@ class CreditView(FigureView):
                 f" · Nakamoto {format_kpi(s.get('blocks_nakamoto'), 'int')}")
 
 
-VIEWS: dict[str, type[FigureView]] = {"grid": GridView, "timeseries": SeriesView,
-                                      "credit": CreditView}
+VIEWS: dict[str, type[FigureView]] = {"grid": GridView, "credit": CreditView}
 
 
 def make_views() -> dict[str, FigureView]:

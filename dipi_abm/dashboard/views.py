@@ -19,6 +19,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ KPI_TILES: tuple[tuple[str, str, str, str, bool | None], ...] = (
      "P2P / min(offered, demanded)", True),
     ("mean_credit_dpgc", "Mean credit, DPGCs", "credit", "0–100", True),
     ("mean_credit_user", "Mean credit, users", "credit", "0–100", True),
+    ("user_cost_yuan", "Users' cost", "yuan", "yuan paid for energy, net", False),
     ("price_std", "Price spread", "price", "yuan/kWh, sd of contract prices", None),
     ("blocks_gini", "Block Gini", "ratio", "0 equal … 1 one producer", False),
     ("blocks_nakamoto", "Nakamoto coefficient", "int", "producers holding > 50 % of blocks",
@@ -310,6 +312,7 @@ _KPI_FORMATS: dict[str, tuple[float, str, str, str]] = {
     "mwh": (1e-3, ",.1f", "", " MWh"),
     "credit": (1.0, ".2f", "", ""),
     "price": (1.0, ".4f", "", ""),
+    "yuan": (1.0, ",.0f", "", " yuan"),
     "ratio": (1.0, ".2f", "", ""),
 }
 
@@ -349,7 +352,8 @@ class Tile:
     unit: str
     delta: str = ""  # "" without a baseline
     baseline: str = ""
-    trend: str = ""  # "better", "worse", "same" or "" (no preferred direction / no baseline)
+    trend: str = ""  # "better"/"worse" (the interval excludes 0), "same" (it does not), ""
+    interval: str = ""  # "[low, high]" of the difference over replications, "" without
 
 
 def _number(value: Any) -> float:
@@ -361,9 +365,15 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def kpi_tiles(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[Tile]:
-    """A tile per summary KPI the model reports; with a baseline summary, each tile also
-    gives the difference now - baseline and whether it is better (A/B comparison)."""
+def kpi_tiles(summary: dict[str, Any], baseline: dict[str, Any] | None = None,
+              intervals: Callable[[str], tuple[float, float, float]] | None = None
+              ) -> list[Tile]:
+    """A tile per summary KPI the model reports. With a baseline summary, each tile also
+    gives the difference now - baseline; with ``intervals`` (key -> mean, low, high of
+    the paired differences over replications), the mean difference and its interval.
+
+    Only a difference whose interval excludes 0 is marked better or worse; one inside
+    its interval is "same", and a single pair (no interval) is not marked at all."""
     tiles = []
     for key, label, how, unit, higher_better in KPI_TILES:
         if key not in summary:
@@ -372,15 +382,17 @@ def kpi_tiles(summary: dict[str, Any], baseline: dict[str, Any] | None = None) -
         if baseline is None or key not in baseline:
             tiles.append(Tile(key, label, value, unit))
             continue
-        delta = _number(summary.get(key)) - _number(baseline.get(key))
-        if not math.isfinite(delta) or higher_better is None:
-            trend = ""
-        elif abs(delta) < 1e-12:
-            trend = "same"
-        else:
-            trend = "better" if (delta > 0) == higher_better else "worse"
+        delta, lo, hi = (intervals(key) if intervals is not None else
+                         (_number(summary.get(key)) - _number(baseline.get(key)),
+                          math.nan, math.nan))
+        trend, interval = "", ""
+        if math.isfinite(lo) and math.isfinite(hi):
+            interval = f"[{format_delta(lo, how)}, {format_delta(hi, how)}]"
+            found = lo > 0 or hi < 0
+            trend = "same" if not found or higher_better is None else \
+                ("better" if (delta > 0) == higher_better else "worse")
         tiles.append(Tile(key, label, value, unit, format_delta(delta, how),
-                          format_kpi(baseline.get(key), how), trend))
+                          format_kpi(baseline.get(key), how), trend, interval))
     return tiles
 
 
