@@ -158,7 +158,9 @@ def test_cli_keys_and_anchored_verify(tmp_path):
     assert AUTHORITY in producers and producers <= set(ring.names)
     summary = out / "summary.json"
     heads = json.loads(summary.read_text())["chains"]
-    assert {c: heads[c]["blocks"] for c in heads} == {"DU1": 6, "JY1": 6, "LH1": 6}
+    assert {c: heads[c]["blocks"] for c in ("DU1", "JY1", "LH1")} == {"DU1": 6, "JY1": 6,
+                                                                       "LH1": 6}
+    assert heads["authority_key"] == ring.public_keys()[AUTHORITY].hex()
     r = _cli("verify-ledger", str(path))
     assert r.returncode == 0 and "intact" in r.stdout and "not checked: chain heads" in r.stdout
     r = _cli("verify-ledger", str(path), "--summary", str(summary))
