@@ -190,11 +190,42 @@ def test_cli_keys_and_anchored_verify(tmp_path):
         ("verify-ledger", str(path), "--summary", str(summary), "--head",
          f"LH1:{heads['LH1']['head']}"),
     ]
+    # refused before the run starts, leaving nothing behind: a path the run would swap
+    # away with --out, one it cannot write, a ledger with ledger_detail off
+    bad_inputs += [
+        ("run", "--hours", "1", "--out", str(out), "--keys", str(out / "k")),
+        ("run", "--hours", "1", "--out", str(out), "--ledger", str(out / "l.sqlite")),
+        ("run", "--hours", "1", "--out", str(tmp_path / "o3"), "--keys", "/proc/dipi-keys"),
+        ("run", "--hours", "1", "--out", str(tmp_path / "o3"), "--ledger",
+         str(tmp_path / "l3.sqlite"), "--set", "ledger_detail='off'"),
+        ("verify-ledger", str(path), "--authority-key", "ABC"),
+    ]
     for args in bad_inputs:
         r = _cli(*args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
-    assert not (tmp_path / "k2").exists()
+    assert not (tmp_path / "k2").exists() and not (tmp_path / "o3").exists()
+    assert not (tmp_path / "l3.sqlite").exists() and not (out / "k").exists()
+    r = _cli("verify-ledger", str(path), "--authority-key", heads["authority_key"], "--head",
+             f"LH1:{heads['LH1']['head']}")
+    assert r.returncode == 0 and "grid company's key" not in r.stdout, r.stdout
+    assert "not checked: chain heads of DU1, JY1" in r.stdout
+    r = _cli("verify-ledger", str(path), "--authority-key", "ab" * 32)
+    assert r.returncode == 1 and "JY1 block 0" in r.stdout and "re-signed" in r.stdout
+
+
+def test_a_refused_out_leaves_no_ledger_behind(tmp_path):
+    """--out is checked before the ledger file is made, so the corrected rerun works."""
+    out, ledger = tmp_path / "out", tmp_path / "l.sqlite"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ("run", "--hours", "2", "--quiet", "--no-plots", "--ledger", str(ledger),
+            "--set", "n_users=12", "--out")
+    r = _cli(*args, str(out))
+    assert r.returncode == 2 and "not empty" in r.stderr and not ledger.exists()
+    r = _cli(*args, str(tmp_path / "out2"))
+    assert r.returncode == 0, r.stderr
+    assert verify_ledger(ledger).ok
 
 
 def test_closed_ledger_is_one_file_even_while_a_reader_holds_it(tmp_path):
