@@ -1,21 +1,26 @@
 """The ledger in a run: chains, node attributes from the ledger, CLI verify (docs/model.md §7)."""
 
+import hashlib
 import json
+import platform
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+from importlib import metadata
 
+import networkx as nx
 import numpy as np
 import pytest
 
 from dipi_abm import DIPIModel
 from dipi_abm.ledger.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
 from dipi_abm.ledger.keys import AUTHORITY, KeyRing
-from dipi_abm.ledger.records import node_attributes_from_ledger
+from dipi_abm.ledger.records import node_attributes_from_ledger, source_sha256
 from dipi_abm.ledger.store import read_meta
 from dipi_abm.ledger.verify import verify_ledger
+from dipi_abm.physics.grid import save_graphml
 
 SMALL = dict(n_dpgc=4, n_users=16)
 
@@ -255,3 +260,24 @@ def test_block_production_kpis_are_reported():
     assert 0 <= s["blocks_gini"] <= 1 and s["blocks_nakamoto"] >= 1
     assert s["producers"] == int((m.node_blocks_won > 0).sum())
     assert sum(p["blocks"] for p in s["top_producers"]) <= 48
+
+
+def test_the_genesis_commits_the_run_identity(tmp_path):
+    """DU1's genesis names one run and one build: a fresh run id (two runs of one seed
+    differ), the grid file's content hash, the source hash, Python, numpy, numba."""
+    g = nx.path_graph(6)
+    nx.set_edge_attributes(g, 0.2, "r_ohm")
+    save_graphml(g, tmp_path / "feeder.graphml")
+    metas = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.sqlite"
+        DIPIModel(seed=6, hours=2, grid=str(tmp_path / "feeder.graphml"), ledger=str(path),
+                  **SMALL).run().close()
+        metas.append(read_meta(path))
+    a, b = metas
+    assert a["run_id"] != b["run_id"] and len(a["run_id"]) == 32
+    digest = hashlib.sha256((tmp_path / "feeder.graphml").read_bytes()).hexdigest()
+    assert a["grid_sha256"] == b["grid_sha256"] == digest
+    assert a["source_sha256"] == source_sha256() and len(source_sha256()) == 64
+    assert a["python"] == platform.python_version() and a["numpy"] == np.__version__
+    assert a["numba"] in (metadata.version("numba"), "not installed")
