@@ -172,9 +172,9 @@ def run_identity(grid: Any) -> dict[str, str]:
     versions (numba's read from its metadata, without importing it)."""
     if isinstance(grid, str) and grid.strip().lower() in BUILTIN_GRIDS:
         grid_hash = f"built-in grid {grid.strip().lower()!r}"
-    elif isinstance(grid, str | os.PathLike):
+    elif isinstance(grid, str | os.PathLike) and Path(grid).is_file():
         grid_hash = hashlib.sha256(Path(grid).read_bytes()).hexdigest()
-    else:
+    else:  # the model was handed a networkx graph
         grid_hash = "a graph given in Python (no file)"
     return {"run_id": os.urandom(16).hex(), "grid_sha256": grid_hash,
             "source_sha256": source_sha256(), "python": platform.python_version(),

@@ -1179,7 +1179,7 @@ def open_ledger_file(path: str | os.PathLike) -> tuple[sqlite3.Connection, bool]
             problem = (f"not a dipi_abm ledger as written: its schema differs from a "
                        f"ledger's ({what})")
         else:
-            check = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+            check = [r[0] for r in db.execute("PRAGMA integrity_check(3)")]
             if check != ["ok"]:
                 problem = f"damaged: SQLite's check finds {'; '.join(map(str, check))}"
     except sqlite3.Error as exc:
