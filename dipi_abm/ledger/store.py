@@ -361,16 +361,6 @@ def _parse_row(payload: bytes) -> tuple[str, int, list[tuple[str, str, Any]]]:
     return table, row, values
 
 
-def _row_key(payload: bytes) -> tuple[str, int]:
-    """The (table, row) a record's payload names, read from its first fields only."""
-    if payload[:1] != _ROW or len(payload) < 5:
-        raise ValueError("not a record row")
-    (k,) = _U32.unpack_from(payload, 1)
-    if len(payload) < 5 + k + 8:
-        raise ValueError("truncated record")
-    return payload[5 : 5 + k].decode("utf-8"), _I64.unpack_from(payload, 5 + k)[0]
-
-
 @functools.lru_cache(maxsize=1024)
 def _column_head(col: str, tag: str) -> bytes:
     return _text(col) + _text(tag)
