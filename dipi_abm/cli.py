@@ -265,8 +265,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  not checked: {what}")
         return 0
     where = report.chain if report.index is None else f"{report.chain} block {report.index}"
-    print(f"ledger '{args.path}': ALTERED: {where}: "
-          f"{report.problem} ({report.blocks} blocks before it verified)")
+    line = (f"ledger '{args.path}': ALTERED: {where}: {report.problem} ({report.blocks} "
+            "blocks before it verified)")
+    # names and values read from a forged file reach the terminal escaped, never raw
+    print("".join(c if c.isprintable() else ascii(c)[1:-1] for c in line))
     return 1
 
 

@@ -500,8 +500,8 @@ class _Verifier:
                 usual = values[0] if values[0] in values[1:] else values[1]
                 for chain, value in zip(CHAINS, values, strict=True):
                     if value != usual:
-                        raise _Bad(chain, i, f"{what} {value} differs from the other "
-                                             f"chains' {usual}")
+                        raise _Bad(chain, i, f"{what} {value!r} differs from the other "
+                                             f"chains' {usual!r}")
 
     def _check_anchor(self, heads: Anchor) -> None:
         for chain, a in heads.items():
