@@ -87,6 +87,10 @@ PARAMS: tuple[Param, ...] = (
        "made before it starts (distance matrix, parties, hourly and per-party records, "
        "ledger); a run estimated above it is refused. Empty: 75 % of this machine's "
        "physical memory.", "run", low=0.1, high=1e6, allow_none=True),
+    _p("profiles", "", str, "-", "CSV or Parquet of measured hourly capacity factors (columns "
+       "hour, solar_cf, wind_cf in [0, 1], optional load_factor) replacing the stochastic "
+       "actual output; forecasts keep their error (docs/profiles.md). Empty: the generator.",
+       "weather"),
     # --- population ------------------------------------------------------------------------
     _p("n_dpgc", 10, int, "-", "Distributed power generation companies (sellers).",
        "population", low=1, high=10_000_000),
@@ -102,13 +106,14 @@ PARAMS: tuple[Param, ...] = (
        **_SHARE),
     _p("share_thermal", 0.2, float, "-", "Share of DPGCs that are thermal (gas/coal CHP); the "
        "four technology shares must sum to 1.", "population", **_SHARE),
-    _p("capacity_solar_kw", 1500.0, float, "kW", "Median solar DPGC capacity.", "population",
+    _p("capacity_solar_kw", 400.0, float, "kW", "Median solar DPGC capacity (sized to the "
+       "IEEE 33-bus feeder: docs/model.md section 3).", "population",
        **_KW),
-    _p("capacity_wind_kw", 2000.0, float, "kW", "Median wind DPGC capacity.", "population",
+    _p("capacity_wind_kw", 450.0, float, "kW", "Median wind DPGC capacity.", "population",
        **_KW),
-    _p("capacity_hydro_kw", 1000.0, float, "kW", "Median hydro DPGC capacity.", "population",
+    _p("capacity_hydro_kw", 300.0, float, "kW", "Median hydro DPGC capacity.", "population",
        **_KW),
-    _p("capacity_thermal_kw", 1500.0, float, "kW", "Median thermal DPGC capacity.",
+    _p("capacity_thermal_kw", 350.0, float, "kW", "Median thermal DPGC capacity.",
        "population", **_KW),
     _p("capacity_spread", 0.3, float, "-", "Log-normal sigma of DPGC capacity around the "
        "median.", "population", low=0.0, high=3.0),
@@ -120,13 +125,13 @@ PARAMS: tuple[Param, ...] = (
        "population", **_SHARE),
     _p("share_ev", 0.15, float, "-", "Share of users that are EV charging stations; the four "
        "load-class shares must sum to 1.", "population", **_SHARE),
-    _p("load_residential_kw", 80.0, float, "kW", "Median mean load of a residential "
+    _p("load_residential_kw", 30.0, float, "kW", "Median mean load of a residential "
        "community.", "population", **_KW),
-    _p("load_commercial_kw", 150.0, float, "kW", "Median mean load of a commercial building.",
+    _p("load_commercial_kw", 55.0, float, "kW", "Median mean load of a commercial building.",
        "population", **_KW),
-    _p("load_industrial_kw", 400.0, float, "kW", "Median mean load of an industrial site.",
+    _p("load_industrial_kw", 150.0, float, "kW", "Median mean load of an industrial site.",
        "population", **_KW),
-    _p("load_ev_kw", 100.0, float, "kW", "Median mean load of an EV charging station.",
+    _p("load_ev_kw", 35.0, float, "kW", "Median mean load of an EV charging station.",
        "population", **_KW),
     _p("load_spread", 0.3, float, "-", "Log-normal sigma of users' mean load.", "population",
        low=0.0, high=3.0),
@@ -134,8 +139,16 @@ PARAMS: tuple[Param, ...] = (
        "when their net position is a surplus).", "population", **_SHARE),
     _p("prosumer_pv_ratio", 1.2, float, "kW/kW", "Rooftop PV capacity per kW of the "
        "prosumer's mean load.", "population", low=0.0, high=100.0),
-    _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance "
-       "([DER-CBC] tests start at 200).", "population", low=-1e12, high=1e12),
+    _p("initial_balance_yuan", 200.0, float, "yuan", "Every party's starting balance, a "
+       "DPGC's working capital ([DER-CBC] tests start at 200).", "population", low=-1e12,
+       high=1e12),
+    _p("budget_period_h", 24, int, "h", "Users' budget period: at its start each user is "
+       "paid budget_ratio times the bill it expects for the period at retail, and pays its "
+       "bills from it (docs/model.md, Accounts); 0: no budget, a running tally.",
+       "population", low=0, high=8760),
+    _p("budget_ratio", 1.0, float, "-", "A user's budget per period as a share of its "
+       "expected bill (mean load x class shape x retail price).", "population", low=0.0,
+       high=10.0),
     _p("storage_share", 0.0, float, "-", "Share of DPGCs with a battery that firms up their "
        "commitment (discharge to cover a shortfall, charge what exceeds it).", "population",
        **_SHARE),
@@ -170,6 +183,11 @@ PARAMS: tuple[Param, ...] = (
        "limit_kw edge attribute; DU1 curtails matched trades whose flows would exceed a "
        "limit (radial: subtree flows; meshed: DC power flow).", "grid", low=0.0, high=1e12,
        low_open=True, allow_inf=True),
+    _p("line_rating_margin", 1.5, float, "-", "Line ratings derived from the feeder: this "
+       "margin times the active power each line carries at the grid's design load (node "
+       "p_kw: IEEE 33-bus, Baran & Wu), or, without one, at the peak load or generating "
+       "capacity it serves; inf: no derived rating (docs/model.md section 2).", "grid",
+       low=1.0, high=1e6, allow_inf=True),
     # --- prices ----------------------------------------------------------------------------
     _p("tariff", "flat", str, "-", "Retail tariff: flat, or time-of-use (peak 8-11 h and "
        "18-21 h, valley 23-7 h).", "prices", choices=_tariffs),

@@ -168,6 +168,8 @@ class HourRecord:
     gated: NDArray[np.bool_] | None = None  # parties the breach policy kept out (if it gates)
     block: Block | None = None
     chain: ChainStats | None = None
+    line_loading: float = 0.0  # peak line loading of the hour's flows (docs/model.md §2)
+    budget_yuan: NDArray[np.float64] | None = None  # users' budgets (docs/model.md, Accounts)
 
     @cached_property
     def kpis(self) -> dict[str, Any]:
@@ -318,6 +320,7 @@ KPIS: tuple[KPI, ...] = (
     KPI("curtailed_kwh", "kWh", lambda r: float(
         (r.settlement.extra_surplus_kwh - r.settlement.taken_kwh).sum()), total=True),
     KPI("line_curtailed_kwh", "kWh", lambda r: r.cleared.line_curtailed_kwh, total=True),
+    KPI("peak_line_loading", "-", lambda r: r.line_loading),
     KPI("storage_charge_kwh", "kWh", lambda r: r.delivery.storage_charge_kwh),
     KPI("storage_discharge_kwh", "kWh", lambda r: r.delivery.storage_discharge_kwh),
     *_breach_kpis(""), *_breach_kpis("_dpgc"), *_breach_kpis("_user"),

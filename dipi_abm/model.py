@@ -47,7 +47,9 @@ from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
 from .physics.grid import Grid, build_grid, wheeling_tariff
-from .physics.weather import SOLAR, THERMAL, Weather, WeatherParams
+from .physics.profiles import Profiles
+from .physics.siting import site_parties
+from .physics.weather import SOLAR, TECHNOLOGIES, THERMAL, Weather, WeatherParams, load_shape
 from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
@@ -118,13 +120,18 @@ class DIPIModel(mesa.Model):
             rng=self.rngs["placement"],
             memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
         )
+        self.line_model = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         self.state = self._build_parties()
+        self._gen_rows = np.flatnonzero(self.state.tech >= 0)
         self.network = self._build_network()
-        lines = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         # Without a finite limit anywhere the check can never bind: skip it.
-        self.lines = lines if np.isfinite(lines.limit_kw).any() else None
+        self.lines = self.line_model if np.isfinite(self.line_model.limit_kw).any() else None
+        self.peak_line_loading_max = 0.0
         party_buses = self.grid.distance[:, self.state.bus]
         self._mean_distance = party_buses.mean(axis=1)[self.state.bus]
+        self.profiles = (Profiles.read(p.profiles, p.start_hour, p.hours) if p.profiles
+                         else None)
+        self.generation_by_tech = np.zeros(len(TECHNOLOGIES))
         self.weather = Weather(
             tech=self.state.tech, capacity_kw=self.state.capacity_kw,
             load_class=self.state.load_class, mean_load_kw=self.state.mean_load_kw,
@@ -169,6 +176,7 @@ class DIPIModel(mesa.Model):
             else None
 
         self.grid_company_balance = 0.0
+        self.endowed_yuan = 0.0  # users' budgets paid in from outside (docs/model.md, Accounts)
         self.contracts = Contracts.empty()
         self._create_agents()
         self.state.init_learning(p, self.rngs["behaviour"], static=not learning.has("adaptive"))
@@ -184,6 +192,10 @@ class DIPIModel(mesa.Model):
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(1)  # the terms of the first period
+        self._retail_by_hod = np.empty(24)  # the tariff over one day, for users' budgets
+        for h in range(1, 25):
+            s = self.grid_company.publish(h)
+            self._retail_by_hod[s.hour_of_day] = s.retail
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
         self.datacollector = ColumnarDataCollector(
@@ -201,7 +213,19 @@ class DIPIModel(mesa.Model):
         gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
                  if self.consequences.gates and not self.market.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
+        budget = None
+        period = p.budget_period_h
+        if period and (self.hour - 1) % period == 0:                          # users' budget
+            hod = (schedule.hour_of_day + np.arange(period)) % 24
+            budget = parties.endow(hod, self._retail_by_hod[hod], p.budget_ratio)
+            self.endowed_yuan += float(budget.sum())
         draw = self.weather.step()                                            # 2. forecast
+        if self.profiles is not None:
+            draw = self.profiles.apply(draw, parties.tech, parties.capacity_kw,
+                                       parties.load_class)
+        self.generation_by_tech += np.bincount(parties.tech[self._gen_rows],
+                                               draw.gen_actual_kw[self._gen_rows],
+                                               len(TECHNOLOGIES))
         orders = parties.post_orders(schedule, draw.gen_forecast_kw,          # 3. orders
                                      draw.load_forecast_kw, self._choose,
                                      self.rngs["behaviour"], self.rngs["matching"],
@@ -223,7 +247,8 @@ class DIPIModel(mesa.Model):
                   if self._credit_live else CreditUpdate.none())
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit,
                             Roster(parties.kind, parties.tech, parties.credit.credit.copy()),
-                            gated)
+                            gated, line_loading=self._line_loading(delivery, settlement),
+                            budget_yuan=budget)
         block, chain = self._produce_block(record)                            # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
         parties.learn(schedule, orders, delivery, settlement.party_transfer,  # 7. learning
@@ -263,6 +288,16 @@ class DIPIModel(mesa.Model):
         s = self.state
         return self.consequences.volume_cap(Positions(credit=s.credit.credit, balance=s.balance,
                                                       forecast_kwh=forecast_kwh))
+
+    def _line_loading(self, d: Any, st: Any) -> float:
+        """Peak line loading of the hour's physical flows (docs/model.md section 2): each
+        party's net injection, output after storage less load and less what the grid
+        company did not take, summed per bus."""
+        inj = d.deliverable_kw - d.need_kw - (st.extra_surplus_kwh - st.taken_kwh)
+        loading = self.line_model.loading(
+            np.bincount(self.state.bus, weights=inj, minlength=self.grid.n_buses))
+        self.peak_line_loading_max = max(self.peak_line_loading_max, loading)
+        return loading
 
     def _produce_block(self, record: HourRecord) -> tuple[Block, ChainStats]:
         """Consensus (docs/model.md section 7): the period's records go on the three chains, the
@@ -384,7 +419,6 @@ class DIPIModel(mesa.Model):
         n = n_d + n_u
         rng = self.rngs["population"]
         kind = np.concatenate([np.zeros(n_d, np.int8), np.ones(n_u, np.int8)])
-        bus = self._place(n)
 
         tech = np.full(n, -1, np.int8)
         shares = np.array([p.share_solar, p.share_wind, p.share_hydro, p.share_thermal])
@@ -406,6 +440,12 @@ class DIPIModel(mesa.Model):
         pros = n_d + rng.permutation(n_u)[:n_pros]
         tech[pros] = SOLAR  # rooftop PV
         capacity[pros] = p.prosumer_pv_ratio * mean_load[pros]
+        # A load's peak for siting: its class shape's peak, three noise SDs up.
+        peak = (mean_load * load_shape(load_class[:, None], np.arange(24)).max(axis=1)
+                * (1.0 + 3.0 * p.load_noise_sd))
+        bus, self.line_model = site_parties(self.grid, self.line_model, peak, capacity,
+                                           self.rngs["placement"], margin=p.line_rating_margin,
+                                           max_per_bus=p.max_parties_per_bus)
 
         cleanliness = np.where(tech >= 0, CLEANLINESS_Q[np.maximum(tech, 0)], 0.0)
         markup = rng.uniform(p.ask_markup_min, p.ask_markup_max, n)
@@ -418,23 +458,6 @@ class DIPIModel(mesa.Model):
             balance=np.full(n, p.initial_balance_yuan),
             credit=CreditState.new(n, p.credit_initial, p.credit_window),
         )
-
-    def _place(self, n: int) -> NDArray[np.intp]:
-        """Put parties on buses other than the substation, uniformly at random."""
-        rng = self.rngs["placement"]
-        buses = np.array([i for i in range(self.grid.n_buses) if i != self.grid.root], np.intp)
-        if buses.size == 0:
-            buses = np.array([self.grid.root], np.intp)
-        limit = self.params.max_parties_per_bus
-        if limit == 0:
-            return buses[rng.integers(0, buses.size, n)]
-        if n > limit * buses.size:
-            raise ConfigError(
-                f"n_dpgc + n_users = {n}: the grid's {buses.size} load buses hold at most "
-                f"{limit * buses.size} parties at max_parties_per_bus = {limit}"
-            )
-        slots = np.repeat(buses, limit)
-        return slots[rng.permutation(slots.size)[:n]]
 
     def _build_network(self) -> MarketNetwork:
         p = self.params
@@ -511,6 +534,9 @@ class DIPIModel(mesa.Model):
                 "breach_shortfall_kwh", "p2p_volume_kwh", "p2p_delivered_kwh",
                 "grid_purchase_kwh", "grid_sale_kwh", "curtailed_kwh", "line_curtailed_kwh",
                 "generation_kwh", "load_kwh")},
+            "peak_line_loading": self.peak_line_loading_max,
+            "endowed_yuan": self.endowed_yuan,
+            **self._capacity_factors(),
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
             "mean_credit_user": float(s.credit.credit[~dpgc].mean()),
             "transaction_efficiency": (q / t["tradable_kwh"] if t["tradable_kwh"] > 0
@@ -527,6 +553,17 @@ class DIPIModel(mesa.Model):
             "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
         }
+
+    def _capacity_factors(self) -> dict[str, float]:
+        """``capacity_factor_<technology>``: realised over the run (DPGCs and rooftop PV),
+        energy the weather (or the profiles file) delivered over capacity x hours."""
+        s = self.state
+        cap = np.bincount(s.tech[self._gen_rows], s.capacity_kw[self._gen_rows],
+                          len(TECHNOLOGIES))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cf = self.generation_by_tech / (cap * self.hour)
+        return {f"capacity_factor_{name}": float(cf[i]) if cap[i] > 0 else float("nan")
+                for i, name in enumerate(TECHNOLOGIES)}
 
     def _block_summary(self) -> dict[str, Any]:
         won = self.miners_set.blocks_won

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .hour import BUYER, SELLER, CreditUpdate, Delivery, Orders, Schedule
+from .physics.weather import load_shape
 from .rules.credit import CreditState, buyer_score, seller_score
 from .rules.learning import ActionGrid, Learner
 from .rules.matching import Contracts, OrderBook
@@ -69,6 +70,17 @@ class PartySet:
     @property
     def n(self) -> int:
         return int(self.kind.size)
+
+    def endow(self, hour_of_day: NDArray[np.intp], retail: NDArray[np.float64],
+              ratio: float) -> NDArray[np.float64]:
+        """A budget period begins (docs/model.md, Accounts): each user is paid
+        ``ratio`` times the bill it expects for the period's hours had it bought all its
+        load at retail (mean load x class shape x R); bills are then paid from it, so a
+        balance is budget less bills. Returns the yuan paid in per party (DPGCs: 0)."""
+        bill = load_shape(self.load_class[:, None], hour_of_day) @ retail
+        budget = ratio * self.mean_load_kw * bill
+        self.balance += budget
+        return budget
 
     # ------------------------------------------------------------------ learning set-up
     def init_learning(self, p: Any, rng: np.random.Generator, static: bool) -> None:

@@ -310,10 +310,12 @@ def test_money_is_conserved_every_hour_under_every_policy(combo, seed, matching,
         before = s.balance.copy()
         m.step()
         total = s.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
-        assert total == pytest.approx(start + m.minted_yuan, rel=1e-12, abs=1e-7)
+        assert total == pytest.approx(start + m.minted_yuan + m.endowed_yuan, rel=1e-12, abs=1e-7)
         # what learning sees is what moved the balance (block reward aside)
         moved = s.balance - before
         moved[m.block_winner] -= m.params.block_reward_yuan if m.block_winner < s.n else 0.0
+        if m.record.budget_yuan is not None:  # a users' budget period began (section 6c)
+            moved -= m.record.budget_yuan
         np.testing.assert_allclose(moved, m.record.settlement.party_transfer, atol=1e-7)
         if m.consequences.active:
             assert 0.0 <= m.gated_share <= 1.0 and m.breach_consequence_yuan >= 0.0

@@ -10,7 +10,7 @@ SMALL = dict(n_dpgc=6, n_users=30, hours=24, seed=4)
 
 
 def test_no_limit_no_curtailment():
-    m = DIPIModel(**SMALL).run()
+    m = DIPIModel(line_rating_margin=float("inf"), **SMALL).run()
     assert m.lines is None
     assert m.summary()["line_curtailed_kwh"] == 0.0
 

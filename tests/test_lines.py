@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from dipi_abm.errors import ConfigError
 from dipi_abm.physics.flows import LIMIT_KEYS, PTDF_METHODS, LineModel, ptdf_dc, ptdf_radial
 from dipi_abm.physics.grid import build_grid, ieee33, synthetic_radial_feeder
+from dipi_abm.physics.weather import load_shape
 
 
 def _path(limits=None, n=4, x=0.1):
@@ -413,3 +414,60 @@ def test_curtail_time_for_5000_contracts(capsys):
                 f"\ncurtail, 5000 contracts on {name}: {ms:.2f} ms "
                 f"({q.sum() - out.sum():.0f} of {q.sum():.0f} kWh curtailed)"
             )
+
+
+# --------------------------------------------------------------------------------------
+# Ratings, siting and the peak line loading (docs/model.md section 2)
+# --------------------------------------------------------------------------------------
+
+
+def test_loading_is_the_largest_flow_over_rating_hand_computed():
+    lm = LineModel.build(_path([100.0, None, 40.0]))  # lines 1->0, 2->1, 3->2
+    # 30 kW injected at bus 3, 50 kW drawn at bus 1: flows 3->2 +30, 2->1 +30, 1->0 -20
+    assert lm.loading(np.array([0.0, -50.0, 0.0, 30.0])) == pytest.approx(30.0 / 40.0)
+    assert lm.with_limits(np.full(3, np.inf)).loading(np.ones(4)) == 0.0
+    with pytest.raises(ValueError, match="limit_kw"):
+        lm.with_limits(np.array([1.0, -1.0, 1.0]))
+
+
+def _model(**kw):
+    from dipi_abm import DIPIModel
+
+    return DIPIModel(**{"seed": 1, "ledger_detail": "off", **kw})
+
+
+def test_ieee33_ratings_are_the_design_flow_with_the_margin_and_the_population_fits():
+    m = _model()
+    lm, g = m.line_model, m.grid
+    design = np.array([g.graph.nodes[b]["p_kw"] for b in g.buses])
+    np.testing.assert_allclose(lm.limit_kw, 1.5 * np.abs(lm.ptdf @ design))
+    assert lm.limit_kw.max() == pytest.approx(1.5 * 3715.0)  # the substation's line
+    s = m.state
+    # worst cases the siting guarantees: all peak load and no output, all capacity, no load
+    shape_peak = load_shape(s.load_class[:, None], np.arange(24)).max(axis=1)
+    peak = s.mean_load_kw * shape_peak * (1 + 3 * m.params.load_noise_sd)
+    for kw in (-peak, s.capacity_kw):
+        flow = lm.injection_flows(np.bincount(s.bus, kw, g.n_buses))
+        assert np.all(np.abs(flow) <= lm.limit_kw * (1 + 1e-9))
+    m.run()
+    h = m.hourly_dataframe()
+    assert h.load_kwh.max() < 1.1 * 3715.0  # the design load, within the feeder's rating
+    assert 0 < h.peak_line_loading.max() == m.summary()["peak_line_loading"] <= 1.0
+
+
+def test_a_synthetic_grid_scales_its_ratings_with_its_load():
+    keys = dict(grid="synthetic", grid_buses=40, hours=1)
+    one = _model(**keys).line_model.limit_kw
+    big = {f"load_{c}_kw": 2 * v for c, v in (("residential", 30.0), ("commercial", 55.0),
+                                               ("industrial", 150.0), ("ev", 35.0))}
+    big |= {f"capacity_{t}_kw": 2 * v for t, v in (("solar", 400.0), ("wind", 450.0),
+                                                 ("hydro", 300.0), ("thermal", 350.0))}
+    np.testing.assert_allclose(_model(**keys, **big).line_model.limit_kw, 2 * one)
+    assert np.isfinite(one).all() and one.max() > 0
+
+
+def test_explicit_limits_win_over_derived_ratings_and_max_parties_per_bus_holds():
+    m = _model(line_limit_kw=700.0, max_parties_per_bus=2)
+    assert np.all(m.line_model.limit_kw == 700.0)
+    assert np.bincount(m.state.bus).max() <= 2
+    assert np.isinf(_model(line_rating_margin=np.inf).line_model.limit_kw).all()

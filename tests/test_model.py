@@ -57,9 +57,10 @@ def check_hour(m: DIPIModel, spy: SettleSpy, initial_total: float) -> None:
     if math.isinf(p.grid_intake_limit_kw):
         assert m.curtailed_kwh == pytest.approx(0.0, abs=1e-9)
 
-    # money: nothing is created but the block reward
+    # money: nothing is created but the block reward and the users' budgets (section 6c)
     total = s.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
-    assert math.isclose(total, initial_total + m.minted_yuan, rel_tol=1e-9, abs_tol=1e-6)
+    assert math.isclose(total, initial_total + m.minted_yuan + m.endowed_yuan, rel_tol=1e-9,
+                        abs_tol=1e-6)
 
     # per contract: settlement by the section-5 rule, and conserved
     assert spy.calls, "settle() was not called this hour"
@@ -154,6 +155,8 @@ model_params = st.fixed_dictionaries(
         "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]),
         "n_miners": st.integers(0, 2),
         "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
+        "budget_period_h": st.sampled_from([0, 5, 24]),
+        "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
         "grid": st.sampled_from(["ieee33", "synthetic"]),
         "grid_buses": st.integers(5, 15),
     }

@@ -55,7 +55,8 @@ def test_entry_runs_in_the_model_with_money_and_energy_conserved(key, name):
     rhs = df.load_kwh + df.grid_sale_kwh + df.curtailed_kwh
     np.testing.assert_allclose(lhs, rhs, rtol=1e-9, atol=1e-9)
     total = m.state.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
-    assert math.isclose(total, total0 + m.minted_yuan, rel_tol=1e-12, abs_tol=1e-6)
+    assert math.isclose(total, total0 + m.minted_yuan + m.endowed_yuan, rel_tol=1e-12,
+                        abs_tol=1e-6)
     credit = m.state.credit.credit
     assert np.all((credit >= 0) & (credit <= 100))
 

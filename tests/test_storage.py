@@ -44,7 +44,7 @@ def test_money_is_still_conserved_with_storage():
     m = DIPIModel(storage_share=0.5, n_miners=1, **SMALL).run()
     total = m.state.balance.sum() + m.grid_company_balance + m.miner_balance.sum()
     start = m.params.initial_balance_yuan * (m.state.n + 1)
-    assert total == pytest.approx(start + m.minted_yuan, rel=1e-12)
+    assert total == pytest.approx(start + m.minted_yuan + m.endowed_yuan, rel=1e-12)
 
 
 def test_bad_storage_parameters_are_refused():

@@ -15,8 +15,8 @@ Each later period's three blocks are produced and signed by the node that won
 the period's consensus (:mod:`dipi_abm.ledger.keys`).
 
 From a ``full`` ledger a reader recomputes every party's node attributes
-([DIPI] eq. 7): address, balance (starting balance + transfers + block rewards
-of the blocks it produced) and credit (its latest colored-coin amount).
+([DIPI] eq. 7): address, balance (starting balance + budgets + transfers + block
+rewards of the blocks it produced) and credit (its latest colored-coin amount).
 """
 
 from __future__ import annotations
@@ -110,6 +110,9 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
         jy1["consequences"] = {"payer": _i64(flows.payer),
                                "payee": _i64(flows.payee), "yuan": flows.yuan,
                                "policy": np.array(flows.names + ("",))[flows.policy]}
+    if record.budget_yuan is not None:  # users' budgets for the period (docs/model.md, Accounts)
+        paid = np.flatnonzero(record.budget_yuan)
+        jy1["budgets"] = {"node": _i64(paid), "yuan": record.budget_yuan[paid]}
     updated = record.credit.updated
     seq, value = encode_credit_updates(credit[updated], np.zeros(updated.size, bool))
     lh1 = {"credit": {"node": _i64(updated), "sequence": seq, "value": value}}
@@ -246,6 +249,8 @@ def node_attributes_from_ledger(ledger: Ledger) -> dict[str, NDArray[Any]]:
         if block.index > 0:
             balance[index_of[block.producer]] += reward
     for block in ledger.blocks("JY1")[1:]:
-        t = ledger.read_records("JY1", block.index)["transfers"]
-        np.add.at(balance, t["node"], t["yuan"])
+        records = ledger.read_records("JY1", block.index)
+        for t in (records["transfers"], records.get("budgets")):
+            if t is not None:
+                np.add.at(balance, t["node"], t["yuan"])
     return {"address": address, "balance": balance, "credit": credit}

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
@@ -310,6 +310,25 @@ class LineModel:
     def n_buses(self) -> int:
         """Number of buses ``B``."""
         return int(self.ptdf.shape[1])
+
+    def with_limits(self, limit_kw: NDArray[np.float64]) -> LineModel:
+        """The same lines with these ``(L,)`` limits (kW, ``inf``: none)."""
+        limit = np.array(limit_kw, dtype=float)
+        if limit.shape != (self.n_lines,) or np.isnan(limit).any() or (limit < 0).any():
+            raise ValueError(f"limit_kw must be {self.n_lines} numbers >= 0 (inf allowed)")
+        limit.setflags(write=False)
+        return replace(self, limit_kw=limit)
+
+    def loading(self, injection_kw: NDArray[np.float64]) -> float:
+        """Peak line loading of net bus injections ``(B,)`` (kW): the largest
+        ``|flow| / limit`` over the lines with a finite limit (0 without one)."""
+        bound = np.isfinite(self.limit_kw)
+        if not bound.any():
+            return 0.0
+        flow = np.abs(self.injection_flows(injection_kw)[bound])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(flow > 0, flow / self.limit_kw[bound], 0.0)
+        return float(ratio.max())
 
     def injection_flows(self, injection_kw: NDArray[np.float64]) -> NDArray[np.float64]:
         """``(L,)`` flows of net bus injections ``(B,)`` (kW), balanced at the root.

@@ -1,0 +1,126 @@
+"""Where the parties sit on the feeder, and what its lines are rated (docs/model.md §2, §3).
+
+A feeder with a **design load** (node attribute ``p_kw``; the IEEE 33-bus case carries
+Baran & Wu's 3715 kW) has fixed line ratings: ``margin`` times the active power each
+line carries when the substation serves the design load (linear flows,
+:mod:`dipi_abm.physics.flows`). The population is then sited to fit them: users on
+buses in proportion to the design load, generators uniformly, each party (largest
+first) only on a bus where its peak load (users) or its capacity (generators and
+rooftop PV) keeps every line within its rating in the two worst cases, all the peak
+load with no generation and all the capacity with no load. A party that fits nowhere
+goes where it loads the lines least; the run then reports a peak line loading above 1.
+
+A feeder **without** a design load (the synthetic feeder, a graph without ``p_kw``) is
+rated after the population is placed (uniformly at random): ``margin`` times the larger
+of the peak load and the generating capacity each line serves, so a synthetic grid's
+ratings scale with the load it carries.
+
+A limit the grid gives (a ``limit_kw`` edge attribute, or a finite ``line_limit_kw``)
+wins over a derived rating in the run; the siting still fits the derived ratings, so
+an explicit limit stresses the feeder the population was sized for.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dipi_abm.errors import ConfigError
+from dipi_abm.physics.flows import OVERLOAD_RTOL, LineModel
+from dipi_abm.physics.grid import Grid
+
+__all__ = ["design_load_kw", "site_parties"]
+
+
+def design_load_kw(grid: Grid) -> NDArray[np.float64] | None:
+    """``(B,)`` design load per bus (node attribute ``p_kw``, kW), or None if the grid has
+    none (no node carries a positive ``p_kw``)."""
+    p = np.array([float(grid.graph.nodes[b].get("p_kw", 0.0) or 0.0) for b in grid.buses])
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ConfigError("grid: node attribute p_kw (design load) must be finite and >= 0 "
+                          "(or set line_rating_margin = inf: no ratings derived from it)")
+    return p if p.sum() > 0 else None
+
+
+def site_parties(grid: Grid, lines: LineModel, peak_load_kw: NDArray[np.float64],
+                 capacity_kw: NDArray[np.float64], rng: np.random.Generator, *,
+                 margin: float, max_per_bus: int = 0) -> tuple[NDArray[np.intp], LineModel]:
+    """Bus index per party, and the line model with its ratings (module docstring).
+
+    Args:
+        peak_load_kw, capacity_kw: ``(N,)`` per party (0 where it has none).
+        margin: rating over the design (or served) flow; ``inf`` leaves the lines as
+            ``lines`` has them (no derived rating) and places parties uniformly.
+        max_per_bus: most parties per bus (0: no limit).
+
+    Raises:
+        ConfigError: more parties than ``max_per_bus`` lets the load buses hold.
+    """
+    n = peak_load_kw.size
+    buses = np.array([i for i in range(grid.n_buses) if i != grid.root], np.intp)
+    if buses.size == 0:
+        buses = np.array([grid.root], np.intp)
+    if max_per_bus and n > max_per_bus * buses.size:
+        raise ConfigError(
+            f"n_dpgc + n_users = {n}: the grid's {buses.size} load buses hold at most "
+            f"{max_per_bus * buses.size} parties at max_parties_per_bus = {max_per_bus}")
+    given = np.isfinite(lines.limit_kw)
+    design = design_load_kw(grid) if math.isfinite(margin) else None
+    if design is None:
+        bus = _uniform(buses, n, max_per_bus, rng)
+        if math.isfinite(margin):
+            served = np.maximum(np.abs(_flows(lines, bus, -peak_load_kw)),
+                                np.abs(_flows(lines, bus, capacity_kw)))
+            lines = lines.with_limits(np.where(given, lines.limit_kw, margin * served))
+        return bus, lines
+    rated = lines.with_limits(margin * np.abs(lines.ptdf @ -design))
+    bus = _fit(rated, buses, design[buses], peak_load_kw, capacity_kw, rng, max_per_bus)
+    return bus, lines.with_limits(np.where(given, lines.limit_kw, rated.limit_kw))
+
+
+def _uniform(buses: NDArray[np.intp], n: int, limit: int,
+             rng: np.random.Generator) -> NDArray[np.intp]:
+    if limit == 0:
+        return buses[rng.integers(0, buses.size, n)]
+    slots = np.repeat(buses, limit)
+    return slots[rng.permutation(slots.size)[:n]]
+
+
+def _flows(lines: LineModel, bus: NDArray[np.intp], kw: NDArray[np.float64]) -> NDArray:
+    return lines.ptdf @ np.bincount(bus, weights=kw, minlength=lines.n_buses)
+
+
+def _fit(lines: LineModel, buses: NDArray[np.intp], user_weight: NDArray[np.float64],
+         peak: NDArray[np.float64], cap: NDArray[np.float64], rng: np.random.Generator,
+         limit: int) -> NDArray[np.intp]:
+    """Greedy siting, largest party first (at construction only, never in the hour)."""
+    rating = lines.limit_kw[:, None]
+    tol = OVERLOAD_RTOL * np.maximum(rating, 1.0)
+    p = lines.ptdf[:, buses]  # (L, candidate buses)
+    load_flow = np.zeros((lines.n_lines, 1))
+    gen_flow = np.zeros((lines.n_lines, 1))
+    count = np.zeros(buses.size, np.int64)
+    uniform = np.ones(buses.size)
+    out = np.empty(peak.size, np.intp)
+    draws = rng.random(peak.size)
+    for i in np.argsort(-np.maximum(peak, cap), kind="stable"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worst = np.maximum(np.abs(load_flow - peak[i] * p), np.abs(gen_flow + cap[i] * p))
+            ratio = np.where(worst > tol, worst / rating, 0.0).max(axis=0)
+        room = count < limit if limit else np.ones(buses.size, bool)
+        ok = room & (ratio <= 1.0 + OVERLOAD_RTOL)
+        if ok.any():
+            w = np.where(ok, user_weight if peak[i] > 0 and user_weight.sum() else uniform, 0.0)
+            if not w.any():
+                w = ok.astype(float)
+            k = min(int(np.searchsorted(np.cumsum(w), draws[i] * w.sum(), side="right")),
+                    buses.size - 1)
+        else:
+            k = int(np.argmin(np.where(room, ratio, np.inf)))
+        out[i] = buses[k]
+        count[k] += 1
+        load_flow -= peak[i] * p[:, k : k + 1]
+        gen_flow += cap[i] * p[:, k : k + 1]
+    return out
