@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "registered in the genesis), the LH1 record of the DU1 and JY1 roots, "
                     "equal lengths and hours on the three chains, every consensus target "
                     "re-derived from the committed parameters and the credit on LH1, the "
-                    "meta table against the committed run record; with an anchor, the chain "
-                    "heads. Exit 0: intact (what could not be checked is listed); 1: altered "
-                    "(the chain and first bad block are named); 2: missing or not a ledger.")
+                    "meta table against the committed run record, every readable record's "
+                    "encoding and amounts, the file's schema and SQLite integrity; with an "
+                    "anchor, the chain heads and the grid company's key. Exit 0: intact (what "
+                    "could not be checked is listed); 1: altered (the chain and first bad "
+                    "block are named); 2: missing, unreadable or not a ledger.")
     verify.add_argument("path", metavar="PATH", help="the ledger's SQLite file")
     verify.add_argument("--summary", metavar="FILE", help="the run's summary.json: its chain "
                         "lengths and head hashes anchor the check (detects truncation and "
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", dest="heads", action="append", default=[],
                         metavar="CHAIN:HASH", help="a chain's head hash kept elsewhere, e.g. "
                         "LH1:3fa9...; repeatable")
+    verify.add_argument("--authority-key", metavar="HEX", help="the grid company's Ed25519 "
+                        "public key kept elsewhere (summary.json: chains.authority_key): the "
+                        "genesis must register it (detects a ledger re-signed with new keys)")
 
     sweep = sub.add_parser(
         "sweep", help="run a parameter sweep (factorial, Latin hypercube or Sobol design)",
@@ -173,6 +178,7 @@ def scenario_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .ledger.records import check_ledger_paths
     from .model import DIPIModel
     from .physics.grid import check_grid_source
     from .results.output import ResultsWriter, foreign_entries, replacing_folder
@@ -193,19 +199,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (warning := run_policy(params)) is not None:
         warnings.warn(warning, UserWarning, stacklevel=1)
     keys = None if args.keys is None else Path(args.keys)
-    if keys is not None:
-        if keys.exists():
-            raise ConfigError(f"--keys '{keys}': already exists; choose a new path")
-        if not keys.parent.is_dir():
-            raise ConfigError(f"--keys '{keys}': folder '{keys.parent}' does not exist")
-        if params.ledger_detail == "off":
-            raise ConfigError("--keys: ledger_detail is off, so the run has no keys to save")
+    check_ledger_paths(params, out, keys)
     start = time.perf_counter()
-    model = DIPIModel(params=params)
-    hours = model.params.hours
     # The run goes to a new sibling folder that replaces --out only once complete; the
-    # per-party records stream into it as the run goes (memory stays flat).
+    # per-party records stream into it as the run goes (memory stays flat). The model
+    # (and its ledger file) is made once --out is known to be usable.
     with replacing_folder(out, force=args.force) as folder:
+        model = DIPIModel(params=params)
+        hours = model.params.hours
         output = ResultsWriter(model, folder, plots=not args.no_plots)
         try:
             with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
@@ -249,15 +250,25 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger.verify import anchor_from_heads, anchor_from_summary, verify_ledger
+    from .ledger.verify import (
+        anchor_from_heads,
+        anchor_from_summary,
+        authority_key,
+        verify_ledger,
+    )
 
     if args.summary is not None and args.heads:
         raise ConfigError("verify-ledger: give --summary or --head, not both")
-    anchor = None
+    anchor: dict[str, Any] = {}
     if args.summary is not None:
         anchor = anchor_from_summary(args.summary)
     elif args.heads:
         anchor = anchor_from_heads(args.heads)
+    if args.authority_key is not None:
+        key = authority_key(args.authority_key)
+        if anchor.get("authority_key", key) != key:
+            raise ConfigError(f"--authority-key differs from the one in '{args.summary}'")
+        anchor["authority_key"] = key
     report = verify_ledger(args.path, anchor)
     if report.ok:
         print(f"ledger '{args.path}': intact ({report.blocks} blocks on DU1, JY1 and LH1)")
@@ -265,8 +276,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  not checked: {what}")
         return 0
     where = report.chain if report.index is None else f"{report.chain} block {report.index}"
-    print(f"ledger '{args.path}': ALTERED: {where}: "
-          f"{report.problem} ({report.blocks} blocks before it verified)")
+    line = (f"ledger '{args.path}': ALTERED: {where}: {report.problem} ({report.blocks} "
+            "blocks before it verified)")
+    # names and values read from a forged file reach the terminal escaped, never raw
+    print("".join(c if c.isprintable() else ascii(c)[1:-1] for c in line))
     return 1
 
 

@@ -389,6 +389,9 @@ def _check_cross(v: dict[str, Any]) -> None:
     cma = ("cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")
     if sum(v[k] for k in cma) <= 0:
         raise ConfigError(f"{', '.join(cma)} are all 0: at least one CMA weight must be > 0")
+    if v["ledger"] and v["ledger_detail"] == "off":
+        raise ConfigError(f"ledger = {v['ledger']!r} with ledger_detail = 'off': an off ledger "
+                          "writes nothing; set ledger_detail = 'digest' or 'full', or drop ledger")
     f, r = v["feed_in_yuan_per_kwh"], v["retail_yuan_per_kwh"]
     if f >= r:
         raise ConfigError(

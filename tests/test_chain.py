@@ -1,21 +1,26 @@
 """The ledger in a run: chains, node attributes from the ledger, CLI verify (docs/model.md §7)."""
 
+import hashlib
 import json
+import platform
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+from importlib import metadata
 
+import networkx as nx
 import numpy as np
 import pytest
 
 from dipi_abm import DIPIModel
 from dipi_abm.ledger.coloredcoin import GENERATED, TRANSFERRED, decode_credit_updates
 from dipi_abm.ledger.keys import AUTHORITY, KeyRing
-from dipi_abm.ledger.records import node_attributes_from_ledger
+from dipi_abm.ledger.records import node_attributes_from_ledger, source_sha256
 from dipi_abm.ledger.store import read_meta
 from dipi_abm.ledger.verify import verify_ledger
+from dipi_abm.physics.grid import save_graphml
 
 SMALL = dict(n_dpgc=4, n_users=16)
 
@@ -158,7 +163,9 @@ def test_cli_keys_and_anchored_verify(tmp_path):
     assert AUTHORITY in producers and producers <= set(ring.names)
     summary = out / "summary.json"
     heads = json.loads(summary.read_text())["chains"]
-    assert {c: heads[c]["blocks"] for c in heads} == {"DU1": 6, "JY1": 6, "LH1": 6}
+    assert {c: heads[c]["blocks"] for c in ("DU1", "JY1", "LH1")} == {"DU1": 6, "JY1": 6,
+                                                                       "LH1": 6}
+    assert heads["authority_key"] == ring.public_keys()[AUTHORITY].hex()
     r = _cli("verify-ledger", str(path))
     assert r.returncode == 0 and "intact" in r.stdout and "not checked: chain heads" in r.stdout
     r = _cli("verify-ledger", str(path), "--summary", str(summary))
@@ -188,11 +195,42 @@ def test_cli_keys_and_anchored_verify(tmp_path):
         ("verify-ledger", str(path), "--summary", str(summary), "--head",
          f"LH1:{heads['LH1']['head']}"),
     ]
+    # refused before the run starts, leaving nothing behind: a path the run would swap
+    # away with --out, one it cannot write, a ledger with ledger_detail off
+    bad_inputs += [
+        ("run", "--hours", "1", "--out", str(out), "--keys", str(out / "k")),
+        ("run", "--hours", "1", "--out", str(out), "--ledger", str(out / "l.sqlite")),
+        ("run", "--hours", "1", "--out", str(tmp_path / "o3"), "--keys", "/proc/dipi-keys"),
+        ("run", "--hours", "1", "--out", str(tmp_path / "o3"), "--ledger",
+         str(tmp_path / "l3.sqlite"), "--set", "ledger_detail='off'"),
+        ("verify-ledger", str(path), "--authority-key", "ABC"),
+    ]
     for args in bad_inputs:
         r = _cli(*args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
-    assert not (tmp_path / "k2").exists()
+    assert not (tmp_path / "k2").exists() and not (tmp_path / "o3").exists()
+    assert not (tmp_path / "l3.sqlite").exists() and not (out / "k").exists()
+    r = _cli("verify-ledger", str(path), "--authority-key", heads["authority_key"], "--head",
+             f"LH1:{heads['LH1']['head']}")
+    assert r.returncode == 0 and "grid company's key" not in r.stdout, r.stdout
+    assert "not checked: chain heads of DU1, JY1" in r.stdout
+    r = _cli("verify-ledger", str(path), "--authority-key", "ab" * 32)
+    assert r.returncode == 1 and "JY1 block 0" in r.stdout and "re-signed" in r.stdout
+
+
+def test_a_refused_out_leaves_no_ledger_behind(tmp_path):
+    """--out is checked before the ledger file is made, so the corrected rerun works."""
+    out, ledger = tmp_path / "out", tmp_path / "l.sqlite"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ("run", "--hours", "2", "--quiet", "--no-plots", "--ledger", str(ledger),
+            "--set", "n_users=12", "--out")
+    r = _cli(*args, str(out))
+    assert r.returncode == 2 and "not empty" in r.stderr and not ledger.exists()
+    r = _cli(*args, str(tmp_path / "out2"))
+    assert r.returncode == 0, r.stderr
+    assert verify_ledger(ledger).ok
 
 
 def test_closed_ledger_is_one_file_even_while_a_reader_holds_it(tmp_path):
@@ -222,3 +260,24 @@ def test_block_production_kpis_are_reported():
     assert 0 <= s["blocks_gini"] <= 1 and s["blocks_nakamoto"] >= 1
     assert s["producers"] == int((m.node_blocks_won > 0).sum())
     assert sum(p["blocks"] for p in s["top_producers"]) <= 48
+
+
+def test_the_genesis_commits_the_run_identity(tmp_path):
+    """DU1's genesis names one run and one build: a fresh run id (two runs of one seed
+    differ), the grid file's content hash, the source hash, Python, numpy, numba."""
+    g = nx.path_graph(6)
+    nx.set_edge_attributes(g, 0.2, "r_ohm")
+    save_graphml(g, tmp_path / "feeder.graphml")
+    metas = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.sqlite"
+        DIPIModel(seed=6, hours=2, grid=str(tmp_path / "feeder.graphml"), ledger=str(path),
+                  **SMALL).run().close()
+        metas.append(read_meta(path))
+    a, b = metas
+    assert a["run_id"] != b["run_id"] and len(a["run_id"]) == 32
+    digest = hashlib.sha256((tmp_path / "feeder.graphml").read_bytes()).hexdigest()
+    assert a["grid_sha256"] == b["grid_sha256"] == digest
+    assert a["source_sha256"] == source_sha256() and len(source_sha256()) == 64
+    assert a["python"] == platform.python_version() and a["numpy"] == np.__version__
+    assert a["numba"] in (metadata.version("numba"), "not installed")

@@ -11,28 +11,39 @@ all of the members' private keys (as from ``dipi-abm run --keys``).
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dipi_abm import DIPIModel
+from dipi_abm.errors import ConfigError
 from dipi_abm.ledger.keys import AUTHORITY, KeyRing
 from dipi_abm.ledger.store import (
+    StoredRecords,
+    _column_bytes,
+    _column_from_bytes,
+    _digest,
     _parse_row,
     block_hash,
     canonical_row,
+    digest_leaf,
     linked_roots,
     merkle_root,
     signed_message,
     table_digest,
 )
-from dipi_abm.ledger.verify import NO_ANCHOR, _Verifier, verify_ledger
+from dipi_abm.ledger.verify import NO_ANCHOR, verify_ledger
 
 HOURS = 48
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 SMALL = dict(n_dpgc=4, n_users=16, n_miners=1, hours=HOURS)
 KINDS = {
     "full": dict(ledger_detail="full"),
@@ -93,12 +104,12 @@ def rehash(db, chain: str, start: int, keys: KeyRing | None = None, **fields) ->
     records, the hash and every later block's link, from block ``start`` on; re-sign
     with the producers' keys if it holds them (``keys``), else keep the old signatures.
     ``fields`` overrides header fields of block ``start``."""
-    verifier = _Verifier(db)  # the package's own leaf computation: the forger has the code
+    stored = StoredRecords(db)  # the package's own leaf computation: the forger has the code
     for i in range(start, length(db, chain)):
         b = block(db, chain, i)
         prev = block(db, chain, i - 1)["hash"] if i > 0 else "0" * 64
         header = dict(prev_hash=prev, hour=b["hour"],
-                      merkle_root=merkle_root(verifier.leaves(chain, i)).hex(),
+                      merkle_root=merkle_root(raw_leaves(db, stored, chain, i)).hex(),
                       producer=b["producer"], nonce=b["nonce"], target=int(b["target"], 16))
         if i == start:
             header.update(fields)
@@ -110,6 +121,20 @@ def rehash(db, chain: str, start: int, keys: KeyRing | None = None, **fields) ->
                    "nonce = ?, target = ?, hash = ?, signature = ? WHERE rowid = ?",
                    (*list(header.values())[:5], f"{header['target']:064x}", h, signature,
                     b["rowid"]))
+
+
+def raw_leaves(db, stored: StoredRecords, chain: str, index: int) -> list[bytes]:
+    """A block's Merkle leaves as the writer hashes them, whether or not its records
+    parse (a key holder may sign records no reader accepts)."""
+    leaves = {}
+    for tbl, _, payload in stored.rows(chain, index):
+        leaves.setdefault(tbl, []).append(hashlib.sha256(payload).digest())
+    columns = {}
+    for tbl, col, tag, data in stored.columns(chain, index):
+        columns.setdefault(tbl, []).append((col, tag, _column_from_bytes(tag, data).size, data))
+    leaves.update({tbl: [_digest(tbl, cols)] for tbl, cols in columns.items()})
+    leaves.update({tbl: [digest_leaf(tbl, d)] for tbl, d in stored.digests(chain, index)})
+    return [leaf for tbl in sorted(leaves) for leaf in leaves[tbl]]
 
 
 def edit_record(db, chain: str, index: int, table: str, column: str, value) -> None:
@@ -482,10 +507,296 @@ def test_a_block_signed_by_another_node_than_its_producer(forge, detail):
 
 
 def test_a_whole_ledger_replaced_by_another_valid_one(runs, tmp_path):
-    """The same scenario and seed run again (fresh keys): a complete, valid ledger with
-    the same records. Only the anchor of the original run tells them apart."""
+    """The same scenario and seed run again (fresh keys, a fresh run id): a complete,
+    valid ledger with the same records. The original run's anchor tells them apart on
+    every chain (DU1 commits the run id), and so does its grid company's key."""
     other = Run(tmp_path, "digest")
+    original = runs["digest"].anchor
     assert verify_ledger(other.path).ok
-    anchor_only(other.path, ("JY1", HOURS), runs["digest"].anchor)  # DU1: same records
-    found(other.path, ("LH1", None), {"LH1": {"blocks": None,
-                                              "head": runs["digest"].anchor["LH1"]["head"]}})
+    anchor_only(other.path, ("JY1", 0), original)  # the grid company's key first
+    found(other.path, ("DU1", HOURS), {c: original[c] for c in CHAINS})
+    for chain in CHAINS:
+        found(other.path, (chain, None), {chain: {"blocks": None,
+                                                  "head": original[chain]["head"]}})
+    found(other.path, ("JY1", 0), {"authority_key": original["authority_key"]},
+          problem="re-signed")
+
+
+# ----------------------------------------------------------------------------- the file itself
+def refused(path, message: str) -> None:
+    """Exit 2 territory: one line naming the file, never a verdict."""
+    with pytest.raises(ConfigError, match=message) as err:
+        verify_ledger(path)
+    assert f"'{path}'" in str(err.value) and "\n" not in str(err.value)
+
+
+REBUILD = "ALTER TABLE {t} RENAME TO old; CREATE TABLE {t} ({cols}); " \
+          "INSERT INTO {t} SELECT * FROM old; DROP TABLE old;"
+SCHEMA_FORGERIES = {
+    # SQL compares chain without case: a hidden 'lh1' row is read by a reader asking for LH1
+    "collate nocase": REBUILD.format(
+        t="record_digests", cols="chain TEXT NOT NULL COLLATE NOCASE, block_index INTEGER "
+        "NOT NULL, tbl TEXT NOT NULL, digest BLOB NOT NULL")
+    + "INSERT INTO record_digests VALUES ('lh1', 3, 'credit', zeroblob(32));"
+    + "CREATE INDEX record_digests_by_block ON record_digests (chain, block_index);",
+    "view": "ALTER TABLE meta RENAME TO m2; CREATE VIEW meta AS SELECT * FROM m2;",
+    "trigger": "CREATE TRIGGER t AFTER INSERT ON meta BEGIN SELECT 1; END;",
+    "extra table": "CREATE TABLE notes (x);",
+    "generated column": REBUILD.format(
+        t="meta", cols="key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+        "shown TEXT GENERATED ALWAYS AS ('1e9') VIRTUAL").replace("SELECT *",
+                                                                 "SELECT key, value")
+    .replace("INSERT INTO meta", "INSERT INTO meta (key, value)"),
+    "null block index": REBUILD.format(
+        t="record_rows", cols="chain TEXT NOT NULL, block_index INTEGER, tbl TEXT NOT NULL, "
+        "row INTEGER NOT NULL, payload BLOB NOT NULL")
+    + "INSERT INTO record_rows VALUES ('JY1', NULL, 'transfers', 0, x'00');"
+    + "CREATE INDEX record_rows_by_block ON record_rows (chain, block_index);",
+    "meta without its key": REBUILD.format(t="meta", cols="key TEXT, value TEXT NOT NULL")
+    + "INSERT INTO meta VALUES ('seed', '99');",
+    "index dropped": "DROP INDEX blocks_by_chain;",
+    "unique index added": "CREATE UNIQUE INDEX extra ON blocks (hash);",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(SCHEMA_FORGERIES))
+def test_a_schema_an_sql_reader_honours_but_a_verifier_might_not(forge, attack):
+    """The issue's 14 forgeries that let SQL readers and the verifier see different data:
+    the verifier requires the exact schema a ledger is written with (exit 2)."""
+    db, run, path = forge("full")
+    db.executescript(SCHEMA_FORGERIES[attack])
+    db.close()
+    refused(path, "schema differs")
+
+
+def wal_forgery(run, folder: Path) -> Path:
+    """A forged main file (a transfer raised) and a committed -wal that reverts it, as a
+    killed writer leaves them: copied while the writing connection still holds them."""
+    work, out = folder / "work.sqlite", folder / "forged.sqlite"
+    shutil.copyfile(run.path, work)
+    db = sqlite3.connect(work, isolation_level=None)
+    edit_record(db, "JY1", MID, "transfers", "yuan", 1e6)
+    original = sqlite3.connect(run.path).execute(
+        "SELECT rowid, payload FROM record_rows WHERE chain = 'JY1' AND block_index = ? AND "
+        "tbl = 'transfers' ORDER BY row", (MID,)).fetchone()
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA wal_autocheckpoint = 0")
+    db.execute("UPDATE record_rows SET payload = ? WHERE rowid = ?", original[::-1])
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(f"{work}{suffix}", f"{out}{suffix}")
+    db.close()
+    return out
+
+
+def test_a_forged_file_with_a_log_that_reverts_it(runs, tmp_path):
+    """Read with its log (a run still writing) it verifies, and says the verdict covers
+    the file with its -wal; the file alone, as copied or archived, is found; a -wal
+    without its -shm, or a -journal, is refused rather than read either way."""
+    forged = wal_forgery(runs["full"], tmp_path)
+    report = verify_ledger(forged)
+    assert report.ok and "-wal' beside the file" in report.unchecked[0], report
+    Path(f"{forged}-shm").unlink()
+    refused(forged, "did not close it")
+    Path(f"{forged}-wal").unlink()
+    found(forged, ("JY1", MID), problem="merkle root")
+    Path(f"{forged}-journal").write_bytes(b"\xd9\xd5\x05\xf9 \xa1c\xd7" + bytes(504))
+    refused(forged, "cut off mid-transaction")
+
+
+def test_verifying_creates_nothing_beside_the_file(runs, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "l.sqlite"
+    shutil.copyfile(runs["digest"].path, path)
+    folder.chmod(0o555)
+    try:
+        assert verify_ledger(path).ok
+        assert [p.name for p in folder.iterdir()] == ["l.sqlite"]
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_ledger_being_written_verifies_up_to_its_last_committed_period(tmp_path):
+    """Blocks and records are read in one snapshot, through the writer's log."""
+    path = tmp_path / "live.sqlite"
+    m = DIPIModel(seed=5, ledger=str(path), **{**SMALL, "hours": 12})
+    m.run(5)
+    m.ledger.sync()
+    assert Path(f"{path}-wal").stat().st_size > 0
+    report = verify_ledger(path)
+    assert report.ok and report.blocks == 3 * 6 and "still writing" in report.unchecked[0]
+    m.run(1)
+    assert verify_ledger(path).blocks == 3 * 7
+    m.close()
+    assert verify_ledger(path).unchecked == (NO_ANCHOR,)
+
+
+# ----------------------------------------------------------------------------- anchors
+@pytest.mark.parametrize("detail", DETAILS)
+def test_a_partial_anchor_names_every_chain_it_leaves_open(forge, detail):
+    """--head on one chain: the others are listed as not checked (an insider anchored by
+    JY1 alone could rewrite DU1), and so is the grid company's key."""
+    db, run, path = forge(detail)
+    db.close()
+    for chain in CHAINS:
+        report = verify_ledger(path, {chain: {"blocks": None, "head": run.anchor[chain]["head"]}})
+        others = ", ".join(c for c in CHAINS if c != chain)
+        assert report.ok and report.unchecked[0].startswith(f"chain heads of {others}:")
+        assert "grid company's key" in report.unchecked[1]
+    report = verify_ledger(path, {**{c: run.anchor[c] for c in CHAINS},
+                                  "authority_key": run.anchor["authority_key"]})
+    assert report.ok and report.unchecked == ()
+
+
+@pytest.mark.parametrize("detail", DETAILS)
+def test_every_block_or_every_period_removed(forge, detail):
+    """Emptied of every block, or cut back to its genesis, a ledger whose run record keeps
+    blocks is altered even without an anchor."""
+    db, run, path = forge(detail)
+    for t in ("blocks", "record_rows", "record_columns", "record_digests"):
+        db.execute(f"DELETE FROM {t} WHERE block_index > 0")
+    db.close()
+    found(path, ("DU1", 1), problem="end at their genesis")
+    db = sqlite3.connect(path, isolation_level=None)
+    for t in ("blocks", "record_rows", "record_columns", "record_digests"):
+        db.execute(f"DELETE FROM {t}")
+    db.close()
+    found(path, ("DU1", 0), problem="holds no blocks")
+
+
+# ----------------------------------------------------------------------------- meaning
+@pytest.mark.parametrize("detail", DETAILS)
+def test_one_stolen_key_re_attributes_a_period(forge, detail):
+    """An insider re-signs LH1's head as its own (the block reward is LH1's producer's):
+    the period's DU1 and JY1 blocks name another producer."""
+    db, run, path = forge(detail)
+    b = block(db, "LH1", HOURS)
+    thief = next(n for n in run.keys.names if n not in (AUTHORITY, b["producer"]))
+    rehash(db, "LH1", HOURS, KeyRing({thief: run.keys.signer(thief).key}), producer=thief)
+    db.close()
+    found(path, ("LH1", HOURS), problem="producer")
+
+
+@pytest.mark.parametrize("value", [float("nan"), -float("nan"), -0.0, 1e308, float("inf")])
+def test_a_key_holder_signs_an_impossible_amount(forge, value):
+    """NaN (either sign), -0.0, infinities and 1e308 yuan, signed by the key holder."""
+    db, run, path = forge("full")
+    edit_record(db, "JY1", MID, "transfers", "yuan", value)
+    rehash(db, "JY1", MID, run.keys)
+    db.close()
+    found(path, ("JY1", MID), problem="amount")
+
+
+@pytest.mark.parametrize("detail", DETAILS)
+def test_a_nan_block_reward_signed_by_the_grid_company(forge, detail):
+    db, run, path = forge(detail)
+    set_genesis_value(db, "DU1", "tariff", "block_reward_yuan", float("nan"))
+    rehash(db, "DU1", 0, run.keys)
+    db.close()
+    found(path, ("DU1", 0), problem="not finite")
+
+
+def test_a_payload_with_a_garbage_tail(forge):
+    db, run, path = forge("full")
+    rowid, payload = db.execute("SELECT rowid, payload FROM record_rows WHERE chain = 'JY1' "
+                                "AND block_index = ? AND tbl = 'transfers' AND row = 0",
+                                (MID,)).fetchone()
+    db.execute("UPDATE record_rows SET payload = ? WHERE rowid = ?", (payload + b"\0\xff", rowid))
+    rehash(db, "JY1", MID, run.keys)
+    db.close()
+    found(path, ("JY1", MID), problem="malformed")
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda s: s[:2] + " " + s[2:]])
+def test_a_signature_not_in_its_canonical_hex(forge, spelling):
+    db, run, path = forge("digest")
+    b = block(db, "JY1", MID)
+    db.execute("UPDATE blocks SET signature = ? WHERE rowid = ?",
+               (spelling(b["signature"]), b["rowid"]))
+    db.close()
+    found(path, ("JY1", MID), problem="lowercase hex")
+
+
+# ----------------------------------------------------------------------------- crash inputs
+def set_genesis_value(db, chain: str, table: str, column: str, value) -> None:
+    """A genesis value changed in whichever form it is stored (rows or columns)."""
+    if db.execute("SELECT 1 FROM record_rows WHERE chain = ? AND block_index = 0 AND tbl = ?",
+                  (chain, table)).fetchone():
+        edit_record(db, chain, 0, table, column, value)
+        return
+    rows = db.execute("SELECT col, dtype, data FROM record_columns WHERE chain = ? AND "
+                      "block_index = 0 AND tbl = ?", (chain, table)).fetchall()
+    arrays = {c: _column_from_bytes(t, d) for c, t, d in rows}
+    arrays[column] = arrays[column].copy()
+    arrays[column][0] = value
+    tag = dict((c, t) for c, t, _ in rows)[column]
+    db.execute("UPDATE record_columns SET data = ? WHERE chain = ? AND block_index = 0 AND "
+               "tbl = ? AND col = ?", (_column_bytes(tag, arrays[column]), chain, table, column))
+
+
+def edit_run_params(db, key: str, value) -> None:
+    """A committed parameter changed in the run record and meta alike (as an insider
+    holding the grid company's key would, before re-signing)."""
+    (params,) = db.execute("SELECT value FROM meta WHERE key = 'params'").fetchone()
+    new = json.dumps({**json.loads(params), key: value}, sort_keys=True)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'params'", (new,))
+    rows = db.execute("SELECT rowid, payload FROM record_rows WHERE chain = 'DU1' AND "
+                      "block_index = 0 AND tbl = 'run' ORDER BY row").fetchall()
+    if rows:
+        for rowid, payload in rows:
+            name, row, values = _parse_row(payload)
+            if dict((c, v) for c, _, v in values)["key"] == "params":
+                values = [(c, new if c == "value" else v) for c, _, v in values]
+                db.execute("UPDATE record_rows SET payload = ? WHERE rowid = ?",
+                           (canonical_row(name, row, values), rowid))
+        return
+    keys = _column_from_bytes("str", db.execute(
+        "SELECT data FROM record_columns WHERE chain = 'DU1' AND block_index = 0 AND "
+        "tbl = 'run' AND col = 'key'").fetchone()[0]).tolist()
+    set_genesis_value_at(db, "run", "value", keys.index("params"), new)
+
+
+def set_genesis_value_at(db, table: str, column: str, i: int, value) -> None:
+    (data,) = db.execute("SELECT data FROM record_columns WHERE chain = 'DU1' AND "
+                         "block_index = 0 AND tbl = ? AND col = ?", (table, column)).fetchone()
+    values = _column_from_bytes("str", data).tolist()
+    values[i] = value
+    db.execute("UPDATE record_columns SET data = ? WHERE chain = 'DU1' AND block_index = 0 "
+               "AND tbl = ? AND col = ?", (_column_bytes("str", np.array(values)), table, column))
+
+
+CRASHES = {
+    "corrupt b-tree page": None,
+    "invalid utf-8": "UPDATE blocks SET producer = CAST(x'ff' AS TEXT) WHERE chain = 'JY1' "
+                     "AND block_index = 3",
+    "trailing byte in the run record": "UPDATE record_columns SET data = data || x'00' WHERE "
+                                       "chain = 'DU1' AND block_index = 0 AND tbl = 'run' AND "
+                                       "col = 'value'",
+    "a list for a rule name": ("consensus", ["poca"]),
+    "poca_tau = 0": ("poca_tau", 0),
+    "poca_tau = -1e308": ("poca_tau", -1e308),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRASHES))
+def test_inputs_that_crashed_the_verifier_end_in_one_line(forge, case):
+    """Each gives exit 2 with one line, or exit 1 naming the chain and block."""
+    db, run, path = forge("digest")
+    attack = CRASHES[case]
+    if isinstance(attack, str):
+        db.execute(attack)
+    elif isinstance(attack, tuple):
+        edit_run_params(db, *attack)
+        rehash(db, "DU1", 0, run.keys)
+    db.close()
+    if attack is None:
+        data = bytearray(path.read_bytes())
+        data[8 * 4096 : 8 * 4096 + 64] = bytes(range(64))  # a b-tree page's header
+        path.write_bytes(bytes(data))
+    r = subprocess.run([sys.executable, "-m", "dipi_abm.cli", "verify-ledger", str(path)],
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr, r.stderr
+    out = r.stdout if r.returncode == 1 else r.stderr
+    assert len(out.strip().splitlines()) == 1, out
+    if r.returncode == 1:
+        assert "ALTERED: DU1 block 0" in out or "JY1 block 3" in out, out

@@ -118,6 +118,9 @@ class KeyRing:
                 os.replace(tmp, path)
         except FileExistsError:
             raise ConfigError(f"key file '{path}': already exists; choose a new path") from None
+        except OSError as exc:  # a read-only folder, a full disk
+            raise ConfigError(f"key file '{path}': cannot write ({exc.strerror or exc})"
+                              ) from None
         finally:
             Path(tmp).unlink(missing_ok=True)
 

@@ -21,8 +21,14 @@ rewards of the blocks it produced) and credit (its latest colored-coin amount).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import platform
+import tempfile
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +36,13 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ..hour import KPI_BY_NAME, HourRecord
+from ..physics.grid import BUILTIN_GRIDS
 from .coloredcoin import decode_credit_updates, encode_credit_updates
 from .keys import AUTHORITY, KeyRing
 from .store import Ledger
 
 if TYPE_CHECKING:
+    from ..config import Params
     from ..model import DIPIModel
 
 Records = dict[str, dict[str, np.ndarray]]
@@ -140,17 +148,83 @@ def ledger_thread(n_parties: int, hashed: bool) -> bool:
     return n_parties >= LEDGER_THREAD_MIN_PARTIES
 
 
+@functools.cache
+def source_sha256() -> str:
+    """SHA-256 over this package's source (every ``.py`` file, by relative path): the
+    code that made a ledger, also from a source tree whose version reads "0+unknown"."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def _installed(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def run_identity(grid: Any) -> dict[str, str]:
+    """What DU1's genesis commits beside the run's parameters, so that its head names one
+    run and one build: a fresh random ``run_id`` (two runs of one seed differ), the grid
+    file's content hash, the package source's hash, and the Python, numpy and numba
+    versions (numba's read from its metadata, without importing it)."""
+    if isinstance(grid, str) and grid.strip().lower() in BUILTIN_GRIDS:
+        grid_hash = f"built-in grid {grid.strip().lower()!r}"
+    elif isinstance(grid, str | os.PathLike) and Path(grid).is_file():
+        grid_hash = hashlib.sha256(Path(grid).read_bytes()).hexdigest()
+    else:  # the model was handed a networkx graph
+        grid_hash = "a graph given in Python (no file)"
+    return {"run_id": os.urandom(16).hex(), "grid_sha256": grid_hash,
+            "source_sha256": source_sha256(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": _installed("numba")}
+
+
+def check_ledger_paths(params: Params, out: str | os.PathLike, keys: Path | None) -> None:
+    """Refuse, before a run starts, a ledger or key file the run could not write or would
+    lose: ``ledger`` with ``ledger_detail`` off, an existing file, a missing or read-only
+    folder, or a path inside ``out`` (which the run replaces as a whole)."""
+    if keys is not None and params.ledger_detail == "off":
+        raise ConfigError("--keys with ledger_detail = 'off': the run has no keys to save")
+    out = Path(out).resolve()
+    ledger = Path(params.ledger) if params.ledger else None
+    for what, path in (("ledger", ledger), ("--keys", keys)):
+        if path is None:
+            continue
+        if path.exists() and (what == "--keys" or path.stat().st_size > 0):
+            raise ConfigError(f"{what} '{path}': already exists; choose a new path")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{what} '{path}': folder '{path.parent}' does not exist")
+        if out == path.parent.resolve() or out in path.parent.resolve().parents:
+            raise ConfigError(f"{what} '{path}': inside --out '{out}', which the run replaces "
+                              "as a whole; choose a path outside it")
+        try:  # the one sure test that the run will be able to write there
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe",
+                                         dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"{what} '{path}': cannot write in '{path.parent}' "
+                              f"({exc.strerror or exc})") from None
+
+
 def open_run_ledger(model: DIPIModel, meta: Mapping[str, str]) -> tuple[Ledger, KeyRing]:
     """The run's chains with their signed genesis blocks, and the members' private keys.
 
     A key pair per node (``model.addresses``) and one for the grid company, which
-    signs the genesis; ``meta`` (package, version, seed, parameters) is committed in
-    DU1's genesis. Under hashed POCA the LH1 credit records are kept at every detail
-    level, so a verifier can re-derive each block's target from them.
+    signs the genesis; ``meta`` (package, version, seed, parameters) and the
+    :func:`run_identity` are committed in DU1's genesis. Under hashed POCA the LH1
+    credit records are kept at every detail level, so a verifier can re-derive each
+    block's target from them.
     """
     p = model.params
     keys = KeyRing.generate([AUTHORITY, *model.addresses])
     hashed = model.miners_set.hashed
+    meta = {**meta, **run_identity(p.grid)}
     ledger = Ledger(p.ledger or None, detail=p.ledger_detail, meta=meta,
                     keep=("LH1/credit",) if hashed else (),
                     background=ledger_thread(model.state.n, hashed))

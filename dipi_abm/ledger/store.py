@@ -361,16 +361,6 @@ def _parse_row(payload: bytes) -> tuple[str, int, list[tuple[str, str, Any]]]:
     return table, row, values
 
 
-def _row_key(payload: bytes) -> tuple[str, int]:
-    """The (table, row) a record's payload names, read from its first fields only."""
-    if payload[:1] != _ROW or len(payload) < 5:
-        raise ValueError("not a record row")
-    (k,) = _U32.unpack_from(payload, 1)
-    if len(payload) < 5 + k + 8:
-        raise ValueError("truncated record")
-    return payload[5 : 5 + k].decode("utf-8"), _I64.unpack_from(payload, 5 + k)[0]
-
-
 @functools.lru_cache(maxsize=1024)
 def _column_head(col: str, tag: str) -> bytes:
     return _text(col) + _text(tag)
@@ -683,6 +673,7 @@ class Ledger:
         except sqlite3.Error as exc:
             raise ConfigError(f"ledger '{self.path}': cannot create: {exc}") from None
         self._heads: dict[str, Block] = {}
+        self._authority: str | None = None  # the genesis signer's public key, hex
         self._in_period = False
         self._writer = PeriodWriter(self._append_job) if background else None
 
@@ -722,6 +713,7 @@ class Ledger:
         own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
         prepared["LH1"] = _prepare(own["LH1"], detail)
         self._append_period(0, prepared, signer, 0, 0)
+        self._authority = public_keys[signer.name].hex()
 
     def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
         """Hash a period's records once per chain; LH1 then also commits to the DU1 and
@@ -916,12 +908,16 @@ class Ledger:
         self.sync()
         return self._heads.get(chain)
 
-    def heads(self) -> dict[str, dict[str, Any]]:
-        """Each chain's length and head hash: the anchor a run's summary.json keeps
-        outside the file, so truncation and replacement can be detected later."""
+    def heads(self) -> dict[str, Any]:
+        """Each chain's length and head hash, and under ``authority_key`` the public key
+        that signed the genesis (hex): the anchor a run's summary.json keeps outside the
+        file, so truncation, replacement and re-signing can be detected later."""
         self.sync()
-        return {c: {"blocks": 0 if (b := self._heads.get(c)) is None else b.index + 1,
-                    "head": None if b is None else b.hash} for c in CHAINS}
+        heads: dict[str, Any] = {
+            c: {"blocks": 0 if (b := self._heads.get(c)) is None else b.index + 1,
+                "head": None if b is None else b.hash} for c in CHAINS}
+        heads["authority_key"] = self._authority
+        return heads
 
     def blocks(self, chain: str) -> list[Block]:
         self.sync()
@@ -984,22 +980,106 @@ def linked_roots(du1_root: str, jy1_root: str) -> dict[str, np.ndarray]:
 def read_records(
     db: sqlite3.Connection, chain: str, index: int
 ) -> dict[str, dict[str, np.ndarray]]:
-    """A block's records kept as rows or columns, as {table: {column: array}}."""
-    payloads = [
-        payload
-        for (payload,) in db.execute(
-            "SELECT payload FROM record_rows WHERE chain = ? AND block_index = ? ORDER BY tbl, row",
-            (chain, index),
-        )
-    ]
-    records = _records_from_rows(payloads)
-    for tbl, col, tag, data in db.execute(
-        "SELECT tbl, col, dtype, data FROM record_columns WHERE chain = ? AND block_index = ? "
-        "ORDER BY tbl, col",
-        (chain, index),
-    ):
-        records.setdefault(tbl, {})[col] = _column_from_bytes(tag, data)
-    return dict(sorted(records.items()))
+    """A block's records kept as rows or columns, as {table: {column: array}}, read and
+    checked as the verifier reads them (:class:`StoredRecords`)."""
+    return StoredRecords(db).tables(chain, index)
+
+
+class StoredRecords:
+    """The one way every reader (the verifier, :func:`read_records`) reads a ledger's
+    stored records: each field of the type the schema promises, each payload parsed
+    exactly and in its canonical encoding, each column decoded exactly (ValueError
+    otherwise). ``bulk`` reads every block's columns and digests at once, for a pass over
+    all blocks; otherwise each block's are read when asked for."""
+
+    def __init__(self, db: sqlite3.Connection, *, bulk: bool = False) -> None:
+        self.db = db
+        self._columns: dict[tuple, list[tuple]] | None = None
+        self._digests: dict[tuple, list[tuple]] | None = None
+        self._has_rows = True
+        if bulk:
+            self._columns, self._digests = {}, {}
+            for chain, idx, *rest in db.execute(
+                    "SELECT chain, block_index, tbl, col, dtype, data FROM record_columns"):
+                self._columns.setdefault((chain, idx), []).append(tuple(rest))
+            for chain, idx, *rest in db.execute(
+                    "SELECT chain, block_index, tbl, digest FROM record_digests"):
+                self._digests.setdefault((chain, idx), []).append(tuple(rest))
+            self._has_rows = db.execute("SELECT 1 FROM record_rows LIMIT 1").fetchone() is not None
+
+    def _select(self, table: str, fields: str, chain: str, index: int) -> list[tuple]:
+        return self.db.execute(f"SELECT {fields} FROM {table} WHERE chain = ? AND "
+                               "block_index = ?", (chain, index)).fetchall()
+
+    def rows(self, chain: str, index: int) -> list[tuple[str, int, bytes]]:
+        """(table, row, payload) of the block's record rows, by table and row."""
+        rows = self._select("record_rows", "tbl, row, payload", chain, index) \
+            if self._has_rows else []
+        if not all(type(t) is str and type(r) is int and type(p) is bytes for t, r, p in rows):
+            raise ValueError("a record row has a field of the wrong type")
+        return sorted(rows, key=lambda r: (r[0], r[1]))
+
+    def columns(self, chain: str, index: int) -> list[tuple[str, str, str, bytes]]:
+        """(table, column, type tag, data) of the block's tables kept as columns."""
+        cols = (self._columns.get((chain, index), []) if self._columns is not None
+                else self._select("record_columns", "tbl, col, dtype, data", chain, index))
+        if not all(type(t) is str and type(c) is str and type(g) is str and type(d) is bytes
+                   for t, c, g, d in cols):
+            raise ValueError("a record column has a field of the wrong type")
+        return sorted(cols)
+
+    def digests(self, chain: str, index: int) -> list[tuple[str, bytes]]:
+        """(table, SHA-256) of the block's tables kept only as their digest."""
+        digests = (self._digests.get((chain, index), []) if self._digests is not None
+                   else self._select("record_digests", "tbl, digest", chain, index))
+        if not all(type(t) is str and type(d) is bytes and len(d) == 32 for t, d in digests):
+            raise ValueError("a table digest has a field of the wrong type")
+        return sorted(digests)
+
+    def tables(self, chain: str, index: int) -> dict[str, dict[str, np.ndarray]]:
+        """The block's readable tables, {table: {column: array}} in name order."""
+        return self.read(chain, index)[0]
+
+    def read(self, chain: str, index: int
+             ) -> tuple[dict[str, dict[str, np.ndarray]], list[bytes]]:
+        """The block's readable tables and its Merkle leaves, recomputed from what is
+        stored (tables in name order: rows, columns or a digest each)."""
+        by_table: dict[str, list[tuple[int, bytes]]] = {}
+        for tbl, row, payload in self.rows(chain, index):
+            by_table.setdefault(tbl, []).append((row, payload))
+        tables: dict[str, dict[str, np.ndarray]] = {}
+        leaves: dict[str, list[bytes]] = {}
+        for tbl, rows in by_table.items():
+            payloads = [p for _, p in rows]
+            if [r for r, _ in rows] != list(range(len(rows))):
+                raise ValueError(f"table {tbl!r}: rows are not numbered 0, 1, ...")
+            decoded = _records_from_rows(payloads)
+            table = decoded.get(tbl)
+            if set(decoded) != {tbl} or _canonical_rows(tbl, _columns(tbl, table)) != payloads:
+                raise ValueError(f"table {tbl!r}: a record is not in its canonical encoding")
+            tables[tbl] = table
+            leaves[tbl] = [hashlib.sha256(p).digest() for p in payloads]
+        grouped: dict[str, list[tuple[str, str, bytes]]] = {}
+        for tbl, col, tag, data in self.columns(chain, index):
+            grouped.setdefault(tbl, []).append((col, tag, data))
+        for tbl, cols in grouped.items():
+            if tbl in leaves:
+                raise ValueError(f"table {tbl!r} is stored both as rows and as columns")
+            arrays = {col: _column_from_bytes(tag, data) for col, tag, data in cols}
+            # text read back as numpy strings (which drop a trailing NUL) must say the same
+            if any(tag == "str" and _column_bytes(tag, arrays[col]) != data
+                   for col, tag, data in cols):
+                raise ValueError(f"table {tbl!r}: a text column is not in its canonical form")
+            if len(arrays) != len(cols) or len({a.size for a in arrays.values()}) != 1:
+                raise ValueError(f"table {tbl!r} has repeated or unequal columns")
+            tables[tbl] = arrays
+            leaves[tbl] = [_digest(tbl, [(c, g, arrays[c].size, d) for c, g, d in cols])]
+        for tbl, digest in self.digests(chain, index):
+            if tbl in leaves:
+                raise ValueError(f"table {tbl!r} is stored twice")
+            leaves[tbl] = [digest_leaf(tbl, digest)]
+        return (dict(sorted(tables.items())),
+                [leaf for tbl in sorted(leaves) for leaf in leaves[tbl]])
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -1017,37 +1097,93 @@ class VerifyReport:
     unchecked: tuple[str, ...] = ()
 
 
-def open_ledger_file(path: str | os.PathLike) -> sqlite3.Connection:
-    """Open an existing ledger read-only, or raise ConfigError naming the file."""
+def _schema(db: sqlite3.Connection) -> list[tuple]:
+    return db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                      "ORDER BY type, name").fetchall()
+
+
+@functools.cache
+def _expected_schema() -> tuple[tuple, ...]:
+    """Every object a ledger's schema holds, as SQLite records it (tables, columns, types,
+    collations, constraints and indexes are all in each object's SQL)."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(_SCHEMA)
+    try:
+        return tuple(_schema(db))
+    finally:
+        db.close()
+
+
+def open_ledger_file(path: str | os.PathLike) -> tuple[sqlite3.Connection, bool]:
+    """Open an existing ledger read-only as one snapshot (a read transaction), or raise
+    ConfigError naming the file; also says whether a run is still writing it.
+
+    A closed ledger is one self-contained file, opened immutable: nothing beside it is
+    read and nothing (no ``-shm``) is created. A non-empty ``-wal`` beside it with its
+    ``-shm`` is a ledger being written (or one whose run was killed): it is read with
+    that log, up to its last committed period. A ``-journal`` (a transaction cut off
+    mid-write) or a ``-wal`` without its ``-shm`` is refused: the file's bytes alone are
+    then not what any SQLite reader would see. The file must pass SQLite's integrity
+    check and hold exactly the schema a ledger is written with."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"ledger '{path}': no such file")
     if not path.is_file():
         raise ConfigError(f"ledger '{path}': not a file")
+    beside = {s: Path(f"{path}{s}") for s in ("-journal", "-wal", "-shm")}
+    size = {s: p.stat().st_size if p.is_file() else -1 for s, p in beside.items()}
+    if size["-journal"] > 0:
+        raise ConfigError(f"ledger '{path}': '{beside['-journal'].name}' beside it holds a "
+                          "write cut off mid-transaction; open the ledger once with sqlite3 "
+                          "(which rolls it back), then verify it")
+    live = size["-wal"] > 0
+    if live and size["-shm"] < 0:
+        raise ConfigError(f"ledger '{path}': '{beside['-wal'].name}' beside it was left by "
+                          "a writer that did not close it, so the file alone is not the "
+                          "ledger; open it once with sqlite3 to fold the log in, or move "
+                          "the log away to verify the file alone")
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        tables = {
-            name: tuple(r[1] for r in db.execute(f"PRAGMA table_info({name})")) for name in _TABLES
-        }
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise ConfigError(f"ledger '{path}': not a readable SQLite file ({exc})") from None
-    if app_id == APPLICATION_ID and version != FORMAT_VERSION:
+    try:
+        db.execute("BEGIN")  # every later read sees this one snapshot
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        schema = _schema(db)
+        problem = None
+        if app_id == APPLICATION_ID and version != FORMAT_VERSION:
+            problem = (f"format {version}, this version reads format {FORMAT_VERSION} "
+                       "(signed blocks, committed run identity)")
+        elif app_id != APPLICATION_ID or not {t for _, t, *_ in schema} >= set(_TABLES):
+            problem = "not a dipi_abm ledger (missing its tables)"
+        elif tuple(schema) != _expected_schema():
+            extra = sorted({tuple(s[:2]) for s in schema} ^ {tuple(s[:2]) for s in
+                                                              _expected_schema()})
+            what = (f"{extra[0][0]} '{extra[0][1]}'" if extra else
+                    "a table or index defined otherwise")
+            problem = (f"not a dipi_abm ledger as written: its schema differs from a "
+                       f"ledger's ({what})")
+        else:
+            check = [r[0] for r in db.execute("PRAGMA integrity_check(3)")]
+            if check != ["ok"]:
+                problem = f"damaged: SQLite's check finds {'; '.join(map(str, check))}"
+    except sqlite3.Error as exc:
+        problem = f"not a readable SQLite file ({exc})"
+    if problem is not None:
         db.close()
-        raise ConfigError(f"ledger '{path}': format {version}, this version reads format "
-                          f"{FORMAT_VERSION} (signed blocks)")
-    if app_id != APPLICATION_ID or tables != _TABLES:
-        db.close()
-        raise ConfigError(f"ledger '{path}': not a dipi_abm ledger (missing its tables)")
-    return db
+        raise ConfigError(f"ledger '{path}': {' '.join(problem.split())}")
+    return db, live
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, str]:
     """The run description stored with a ledger file (verify checks it against the run
     record committed in DU1's genesis block)."""
-    db = open_ledger_file(path)
+    db, _ = open_ledger_file(path)
     try:
         return dict(db.execute("SELECT key, value FROM meta ORDER BY key"))
+    except sqlite3.Error as exc:
+        raise ConfigError(f"ledger '{path}': not a readable SQLite file ({exc})") from None
     finally:
         db.close()

@@ -14,21 +14,29 @@
    (hashed POCA: [DIPI] eq. 10, ``poca_targets``; otherwise no proof of work,
    target and nonce 0) and the nonce meets it; LH1's record of the period's DU1
    and JY1 roots equals those chains' roots.
-3. **The chains together.** The three chains have the same length and the
-   same hour at every index; no record or block lies outside them.
+   Every readable record parses exactly, in its canonical encoding, and its
+   amounts are finite and within the run's physical bounds (:func:`amount_bounds`).
+3. **The chains together.** The three chains have the same length, and the
+   same hour and producer at every index; no record or block lies outside them.
+   A ledger without blocks (or with its genesis only) whose run record keeps
+   them is altered, unless a run is still writing it.
 4. **The anchor.** With the chains' lengths and head hashes kept elsewhere (a
    run's ``summary.json``, or a head given by hand), the file must end where
-   the anchor says. Without one, the report says what it could not check:
-   removing the newest periods from all three chains at once, or replacing the
-   whole ledger by one signed with new keys, leaves a self-consistent file.
+   the anchor says; with the grid company's public key kept elsewhere
+   (``summary.json`` or ``--authority-key``), the genesis must register it.
+   Whatever is not anchored is listed as not checked: removing the newest
+   periods from all three chains at once, or replacing the whole ledger by one
+   signed with new keys, leaves a self-consistent file.
+
+The file is read as one snapshot (:func:`~dipi_abm.ledger.store.open_ledger_file`).
 
 The report names the first bad block: chain and index.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -46,15 +54,9 @@ from .store import (
     CHAINS,
     GENESIS_PREV,
     Ledger,
+    StoredRecords,
     VerifyReport,
-    _canonical_rows,
-    _column_from_bytes,
-    _columns,
-    _digest,
-    _records_from_rows,
-    _row_key,
     block_hash,
-    digest_leaf,
     linked_roots,
     merkle_root,
     open_ledger_file,
@@ -62,8 +64,9 @@ from .store import (
     table_digest,
 )
 
-__all__ = ["NO_ANCHOR", "Anchor", "anchor_from_heads", "anchor_from_summary", "verify_db",
-           "verify_ledger", "verify_open"]
+__all__ = ["NO_ANCHOR", "NO_PARAMS", "Anchor", "amount_bounds", "anchor_from_heads",
+           "anchor_from_summary", "authority_key", "verify_db", "verify_ledger",
+           "verify_open"]
 
 #: Per chain: {"blocks": length or None, "head": hash of the last block}.
 Anchor = Mapping[str, Mapping[str, Any]]
@@ -71,20 +74,29 @@ Anchor = Mapping[str, Mapping[str, Any]]
 NO_ANCHOR = ("chain heads: no anchor given (--summary or --head), so the newest periods "
              "removed from all three chains, or a whole ledger replaced by one signed with "
              "new keys, would go unnoticed")
-_NO_CONSENSUS = "consensus targets: the genesis commits no consensus parameters"
+NO_PARAMS = ("consensus targets and amounts: the genesis commits no run parameters, so "
+             "targets are not re-derived and amounts not held to physical bounds")
+_NO_AUTHORITY = ("the grid company's key: not pinned (--authority-key, or --summary of a "
+                 "run that recorded it), so a ledger re-signed throughout with new keys "
+                 "passes the chains no head anchors")
 
 
 # ----------------------------------------------------------------------------- anchors
-def anchor_from_summary(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The chain heads a run recorded in its ``summary.json`` (key ``chains``)."""
+def anchor_from_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """The chain heads a run recorded in its ``summary.json`` (key ``chains``), with the
+    grid company's public key when the run recorded it."""
     path = Path(path)
     try:
         chains = json.loads(path.read_text())["chains"]
-        anchor = {c: {"blocks": int(chains[c]["blocks"]), "head": str(chains[c]["head"])}
-                  for c in CHAINS}
+        anchor: dict[str, Any] = {
+            c: {"blocks": int(chains[c]["blocks"]), "head": str(chains[c]["head"])}
+            for c in CHAINS}
+        key = chains.get("authority_key")
+        if key is not None:
+            anchor["authority_key"] = authority_key(key, f"summary '{path}': authority_key")
     except FileNotFoundError:
         raise ConfigError(f"summary '{path}': no such file") from None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError(f"summary '{path}': has no chain heads (key 'chains': the run "
                           "kept no ledger, or an older version wrote it)") from None
     return anchor
@@ -102,14 +114,33 @@ def anchor_from_heads(heads: Sequence[str]) -> dict[str, dict[str, Any]]:
     return anchor
 
 
+def authority_key(text: Any, what: str = "--authority-key") -> str:
+    """A grid company's Ed25519 public key: 64 lowercase hex digits (ConfigError if not)."""
+    if not (isinstance(text, str) and len(text) == 64 and not text.strip("0123456789abcdef")):
+        raise ConfigError(f"{what} {text!r}: must be the grid company's public key, 64 "
+                          "lowercase hex digits (summary.json, chains.authority_key)")
+    return text
+
+
 # ----------------------------------------------------------------------------- entry points
 def verify_ledger(path: str | os.PathLike, anchor: Anchor | None = None) -> VerifyReport:
-    """Check a ledger file (opened read-only) as the module docstring describes."""
-    db = open_ledger_file(path)
+    """Check a ledger file (opened read-only, as one snapshot) as the module docstring
+    describes. ``anchor`` may hold chain heads and ``authority_key``."""
+    db, live = open_ledger_file(path)
     try:
-        return verify_db(db, anchor)
+        report = verify_db(db, anchor, live=live)
+    except sqlite3.Error as exc:  # a page the integrity check did not reach
+        raise ConfigError(f"ledger '{path}': not a readable SQLite file "
+                          f"({' '.join(str(exc).split())})") from None
     finally:
         db.close()
+    if live and report.ok:
+        report = VerifyReport(True, report.blocks, unchecked=(
+            f"what a run still writing it adds: '{Path(path).name}-wal' beside the file "
+            f"holds periods not yet folded into it; this verdict covers the {report.blocks} "
+            "blocks committed when it was read (the file with its -wal, as one snapshot); "
+            "verify again once the run has closed it", *report.unchecked))
+    return report
 
 
 class _Bad(Exception):
@@ -127,9 +158,11 @@ def verify_open(ledger: Ledger, anchor: Anchor | None = None) -> VerifyReport:
     return verify_db(ledger.db, ledger.heads() if anchor is None else anchor)
 
 
-def verify_db(db: sqlite3.Connection, anchor: Anchor | None = None) -> VerifyReport:
-    """The checks of :func:`verify_ledger`, on an open connection."""
-    v = _Verifier(db)
+def verify_db(db: sqlite3.Connection, anchor: Anchor | None = None, *,
+              live: bool = False) -> VerifyReport:
+    """The checks of :func:`verify_ledger`, on an open connection (``live``: a run is
+    still writing it, so it may end at its genesis)."""
+    v = _Verifier(db, live)
     try:
         unchecked = v.run(anchor)
     except _Bad as bad:
@@ -137,92 +170,109 @@ def verify_db(db: sqlite3.Connection, anchor: Anchor | None = None) -> VerifyRep
     return VerifyReport(True, v.checked, unchecked=unchecked)
 
 
+# ----------------------------------------------------------------------------- amounts
+_PRICE_COLUMNS = ("price", "wheeling")
+_MONEY_COLUMNS = ("yuan", "buyer_pays", "seller_income", "grid_income")
+
+
+def amount_bounds(params: Mapping[str, Any]) -> dict[str, float]:
+    """The largest energy (kWh) one record may hold in an hour, price (yuan/kWh) and
+    sum of money (yuan), from the committed parameters: every party (and miner) at 20
+    times the largest median capacity or load, its rooftop PV and storage included;
+    10 times the dearest tariff, plus wheeling over 10,000 ohm; that energy at that
+    price, plus 10 times each node's starting balance, guarantee and block reward.
+    Loose on purpose: an honest run never comes near them; NaN, infinities and 1e308
+    are refused."""
+    def num(key: str) -> float:  # an infinite capacity or limit: no bound from it
+        value = float(params[key])
+        if not value >= 0:
+            raise ValueError(f"{key} = {value}")
+        return value
+
+    nodes = num("n_dpgc") + num("n_users") + num("n_miners")
+    kw = max(num(k) for k in params if k.endswith("_kw") and k.startswith(("capacity_",
+                                                                            "load_")))
+    energy = nodes * 20 * kw * (1 + num("prosumer_pv_ratio") + num("storage_power_ratio"))
+    price = (10 * max(num(k) for k in params if k.endswith("_yuan_per_kwh"))
+             + 1e4 * num("wheeling_rate_yuan_per_kwh_ohm"))
+    money = energy * price + 10 * nodes * (num("initial_balance_yuan")
+                                           + num("deposit_guarantee_yuan")
+                                           + num("block_reward_yuan"))
+    return {"energy": energy, "price": price, "money": money}
+
+
+def _check_amounts(tables: Mapping[str, Mapping[str, np.ndarray]],
+                   bounds: Mapping[str, float]) -> None:
+    """Every float is finite and not -0.0; energy and prices are non-negative; energy,
+    prices and sums of money are at most their bounds in size."""
+    for name, table in tables.items():
+        for col, values in table.items():
+            if values.dtype.kind != "f" or not values.size:
+                continue
+            where = f"{name}.{col}"
+            if not np.isfinite(values).all():
+                raise ValueError(f"{where}: an amount is not finite")
+            if (np.signbit(values) & (values == 0)).any():
+                raise ValueError(f"{where}: an amount is -0.0 (not canonical)")
+            if col == "kwh" or col.endswith("_kwh"):
+                kind = "energy"
+            elif col in _PRICE_COLUMNS or col.endswith("_yuan_per_kwh"):
+                kind = "price"
+            elif col in _MONEY_COLUMNS or col.endswith("_yuan"):
+                kind = "money"
+            else:
+                continue
+            low = -math.inf if kind == "money" else 0.0
+            high = bounds[kind]
+            if values.min() < low or abs(values).max() > high:
+                raise ValueError(f"{where}: an amount lies outside the run's physical bounds "
+                                 f"({kind} from {low:g} to {high:.4g})")
+
+
 # ----------------------------------------------------------------------------- the checks
 class _Verifier:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, live: bool = False) -> None:
         self.db = db
+        self.live = live
         self.checked = 0
         self.rows: dict[str, list[tuple]] = {c: [] for c in CHAINS}
         for row in db.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks "
                               "ORDER BY chain, block_index, rowid"):
             if row[0] in self.rows:
                 self.rows[row[0]].append(row)
-        # At digest detail a block's records are a few table digests: read them all at once.
-        self.digests: dict[tuple, list[tuple]] = {}
-        for chain, idx, tbl, digest in db.execute(
-                "SELECT chain, block_index, tbl, digest FROM record_digests"):
-            self.digests.setdefault((chain, idx), []).append((tbl, digest))
-        self.columns: dict[tuple, list[tuple]] = {}
-        for chain, idx, tbl, col, tag, data in db.execute(
-                "SELECT chain, block_index, tbl, col, dtype, data FROM record_columns"):
-            self.columns.setdefault((chain, idx), []).append((tbl, col, tag, data))
-        self.has_rows = db.execute("SELECT 1 FROM record_rows LIMIT 1").fetchone() is not None
+        self.stored = StoredRecords(db, bulk=True)
         self.keys: dict[str, Any] = {}
+        self.bounds: dict[str, float] | None = None
+        self._genesis: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        self._last: tuple[str, int, dict[str, dict[str, np.ndarray]]] | None = None
 
     # -- reading one block's stored records
-    def _row_payloads(self, chain: str, index: int) -> list[tuple]:
-        if not self.has_rows:
-            return []
-        return self.db.execute(
-            "SELECT tbl, row, payload FROM record_rows WHERE chain = ? AND block_index = ?",
-            (chain, index)).fetchall()
-
-    def leaves(self, chain: str, index: int) -> list[bytes]:
-        """The Merkle leaves recomputed from a block's stored records; ValueError if the
-        stored records could not have been written for this block."""
-        rows = self._row_payloads(chain, index)
-        leaves: dict[str, list[bytes]] = {}
-        if not all(type(t) is str and type(r) is int and type(p) is bytes for t, r, p in rows):
-            raise ValueError("a record row has a field of the wrong type")
-        rows.sort(key=lambda r: (r[0], r[1]))
-        for tbl, row, payload in rows:
-            table_leaves = leaves.setdefault(tbl, [])
-            if _row_key(payload) != (tbl, row) or row != len(table_leaves):
-                raise ValueError("a record's table or row does not match its payload")
-            table_leaves.append(hashlib.sha256(payload).digest())
-        tables: dict[str, list[tuple[str, str, int, bytes]]] = {}
-        for tbl, col, tag, data in self.columns.get((chain, index), ()):
-            if not (type(tbl) is str and type(col) is str and type(tag) is str
-                    and type(data) is bytes):
-                raise ValueError("a record column has a field of the wrong type")
-            tables.setdefault(tbl, []).append((col, tag, _column_from_bytes(tag, data).size,
-                                               data))
-        for tbl, cols in tables.items():
-            if tbl in leaves:
-                raise ValueError(f"table {tbl!r} is stored both as rows and as columns")
-            if len({c[0] for c in cols}) != len(cols) or len({c[2] for c in cols}) != 1:
-                raise ValueError(f"table {tbl!r} has repeated or unequal columns")
-            leaves[tbl] = [_digest(tbl, cols)]
-        for tbl, digest in self.digests.get((chain, index), ()):
-            if not (type(tbl) is str and type(digest) is bytes and len(digest) == 32):
-                raise ValueError("a table digest has a field of the wrong type")
-            if tbl in leaves:
-                raise ValueError(f"table {tbl!r} is stored twice")
-            leaves[tbl] = [digest_leaf(tbl, digest)]
-        return [leaf for tbl in sorted(leaves) for leaf in leaves[tbl]]
+    def read(self, chain: str, index: int) -> tuple[dict[str, dict[str, np.ndarray]],
+                                                    list[bytes]]:
+        """The block's readable tables and Merkle leaves (ValueError: malformed)."""
+        tables, leaves = self.stored.read(chain, index)
+        if index == 0:
+            self._genesis[chain] = tables
+        self._last = (chain, index, tables)
+        return tables, leaves
 
     def table(self, chain: str, index: int, name: str) -> dict[str, np.ndarray] | None:
-        """One readable table of a verified block (None: absent or kept only as a digest)."""
-        cols = [(col, tag, data) for tbl, col, tag, data in self.columns.get((chain, index), ())
-                if tbl == name]
-        if cols:
-            return {col: _column_from_bytes(tag, data) for col, tag, data in cols}
-        payloads = [p for tbl, _, p in sorted(self._row_payloads(chain, index)) if tbl == name]
-        return _records_from_rows(payloads).get(name) if payloads else None
+        """One readable table of a checked block (None: absent or kept only as a digest)."""
+        if index == 0 and chain in self._genesis:
+            return self._genesis[chain].get(name)
+        if self._last is None or self._last[:2] != (chain, index):
+            self.read(chain, index)
+        return self._last[2].get(name)
 
     def table_matches(self, chain: str, index: int, name: str,
                       expected: Mapping[str, np.ndarray]) -> bool:
         """Whether a block's table ``name``, in whatever form it is stored, holds exactly
-        ``expected`` (compared in stored form: rows, columns or digest)."""
-        for tbl, digest in self.digests.get((chain, index), ()):
+        ``expected``."""
+        for tbl, digest in self.stored.digests(chain, index):
             if tbl == name:
                 return digest == table_digest(name, expected)
-        stored = [(col, tag, _column_from_bytes(tag, data).size, data)
-                  for tbl, col, tag, data in self.columns.get((chain, index), ()) if tbl == name]
-        if stored:
-            return _digest(name, stored) == table_digest(name, expected)
-        payloads = [p for tbl, _, p in sorted(self._row_payloads(chain, index)) if tbl == name]
-        return payloads == _canonical_rows(name, _columns(name, expected))
+        table = self.table(chain, index, name)
+        return table is not None and table_digest(name, table) == table_digest(name, expected)
 
     # -- one block on its own
     def check_block(self, row: Sequence[Any], index: int, prev: str,
@@ -231,7 +281,16 @@ class _Verifier:
         returns its target."""
         target = self.check_structure(row, index, prev, prev_hour)
         self.check_signature(row, index)
+        self.check_amounts(row[0], index)
         return target
+
+    def check_amounts(self, chain: str, index: int) -> None:
+        if self.bounds is None:  # not a run's ledger: its tables have no known meaning
+            return
+        try:
+            _check_amounts(self._last[2], self.bounds)
+        except ValueError as exc:
+            raise _Bad(chain, index, str(exc)) from None
 
     def check_structure(self, row: Sequence[Any], index: int, prev: str,
                         prev_hour: int | None) -> int:
@@ -254,8 +313,8 @@ class _Verifier:
         if not valid:
             raise _Bad(chain, index, "nonce or target is not a valid number")
         try:
-            leaves = self.leaves(chain, index)
-        except (ValueError, UnicodeDecodeError, CodecError) as exc:
+            _, leaves = self.read(chain, index)
+        except (ValueError, TypeError, OverflowError, CodecError) as exc:
             raise _Bad(chain, index, f"records are malformed: {exc}") from None
         if merkle_root(leaves).hex() != root:
             raise _Bad(chain, index, "merkle root does not match its records")
@@ -273,43 +332,56 @@ class _Verifier:
 
     def check_signature(self, row: Sequence[Any], index: int) -> None:
         """The named producer is a registered member (the grid company for a genesis
-        block) and its key verifies the signature of the block's hash."""
+        block) and its key verifies the signature of the block's hash, written in its
+        one canonical form (128 lowercase hex digits)."""
         chain, producer, h, signature = row[0], row[5], row[8], row[9]
         if (index == 0) != (producer == AUTHORITY):
             raise _Bad(chain, index, f"{AUTHORITY} produces the genesis blocks, and only them")
         key = self.keys.get(producer)
         if key is None:
             raise _Bad(chain, index, "producer is not a registered member")
-        try:
-            sig = bytes.fromhex(signature)
-        except ValueError:
-            sig = b""
-        if not signature_ok(key, sig, signed_message(h)):
+        if len(signature) != 128 or signature.strip("0123456789abcdef"):
+            raise _Bad(chain, index, "signature is not 128 lowercase hex digits")
+        if not signature_ok(key, bytes.fromhex(signature), signed_message(h)):
             raise _Bad(chain, index, "signature does not verify with the producer's key")
 
     # -- the whole ledger
     def run(self, anchor: Anchor | None) -> tuple[str, ...]:
-        unchecked: list[str] = []
+        anchor = anchor or {}
+        heads = {c: anchor[c] for c in CHAINS if c in anchor}
         if not any(self.rows.values()):
             self._check_stray()
-            if anchor and any(a.get("head") for a in anchor.values()):
+            if any(a.get("blocks") or a.get("head") for a in heads.values()):
                 raise _Bad(None, None, "the ledger has no blocks, the anchor has")
+            self._check_empty()
             return ("everything: the ledger holds no blocks (ledger_detail off)",)
+        unchecked: list[str] = []
         # 1. genesis, then the key registry and the run record it commits to
         for chain in CHAINS:
             if not self.rows[chain]:
                 raise _Bad(chain, 0, "the chain has no genesis block")
         for chain in CHAINS:
             self.check_structure(self.rows[chain][0], 0, GENESIS_PREV, None)
-        self.keys = self._registry()
+        self.keys = self._registry(anchor.get("authority_key"))
         run = self._run_record()
+        targets = _TargetRule(self, run)
+        try:
+            params = json.loads(run["params"])
+            hours = int(params["hours"])
+        except (KeyError, ValueError, TypeError, OverflowError):
+            params, hours = {}, 0
+        try:
+            self.bounds = amount_bounds(params)
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError):
+            self.bounds = None
+        if not targets.known or self.bounds is None:
+            unchecked.append(NO_PARAMS)
         for chain in CHAINS:
             self.check_signature(self.rows[chain][0], 0)
+            self._last = (chain, 0, self._genesis[chain])
+            self.check_amounts(chain, 0)
             self.checked += 1
         self._check_links(0)
-        targets = _TargetRule(self, run)
-        if not targets.known:
-            unchecked.append(_NO_CONSENSUS)
         # 2. every later block
         for chain in CHAINS:
             rows = self.rows[chain]
@@ -326,15 +398,35 @@ class _Verifier:
             self._check_orphans(chain, len(rows))
         self._check_stray()
         # 3. the chains together
-        self._check_lengths_and_hours()
+        self._check_lengths_hours_producers()
+        if len(self.rows["DU1"]) == 1 and hours > 0 and not self.live and not heads:
+            raise _Bad("DU1", 1, "the chains end at their genesis, but the run record keeps "
+                                 "blocks: every period was removed")
         # 4. the anchor
-        if anchor:
-            self._check_anchor(anchor)
-        else:
+        self._check_anchor(heads)
+        if not heads:
             unchecked.append(NO_ANCHOR)
+        elif len(heads) < len(CHAINS):
+            missing = ", ".join(c for c in CHAINS if c not in heads)
+            unchecked.append(f"chain heads of {missing}: not anchored (--head), so their "
+                             "newest blocks removed, or the chains rewritten by a holder of "
+                             "their keys, would go unnoticed")
+        if heads and "authority_key" not in anchor:
+            unchecked.append(_NO_AUTHORITY)
         return tuple(unchecked)
 
-    def _registry(self) -> dict[str, Any]:
+    def _check_empty(self) -> None:
+        """A ledger without blocks is sound only if its run kept none (ledger_detail off)."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        try:
+            detail = json.loads(meta["params"])["ledger_detail"]
+        except (KeyError, ValueError, TypeError):
+            return  # no run record: a ledger made by hand with detail off
+        if detail != "off" and not self.live:
+            raise _Bad("DU1", 0, f"the ledger holds no blocks, but its run kept them "
+                                 f"(ledger_detail = {detail!r}): every block was removed")
+
+    def _registry(self, pinned: str | None) -> dict[str, Any]:
         try:
             keys = self.table("JY1", 0, "keys")
             if keys is None:
@@ -342,13 +434,22 @@ class _Verifier:
             names, raw = keys["name"].tolist(), keys["public_key"].tolist()
             if len(set(names)) != len(names):
                 raise ValueError("a member is registered twice")
-            return {n: public_key(bytes.fromhex(k)) for n, k in zip(names, raw, strict=True)}
+            if not all(len(k) == 64 and not k.strip("0123456789abcdef") for k in raw):
+                raise ValueError("a key is not 64 lowercase hex digits")
+            registry = dict(zip(names, raw, strict=True))
+            keys = {n: public_key(bytes.fromhex(k)) for n, k in registry.items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise _Bad("JY1", 0, f"the genesis registers no valid public keys ({exc})") from None
+        if pinned is not None and registry.get(AUTHORITY) != pinned:
+            raise _Bad("JY1", 0, f"the genesis registers another {AUTHORITY} key than the "
+                                 "one given (--authority-key or summary.json): the ledger "
+                                 "was re-signed")
+        return keys
 
     def _run_record(self) -> dict[str, str]:
         run = self.table("DU1", 0, "run")
-        if run is None or set(run) != {"key", "value"}:
+        if (run is None or set(run) != {"key", "value"} or run["key"].dtype.kind != "U"
+                or run["value"].dtype.kind != "U"):
             raise _Bad("DU1", 0, "the genesis commits no run record")
         record = dict(zip(run["key"].tolist(), run["value"].tolist(), strict=True))
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
@@ -368,13 +469,12 @@ class _Verifier:
 
     def _check_orphans(self, chain: str, length: int) -> None:
         for table in ("record_rows", "record_columns", "record_digests"):
-            (orphan,) = self.db.execute(
-                f"SELECT MIN(block_index) FROM {table} WHERE chain = ? AND "
-                "(typeof(block_index) != 'integer' OR block_index < 0 OR block_index >= ?)",
-                (chain, length),
-            ).fetchone()
+            orphan = self.db.execute(
+                f"SELECT block_index FROM {table} WHERE chain = ? AND "
+                "(typeof(block_index) != 'integer' OR block_index < 0 OR block_index >= ?) "
+                "LIMIT 1", (chain, length)).fetchone()
             if orphan is not None:
-                index = orphan if isinstance(orphan, int) else None
+                index = orphan[0] if isinstance(orphan[0], int) else None
                 raise _Bad(chain, index, "records belong to no block")
 
     def _check_stray(self) -> None:
@@ -390,7 +490,7 @@ class _Verifier:
                 index = stray[1] if isinstance(stray[1], int) else None
                 raise _Bad(str(stray[0]), index, f"{where} of an unknown chain")
 
-    def _check_lengths_and_hours(self) -> None:
+    def _check_lengths_hours_producers(self) -> None:
         lengths = {c: len(self.rows[c]) for c in CHAINS}
         common = sorted(lengths.values())[1]  # what at least two chains agree on
         for chain in CHAINS:
@@ -400,19 +500,21 @@ class _Verifier:
                                      f"the others {common}")
             if n > common:
                 raise _Bad(chain, common, f"the chain has {n} blocks, the others {common}")
-        for i in range(common):
-            hours = {c: self.rows[c][i][3] for c in CHAINS}
-            usual = sorted(hours.values())[1]
-            for chain in CHAINS:
-                if hours[chain] != usual:
-                    raise _Bad(chain, i, f"hour {hours[chain]} differs from the other "
-                                         f"chains' {usual}")
+        # a period's three blocks: one hour, and one producer (the period's winner)
+        for field, what in ((3, "hour"), (5, "producer")):
+            for i in range(common):
+                values = [self.rows[c][i][field] for c in CHAINS]
+                if values[0] == values[1] == values[2]:
+                    continue
+                usual = values[0] if values[0] in values[1:] else values[1]
+                for chain, value in zip(CHAINS, values, strict=True):
+                    if value != usual:
+                        raise _Bad(chain, i, f"{what} {value!r} differs from the other "
+                                             f"chains' {usual!r}")
 
-    def _check_anchor(self, anchor: Anchor) -> None:
-        for chain in CHAINS:
-            if chain not in anchor:
-                continue
-            rows, n, head = self.rows[chain], anchor[chain].get("blocks"), anchor[chain]["head"]
+    def _check_anchor(self, heads: Anchor) -> None:
+        for chain, a in heads.items():
+            rows, n, head = self.rows[chain], a.get("blocks"), a["head"]
             if n is None:
                 found = [i for i, r in enumerate(rows) if r[8] == head]
                 if not found:
@@ -445,9 +547,15 @@ class _TargetRule:
         except (KeyError, ValueError, TypeError):
             self.known = False
             return
-        rule = CONSENSUS_RULES.get(consensus)
+        rule = CONSENSUS_RULES.get(consensus) if isinstance(consensus, str) else None
         self.known = rule is not None
-        self.hashed = self.known and rule.has("nonce_race") and mode == "hashed"
+        if not self.known:
+            raise _Bad("DU1", 0, f"the run record names no known consensus ({consensus!r})")
+        if not (isinstance(mode, str) and math.isfinite(self.bits) and self.bits >= 0
+                and math.isfinite(self.tau) and self.tau > 0):
+            raise _Bad("DU1", 0, "the run record's consensus parameters are out of range "
+                                 "(poca_mode, poca_difficulty_bits, poca_tau)")
+        self.hashed = rule.has("nonce_race") and mode == "hashed"
         self.credit: np.ndarray | None = None
         self.node_of: dict[str, int] = {}
 
@@ -478,5 +586,5 @@ class _TargetRule:
         try:
             _, _, credit = decode_credit_updates(tx["sequence"], tx["value"])
             self.credit[tx["node"]] = credit  # type: ignore[index]
-        except (KeyError, IndexError, CodecError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, CodecError) as exc:
             raise _Bad("LH1", index, f"credit records are malformed ({exc})") from None
