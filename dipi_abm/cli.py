@@ -16,9 +16,7 @@ from typing import Any
 
 from . import __version__
 from . import config as cfg
-from .errors import ConfigError
-
-EXIT_BAD_INPUT = 2
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, ConfigError, fault, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -267,9 +265,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                          use_dask=args.dask, progress=not args.quiet)
     except SweepRunError as exc:  # a run failed or a worker died: one line, resumable
-        print(f"dipi-abm: sweep stopped: {' '.join(str(exc).split())} (folder "
-              f"{args.out}/)", file=sys.stderr)
-        return 1
+        print(f"dipi-abm: sweep stopped: {one_line(exc)} (folder {args.out}/)",
+              file=sys.stderr)
+        return EXIT_FAILED
     if not args.quiet:
         print(f"{len(runs)} runs: {args.out}/runs.parquet, hourly KPIs in {args.out}/hourly/ "
               f"({time.perf_counter() - start:.1f} s)\n")
@@ -312,43 +310,57 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure the user can cause or meet ends in one line on stderr and its exit
+    status (docs/robustness.md); only a bug keeps its traceback."""
+    args = None
     try:
-        return _main(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status = _main(parser, args)
+        sys.stdout.flush()  # stdout on a full disk fails here, not at exit
+        return status
     except BrokenPipeError:
         # `dipi-abm keys | head`: the reader left; say nothing more (and nothing at exit).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 0
+    except BaseException as exc:
+        found = fault(exc)
+        if found is None or isinstance(exc, SystemExit):
+            raise
+        status, message = found
+        if isinstance(exc, OSError) and exc.filename is None and not _stdout_works():
+            message = f"error: cannot write to standard output ({exc.strerror or exc})"
+        if status == 130:
+            command = getattr(args, "command", None)
+            message = (f"interrupted; finished runs are kept in {args.out}/, run the same "
+                       "command again to resume" if command == "sweep" else
+                       "interrupted; no complete result was written" if command == "run"
+                       else "interrupted")
+        print(f"dipi-abm: {message}", file=sys.stderr)
+        return status
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _stdout_works() -> bool:
+    try:
+        sys.stdout.flush()
+        return True
+    except OSError:
+        _silence_stdout()
+        return False
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "verify-ledger":
-            return cmd_verify(args)
-        if args.command == "app":
-            return cmd_app(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "report":
-            return cmd_report(args)
-        return cmd_keys(args)
-    except ConfigError as exc:
-        print(f"dipi-abm: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        if args.command == "sweep":
-            print(f"dipi-abm: interrupted; finished runs are kept in {args.out}/, run the "
-                  "same command again to resume", file=sys.stderr)
-        else:
-            print("dipi-abm: interrupted; no complete result was written", file=sys.stderr)
-        return 130
+    commands = {"run": cmd_run, "verify-ledger": cmd_verify, "app": cmd_app,
+                "sweep": cmd_sweep, "report": cmd_report, "keys": cmd_keys}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -572,6 +572,11 @@ def _check_cross(v: dict[str, Any]) -> None:
     if v["commit_min"] > v["commit_max"]:
         raise ConfigError(f"commit_min = {v['commit_min']} > commit_max = {v['commit_max']}: "
                           "commit_min must be <= commit_max")
+    if v["matching"] == "centralized" and "credit_gate" in v["breach_policy"].split("+"):
+        raise ConfigError("breach_policy = credit_gate with matching = centralized: the "
+                          "gate caps the orders a party sends to the P2P market, and "
+                          "centralized matching has none; choose another matching rule or "
+                          "drop credit_gate")
     cma = ("cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")
     if sum(v[k] for k in cma) <= 0:
         raise ConfigError(f"{', '.join(cma)} are all 0: at least one CMA weight must be > 0")
@@ -603,7 +608,13 @@ LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 0, "full": 700}  # full: meas
 KEPT_CREDIT_BYTES_PER_PARTY_HOUR = 25  # measured 22
 #: Per-party records streamed to agents.parquet: at most three row groups in memory.
 STREAMED_RECORD_BYTES = 3 * 1024 * 1024 * BYTES_PER_PARTY_RECORD
-DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
+#: Bus-by-bus float64 arrays alive at once (Laplacian, inverse, wheeling, reach, ...):
+#: a whole run on a radial grid file peaks at 90-99 bytes per bus squared (2,000 and
+#: 4,000 buses; docs/robustness.md), reading the grid alone at 41-49.
+DISTANCE_MATRICES = 12
+#: Address space a run maps but does not use (libraries, thread stacks, numba's LLVM):
+#: VmPeak - VmHWM measured 490-620 MiB on default runs (docs/robustness.md).
+ADDRESS_SPACE_OVERHEAD = 640 * 2**20
 #: Hashed POCA: expected SHA-256 evaluations of one block's nonce race at most (about
 #: 10 s of pure-Python hashing); a harder race would look like a hang.
 HASHES_PER_BLOCK_LIMIT = 2**22
@@ -632,12 +643,48 @@ def physical_memory_bytes() -> int:
         return 0
 
 
-def memory_limit_bytes(memory_limit_gb: float | None) -> float:
-    """``memory_limit_gb`` in bytes; unset: 75 % of physical memory (16 GiB if unknown)."""
+def process_memory_limit() -> tuple[float, str] | None:
+    """The tightest memory limit set on this process, as the resident bytes a run may
+    use: its address-space limit (``ulimit -v``, ``prlimit --as``) less the address
+    space a run maps without using (:data:`ADDRESS_SPACE_OVERHEAD`), or its cgroup's
+    ``memory.max`` (a container's limit); None if neither is set."""
+    found: list[tuple[float, str]] = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append((max(soft - ADDRESS_SPACE_OVERHEAD, 0.0),
+                          f"the process's address-space limit of {_gib(soft)} (ulimit -v) "
+                          "less what a run maps without using"))
+    except (ImportError, OSError, ValueError):  # not POSIX
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            found.append((float(text), f"this container's memory.max of {_gib(int(text))}"))
+    except OSError:
+        pass
+    return min(found) if found else None
+
+
+def memory_limit(memory_limit_gb: float | None) -> tuple[float, str]:
+    """The effective memory limit in bytes and where it comes from: ``memory_limit_gb``
+    (unset: 75 % of physical memory, 16 GiB if unknown), lowered to the process's own
+    limit (:func:`process_memory_limit`) when that is tighter."""
     if memory_limit_gb is not None:
-        return memory_limit_gb * 2**30
-    phys = physical_memory_bytes()
-    return 0.75 * phys if phys > 0 else 16 * 2**30
+        limit, src = memory_limit_gb * 2**30, "memory_limit_gb"
+    else:
+        phys = physical_memory_bytes()
+        limit = 0.75 * phys if phys > 0 else 16 * 2**30
+        src = "75 % of this machine's memory; set memory_limit_gb to change it"
+    own = process_memory_limit()
+    return own if own is not None and own[0] < limit else (limit, src)
+
+
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """:func:`memory_limit` in bytes."""
+    return memory_limit(memory_limit_gb)[0]
 
 
 def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
@@ -714,8 +761,7 @@ def check_resources(v: Mapping[str, Any], streamed: bool = False) -> None:
             continue
         value = _fmt(v[e.key])
         if e.unit == "bytes":
-            src = ("memory_limit_gb" if v["memory_limit_gb"] is not None
-                   else "75 % of this machine's memory; set memory_limit_gb to change it")
+            src = memory_limit(v["memory_limit_gb"])[1]
             raise ConfigError(
                 f"{e.key} = {value}: the run would need about {_gib(e.amount)} of {e.what}, "
                 f"above the limit of {_gib(e.limit)} ({src}); lower hours or the number of "
@@ -726,11 +772,48 @@ def check_resources(v: Mapping[str, Any], streamed: bool = False) -> None:
             "lower poca_difficulty_bits or miner_hash_power, or use poca_mode = 'sampled'")
 
 
+#: Deepest nesting of arrays and tables a value may have (a scenario needs 2).
+MAX_NESTING = 8
+
+
+def loads_toml(text: str, label: str) -> dict[str, Any]:
+    """``tomllib.loads`` whose failures (syntax, nesting too deep) are one ConfigError line
+    starting with ``label``."""
+    try:
+        raw = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{label}: nested more than {MAX_NESTING} levels deep") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = " ".join(str(exc).split())
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+        if m:  # tomllib puts the position at the end; lead with it
+            raise ConfigError(f"{label}, line {m[1]}, column {m[2]}: not valid TOML: "
+                              f"{msg[: m.start()]}") from None
+        raise ConfigError(f"{label}: not valid TOML: {msg}") from None
+    if _depth(raw) > MAX_NESTING + 1:  # +1: the document's own table
+        raise ConfigError(f"{label}: nested more than {MAX_NESTING} levels deep")
+    return raw
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value as a TOML value; bare words are strings."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return loads_toml(f"v = {text}", "value")["v"]
+    except ConfigError as exc:
+        if "nested" in str(exc):
+            raise ConfigError(f"{_short(text, 30)}: nested more than {MAX_NESTING} levels "
+                              "deep") from None
         if text.lower() in ("inf", "+inf"):
             return INF
         return text
@@ -743,9 +826,15 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: must be KEY=VALUE")
+            raise ConfigError(f"--set {_short(item)}: must be KEY=VALUE")
         param(key)
-        out[key] = parse_value(text.strip())
+        if "\n" in text or "\r" in text:  # TOML would read the second line as another key
+            raise ConfigError(f"--set {key}: the value holds a line break; give one "
+                              "KEY=VALUE per --set")
+        try:
+            out[key] = parse_value(text.strip())
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key} = {exc}") from None
     return out
 
 
@@ -784,15 +873,7 @@ def read_toml(path: str | os.PathLike, label: str) -> tuple[dict[str, Any], str]
     if "\x00" in text:
         raise ConfigError(f"{label}: a binary file (NUL byte at offset {text.index(chr(0))}); "
                           "expected a TOML file")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = " ".join(str(exc).split())
-        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
-        if m:  # tomllib puts the position at the end; lead with it
-            raise ConfigError(f"{label}, line {m[1]}, column {m[2]}: not valid TOML: "
-                              f"{msg[: m.start()]}") from None
-        raise ConfigError(f"{label}: not valid TOML: {msg}") from None
+    raw = loads_toml(text, label)
     return raw, text
 
 

@@ -961,12 +961,12 @@ def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
     """Refuse before allocating: a grid file's size is known only once it is read."""
     from dipi_abm import config
 
-    need = config.distance_matrix_bytes(n_buses)
-    limit = config.memory_limit_bytes(None) if limit is None else limit
+    need = config.BASE_BYTES + config.distance_matrix_bytes(n_buses)
+    limit, src = config.memory_limit(None) if limit is None else (limit, "memory_limit_gb")
     if need > limit:
         raise ConfigError(
             f"{label}: {n_buses} buses need about {need / 2**30:.3g} GiB for the distance "
-            f"matrices, above the limit of {limit / 2**30:.3g} GiB (memory_limit_gb)"
+            f"matrices, above the limit of {limit / 2**30:.3g} GiB ({src})"
         )
 
 

@@ -609,15 +609,16 @@ def run_one(task: RunTask) -> RunOutput:
         raise SweepRunError(f"run {task.run_id} (point {task.point_id}, replication "
                             f"{task.replication}, seed {task.seed}, {task.params}) failed: "
                             f"{type(exc).__name__}: {exc}") from exc
-    row = {"run_id": task.run_id, "point_id": task.point_id,
-           "replication": task.replication, "seed": task.seed, **task.params,
-           **summary_kpis(model.summary())}
-    hourly = None
-    if task.hourly:
-        df = model.hourly_dataframe()
-        if probed is not None:
-            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
-        hourly = _parquet_bytes(df)
+    with model:  # a worker runs many models: each is freed when its row is made
+        row = {"run_id": task.run_id, "point_id": task.point_id,
+               "replication": task.replication, "seed": task.seed, **task.params,
+               **summary_kpis(model.summary())}
+        hourly = None
+        if task.hourly:
+            df = model.hourly_dataframe()
+            if probed is not None:
+                df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+            hourly = _parquet_bytes(df)
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
 
 
@@ -653,8 +654,8 @@ def ema_model_function(**params: Any) -> dict[str, float]:
     """Run one model with any scenario keys (``seed`` included) and return the outcomes
     in :data:`EMA_OUTCOMES`; hand it to ``ema_workbench.Model(name, function=...)``."""
     params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
-    model = DIPIModel(**params).run()
-    summary = model.summary()
+    with DIPIModel(**params) as model:
+        summary = model.run().summary()
     return {k: float(summary[k]) for k in EMA_OUTCOMES}
 
 
