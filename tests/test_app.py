@@ -516,7 +516,7 @@ def test_real_ledger_if_the_model_keeps_one():
 # ------------------------------------------------------------------------------ server
 def test_server_command_and_environment():
     cmd = server.solara_command("127.0.0.1", 8123)
-    assert cmd[1:4] == ["-m", "solara", "run"]
+    assert cmd[1:4] == ["-m", "dipi_abm.dashboard.security", "run"]
     assert cmd[4].endswith("dipi_abm/app.py") and server.APP_FILE.exists()
     assert cmd[5:] == ["--host", "127.0.0.1", "--port", "8123", "--production", "--no-open"]
     assert "--no-open" not in server.solara_command(open_browser=True)
