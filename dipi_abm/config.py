@@ -203,8 +203,10 @@ PARAMS: tuple[Param, ...] = (
        "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
        "summary.", "run", low=0, high=2**128 - 1, allow_none=True),
     _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
-    _p("agent_report_every", 1, int, "h", "Per-agent records (DataCollector, agents.parquet) "
-       "every k hours.", "run", low=1, high=10_000_000),
+    _p("agent_report_every", None, int, "h", "Per-agent records (DataCollector, "
+       "agents.parquet) every k hours. Empty: every hour up to 10 million party records "
+       "(about 0.25 GB on disk), else the smallest k that keeps the run under that.", "run",
+       low=1, high=10_000_000, allow_none=True),
     _p("memory_limit_gb", None, float, "GiB", "Largest memory a run may need by the estimate "
        "made before it starts (distance matrix, parties, hourly and per-party records, "
        "ledger); a run estimated above it is refused. Empty: 75 % of this machine's "
@@ -546,6 +548,8 @@ def validate(values: Mapping[str, Any] | None = None, *, streamed: bool = False)
     out = {name: p.default for name, p in table.items()}
     for key, value in (values or {}).items():
         out[key] = param(key).check(value)
+    if out["agent_report_every"] is None:
+        out["agent_report_every"] = default_report_every(out)
     _check_cross(out)
     check_resources(out, streamed=streamed)
     from .physics.weather import WeatherParams
@@ -553,6 +557,19 @@ def validate(values: Mapping[str, Any] | None = None, *, streamed: bool = False)
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
     WeatherParams(**{p.name: out[p.name] for p in WEATHER_PARAMS})
     return Params(out)
+
+
+#: Per-party records a run keeps by default (agent_report_every empty): on disk about
+#: 24 bytes each (agents.parquet; docs/robustness.md).
+DEFAULT_PARTY_RECORDS = 10_000_000
+
+
+def default_report_every(v: Mapping[str, Any]) -> int:
+    """Every hour while the run's per-party records stay within
+    :data:`DEFAULT_PARTY_RECORDS`; else the smallest stride that keeps them there."""
+    records_per_snapshot = v["n_dpgc"] + v["n_users"]
+    snapshots = DEFAULT_PARTY_RECORDS // records_per_snapshot
+    return max(1, math.ceil(v["hours"] / max(snapshots - 2, 1)))  # + first and last
 
 
 def _check_cross(v: dict[str, Any]) -> None:
