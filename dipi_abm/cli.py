@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .model import DIPIModel
     from .physics.grid import check_grid_source
+    from .resources import check_disk, run_disk_needs
     from .results.output import ResultsWriter, foreign_entries, replacing_folder
 
     # Everything is checked before any work starts; the model takes the checked set.
@@ -181,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out '{out}': not empty and not a dipi-abm result (it holds "
                           f"{shown}); choose a new or empty folder, or add --force")
     check_grid_source(params.grid)
+    check_disk(run_disk_needs(params, out, params.ledger or None))
     keys = None if args.keys is None else Path(args.keys)
     if keys is not None:
         if keys.exists():
@@ -313,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     """Every failure the user can cause or meet ends in one line on stderr and its exit
     status (docs/robustness.md); only a bug keeps its traceback."""
     args = None
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -328,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         if found is None or isinstance(exc, SystemExit):
             raise
         status, message = found
-        if isinstance(exc, OSError) and exc.filename is None and not _stdout_works():
-            message = f"error: cannot write to standard output ({exc.strerror or exc})"
+        if isinstance(exc, OSError) and exc.filename == _Stdout.NAME:
+            _silence_stdout()  # nor at exit
         if status == 130:
             command = getattr(args, "command", None)
             message = (f"interrupted; finished runs are kept in {args.out}/, run the same "
@@ -338,15 +341,36 @@ def main(argv: list[str] | None = None) -> int:
                        else "interrupted")
         print(f"dipi-abm: {message}", file=sys.stderr)
         return status
+    finally:
+        sys.stdout = stdout
 
 
-def _stdout_works() -> bool:
-    try:
-        sys.stdout.flush()
-        return True
-    except OSError:
-        _silence_stdout()
-        return False
+class _Stdout:
+    """Standard output whose write errors name it (stdout on a full device)."""
+
+    NAME = "standard output"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.NAME) from None
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.NAME) from None
 
 
 def _silence_stdout() -> None:

@@ -63,10 +63,12 @@ def fault(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, sqlite3.Error):  # the ledger file: full disk, read-only, locked
         full = "full" in str(exc)
         return (EXIT_FAILED if full else EXIT_BAD_INPUT), f"error: ledger: {one_line(exc)}"
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):  # resolve()
+        return EXIT_BAD_INPUT, f"error: {one_line(exc)}"
     if isinstance(exc, OSError):
         name = exc.filename if exc.filename is not None else ""
-        where = f" '{one_line(name, 120)}'" if name != "" else ""
+        where = f"'{one_line(name, 120)}': " if name != "" else ""
         what = exc.strerror or one_line(exc)
         status = EXIT_FAILED if exc.errno in _RESOURCE_ERRNOS else EXIT_BAD_INPUT
-        return status, f"error: {what}{where}"
+        return status, f"error: {where}{what}"
     return None
