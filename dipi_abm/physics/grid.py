@@ -37,7 +37,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from dipi_abm.errors import ConfigError
+from dipi_abm.rules.registry import Rule
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -776,10 +777,10 @@ def _distance_hops(g: nx.Graph, buses: list) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=float)
 
 
-DISTANCE_METRICS: dict[str, Callable[[nx.Graph, list], np.ndarray]] = {
-    "resistance": _distance_resistance,
-    "path_impedance": _distance_path_impedance,
-    "hops": _distance_hops,
+DISTANCE_METRICS: dict[str, Rule] = {
+    "resistance": Rule(_distance_resistance),
+    "path_impedance": Rule(_distance_path_impedance),
+    "hops": Rule(_distance_hops),
 }
 """Registry of electrical-distance rules (docs/model.md §2).
 
@@ -901,7 +902,7 @@ def build_grid(
         metric: distance rule, a key of :data:`DISTANCE_METRICS`.
         rng: generator for the synthetic feeder (required for ``"synthetic"``).
         memory_limit_bytes: refuse a grid whose distance matrices need more (default:
-            :func:`dipi_abm.config.memory_limit_bytes`, 75 % of physical memory).
+            :func:`memory_limit_bytes`, 75 % of physical memory).
 
     The graph is validated (:func:`validate_graph`) before distances are computed; the
     substation is found with :func:`find_root`.  The stored graph is frozen and the
@@ -957,12 +958,77 @@ def build_grid(
     return Grid(graph=nx.freeze(g), buses=buses, root=root, distance=dist, metric=metric)
 
 
+#: Bus-by-bus float64 arrays alive at once (Laplacian, inverse, wheeling, reach, ...):
+#: a whole run on a radial grid file peaks at 90-99 bytes per bus squared (2,000 and
+#: 4,000 buses; docs/robustness.md), reading the grid alone at 41-49.
+DISTANCE_MATRICES = 12
+#: Address space a run maps but does not use (libraries, thread stacks, numba's LLVM):
+#: VmPeak - VmHWM measured 490-620 MiB on default runs (docs/robustness.md).
+ADDRESS_SPACE_OVERHEAD = 640 * 2**20
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory (0 if the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def process_memory_limit() -> tuple[float, str] | None:
+    """The tightest memory limit set on this process, as the resident bytes a run may
+    use: its address-space limit (``ulimit -v``, ``prlimit --as``) less the address
+    space a run maps without using (:data:`ADDRESS_SPACE_OVERHEAD`), or its cgroup's
+    ``memory.max`` (a container's limit); None if neither is set."""
+    found: list[tuple[float, str]] = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append((max(soft - ADDRESS_SPACE_OVERHEAD, 0.0),
+                          f"the process's address-space limit of {soft / 2**30:.3g} GiB "
+                          "(ulimit -v) less what a run maps without using"))
+    except (ImportError, OSError, ValueError):  # not POSIX
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            found.append((float(text), f"this container's memory.max of "
+                                       f"{int(text) / 2**30:.3g} GiB"))
+    except OSError:
+        pass
+    return min(found) if found else None
+
+
+def memory_limit(memory_limit_gb: float | None) -> tuple[float, str]:
+    """The effective memory limit in bytes and where it comes from: ``memory_limit_gb``
+    (unset: 75 % of physical memory, 16 GiB if unknown), lowered to the process's own
+    limit (:func:`process_memory_limit`) when that is tighter."""
+    if memory_limit_gb is not None:
+        limit, src = memory_limit_gb * 2**30, "memory_limit_gb"
+    else:
+        phys = physical_memory_bytes()
+        limit = 0.75 * phys if phys > 0 else 16 * 2**30
+        src = "75 % of this machine's memory; set memory_limit_gb to change it"
+    own = process_memory_limit()
+    return own if own is not None and own[0] < limit else (limit, src)
+
+
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """:func:`memory_limit` in bytes."""
+    return memory_limit(memory_limit_gb)[0]
+
+
+def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
+    """Bus-by-bus distance, wheeling and reach matrices, and the party-by-bus distances."""
+    return DISTANCE_MATRICES * 8.0 * n_buses**2 + 8.0 * n_buses * n_parties
+
+
 def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
     """Refuse before allocating: a grid file's size is known only once it is read."""
-    from dipi_abm import config
-
-    need = config.BASE_BYTES + config.distance_matrix_bytes(n_buses)
-    limit, src = config.memory_limit(None) if limit is None else (limit, "memory_limit_gb")
+    need = distance_matrix_bytes(n_buses)
+    limit, src = memory_limit(None) if limit is None else (limit, "memory_limit_gb")
     if need > limit:
         raise ConfigError(
             f"{label}: {n_buses} buses need about {need / 2**30:.3g} GiB for the distance "
@@ -989,9 +1055,9 @@ def wheeling_distance(distance: np.ndarray, base: float, rate: float) -> np.ndar
     return float(base) + float(rate) * np.asarray(distance, dtype=float)
 
 
-WHEELING_RULES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
-    "flat": wheeling_flat,
-    "distance": wheeling_distance,
+WHEELING_RULES: dict[str, Rule] = {
+    "flat": Rule(wheeling_flat),
+    "distance": Rule(wheeling_distance),
 }
 """Registry of wheeling-tariff rules (docs/model.md §2): ``(distance, base, rate) -> tariff``,
 vectorised over distance arrays."""
