@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import html
+import io
 import logging
-import re
-import tempfile
 import threading
 import time
 import warnings
@@ -45,8 +44,9 @@ from dipi_abm import jit
 from dipi_abm.dashboard import charts, compare, export, figures, views
 from dipi_abm.dashboard import controls as ctl
 from dipi_abm.dashboard.runner import ModelRunner
+from dipi_abm.dashboard.security import Uploads, check_page_values
 from dipi_abm.dashboard.server import serve
-from dipi_abm.errors import ConfigError
+from dipi_abm.errors import ConfigError, one_line
 
 __all__ = ["Page", "serve"]
 
@@ -162,9 +162,10 @@ def apply_controls(runner: ModelRunner) -> None:
     try:
         values = ctl.scenario_from_controls(entries.value, extra=extra_keys.value,
                                             uploaded_grid=grid_file)
+        check_page_values(values, grid_file)
         with busy_after():
             snap = runner.rebuild(values)
-    except ConfigError as exc:
+    except (ConfigError, RecursionError) as exc:  # one line, never a traceback
         kept = " The model keeps its previous settings." if runner.model is not None else ""
         notice.set(("error", f"Not applied: {_named(exc)}.{kept}"))
         return
@@ -376,8 +377,9 @@ def downloads(runner: ModelRunner) -> list[tuple[str, str, str, Callable[[], byt
 
 
 def _named(exc: Exception) -> str:
-    """A ConfigError's message with an uploaded grid's temporary path shown as its name."""
-    text = str(exc)
+    """A ConfigError's message, as one line, with an uploaded grid's temporary path shown as
+    its name."""
+    text = one_line(exc if isinstance(exc, ConfigError) else "a value is nested too deeply")
     if uploaded.value:
         name, path = uploaded.value
         text = text.replace(str(path), name)
@@ -388,32 +390,29 @@ def set_entry(key: str, value: Any) -> None:
     entries.set({**entries.value, key: value})
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    """Save a dropped grid file in a new temporary folder, under its own (safe) name:
-    the suffix tells GraphML from an edge list."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "grid.graphml"
-    path = Path(tempfile.mkdtemp(prefix="dipi-grid-")) / safe
-    path.write_bytes(data)
-    return path
-
-
-def on_grid_file(info: dict[str, Any]) -> None:
-    """A grid file was dropped: save it, check it now, and select it."""
+def on_grid_file(info: dict[str, Any], uploads: Uploads) -> None:
+    """A grid file was dropped: save it (size-capped), check it now, and select it. A
+    refused file is deleted at once and the previous one stays selected."""
     from dipi_abm.physics.grid import build_grid
 
     name = str(info.get("name") or "grid.graphml")
     data = info.get("data")
-    if data is None:
-        data = info["file_obj"].read()
-    path = save_upload(name, data)
+    kept = Path(uploaded.value[1]) if uploaded.value else None
+    path = None
     try:
+        path = uploads.save(name, info["file_obj"] if data is None else io.BytesIO(data),
+                            info.get("size"))
         grid = build_grid(str(path))
     except ConfigError as exc:
-        notice.set(("error", f"Grid file refused: {str(exc).replace(str(path), name)}"))
+        uploads.keep_only(kept)
+        text = one_line(exc)
+        notice.set(("error", "Grid file refused: " + (text.replace(str(path), name)
+                                                      if path else text)))
         return
+    uploads.keep_only(path)
     uploaded.set((name, str(path)))
     set_entry("grid", ctl.UPLOADED)
-    notice.set(("info", f"Grid file '{name}' read: {grid.n_buses} buses. "
+    notice.set(("info", f"Grid file '{one_line(name, 80)}' read: {grid.n_buses} buses. "
                         "Press Reset to build the model on it."))
 
 
@@ -588,7 +587,7 @@ def ControlField(control: ctl.Control, value: Any, error: str | None) -> None:
 
 
 @solara.component
-def Parameters() -> None:
+def Parameters(uploads: Uploads) -> None:
     values = entries.value
     errors = ctl.field_errors(values)
     with solara.Card("Scenario", margin=0):
@@ -603,7 +602,7 @@ def Parameters() -> None:
                 name = uploaded.value[0] if uploaded.value else None
                 solara.FileDrop(label=f"Drop a GraphML / edge-list grid file here"
                                       f"{f' (now: {name})' if name else ''}",
-                                on_file=on_grid_file, lazy=False)
+                                on_file=lambda info: on_grid_file(info, uploads))
         solara.Text("Other keys", classes=["dipi-group"])
         solara.InputTextArea("key = value, one per line (any key of dipi-abm keys)",
                              value=extra_keys, rows=2, continuous_update=False)
@@ -773,12 +772,17 @@ def Dashboard(views_: dict[str, figures.FigureView], runner: ModelRunner) -> Non
 @solara.component
 def Page() -> None:
     runner = solara.use_memo(ModelRunner, [])
+    uploads = solara.use_memo(Uploads, [])
     views_ = solara.use_memo(figures.make_views, [])
 
     def first_build() -> Callable[[], None]:
         if runner.model is None:
             apply_controls(runner)
-        return runner.close  # the session ends: release its model and thread
+
+        def end() -> None:  # the session ends: release its model, thread and files
+            runner.close()
+            uploads.close()
+        return end
 
     solara.use_effect(first_build, [])
     solara.Title("dipi_abm · P2P energy market under blockchain credit")
@@ -789,7 +793,7 @@ def Page() -> None:
         with solara.Column(gap="12px", classes=["dipi-side"]):
             RunControls(runner)
             Compare()
-            Parameters()
+            Parameters(uploads)
             Downloads(runner)
         with solara.Div(classes=["dipi-main"]):
             Main(runner, views_)

@@ -17,9 +17,7 @@ from typing import Any
 
 from . import __version__, jit
 from . import config as cfg
-from .errors import ConfigError
-
-EXIT_BAD_INPUT = 2
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, ConfigError, fault, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .ledger.records import check_ledger_paths
     from .model import DIPIModel
     from .physics.grid import check_grid_source
+    from .resources import check_disk, run_disk_needs
     from .results.output import ResultsWriter, foreign_entries, replacing_folder
 
     # Everything is checked before any work starts; the model takes the checked set.
@@ -198,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if (warning := run_policy(params)) is not None:
         warnings.warn(warning, UserWarning, stacklevel=1)
+    check_disk(run_disk_needs(params, out, params.ledger or None))
     keys = None if args.keys is None else Path(args.keys)
     check_ledger_paths(params, out, keys)
     start = time.perf_counter()
@@ -291,9 +291,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runs = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                          use_dask=args.dask, progress=not args.quiet)
     except SweepRunError as exc:  # a run failed or a worker died: one line, resumable
-        print(f"dipi-abm: sweep stopped: {' '.join(str(exc).split())} (folder "
-              f"{args.out}/)", file=sys.stderr)
-        return 1
+        print(f"dipi-abm: sweep stopped: {one_line(exc)} (folder {args.out}/)",
+              file=sys.stderr)
+        return EXIT_FAILED
     if not args.quiet:
         print(f"{len(runs)} runs: {args.out}/runs.parquet, hourly KPIs in {args.out}/hourly/ "
               f"({time.perf_counter() - start:.1f} s)\n")
@@ -336,18 +336,73 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure the user can cause or meet ends in one line on stderr and its exit
+    status (docs/robustness.md); only a bug keeps its traceback."""
+    args = None
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
     try:
-        return _main(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        status = _main(parser, args)
+        sys.stdout.flush()  # stdout on a full disk fails here, not at exit
+        return status
     except BrokenPipeError:
         # `dipi-abm keys | head`: the reader left; say nothing more (and nothing at exit).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 0
+    except BaseException as exc:
+        found = fault(exc)
+        if found is None or isinstance(exc, SystemExit):
+            raise
+        status, message = found
+        if isinstance(exc, OSError) and exc.filename == _Stdout.NAME:
+            _silence_stdout()  # nor at exit
+        if status == 130:
+            command = getattr(args, "command", None)
+            message = (f"interrupted; finished runs are kept in {args.out}/, run the same "
+                       "command again to resume" if command == "sweep" else
+                       "interrupted; no complete result was written" if command == "run"
+                       else "interrupted")
+        print(f"dipi-abm: {message}", file=sys.stderr)
+        return status
+    finally:
+        sys.stdout = stdout
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+class _Stdout:
+    """Standard output whose write errors name it (stdout on a full device)."""
+
+    NAME = "standard output"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._inner.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.NAME) from None
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.NAME) from None
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # a warning is one line, like an error
         warnings.showwarning = lambda message, *_a, **_k: print(
             f"dipi-abm: warning: {message}", file=sys.stderr)
@@ -358,28 +413,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "verify-ledger":
-            return cmd_verify(args)
-        if args.command == "app":
-            return cmd_app(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "report":
-            return cmd_report(args)
-        return cmd_keys(args)
-    except ConfigError as exc:
-        print(f"dipi-abm: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        if args.command == "sweep":
-            print(f"dipi-abm: interrupted; finished runs are kept in {args.out}/, run the "
-                  "same command again to resume", file=sys.stderr)
-        else:
-            print("dipi-abm: interrupted; no complete result was written", file=sys.stderr)
-        return 130
+    commands = {"run": cmd_run, "verify-ledger": cmd_verify, "app": cmd_app,
+                "sweep": cmd_sweep, "report": cmd_report, "keys": cmd_keys}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .physics.grid import (  # noqa: F401 - re-exported: the run's memory budget
     DISTANCE_METRICS,
     WHEELING_RULES,
     distance_matrix_bytes,
+    memory_limit,
     memory_limit_bytes,
     physical_memory_bytes,
 )
@@ -81,8 +82,10 @@ PARAMS: tuple[Param, ...] = (
        "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
        "summary.", "run", low=0, high=2**128 - 1, allow_none=True),
     _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
-    _p("agent_report_every", 1, int, "h", "Per-agent records (DataCollector, agents.parquet) "
-       "every k hours.", "run", low=1, high=10_000_000),
+    _p("agent_report_every", None, int, "h", "Per-agent records (DataCollector, "
+       "agents.parquet) every k hours. Empty: every hour up to 10 million party records "
+       "(about 0.25 GB on disk), else the smallest k that keeps the run under that.", "run",
+       low=1, high=10_000_000, allow_none=True),
     _p("memory_limit_gb", None, float, "GiB", "Largest memory a run may need by the estimate "
        "made before it starts (distance matrix, parties, hourly and per-party records, "
        "ledger); a run estimated above it is refused. Empty: 75 % of this machine's "
@@ -361,12 +364,27 @@ def validate(values: Mapping[str, Any] | None = None, *, streamed: bool = False)
     out = {name: p.default for name, p in table.items()}
     for key, value in (values or {}).items():
         out[key] = param(key).check(value)
+    if out["agent_report_every"] is None:
+        out["agent_report_every"] = default_report_every(out)
     _check_cross(out)
     check_resources(out, streamed=streamed)
 
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
     WeatherParams(**{p.name: out[p.name] for p in WEATHER_PARAMS})
     return Params(out)
+
+
+#: Per-party records a run keeps by default (agent_report_every empty): on disk about
+#: 24 bytes each (agents.parquet; docs/robustness.md).
+DEFAULT_PARTY_RECORDS = 10_000_000
+
+
+def default_report_every(v: Mapping[str, Any]) -> int:
+    """Every hour while the run's per-party records stay within
+    :data:`DEFAULT_PARTY_RECORDS`; else the smallest stride that keeps them there."""
+    records_per_snapshot = v["n_dpgc"] + v["n_users"]
+    snapshots = DEFAULT_PARTY_RECORDS // records_per_snapshot
+    return max(1, math.ceil(v["hours"] / max(snapshots - 2, 1)))  # + first and last
 
 
 def _check_cross(v: dict[str, Any]) -> None:
@@ -386,6 +404,11 @@ def _check_cross(v: dict[str, Any]) -> None:
     if v["commit_min"] > v["commit_max"]:
         raise ConfigError(f"commit_min = {v['commit_min']} > commit_max = {v['commit_max']}: "
                           "commit_min must be <= commit_max")
+    if v["matching"] == "centralized" and "credit_gate" in v["breach_policy"].split("+"):
+        raise ConfigError("breach_policy = credit_gate with matching = centralized: the "
+                          "gate caps the orders a party sends to the P2P market, and "
+                          "centralized matching has none; choose another matching rule or "
+                          "drop credit_gate")
     cma = ("cma_w_credit", "cma_w_distance", "cma_w_price", "cma_w_green")
     if sum(v[k] for k in cma) <= 0:
         raise ConfigError(f"{', '.join(cma)} are all 0: at least one CMA weight must be > 0")
@@ -510,8 +533,7 @@ def check_resources(v: Mapping[str, Any], streamed: bool = False) -> None:
             continue
         value = _fmt(v[e.key])
         if e.unit == "bytes":
-            src = ("memory_limit_gb" if v["memory_limit_gb"] is not None
-                   else "75 % of this machine's memory; set memory_limit_gb to change it")
+            src = memory_limit(v["memory_limit_gb"])[1]
             raise ConfigError(
                 f"{e.key} = {value}: the run would need about {_gib(e.amount)} of {e.what}, "
                 f"above the limit of {_gib(e.limit)} ({src}); lower hours or the number of "
@@ -522,11 +544,48 @@ def check_resources(v: Mapping[str, Any], streamed: bool = False) -> None:
             "lower poca_difficulty_bits or miner_hash_power, or use poca_mode = 'sampled'")
 
 
+#: Deepest nesting of arrays and tables a value may have (a scenario needs 2).
+MAX_NESTING = 8
+
+
+def loads_toml(text: str, label: str) -> dict[str, Any]:
+    """``tomllib.loads`` whose failures (syntax, nesting too deep) are one ConfigError line
+    starting with ``label``."""
+    try:
+        raw = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{label}: nested more than {MAX_NESTING} levels deep") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = " ".join(str(exc).split())
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+        if m:  # tomllib puts the position at the end; lead with it
+            raise ConfigError(f"{label}, line {m[1]}, column {m[2]}: not valid TOML: "
+                              f"{msg[: m.start()]}") from None
+        raise ConfigError(f"{label}: not valid TOML: {msg}") from None
+    if _depth(raw) > MAX_NESTING + 1:  # +1: the document's own table
+        raise ConfigError(f"{label}: nested more than {MAX_NESTING} levels deep")
+    return raw
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def parse_value(text: str) -> Any:
     """Parse a ``--set`` value as a TOML value; bare words are strings."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return loads_toml(f"v = {text}", "value")["v"]
+    except ConfigError as exc:
+        if "nested" in str(exc):
+            raise ConfigError(f"{_short(text, 30)}: nested more than {MAX_NESTING} levels "
+                              "deep") from None
         if text.lower() in ("inf", "+inf"):
             return INF
         return text
@@ -539,9 +598,15 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: must be KEY=VALUE")
+            raise ConfigError(f"--set {_short(item)}: must be KEY=VALUE")
         param(key)
-        out[key] = parse_value(text.strip())
+        if "\n" in text or "\r" in text:  # TOML would read the second line as another key
+            raise ConfigError(f"--set {key}: the value holds a line break; give one "
+                              "KEY=VALUE per --set")
+        try:
+            out[key] = parse_value(text.strip())
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key} = {exc}") from None
     return out
 
 
@@ -580,15 +645,7 @@ def read_toml(path: str | os.PathLike, label: str) -> tuple[dict[str, Any], str]
     if "\x00" in text:
         raise ConfigError(f"{label}: a binary file (NUL byte at offset {text.index(chr(0))}); "
                           "expected a TOML file")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = " ".join(str(exc).split())
-        m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
-        if m:  # tomllib puts the position at the end; lead with it
-            raise ConfigError(f"{label}, line {m[1]}, column {m[2]}: not valid TOML: "
-                              f"{msg[: m.start()]}") from None
-        raise ConfigError(f"{label}: not valid TOML: {msg}") from None
+    raw = loads_toml(text, label)
     return raw, text
 
 

@@ -490,8 +490,27 @@ class DIPIModel(mesa.Model):
 
     def close(self) -> None:
         """Close the ledger file (a finished run's file is then a single SQLite file)."""
-        if self.ledger is not None:
+        if getattr(self, "ledger", None) is not None:
             self.ledger.close()
+
+    def release(self) -> None:
+        """Close the model and free its memory; the model cannot be used afterwards.
+
+        Mesa 3.3 keeps every model it has seen in a class-level id table (mesa issue
+        #3179), so a dropped model is never collected. Removing the agents (public
+        ``Agent.remove``) and the model's own state leaves only an empty shell there.
+        ``with DIPIModel(...) as model:`` releases on leaving the block.
+        """
+        self.close()
+        for agent in list(self.agents):
+            agent.remove()
+        vars(self).clear()
+
+    def __enter__(self) -> DIPIModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def _create_agents(self) -> None:
         n_d = self.params.n_dpgc

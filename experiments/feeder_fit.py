@@ -15,7 +15,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from _common import PALETTE, int_seed, mean_ci, parse, parser, rep_streams, save_csv, save_png, style
+from _common import (
+    PALETTE,
+    int_seed,
+    mean_ci,
+    parse,
+    parser,
+    rep_streams,
+    save_csv,
+    save_png,
+    style,
+)
 
 from dipi_abm import DIPIModel
 

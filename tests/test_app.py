@@ -8,6 +8,7 @@ import math
 import re
 import shlex
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import networkx as nx
@@ -628,7 +629,7 @@ def test_real_ledger_if_the_model_keeps_one():
 # ------------------------------------------------------------------------------ server
 def test_server_command_and_environment():
     cmd = server.solara_command("127.0.0.1", 8123)
-    assert cmd[1:4] == ["-m", "solara", "run"]
+    assert cmd[1:4] == ["-m", "dipi_abm.dashboard.security", "run"]
     assert cmd[4].endswith("dipi_abm/app.py") and server.APP_FILE.exists()
     assert cmd[5:] == ["--host", "127.0.0.1", "--port", "8123", "--production", "--no-open"]
     assert "--no-open" not in server.solara_command(open_browser=True)
@@ -711,11 +712,14 @@ def test_reset_refuses_bad_input_and_keeps_the_model(app):
 
 
 def test_a_dropped_grid_file_is_checked_and_used(app, tmp_path):
+    from dipi_abm.dashboard.security import Uploads
+
     g = nx.path_graph(6)
     nx.set_edge_attributes(g, 0.2, "r_ohm")
     save_graphml(g, tmp_path / "feeder.graphml")
+    uploads = Uploads()
     app.on_grid_file({"name": "feeder.graphml",
-                      "data": (tmp_path / "feeder.graphml").read_bytes()})
+                      "data": (tmp_path / "feeder.graphml").read_bytes()}, uploads)
     name, path = app.uploaded.value
     assert name == "feeder.graphml" and path.endswith("feeder.graphml")
     assert app.entries.value["grid"] == ctl.UPLOADED
@@ -724,11 +728,16 @@ def test_a_dropped_grid_file_is_checked_and_used(app, tmp_path):
     app.apply_controls(r)
     assert app.snapshot.value.n_buses == 6 and app.notice.value is None
     assert "on 6 buses (file feeder.graphml)" in views.headline(app.snapshot.value)
-    # A broken file is refused with its own name in the message, and nothing changes.
-    app.on_grid_file({"name": "broken.graphml", "data": b"<graphml><oops"})
+    # A broken file is refused with its own name in the message and deleted at once;
+    # nothing else changes.
+    app.on_grid_file({"name": "broken.graphml", "data": b"<graphml><oops"}, uploads)
     level, text = app.notice.value
     assert level == "error" and "broken.graphml" in text and "tmp" not in text
     assert app.uploaded.value[0] == "feeder.graphml"
+    assert uploads.folders == {Path(path).parent}
+    uploads.close()  # the session ends: its files go
+    assert not Path(path).exists()
+    r.close()
 
 
 def test_step_errors_are_shown_not_raised(app):

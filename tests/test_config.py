@@ -362,7 +362,7 @@ def test_streamed_records_and_digest_ledger_do_not_grow_with_party_hours():
     year = {"n_dpgc": 10_000, "n_users": 90_000, "hours": 8760, "memory_limit_gb": 8.0}
     validate(year, streamed=True)
     with pytest.raises(ConfigError) as exc:
-        validate(year)
+        validate({**year, "agent_report_every": 1})
     one_line(exc, "GiB", "limit of 8 GiB")
     with pytest.raises(ConfigError):  # a full ledger keeps every record: it does grow
         validate({**year, "ledger_detail": "full"}, streamed=True)

@@ -17,7 +17,6 @@ import re
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 
 from dipi_abm import config as cfg
 from dipi_abm.dashboard.controls import control_for
-from dipi_abm.dashboard.server import APP_FILE, server_env
+from dipi_abm.dashboard.server import server_env, solara_command
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 CHROMIUM_ARGS = [
@@ -62,8 +61,7 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("solara") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "solara", "run", str(APP_FILE), "--host", "127.0.0.1",
-             "--port", str(port), "--production", "--no-open"],
+            solara_command("127.0.0.1", port),  # as `dipi-abm app` serves it
             stdout=out, stderr=subprocess.STDOUT, env=server_env(),
             cwd=tmp_path_factory.mktemp("cwd"),
         )
@@ -541,3 +539,34 @@ def test_one_step_at_1000_parties_is_drawn_quickly(page, tmp_path, capsys):
 
 def test_one_step_at_10000_parties_is_drawn_quickly(page, tmp_path, capsys):
     _latency(page, 1000, 9000, tmp_path, capsys)
+
+
+WS_PROBE = """(url) => new Promise(done => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => { ws.close(); done("open"); };
+    ws.onerror = () => done("refused");
+})"""
+
+
+def test_only_the_dashboard_page_reaches_its_kernel(page, browser, server, tmp_path):
+    """The kernel websocket is the page's whole control of its model: a page of another
+    origin, or one with a null origin, must not open it."""
+    import http.server
+    import threading
+
+    ws = server.replace("http://", "ws://") + "jupyter/api/kernels/probe/channels?session_id=probe"
+    assert page.evaluate(WS_PROBE, ws) == "open"  # the dashboard's own page
+    (tmp_path / "index.html").write_text("<title>elsewhere</title>")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    other_site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        other = context.new_page()
+        other.goto(f"http://127.0.0.1:{other_site.server_address[1]}/")  # another origin
+        assert other.evaluate(WS_PROBE, ws) == "refused"
+        other.goto("data:text/html,<title>opaque</title>")  # Origin: null
+        assert other.evaluate(WS_PROBE, ws) == "refused"
+    finally:
+        context.close()
+        other_site.shutdown()

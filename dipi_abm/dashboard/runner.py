@@ -78,7 +78,7 @@ class ModelRunner:
         model, self.model = self.model, None
         if model is not None:
             try:
-                self.call(_close_ledger, model)
+                self.call(_release, model)
             except RuntimeError:  # pragma: no cover - the executor is already gone
                 pass
         self._closed = True
@@ -142,7 +142,7 @@ class ModelRunner:
                 from exc
         old, self.model, self.build = self.model, model, build
         if old is not None:
-            self.call(_close_ledger, old)
+            self.call(_release, old)
         return snap
 
     def step(self, hours: int = 1, *, stoppable: bool = False) -> Snapshot:
@@ -157,6 +157,8 @@ class ModelRunner:
         stop = self._stop
 
         def advance() -> Snapshot:
+            if self.build != build:  # a Reset released this model meanwhile
+                return take_snapshot(self.model, self.build)
             for _ in range(max(1, int(hours))):
                 if not model.running or (stoppable and stop.is_set()):
                     break
@@ -193,12 +195,10 @@ class ModelRunner:
         return verify_message(report)
 
 
-def _close_ledger(model: DIPIModel) -> None:
-    """Release a replaced model's ledger (its SQLite connection) on the model thread."""
-    ledger = getattr(model, "ledger", None)
-    close = getattr(ledger, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # closing is best effort
-            log.debug("closing the old ledger failed", exc_info=True)
+def _release(model: DIPIModel) -> None:
+    """Free a replaced or closed model (its ledger connection and memory) on the model
+    thread; a Reset or a closed session must not keep the old model alive."""
+    try:
+        model.release()
+    except Exception:  # releasing is best effort
+        log.debug("releasing the old model failed", exc_info=True)

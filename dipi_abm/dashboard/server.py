@@ -1,4 +1,5 @@
-"""Serve the dashboard: ``dipi-abm app`` runs ``solara run dipi_abm/app.py``."""
+"""Serve the dashboard: ``dipi-abm app`` runs ``solara run dipi_abm/app.py`` behind the
+same-origin check of :mod:`dipi_abm.dashboard.security`."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ DEFAULT_PORT = 8765
 
 def solara_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                    open_browser: bool = False) -> list[str]:
-    """The ``solara run`` command line that serves the page (production mode)."""
+    """The ``solara run`` command line that serves the page (production mode), with the
+    same-origin check installed."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port = {port!r}: must be an integer in [0, 65535]")
     if not host or any(c.isspace() for c in host):
         raise ConfigError(f"host = {host!r}: must be a host name or address")
-    cmd = [sys.executable, "-m", "solara", "run", str(APP_FILE), "--host", host,
-           "--port", str(port), "--production"]
+    cmd = [sys.executable, "-m", "dipi_abm.dashboard.security", "run", str(APP_FILE),
+           "--host", host, "--port", str(port), "--production"]
     if not open_browser:
         cmd.append("--no-open")
     return cmd

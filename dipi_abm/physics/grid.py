@@ -958,7 +958,13 @@ def build_grid(
     return Grid(graph=nx.freeze(g), buses=buses, root=root, distance=dist, metric=metric)
 
 
-DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
+#: Bus-by-bus float64 arrays alive at once (Laplacian, inverse, wheeling, reach, ...):
+#: a whole run on a radial grid file peaks at 90-99 bytes per bus squared (2,000 and
+#: 4,000 buses; docs/robustness.md), reading the grid alone at 41-49.
+DISTANCE_MATRICES = 12
+#: Address space a run maps but does not use (libraries, thread stacks, numba's LLVM):
+#: VmPeak - VmHWM measured 490-620 MiB on default runs (docs/robustness.md).
+ADDRESS_SPACE_OVERHEAD = 640 * 2**20
 
 
 def physical_memory_bytes() -> int:
@@ -969,12 +975,49 @@ def physical_memory_bytes() -> int:
         return 0
 
 
-def memory_limit_bytes(memory_limit_gb: float | None) -> float:
-    """``memory_limit_gb`` in bytes; unset: 75 % of physical memory (16 GiB if unknown)."""
+def process_memory_limit() -> tuple[float, str] | None:
+    """The tightest memory limit set on this process, as the resident bytes a run may
+    use: its address-space limit (``ulimit -v``, ``prlimit --as``) less the address
+    space a run maps without using (:data:`ADDRESS_SPACE_OVERHEAD`), or its cgroup's
+    ``memory.max`` (a container's limit); None if neither is set."""
+    found: list[tuple[float, str]] = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append((max(soft - ADDRESS_SPACE_OVERHEAD, 0.0),
+                          f"the process's address-space limit of {soft / 2**30:.3g} GiB "
+                          "(ulimit -v) less what a run maps without using"))
+    except (ImportError, OSError, ValueError):  # not POSIX
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            found.append((float(text), f"this container's memory.max of "
+                                       f"{int(text) / 2**30:.3g} GiB"))
+    except OSError:
+        pass
+    return min(found) if found else None
+
+
+def memory_limit(memory_limit_gb: float | None) -> tuple[float, str]:
+    """The effective memory limit in bytes and where it comes from: ``memory_limit_gb``
+    (unset: 75 % of physical memory, 16 GiB if unknown), lowered to the process's own
+    limit (:func:`process_memory_limit`) when that is tighter."""
     if memory_limit_gb is not None:
-        return memory_limit_gb * 2**30
-    phys = physical_memory_bytes()
-    return 0.75 * phys if phys > 0 else 16 * 2**30
+        limit, src = memory_limit_gb * 2**30, "memory_limit_gb"
+    else:
+        phys = physical_memory_bytes()
+        limit = 0.75 * phys if phys > 0 else 16 * 2**30
+        src = "75 % of this machine's memory; set memory_limit_gb to change it"
+    own = process_memory_limit()
+    return own if own is not None and own[0] < limit else (limit, src)
+
+
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """:func:`memory_limit` in bytes."""
+    return memory_limit(memory_limit_gb)[0]
 
 
 def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
@@ -985,11 +1028,11 @@ def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
 def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
     """Refuse before allocating: a grid file's size is known only once it is read."""
     need = distance_matrix_bytes(n_buses)
-    limit = memory_limit_bytes(None) if limit is None else limit
+    limit, src = memory_limit(None) if limit is None else (limit, "memory_limit_gb")
     if need > limit:
         raise ConfigError(
             f"{label}: {n_buses} buses need about {need / 2**30:.3g} GiB for the distance "
-            f"matrices, above the limit of {limit / 2**30:.3g} GiB (memory_limit_gb)"
+            f"matrices, above the limit of {limit / 2**30:.3g} GiB ({src})"
         )
 
 

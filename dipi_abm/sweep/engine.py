@@ -135,10 +135,11 @@ import numpy as np
 import pandas as pd
 
 from .. import config as cfg
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..hour import POLICY_KPIS
 from ..model import DIPIModel, package_version
-from ..physics.grid import check_grid_source
+from ..physics.grid import BUILTIN_GRIDS, build_grid, check_grid_source
+from ..resources import check_disk, sweep_disk_needs
 from ..results.files import atomic_write, write_json, write_parquet
 from .caveats import static_policy
 from .outcomes import Outcome, evaluate, parse_outcomes
@@ -566,10 +567,49 @@ def plan_runs(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike) -> list[R
     return _plan(load_spec(spec))[1]
 
 
+#: Extra probe modules allowed besides the project's own and the user's files:
+#: ``module`` names separated by commas.
+PROBE_ALLOW_ENV = "DIPI_ABM_PROBE_MODULES"
+
+
+def check_probe(s: SweepSpec) -> None:
+    """A probe runs in every worker: it must be a Python function of the project
+    (``dipi_abm``), of a file under the current folder or the spec's folder (the user's
+    own experiment), or of a module listed in ``$DIPI_ABM_PROBE_MODULES`` - never any
+    importable callable (``builtins:print``, ``os:system``)."""
+    import importlib
+    import importlib.util
+    import inspect
+
+    if s.probe is None:
+        return
+    module, _, name = s.probe.partition(":")
+    allowed = {m.strip() for m in os.environ.get(PROBE_ALLOW_ENV, "").split(",")}
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        raise s.error("sweep", "probe", f"probe = {s.probe!r}: no module {module!r}")
+    origin = Path(spec.origin).resolve()
+    homes = [Path(__file__).resolve().parents[1], Path.cwd().resolve()]
+    if s.source:
+        homes.append(Path(s.source).resolve().parent)
+    if module not in allowed and not any(origin.is_relative_to(h) for h in homes):
+        raise s.error("sweep", "probe", f"probe = {s.probe!r}: {module} is not part of "
+                      "dipi_abm or of a file in this folder; list it in "
+                      f"${PROBE_ALLOW_ENV} to allow it")
+    fn = getattr(importlib.import_module(module), name, None)
+    if not inspect.isfunction(fn):
+        raise s.error("sweep", "probe", f"probe = {s.probe!r}: not a Python function of "
+                      f"{module}")
+
+
 def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
+    check_probe(s)
     points = design_points(s)
     tasks = []
-    checked_grids: set[str] = set()
+    buses_of: dict[str, int] = {}
     scenarios = []
     for point_id, point in enumerate(points):
         values = {**s.base, **point}
@@ -582,14 +622,10 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
             if o.hours is not None and o.hours > params["hours"]:
                 raise s.error("outcomes", o.name, f"a window of {o.hours} h is longer than "
                               f"the run (hours = {params['hours']})")
-        grid = params["grid"]
-        if grid not in checked_grids:
-            try:
-                check_grid_source(grid)
-            except ConfigError as exc:
-                raise s.error("factors" if "grid" in point else "base", "grid",
-                              str(exc)) from None
-            checked_grids.add(grid)
+        try:  # what a run would refuse only once built, refused before any run starts
+            _check_grid_fits(params, buses_of)
+        except ConfigError as exc:
+            raise _point_error(s, point_id, point, exc) from None
         run_params = {k: params[k] for k in s.keys}
         for rep in range(s.replications):
             tasks.append(RunTask(
@@ -601,6 +637,25 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
     if warning:
         warnings.warn(f"sweep spec: [factors] {warning}", UserWarning, stacklevel=3)
     return points, tasks
+
+
+def _check_grid_fits(params: Mapping[str, Any], buses_of: dict[str, int]) -> None:
+    """The grid exists and reads (each file once), and the parties fit on its load buses
+    at ``max_parties_per_bus`` (the check the model makes when it places them)."""
+    grid = params["grid"]
+    if grid == "synthetic":
+        n_buses = params["grid_buses"]
+    elif grid in buses_of:
+        n_buses = buses_of[grid]
+    else:
+        check_grid_source(grid)
+        n_buses = buses_of[grid] = build_grid(grid).n_buses
+    limit, n = params["max_parties_per_bus"], params["n_dpgc"] + params["n_users"]
+    load_buses = max(n_buses - 1, 1)
+    if limit and n > limit * load_buses:
+        raise ConfigError(f"n_dpgc + n_users = {n}: the grid's {load_buses} load buses hold "
+                          f"at most {limit * load_buses} parties at max_parties_per_bus = "
+                          f"{limit}")
 
 
 def _point_error(s: SweepSpec, point_id: int, point: dict, exc: ConfigError) -> ConfigError:
@@ -636,15 +691,16 @@ def run_one(task: RunTask) -> RunOutput:
         raise SweepRunError(f"run {task.run_id} (point {task.point_id}, replication "
                             f"{task.replication}, seed {task.seed}, {task.params}) failed: "
                             f"{type(exc).__name__}: {exc}") from exc
-    df = model.hourly_dataframe()
-    if probed is not None:
-        df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
-    # Every run's hourly file has the policy columns (null without a policy): one schema.
-    df = df.assign(**{k: np.nan for k in POLICY_KPIS if k not in df})
-    row = {"run_id": task.run_id, "point_id": task.point_id,
-           "replication": task.replication, "seed": task.seed, **task.params,
-           **summary_kpis(model.summary()), **evaluate(task.outcomes, df)}
-    hourly = _parquet_bytes(df) if task.hourly else None
+    with model:  # a worker runs many models: each is freed when its row is made
+        df = model.hourly_dataframe()
+        if probed is not None:
+            df = pd.concat([df, probed.add_prefix("probe_")], axis=1)
+        # Every run's hourly file has the policy columns (null without a policy): one schema.
+        df = df.assign(**{k: np.nan for k in POLICY_KPIS if k not in df})
+        row = {"run_id": task.run_id, "point_id": task.point_id,
+               "replication": task.replication, "seed": task.seed, **task.params,
+               **summary_kpis(model.summary()), **evaluate(task.outcomes, df)}
+        hourly = _parquet_bytes(df) if task.hourly else None
     return RunOutput(task.run_id, _parquet_bytes(pd.DataFrame([row])), hourly)
 
 
@@ -680,8 +736,8 @@ def ema_model_function(**params: Any) -> dict[str, float]:
     """Run one model with any scenario keys (``seed`` included) and return the outcomes
     in :data:`EMA_OUTCOMES`; hand it to ``ema_workbench.Model(name, function=...)``."""
     params.setdefault("agent_report_every", params.get("hours", cfg.param("hours").default))
-    model = DIPIModel(**params).run()
-    summary = model.summary()
+    with DIPIModel(**params) as model:
+        summary = model.run().summary()
     return {k: float(summary[k]) for k in EMA_OUTCOMES}
 
 
@@ -718,6 +774,7 @@ class SweepFolder:
         meta = root / SPEC_FILE
         points_hash = hashlib.sha256(
             json.dumps(points, sort_keys=True, default=str).encode()).hexdigest()
+        inputs = input_files_hash(tasks)
         if not meta.exists():
             if root.exists() and any(p.name != ".lock" for p in root.iterdir()):
                 raise ConfigError(f"out folder '{root}': not empty and not a sweep folder "
@@ -725,7 +782,8 @@ class SweepFolder:
             root.mkdir(parents=True, exist_ok=True)
             write_json({
                 "format": FORMAT, "spec_hash": spec.hash, "points_hash": points_hash,
-                "package_version": package_version(), "source": spec.source,
+                "inputs_hash": inputs, "package_version": package_version(),
+                "source": spec.source,
                 "n_points": len(points), "n_runs": len(tasks), "spec": spec.normalized,
                 "points": points,
             }, meta)
@@ -744,11 +802,37 @@ class SweepFolder:
                 f"{stored_hash[:12]} there, {spec.hash[:12]} now"
                 + (f"; {diff}" if diff else "") + "): resuming would mix their runs; "
                 "use another --out folder, or delete this one to start over")
+        if stored.get("package_version") != package_version():
+            raise ConfigError(
+                f"out folder '{root}': its runs were made by dipi-abm "
+                f"{one_line(stored.get('package_version'), 40)}, this is {package_version()}; "
+                "resuming would mix their results: use another --out folder")
+        if stored.get("inputs_hash") != inputs:
+            raise ConfigError(
+                f"out folder '{root}': a grid file of the sweep has changed since its runs "
+                "were made (content hash differs); resuming would mix their results: "
+                "use another --out folder, or restore the file")
         if stored.get("points_hash") != points_hash:
             raise ConfigError(
                 f"out folder '{root}': the same spec now gives different design points "
                 f"than those stored in {SPEC_FILE} (a different SciPy or NumPy version?); "
                 "use another --out folder")
+
+    def finished(self, run_id: int) -> bool:
+        """Whether the run's row is written and readable; a damaged one (a disk that
+        filled, a copy cut short) is deleted, with its hourly KPIs, and the run redone."""
+        import pyarrow.parquet as pq
+
+        row = self.row_path(run_id)
+        if not row.exists():
+            return False
+        try:
+            pq.read_metadata(row)
+            return True
+        except (OSError, ValueError):  # pyarrow: ArrowInvalid is a ValueError
+            row.unlink(missing_ok=True)
+            self.hourly_path(run_id).unlink(missing_ok=True)
+            return False
 
     def clean(self) -> None:
         """Delete temporary files left by an interrupted writer."""
@@ -803,6 +887,20 @@ class SweepFolder:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def input_files_hash(tasks: list[RunTask]) -> str:
+    """SHA-256 over the contents of every file the runs read (grid files), in name order:
+    the spec names a file, this pins what was in it."""
+    h = hashlib.sha256()
+    files = sorted({str(t.params["grid"]) for t in tasks if "grid" in t.params}
+                   - set(BUILTIN_GRIDS))
+    for name in files:
+        h.update(name.encode() + b"\0")
+        with open(name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(2**20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def _bytes_writer(data: bytes) -> Callable[[Path], None]:
@@ -965,7 +1063,7 @@ def _dask(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOut
         client, own = scheduler, False
     elif scheduler:
         try:
-            client = Client(scheduler, timeout="30s")
+            client = Client(scheduler, timeout="10s")
         except OSError as exc:
             raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         own = True
@@ -999,6 +1097,27 @@ BACKENDS: dict[str, Callable[..., Iterator[RunOutput]]] = {
 }
 
 
+def _reach_scheduler(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a Dask scheduler address that no server answers on within ``timeout_s``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):  # inproc://, ucx://: Dask itself checks them
+        return
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        host = None
+    if not host:
+        raise ConfigError(f"--scheduler {one_line(address, 80)}: must be tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"--scheduler {one_line(address, 80)}: cannot connect "
+                          f"({exc.strerror or exc})") from None
+
+
 def default_workers() -> int:
     """The cores this process may use."""
     try:
@@ -1026,6 +1145,8 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
     folder = SweepFolder(out, len(tasks))
     if folder.root.exists() and not folder.root.is_dir():
         raise ConfigError(f"out folder '{folder.root}': is a file, expected a folder")
+    if isinstance(scheduler, str):
+        _reach_scheduler(scheduler)  # before the folder is made: an unreachable one fails fast
     if scheduler is not None or use_dask:
         backend = "dask"
     else:
@@ -1036,7 +1157,10 @@ def run_sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike,
     with folder.lock():
         folder.open(s, tasks, points)
         folder.clean()
-        todo = [t for t in tasks if not folder.row_path(t.run_id).exists()]
+        todo = [t for t in tasks if not folder.finished(t.run_id)]
+        hours = cfg.param("hours").default
+        check_disk(sweep_disk_needs([{"hours": hours, **t.params} for t in todo],
+                                    folder.root, s.hourly))
         if todo:
             # Present only for a complete sweep.
             (folder.root / RUNS_FILE).unlink(missing_ok=True)
