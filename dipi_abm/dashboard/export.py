@@ -81,6 +81,12 @@ def scenario_values(params: dict[str, Any], seed: int | None) -> dict[str, Any]:
     for p in cfg.all_params():
         if p.name in params and (params[p.name] != p.default or p.name == "hours"):
             out[p.name] = params[p.name]
+    # A key left empty by default is filled from the others (agent_report_every from the
+    # run's size): it is part of the scenario only where it differs from that filled value.
+    filled = [p.name for p in cfg.all_params() if p.default is None and p.name in out]
+    if filled:
+        derived = cfg.validate({k: v for k, v in out.items() if k not in filled})
+        out = {k: v for k, v in out.items() if k not in filled or derived[k] != v}
     if seed is not None:
         out["seed"] = int(seed)
     out.pop("ledger", None)  # a ledger file is an output (--ledger), not part of the scenario
