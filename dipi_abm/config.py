@@ -171,6 +171,7 @@ def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
 _matching_rules = _registry("rules.matching", "MATCHING_RULES")
 _price_rules = _registry("rules.matching", "PRICE_RULES")
 _credit_rules = _registry("rules.credit", "CREDIT_RULES")
+_credit_scores = _registry("rules.credit", "CREDIT_SCORES")
 _consensus_rules = _registry("rules.consensus", "CONSENSUS_RULES")
 _poca_modes = _registry("rules.consensus", "POCA_MODES")
 _learning_rules = _registry("rules.learning", "LEARNING_RULES")
@@ -341,6 +342,16 @@ PARAMS: tuple[Param, ...] = (
        "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
+    _p("qlearn_discount", 0.95, float, "-", "q_learning: discount gamma of the next hours' "
+       "value (0: myopic; 0.95: a horizon of about 20 h; Sutton & Barto 2018).", "behaviour",
+       low=0.0, high=1.0, high_open=True),
+    _p("qlearn_rate", 0.1, float, "-", "q_learning: smallest step alpha towards the new "
+       "estimate (1/visits before that; Watkins & Dayan 1992).", "behaviour", low=0.0,
+       high=1.0, low_open=True),
+    _p("qlearn_epsilon", 0.05, float, "-", "q_learning: exploration probability.",
+       "behaviour", **_SHARE),
+    _p("qlearn_credit_bands", 20, int, "-", "q_learning: equal credit bands that make its "
+       "state (20: 5 credit points each).", "behaviour", low=1, high=100),
     # --- market ----------------------------------------------------------------------------
     _p("matching", "price_time", str, "-", "Matching rule (docs/model.md section 4).", "market",
        choices=_matching_rules),
@@ -418,8 +429,15 @@ PARAMS: tuple[Param, ...] = (
     _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
        "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
        high=1e6, low_open=True),
-    _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
-       high=100.0),
+    _p("credit_initial", 100.0, float, "-", "Credit of a new party: the prior's score.",
+       "credit", low=0.0, high=100.0),
+    _p("credit_prior_contracts", 10.0, float, "contracts", "decay rule: the prior's weight, "
+       "in contracts scored credit_initial at hour 0 (fading with the half-life); 0: the "
+       "first contract sets the credit.", "credit", low=0.0, high=1e6),
+    _p("credit_score", "kept", str, "-", "What a contract side scores (docs/model.md section "
+       "6): kept (100 if kept, 0 if breached: the breach count's definition; credit is the "
+       "recent share kept) or dipi ([DIPI]'s graded score with natural_factor).", "credit",
+       choices=_credit_scores),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
        "seller a shortfall up to lambda*q ([DIPI]).", "credit", low=0.0, high=0.3,
        high_open=True),

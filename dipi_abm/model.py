@@ -52,7 +52,7 @@ from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataf
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
-from .rules.credit import CREDIT_RULES, CreditState
+from .rules.credit import CREDIT_RULES, CREDIT_SCORES, CreditState
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES, CMAWeights, Contracts, MarketNetwork
 from .rules.tariffs import CLEANLINESS_Q, ogsc_priority
@@ -159,6 +159,7 @@ class DIPIModel(mesa.Model):
         )
         self._ogsc_key = ogsc_priority(self.state.tech)
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
+        self._credit_score = CREDIT_SCORES[p.credit_score].bind(p)
         self._credit_live = not (self.grid_only or p.credit_frozen)
         self._choose, self._learn = LEARNING_RULES[p.learning].bind(p)
         self.consequences = bind_consequences(p.breach_policy, p)
@@ -219,7 +220,7 @@ class DIPIModel(mesa.Model):
         parties.balance += settlement.party_transfer
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
-                                        self._credit_update, p.natural_factor,
+                                        self._credit_update, self._credit_score,
                                         p.credit_count == "contract", self.hour)
                   if self._credit_live else CreditUpdate.none())
         kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
@@ -429,7 +430,8 @@ class DIPIModel(mesa.Model):
             bid_discount=discount, commitment_ratio=np.full(n, p.commitment_ratio),
             bid_volume_ratio=np.full(n, p.bid_volume_ratio),
             balance=np.full(n, p.initial_balance_yuan),
-            credit=CreditState.new(n, p.credit_initial, p.credit_window),
+            credit=CreditState.new(n, p.credit_initial, p.credit_window,
+                                  p.credit_prior_contracts),
         )
 
     def _place(self, n: int) -> NDArray[np.intp]:
