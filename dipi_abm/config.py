@@ -342,16 +342,16 @@ PARAMS: tuple[Param, ...] = (
        "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
     _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
        "behaviour", **_SHARE),
-    _p("qlearn_discount", 0.95, float, "-", "q_learning: discount gamma of the next hours' "
-       "value (0: myopic; 0.95: a horizon of about 20 h; Sutton & Barto 2018).", "behaviour",
+    _p("qlearn_discount", 0.98, float, "-", "q_learning: discount gamma of the next hours' "
+       "value (0: myopic; 0.98: a horizon of about 50 h; Sutton & Barto 2018).", "behaviour",
        low=0.0, high=1.0, high_open=True),
-    _p("qlearn_rate", 0.1, float, "-", "q_learning: smallest step alpha towards the new "
+    _p("qlearn_rate", 0.2, float, "-", "q_learning: smallest step alpha towards the new "
        "estimate (1/visits before that; Watkins & Dayan 1992).", "behaviour", low=0.0,
        high=1.0, low_open=True),
-    _p("qlearn_epsilon", 0.05, float, "-", "q_learning: exploration probability.",
+    _p("qlearn_epsilon", 0.1, float, "-", "q_learning: exploration probability.",
        "behaviour", **_SHARE),
-    _p("qlearn_credit_bands", 20, int, "-", "q_learning: equal credit bands that make its "
-       "state (20: 5 credit points each).", "behaviour", low=1, high=100),
+    _p("qlearn_credit_bands", 10, int, "-", "q_learning: equal credit bands that make its "
+       "state (10: 10 credit points each).", "behaviour", low=1, high=100),
     # --- market ----------------------------------------------------------------------------
     _p("matching", "price_time", str, "-", "Matching rule (docs/model.md section 4).", "market",
        choices=_matching_rules),

@@ -106,14 +106,14 @@ class Learner:
 
     @classmethod
     def new(cls, n: int, actions: ActionGrid, start: NDArray[np.intp],
-            credit: NDArray[np.float64]) -> Learner:
+            credit: NDArray[np.float64] | None = None) -> Learner:
         k = actions.size
         prop = np.ones((n, k))
         # The starting action has START_PROBABILITY, the others share the rest.
         prop[np.arange(n), start] = START_PROBABILITY / (1 - START_PROBABILITY) * max(k - 1, 1)
         value = np.zeros((n, k))
         return cls(actions, prop, value, np.zeros((n, k), np.int64), np.full(n, -1, np.intp),
-                   np.full(n, np.nan), start, credit)
+                   np.full(n, np.nan), start, np.full(n, 100.0) if credit is None else credit)
 
 
 def choose_roth_erev(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
