@@ -615,7 +615,8 @@ def plot_deterrence(table: pd.DataFrame, path: Path) -> None:
         x = np.arange(len(comps)) + (j - (len(rules) - 1) / 2) * width
         m = d["mean"].to_numpy()
         ax.bar(x, m, width=width * 0.9, color=LEARNING_COLOR.get(rule, "0.5"), label=rule,
-               yerr=[m - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - m], capsize=4)
+               yerr=[m - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - m], capsize=4,
+               error_kw={"ecolor": "0.45"})
     ax.axhline(0, color="0.3", lw=1)
     ax.set_xticks(range(len(comps)), [c.replace(" - ", "\nminus ") for c in comps])
     ax.set_ylabel("points (paired difference, 95 % CI)")
