@@ -64,7 +64,7 @@ def test_q_learning_starts_on_the_starting_commitment_at_the_starting_price():
     lr = _learner()
     choose, _ = LEARNING_RULES["q_learning"].bind(
         {"qlearn_epsilon": 0.0, "qlearn_credit_bands": 10, "qlearn_rate": 0.2,
-         "qlearn_discount": 0.9})
+         "qlearn_discount": 0.9})()
     a = choose(lr, np.arange(3), np.random.default_rng(0))
     assert a.tolist() == [1, 2, 5]
 
@@ -77,7 +77,7 @@ def test_q_learning_values_the_band_it_lands_in():
         lr = _learner(1)
         keys = {"qlearn_epsilon": 0.0, "qlearn_credit_bands": 10, "qlearn_rate": 0.2,
                 "qlearn_discount": gamma}
-        choose, update = rules.bind(keys)
+        choose, update = rules.bind(keys)()
         idx = np.array([0])
         lr.q[...] = 0.0  # allocated by choose on first use; reset the start's tie-break
         choose(lr, idx, np.random.default_rng(0))
@@ -100,7 +100,7 @@ def test_q_learning_is_vectorised_and_leaves_the_other_rules_alone():
     lr = _learner()
     choose, update = LEARNING_RULES["q_learning"].bind(
         {"qlearn_epsilon": 0.5, "qlearn_credit_bands": 4, "qlearn_rate": 0.2,
-         "qlearn_discount": 0.9})
+         "qlearn_discount": 0.9})()
     rng = np.random.default_rng(3)
     before = lr.propensity.copy()
     for _ in range(50):
