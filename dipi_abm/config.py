@@ -33,7 +33,7 @@ from .physics.grid import (  # noqa: F401 - re-exported: the run's memory budget
 from .physics.weather import WeatherParams
 from .rules.consensus import CONSENSUS_RULES
 from .rules.consequences import BREACH_POLICIES, canonical
-from .rules.credit import CREDIT_RULES
+from .rules.credit import CREDIT_RULES, CREDIT_SCORES
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES
 from .rules.registry import Param, _fmt, _short, rule_params  # noqa: F401 - Param re-exported
@@ -51,6 +51,7 @@ def _names(registry: Mapping[str, Any]) -> Callable[[], tuple[str, ...]]:
 _matching_rules = _names(MATCHING_RULES)
 _price_rules = _names(PRICE_RULES)
 _credit_rules = _names(CREDIT_RULES)
+_credit_scores = _names(CREDIT_SCORES)
 _consensus_rules = _names(CONSENSUS_RULES)
 _learning_rules = _names(LEARNING_RULES)
 _distance_metrics = _names(DISTANCE_METRICS)
@@ -253,8 +254,12 @@ PARAMS: tuple[Param, ...] = (
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
        "window.", "credit", choices=_credit_rules),
     *rule_params(CREDIT_RULES),
-    _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
-       high=100.0),
+    _p("credit_initial", 100.0, float, "-", "Credit of a new party: the prior's score.",
+       "credit", low=0.0, high=100.0),
+    _p("credit_score", "kept", str, "-", "What a contract side scores (docs/model.md section "
+       "6): kept (100 if kept, 0 if breached: the breach count's definition; credit is the "
+       "recent share kept) or dipi ([DIPI]'s graded score with natural_factor).", "credit",
+       choices=_credit_scores),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
        "seller a shortfall up to lambda*q ([DIPI]).", "credit", low=0.0, high=0.3,
        high_open=True),

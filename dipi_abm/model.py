@@ -54,7 +54,7 @@ from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataf
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
-from .rules.credit import CREDIT_RULES, CreditState
+from .rules.credit import CREDIT_RULES, CREDIT_SCORES, CreditState
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES, CMAWeights, Contracts, MarketNetwork
 from .rules.tariffs import CLEANLINESS_Q, ogsc_priority
@@ -166,6 +166,7 @@ class DIPIModel(mesa.Model):
             intake_limit_kw=p.grid_intake_limit_kw,
         )
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
+        self._credit_score = CREDIT_SCORES[p.credit_score].bind(p)
         self._credit_live = not (self.market.grid_only or p.credit_frozen)
         learning = LEARNING_RULES[p.learning]
         self._choose, self._learn = learning.bind(p)()
@@ -242,7 +243,7 @@ class DIPIModel(mesa.Model):
         parties.balance += settlement.party_transfer
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
-                                        self._credit_update, p.natural_factor,
+                                        self._credit_update, self._credit_score,
                                         p.credit_count == "contract", self.hour)
                   if self._credit_live else CreditUpdate.none())
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit,
@@ -456,7 +457,8 @@ class DIPIModel(mesa.Model):
             bid_discount=discount, commitment_ratio=np.full(n, p.commitment_ratio),
             bid_volume_ratio=np.full(n, p.bid_volume_ratio),
             balance=np.full(n, p.initial_balance_yuan),
-            credit=CreditState.new(n, p.credit_initial, p.credit_window),
+            credit=CreditState.new(n, p.credit_initial, p.credit_window,
+                                  p.credit_prior_contracts),
         )
 
     def _build_network(self) -> MarketNetwork:

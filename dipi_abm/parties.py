@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from .hour import BUYER, SELLER, CreditUpdate, Delivery, Orders, Schedule
 from .physics.weather import load_shape
-from .rules.credit import CreditState, buyer_score, seller_score
+from .rules.credit import CreditState
 from .rules.learning import ActionGrid, Learner
 from .rules.matching import Contracts, OrderBook
 
@@ -97,7 +97,7 @@ class PartySet:
             start = grid.nearest(base, start_level)
             greedy = grid.nearest(p.commit_max, start_level)
             start[self.opportunist] = greedy[self.opportunist]
-            learners.append(Learner.new(n, grid, start))
+            learners.append(Learner.new(n, grid, start, self.credit.credit))
         self.sell_learner, self.buy_learner = learners
         if static:
             self.commitment_ratio[self.opportunist] = p.commit_max
@@ -171,19 +171,25 @@ class PartySet:
                         gen_kw, load_kw, charge, discharge)
 
     def update_credit(self, delivery: Delivery, contracts: Contracts, update: Callable[..., None],
-                      natural_factor: float, per_contract: bool, hour: int) -> CreditUpdate:
-        """Credit (LH1, docs/model.md section 6): score each committed party, update its credit.
-
-        ``hour`` is the model's hour: the clock of rules whose memory is set in time."""
-        if not 0.0 <= natural_factor < 0.3:
-            raise ValueError(f"natural_factor = {natural_factor}: must be in [0, 0.3)")
-        idx, score, k = _scores(delivery.committed_kwh, delivery.counted_kwh, self.role,
-                                natural_factor, contracts.seller, contracts.buyer,
-                                per_contract, self.score)
+                      score: Callable[..., NDArray], per_contract: bool, hour: int
+                      ) -> CreditUpdate:
+        """Credit (LH1, docs/model.md section 6): score each committed party by the
+        ``credit_score`` rule (from the hour's breach flag and delivered share), update its
+        credit. ``hour`` is the model's hour: the clock of rules whose memory is set in time."""
+        idx = np.flatnonzero(delivery.committed_kwh > 0)
         if idx.size == 0:
             return CreditUpdate.none()
-        update(self.credit, idx, score, k, hour=hour)
-        return CreditUpdate(idx, score)
+        ratio = delivery.counted_kwh[idx] / delivery.committed_kwh[idx]
+        s = score(delivery.breach[idx], ratio, self.role[idx] == SELLER)
+        self.score[:] = np.nan
+        self.score[idx] = s
+        if per_contract:
+            k = (np.bincount(contracts.seller, minlength=self.n)
+                 + np.bincount(contracts.buyer, minlength=self.n))[idx]
+        else:
+            k = np.ones(idx.size, np.int64)
+        update(self.credit, idx, s, k.astype(np.int64), hour=hour)
+        return CreditUpdate(idx, s)
 
     def learn(self, schedule: Schedule, orders: Orders, delivery: Delivery,
               party_transfer: NDArray, rewards: tuple[NDArray[np.intp], NDArray[np.float64]],
@@ -236,29 +242,6 @@ def _against_commitments(is_seller: NDArray[np.bool_], deliverable: NDArray,
     counted = np.minimum(np.where(is_seller, deliverable, need), committed)
     has = committed > 0
     return counted, has & (counted < keep * committed), np.where(has, counted, 0.0)
-
-
-def _scores(committed: NDArray, counted: NDArray, role: NDArray[np.int8],
-            natural_factor: float, seller: NDArray[np.intp], buyer: NDArray[np.intp],
-            per_contract: bool, score_out: NDArray
-            ) -> tuple[NDArray[np.intp], NDArray, NDArray[np.int64]]:
-    """The committed parties' rows, performance scores and updates to count (their
-    contracts, or 1); ``score_out`` (per party, NaN if not scored) is rewritten only if
-    someone committed."""
-    idx = np.flatnonzero(committed > 0)
-    if idx.size == 0:
-        return idx, np.zeros(0), np.zeros(0, np.int64)
-    g, q = counted[idx], committed[idx]
-    score = np.where(role[idx] == SELLER, seller_score(g, q, natural_factor),
-                     buyer_score(g, q))
-    score_out[:] = np.nan
-    score_out[idx] = score
-    if per_contract:
-        n = committed.size
-        k = (np.bincount(seller, minlength=n) + np.bincount(buyer, minlength=n))[idx]
-    else:
-        k = np.ones(idx.size, np.int64)
-    return idx, score, np.asarray(k, dtype=np.int64)
 
 
 @dataclass

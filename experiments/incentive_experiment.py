@@ -1,4 +1,4 @@
-"""docs/model.md section 8: do credit-weighted matching and POCA make over-committing stop paying?
+"""docs/model.md section 8: does credit deter breaches, for myopic and for foresighted parties?
 
 What it tests. Parties learn (Roth-Erev reinforcement over commitment / bid-volume
 ratios 0.8-1.3 and price levels, rewarded by their realised gain over the grid-only
@@ -9,18 +9,30 @@ should stop paying, so breaches should fall over time; in `centralized` mode, or
 credit switched off, they should not. The model measures whether that happens; this
 script does not assume it.
 
-How. Three arms, each run over the same replication seeds (paired: the same parties,
-placement, weather and loads in every arm of a replication):
+How. Five arms per learning rule (``--learning``: by default the myopic ``roth_erev``
+and ``epsilon_greedy`` beside the foresighted ``q_learning``), each run over the same
+replication seeds (paired: the same parties, placement, weather and loads in every arm
+and every learning rule of a replication):
 
 - `cma_live`: credit matching algorithm (`matching = "cma"`), POCA consensus, the
   `paper` credit rule, credit updated from every settled contract;
 - `cma_frozen`: the same with `credit_frozen = true` (every party's credit stays at
   credit_initial, so neither matching priority nor POCA's block odds depend on conduct);
 - `centralized`: no direct trade; the grid company buys every offer at F and sells
-  every need at R; breaches are counted against offers; credit does not change.
+  every need at R; breaches are counted against offers; credit does not change;
+- `gate`: `cma_live` plus `breach_policy = "credit_gate"` (below credit 50 a party's
+  volume is capped, down to a quarter of its forecast at credit 30);
+- `reward`: `cma_live` plus `breach_policy = "credit_scaled_reward"` (a wheeling rebate
+  per delivered kWh of R - F = 0.257 yuan/kWh at credit 100, nothing at or below 40).
+
+The gate threshold and the reward floor sit where they bite on conduct: credit is the
+recent share of contract sides kept, and an honest party keeps about 60-70 % of them
+at the 5 % breach tolerance, so the keys' defaults (80) would gate and unpay nearly
+everyone. Every credit effect a party sees arrives after the hour it breaches in: the
+rebate is paid for delivered kWh at the credit the party has, never for the breach.
 
 Default scenario otherwise (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
-tariff R = 0.657, F = 0.4 yuan/kWh), 30 days, `learning = "roth_erev"`,
+tariff R = 0.657, F = 0.4 yuan/kWh), 30 days,
 `opportunist_share = 0.2`, `ledger_detail = "off"` (the chains do not change any KPI;
 `--set ledger_detail=digest` turns them on). Runs go through the sweep engine
 (:func:`_common.run_arms`: one paired sweep per arm, resumable under ``--out``/sweeps);
@@ -29,7 +41,7 @@ each run is seeded only by its replication, so the results do not depend on
 the parties that sold (and bid-volume ratio of those that bought) in that hour, and
 the breaches and credit of opportunists and the others.
 
-Writes to ``--out``:
+Writes to ``--out/<learning>/`` for each learning rule:
 
 - ``incentive_experiment_runs.csv``: one row per (arm, replication): seed, the summary
   KPIs of model.summary(), breach rates in the first and last ``window_days`` (5 days,
@@ -42,12 +54,17 @@ Writes to ``--out``:
 - ``incentive_experiment.csv``: per KPI and arm, mean and 95 % CI, and the paired
   differences cma_live - cma_frozen and cma_live - centralized (and, per arm, last
   window - first window of the breach rate and commitment ratio);
-- ``incentive_experiment.png``: the panels.
+- ``incentive_experiment.png``: the panels;
+
+and to ``--out``: ``incentive_deterrence.csv`` (per learning rule and comparison, the
+paired difference of the last-window breach rate, commitment ratio and whole-run
+breach rate, mean and 95 % CI) and ``incentive_deterrence.png`` (the same as bars).
 
     python experiments/incentive_experiment.py --out results/incentive
     python experiments/incentive_experiment.py --quick
     python experiments/incentive_experiment.py --set credit_rule="ema" --set block_reward_yuan=50
     python experiments/incentive_experiment.py --arms cma_live cma_frozen --reps 20
+    python experiments/incentive_experiment.py --learning q_learning --reps 10
 
 Where and why it may differ from the papers. [DIPI] presumes that credit makes
 parties keep their word. Here a breach costs the breaching party nothing directly (a
@@ -89,18 +106,26 @@ from dipi_abm.errors import ConfigError
 from dipi_abm.model import BUYER, DPGC_KIND, SELLER
 
 #: arm -> the scenario keys that define it
+_LIVE = {"matching": "cma", "consensus": "poca", "credit_frozen": False, "breach_policy": "none"}
 ARMS: dict[str, dict] = {
-    "cma_live": {"matching": "cma", "consensus": "poca", "credit_frozen": False},
-    "cma_frozen": {"matching": "cma", "consensus": "poca", "credit_frozen": True},
-    "centralized": {"matching": "centralized", "consensus": "poca", "credit_frozen": False},
+    "cma_live": _LIVE,
+    "cma_frozen": {**_LIVE, "credit_frozen": True},
+    "centralized": {**_LIVE, "matching": "centralized"},
+    "gate": {**_LIVE, "breach_policy": "credit_gate"},
+    "reward": {**_LIVE, "breach_policy": "credit_scaled_reward"},
 }
 ARM_LABEL = {"cma_live": "CMA + POCA, live credit", "cma_frozen": "CMA + POCA, credit frozen",
-             "centralized": "centralized"}
-ARM_COLOR = {"cma_live": PALETTE[0], "cma_frozen": PALETTE[1], "centralized": "#7a7a7a"}
+             "centralized": "centralized", "gate": "live credit + credit gate",
+             "reward": "live credit + credit-scaled reward"}
+ARM_COLOR = {"cma_live": PALETTE[0], "cma_frozen": PALETTE[1], "centralized": "#7a7a7a",
+             "gate": PALETTE[2], "reward": PALETTE[3]}
 #: the experiment's scenario, before --dpgc/--users/--days and --set
-BASE = {"learning": "roth_erev", "opportunist_share": 0.2, "ledger_detail": "off"}
-#: keys the arms set; --set may not change them
-ARM_KEYS = ("matching", "consensus", "credit_frozen")
+BASE = {"opportunist_share": 0.2, "ledger_detail": "off", "gate_credit_threshold": 50.0,
+        "reward_credit_floor": 40.0, "reward_share_of_margin": 1.0}
+LEARNING = ("roth_erev", "epsilon_greedy", "q_learning")
+LEARNING_COLOR = dict(zip(LEARNING, PALETTE[4:], strict=True))
+#: keys the arms and --learning set; --set may not change them
+ARM_KEYS = ("matching", "consensus", "credit_frozen", "breach_policy", "learning")
 
 #: columns of the runs CSV taken from model.summary()
 SUMMARY_KPIS = (
@@ -156,7 +181,11 @@ KPIS = {
     "low_credit_block_share": ("blocks won by parties with credit < 90", "%", 100.0),
 }
 SUMMARY_COLUMNS = ["kpi", "label", "unit", "arm", "mean", "ci_low", "ci_high", "replications"]
-COMPARISONS = (("cma_live", "cma_frozen"), ("cma_live", "centralized"))
+#: (arm, control): CMA priority and POCA odds; the gate and the rebate on top of them
+COMPARISONS = (("cma_live", "cma_frozen"), ("cma_live", "centralized"), ("gate", "cma_live"),
+               ("reward", "cma_live"))
+#: what the deterrence table compares, per learning rule
+DETERRENCE_KPIS = ("breach_rate_last", "commitment_ratio_last", "breach_rate")
 
 
 # --------------------------------------------------------------------------- one run
@@ -570,12 +599,42 @@ def report(summary: pd.DataFrame, arms: Sequence[str]) -> None:
           f"arm): {'supported' if hypothesis else 'not supported'} in this run")
 
 
+def plot_deterrence(table: pd.DataFrame, path: Path) -> None:
+    """Per comparison, the paired difference of the last-window breach rate, one bar per
+    learning rule, with its 95 % CI."""
+    import matplotlib.pyplot as plt
+
+    style()
+    t = table[table["kpi"] == "breach_rate_last"]
+    comps = list(dict.fromkeys(t["comparison"]))
+    rules = list(dict.fromkeys(t["learning"]))
+    fig, ax = plt.subplots(figsize=(3 + 2.2 * len(comps), 5))
+    width = 0.8 / max(len(rules), 1)
+    for j, rule in enumerate(rules):
+        d = t[t["learning"] == rule].set_index("comparison").reindex(comps)
+        x = np.arange(len(comps)) + (j - (len(rules) - 1) / 2) * width
+        m = d["mean"].to_numpy()
+        ax.bar(x, m, width=width * 0.9, color=LEARNING_COLOR.get(rule, "0.5"), label=rule,
+               yerr=[m - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - m], capsize=4,
+               error_kw={"ecolor": "0.45"})
+    ax.axhline(0, color="0.3", lw=1)
+    ax.set_xticks(range(len(comps)), [c.replace(" - ", "\nminus ") for c in comps])
+    ax.set_ylabel("points (paired difference, 95 % CI)")
+    ax.set_title("Does credit deter breaches? Last-window breach rate, arm minus control")
+    ax.legend(title="learning")
+    fig.tight_layout()
+    save_png(fig, path)
+
+
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run every arm under every learning rule; returns the deterrence table."""
     ap = parser(__doc__, out="results/incentive_experiment", reps=30, quick_reps=2,
                 reps_help="paired replications per arm (at least 10 for the analysis)")
     market_args(ap, dpgc=(10, 4), users=(50, 16), days=(30, 3), quick_workers=None)
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
-                    help="arms to run (default: all three)")
+                    help="arms to run (default: all five)")
+    ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING),
+                    help="learning rules, each over every arm (default: all three)")
     args = parse(ap, argv)
     scenario = dict(BASE) | market_size(ap, args)
     arms = list(dict.fromkeys(args.arms))
@@ -583,34 +642,43 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         extra = parse_assignments(args.assignments)
         fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
         if fixed:
-            ap.error(f"--set {', '.join(fixed)}: set by the arms and the replication seeds; "
-                     "choose arms with --arms")
+            ap.error(f"--set {', '.join(fixed)}: set by the arms, --learning and the "
+                     "replication seeds")
         scenario |= extra
         scenario.setdefault("agent_report_every", scenario["hours"])  # no per-agent snapshots
         for a in arms:
-            validate({**scenario, **ARMS[a]})
+            validate({**scenario, **ARMS[a], "learning": args.learning[0]})
     except ConfigError as exc:
         ap.error(str(exc))
     timer = Timer()
-    results = run_all(arms, scenario, args.reps, args.seed, Path(args.out), args.workers)
-    runs = pd.DataFrame([r for r, _ in results], columns=RUN_COLUMNS)
-    daily = pd.concat([d for _, d in results], ignore_index=True)
-    dsum = summarise_daily(daily, arms)
-    summary = summarise(runs, arms)
     out = Path(args.out)
-    save_csv(runs, out / "incentive_experiment_runs.csv")
-    save_csv(dsum, out / "incentive_experiment_daily.csv")
-    save_csv(summary, out / "incentive_experiment.csv")
-    plot(runs, dsum, summary, arms, scenario, args.reps, out / "incentive_experiment.png")
-
-    w = int(runs["window_days"].iloc[0])
-    print(f"Incentive experiment: {', '.join(arms)}; {args.reps} paired replications; "
-          f"{scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, {scenario['hours']} h, "
-          f"learning {scenario['learning']}, opportunist_share {scenario['opportunist_share']}; "
-          f"windows: first and last {w} days; mean [95 % CI]")
-    report(summary, arms)
+    tables = []
+    for rule in dict.fromkeys(args.learning):
+        sc, where = {**scenario, "learning": rule}, out / rule
+        results = run_all(arms, sc, args.reps, args.seed, where, args.workers)
+        runs = pd.DataFrame([r for r, _ in results], columns=RUN_COLUMNS)
+        daily = pd.concat([d for _, d in results], ignore_index=True)
+        dsum = summarise_daily(daily, arms)
+        summary = summarise(runs, arms)
+        save_csv(runs, where / "incentive_experiment_runs.csv")
+        save_csv(dsum, where / "incentive_experiment_daily.csv")
+        save_csv(summary, where / "incentive_experiment.csv")
+        plot(runs, dsum, summary, arms, sc, args.reps, where / "incentive_experiment.png")
+        w = int(runs["window_days"].iloc[0])
+        print(f"Incentive experiment, learning {rule}: {', '.join(arms)}; {args.reps} paired "
+              f"replications; {sc['n_dpgc']} DPGCs + {sc['n_users']} users, {sc['hours']} h, "
+              f"opportunist_share {sc['opportunist_share']}; windows: first and last {w} days; "
+              "mean [95 % CI]")
+        report(summary, arms)
+        diffs = summary[summary["arm"].str.contains(" - ") & summary["kpi"].isin(DETERRENCE_KPIS)]
+        tables.append(diffs.rename(columns={"arm": "comparison"}).assign(learning=rule))
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["learning", "comparison", *(c for c in table.columns
+                                               if c not in ("learning", "comparison"))]]
+    save_csv(table, out / "incentive_deterrence.csv")
+    plot_deterrence(table, out / "incentive_deterrence.png")
     print(f"written to {out} in {timer} ({args.workers} workers)")
-    return summary
+    return table
 
 
 if __name__ == "__main__":

@@ -100,3 +100,35 @@ def test_the_literal_paper_rule_does_not_notice_in_time():
     breach_rate, hours = _turn_breacher("paper", 1)
     assert breach_rate > 0.7
     assert hours > 72
+
+
+def _late_breach_rate_and_credit(learning: str, seed: int) -> tuple[float, float]:
+    """Correlation of each party's breach rate over the last 10 days with its final
+    credit, among all parties and among DPGCs (parties that committed on >= 24 hours)."""
+    m = DIPIModel(seed=seed, hours=HOURS, learning=learning, opportunist_share=0.2,
+                  ledger_detail="off")
+    s = m.state
+    committed = np.zeros(s.n)
+    breached = np.zeros(s.n)
+    for h in range(HOURS):
+        m.step()
+        if h >= HOURS - 10 * 24:
+            committed += s.committed_kwh > 0
+            breached += s.breach
+    rate, credit = breached / np.maximum(committed, 1), s.credit.credit
+    active = committed >= 24
+    dpgc = active & (s.kind == 0)
+    return (np.corrcoef(rate[active], credit[active])[0, 1],
+            np.corrcoef(rate[dpgc], credit[dpgc])[0, 1])
+
+
+@pytest.mark.parametrize("learning", ["roth_erev", "q_learning"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_credit_ranks_conduct_under_learning(learning, seed):
+    """docs/model.md section 6: credit is the recent share of contract sides kept, by the
+    breach count's own definition, so it ranks parties by conduct even when they adapt.
+    Measured (seeds 1-5): roth_erev -0.76 to -0.94 overall, -0.80 to -0.96 among DPGCs;
+    q_learning -0.98 to -0.99 overall, -0.96 to -0.99 among DPGCs."""
+    overall, dpgc = _late_breach_rate_and_credit(learning, seed)
+    assert overall < -0.6
+    assert dpgc < -0.4

@@ -299,7 +299,7 @@ def test_higher_breach_tolerance_fewer_breaches(seed):
 @settings(max_examples=6, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["decay", "mean", "paper", "ema", "window"]))
 def test_natural_factor_keeps_dpgc_credit_higher(seed, rule):
-    kw = dict(seed=seed, hours=72, credit_rule=rule, **SMALL)
+    kw = dict(seed=seed, hours=72, credit_rule=rule, credit_score="dipi", **SMALL)
     plain = DIPIModel(natural_factor=0.0, **kw)
     weighted = DIPIModel(natural_factor=0.2, **kw)
     dpgc = plain.state.kind == 0
@@ -311,9 +311,10 @@ def test_natural_factor_keeps_dpgc_credit_higher(seed, rule):
 
 
 def test_natural_factor_raises_dpgc_credit_on_known_seeds():
-    # [DIPI] Fig. 3: with lambda the integrated credit stays higher
+    # [DIPI] Fig. 3: with lambda the integrated credit stays higher (lambda grades the
+    # papers' score; the default score, kept, reads the breach flag alone)
     for seed in (1, 2, 3):
-        kw = dict(seed=seed, hours=72, **SMALL)
+        kw = dict(seed=seed, hours=72, credit_score="dipi", **SMALL)
         plain = DIPIModel(natural_factor=0.0, **kw).run()
         weighted = DIPIModel(natural_factor=0.2, **kw).run()
         assert weighted.mean_credit_dpgc > plain.mean_credit_dpgc

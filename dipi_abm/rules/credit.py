@@ -20,7 +20,16 @@ tracks conduct:
   contracts an hour forgets in an hour what a household remembers for a week.
 - ``decay`` (default): memory set in *time*. Each hour's contracts enter a
   weighted mean of scores with weight k, and all past weight halves every
-  ``credit_half_life_h`` hours, so every party, busy or not, remembers alike.
+  ``credit_half_life_h`` hours, so every party, busy or not, remembers alike. A new
+  party starts from a prior worth ``credit_prior_contracts`` contracts at
+  ``credit_initial`` (a pseudo-count that fades with the same half-life), not from
+  whatever its first contract scored.
+
+What a contract scores is a rule too (:data:`CREDIT_SCORES`, key ``credit_score``):
+``kept`` (default) scores 100 for a contract side kept and 0 for a breach, by the very
+flag the breach count uses, so credit is the recent share of contracts kept (how
+often); ``dipi`` is [DIPI]'s graded s (how badly), under which a seller's shortfall
+within lambda q scores 100 even when it counts as a breach.
 """
 
 from __future__ import annotations
@@ -53,6 +62,26 @@ def seller_score(generated: NDArray, agreed: NDArray, natural_factor: float) -> 
     return CREDIT_MAX * np.clip(ratio, 0.0, 1.0)
 
 
+def score_kept(breach: NDArray[np.bool_], ratio: NDArray, is_seller: NDArray[np.bool_],
+               **_: float) -> NDArray[np.float64]:
+    """100 for a kept contract side, 0 for a breach: the breach count's own definition."""
+    return np.where(breach, 0.0, CREDIT_MAX)
+
+
+def score_dipi(breach: NDArray[np.bool_], ratio: NDArray, is_seller: NDArray[np.bool_], *,
+               natural_factor: float, **_: float) -> NDArray[np.float64]:
+    """[DIPI]'s graded score of the delivered share ``ratio`` = b/q or g/q (see
+    :func:`buyer_score`, :func:`seller_score`)."""
+    return np.where(is_seller, seller_score(ratio, 1.0, natural_factor), buyer_score(ratio, 1.0))
+
+
+#: Contract scores: ``score(breach, ratio, is_seller)`` per scored party (docs/model.md §6).
+CREDIT_SCORES: dict[str, Rule] = {
+    "kept": Rule(score_kept),
+    "dipi": Rule(score_dipi, keys={"natural_factor": "natural_factor"}),
+}
+
+
 @dataclass
 class CreditState:
     """Per-party memory the rules need, as columns."""
@@ -66,14 +95,15 @@ class CreditState:
     last_hour: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # decay rule
 
     @classmethod
-    def new(cls, n: int, initial: float, window: int) -> CreditState:
+    def new(cls, n: int, initial: float, window: int, prior: float = 0.0) -> CreditState:
+        """``prior``: the weight, in contracts, of ``initial`` in the decay rule's mean."""
         return cls(
             credit=np.full(n, float(initial)),
             count=np.zeros(n, np.int64),
             credit_sum=np.zeros(n),
             window=np.full((n, window), np.nan),
             window_pos=np.zeros(n, np.int64),
-            weight=np.zeros(n),
+            weight=np.full(n, float(prior)),
             last_hour=np.zeros(n),
         )
 
@@ -129,8 +159,10 @@ def update_decay(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
     (numerator and denominator decay alike); the next score then weighs more.
 
     ``hour`` is the absolute hour of this update (the model's step count); ``None``
-    counts every update as one hour after the party's previous one. As with
-    ``mean``, a new party shows ``credit_initial`` until its first contract.
+    counts every update as one hour after the party's previous one. The state's
+    starting weight is the prior: ``credit_initial`` worth that many contracts at hour 0
+    (:meth:`CreditState.new`), decaying like any score; with none, the first contract
+    sets the credit.
     """
     if not half_life_h > 0.0:
         raise ValueError(f"credit_half_life_h = {half_life_h}: must be > 0")
@@ -183,6 +215,9 @@ HALF_LIFE = Param(
     "decay rule: past scores' weight halves every "
     "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
     high=1e6, low_open=True)
+PRIOR = Param("credit_prior_contracts", 10.0, float, "contracts", "decay rule: the prior's "
+    "weight, in contracts scored credit_initial at hour 0 (fading with the half-life); 0: "
+    "the first contract sets the credit.", "credit", low=0.0, high=1e6)
 EMA_ALPHA = Param("credit_ema_alpha", 0.1, float, "-", "Weight of the newest score (ema rule).",
     "credit", low=0.0, high=1.0, low_open=True)
 WINDOW = Param("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
@@ -191,7 +226,8 @@ WINDOW = Param("credit_window", 24, int, "-", "Scores averaged (window rule).", 
 #: Credit rules: ``rule(state, idx, score, k, hour=...)`` updates parties ``idx`` in place;
 #: ``hour`` is the model's hour (the decay rule's clock; the others ignore it).
 CREDIT_RULES: dict[str, Rule] = {
-    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}, params=(HALF_LIFE,)),
+    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"},
+                  params=(HALF_LIFE, PRIOR)),
     "mean": Rule(update_mean),
     "paper": Rule(update_paper),
     "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}, params=(EMA_ALPHA,)),

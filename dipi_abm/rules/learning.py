@@ -16,6 +16,17 @@ learning rule (registry :data:`LEARNING_RULES`) updates its propensities:
   form max(x, 0) would learn every loss as "nothing" (docs/model.md section 8).
 - ``epsilon_greedy``: the action with the best running mean profit, a random
   one with probability eps.
+- ``q_learning``: tabular Q-learning (Watkins & Dayan 1992; Sutton & Barto 2018,
+  section 6.5) with foresight. The state is the party's credit band (credit cut into
+  ``qlearn_credit_bands`` equal bands; the gate, the credit-scaled rebate, CMA priority,
+  POCA odds and the deposit rate are all functions of credit, so the band is what the
+  party can see of them), the actions the commitment levels (the price stays at the
+  party's starting level). After the hour, Q(s, a) moves by a step alpha towards
+  r + gamma max_a' Q(s', a'), s' the band the hour's conduct left it in: a breach that
+  costs nothing now but lowers credit is judged by what the lower band earns later.
+  The step is 1/n for the first visits of (s, a) (a sample mean) and never below
+  ``qlearn_rate``; a band never visited is valued as the band the party is leaving (no
+  information is not bad news). Exploration is epsilon-greedy (``qlearn_epsilon``).
 - ``static``: no learning; everyone keeps the configured commitment and the
   markups drawn at the start.
 
@@ -23,16 +34,19 @@ The profit signal is what the hour earned the party over the grid-only
 alternative (selling everything at F, buying everything at R), per kWh of
 its forecast net position, plus any block reward it won (also per kWh): so
 matched volume, lost matches, and the credit that buys matching priority and
-block rewards all count. Every party starts with probability 0.8 on its starting
-action (commit its forecast at its drawn markup); opportunists start on the
-largest commitment. Everything is vectorised over parties.
+block rewards all count. ``roth_erev`` and ``epsilon_greedy`` are myopic: they judge an
+hour's action by that hour's signal alone, so what credit buys later is invisible to
+them; ``q_learning`` adds the discounted value of the credit band the hour leads to.
+Every party starts on its starting action (commit its forecast at its drawn markup;
+Roth-Erev: with probability 0.8); opportunists start on the largest commitment.
+Everything is vectorised over parties.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,6 +77,10 @@ class ActionGrid:
     def size(self) -> int:
         return int(self.volume_ratio.size)
 
+    @property
+    def price_levels(self) -> int:
+        return int(np.count_nonzero(self.volume_ratio == self.volume_ratio[0]))
+
     def nearest(self, ratio: float, level: NDArray[np.float64]) -> NDArray[np.intp]:
         """The action closest to (ratio, level) for each party."""
         d = (np.abs(self.volume_ratio[None, :] - ratio)
@@ -80,16 +98,22 @@ class Learner:
     count: NDArray[np.int64]  # (n, K)
     chosen: NDArray[np.intp]  # (n,) action taken this hour (-1: none)
     reference: NDArray[np.float64]  # (n,) Roth-Erev reference payoff rho (nan: none yet)
+    start: NDArray[np.intp]  # (n,) starting action
+    credit: NDArray[np.float64]  # (n,) the parties' credit column (read, never written)
+    q: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0, 0)))  # (n, S, C)
+    visits: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0, 0), np.int64))
+    band: NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))  # s at choice
 
     @classmethod
-    def new(cls, n: int, actions: ActionGrid, start: NDArray[np.intp]) -> Learner:
+    def new(cls, n: int, actions: ActionGrid, start: NDArray[np.intp],
+            credit: NDArray[np.float64] | None = None) -> Learner:
         k = actions.size
         prop = np.ones((n, k))
         # The starting action has START_PROBABILITY, the others share the rest.
         prop[np.arange(n), start] = START_PROBABILITY / (1 - START_PROBABILITY) * max(k - 1, 1)
         value = np.zeros((n, k))
         return cls(actions, prop, value, np.zeros((n, k), np.int64), np.full(n, -1, np.intp),
-                   np.full(n, np.nan))
+                   np.full(n, np.nan), start, np.full(n, 100.0) if credit is None else credit)
 
 
 def choose_roth_erev(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator,
@@ -153,6 +177,51 @@ def update_static(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64
     return None
 
 
+def credit_band(credit: NDArray[np.float64], bands: int) -> NDArray[np.intp]:
+    """The band of each credit in [0, 100] cut into ``bands`` equal bands (100 in the top)."""
+    return np.minimum((credit * (bands / 100.0)).astype(np.intp), bands - 1)
+
+
+def _q_table(lr: Learner, bands: int) -> None:
+    """Allocate Q (n, bands, commitment levels) on first use: zero, with the starting
+    commitment a hair ahead so that a party starts on it."""
+    if lr.q.shape[1:2] == (bands,):
+        return
+    n, c = lr.start.size, lr.actions.size // lr.actions.price_levels
+    lr.q = np.zeros((n, bands, c))
+    lr.q[np.arange(n), :, lr.start // lr.actions.price_levels] = 1e-12
+    lr.visits = np.zeros((n, bands, c), np.int64)
+    lr.band = np.zeros(n, np.intp)
+
+
+def choose_q_learning(lr: Learner, idx: NDArray[np.intp], rng: np.random.Generator, *,
+                      epsilon: float, bands: int, **_: float) -> NDArray[np.intp]:
+    """Epsilon-greedy on Q(s, .) in the party's credit band s; the price level stays the
+    party's starting one."""
+    _q_table(lr, bands)
+    s = credit_band(lr.credit[idx], bands)
+    lr.band[idx] = s
+    c = np.argmax(lr.q[idx, s], axis=1)
+    explore = rng.random(idx.size) < epsilon
+    c = np.where(explore, rng.integers(0, lr.q.shape[2], idx.size), c)
+    levels = lr.actions.price_levels
+    return c * levels + lr.start[idx] % levels
+
+
+def update_q_learning(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64], *,
+                      rate: float, discount: float, bands: int, **_: float) -> None:
+    """Q(s, a) += step (r + gamma max Q(s', .) - Q(s, a)), s' the band the party's credit
+    is in after the hour ([Watkins & Dayan 1992]); step = max(1/visits, ``rate``)."""
+    s, c = lr.band[idx], lr.chosen[idx] // lr.actions.price_levels
+    s2 = credit_band(lr.credit[idx], bands)
+    seen = lr.visits[idx, s2].sum(axis=1) > 0
+    ahead = np.where(seen, lr.q[idx, s2].max(axis=1), lr.q[idx, s].max(axis=1))
+    lr.visits[idx, s, c] += 1
+    step = np.maximum(1.0 / lr.visits[idx, s, c], rate)
+    q = lr.q[idx, s, c]
+    lr.q[idx, s, c] = q + step * (reward + discount * ahead - q)
+
+
 def learning(choose: Callable[..., NDArray[np.intp]], update: Callable[..., None]
              ) -> Callable[..., tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]]:
     """A learning rule's function: its settings in, ``(choose, update)`` out, bound to them:
@@ -176,6 +245,16 @@ REFERENCE_RATE = Param(
     "Roth-Erev: weight w of the newest "
     "payoff in the running reference payoff; reinforcement is payoff minus reference, "
     "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True)
+DISCOUNT = Param("qlearn_discount", 0.98, float, "-", "q_learning: discount gamma of the next "
+    "hours' value (0: myopic; 0.98: a horizon of about 50 h; Sutton & Barto 2018).",
+    "behaviour", low=0.0, high=1.0, high_open=True)
+RATE = Param("qlearn_rate", 0.2, float, "-", "q_learning: smallest step alpha towards the new "
+    "estimate (1/visits before that; Watkins & Dayan 1992).", "behaviour", low=0.0, high=1.0,
+    low_open=True)
+Q_EPSILON = Param("qlearn_epsilon", 0.1, float, "-", "q_learning: exploration probability.",
+    "behaviour", low=0.0, high=1.0)
+BANDS = Param("qlearn_credit_bands", 10, int, "-", "q_learning: equal credit bands that make "
+    "its state (10: 10 credit points each).", "behaviour", low=1, high=100)
 EPSILON = Param("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
     "behaviour", low=0.0, high=1.0)
 
@@ -190,5 +269,9 @@ LEARNING_RULES: dict[str, Rule] = {
     "epsilon_greedy": Rule(learning(choose_epsilon_greedy, update_epsilon_greedy),
                            keys={"epsilon": "egreedy_epsilon"}, traits=frozenset({"adaptive"}),
                            params=(EPSILON,)),
+    "q_learning": Rule(learning(choose_q_learning, update_q_learning),
+                       keys={"epsilon": "qlearn_epsilon", "bands": "qlearn_credit_bands",
+                             "rate": "qlearn_rate", "discount": "qlearn_discount"},
+                       traits=frozenset({"adaptive"}), params=(DISCOUNT, RATE, Q_EPSILON, BANDS)),
     "static": Rule(learning(choose_static, update_static)),
 }
