@@ -178,6 +178,8 @@ _distance_metrics = _registry("physics.grid", "DISTANCE_METRICS")
 _wheeling_rules = _registry("physics.grid", "WHEELING_RULES")
 _tariffs = _registry("rules.tariffs", "TARIFFS")
 _breach_policies = _registry("rules.consequences", "BREACH_POLICIES")
+_balancing_rules = _registry("rules.economy", "BALANCING_RULES")
+_recovery_rules = _registry("rules.economy", "RECOVERY_RULES")
 
 
 def _combine_breach_policies(value: Any) -> str:
@@ -387,8 +389,10 @@ PARAMS: tuple[Param, ...] = (
     _p("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
        "(users: about 5 %).", "breach policy", **_SHARE),
     _p("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-       "penalty: the harmed counterparty of the contract, or the grid company.",
-       "breach policy", choices=("counterparty", "grid_company")),
+       "penalty: the counterparty of the contract; the counterparty up to its actual harm, "
+       "the rest to the system operator (counterparty_capped); the grid company; or the "
+       "system operator, funding balancing.", "breach policy",
+       choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
     _p("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
        "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
        "breach policy", low=0.0, high=100.0),
@@ -411,6 +415,37 @@ PARAMS: tuple[Param, ...] = (
     _p("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
        "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
        high=100.0, high_open=True),
+    # --- system cost and welfare (docs/model.md section 6c; sources in its section 6c) --------
+    _p("balancing", "linear", str, "-", "Price of the reserve that covers the hour's net "
+       "imbalance: none (free and unlimited, the papers), linear, merit_order.", "economy",
+       choices=_balancing_rules),
+    _p("balancing_up_premium", 0.2, float, "-", "Up-regulation starts this share above "
+       "retail R.", "economy", low=0.0, high=100.0),
+    _p("balancing_down_discount", 0.2, float, "-", "Down-regulation starts this share below "
+       "feed-in F.", "economy", low=0.0, high=100.0),
+    _p("balancing_slope", 1.0, float, "-", "The reserve's price moves on by this many times "
+       "R (up) or F (down) per unit of net imbalance / hour's load.", "economy", low=0.0,
+       high=1000.0),
+    _p("balancing_step_share", 0.05, float, "-", "merit_order: reserve block size, share of "
+       "the hour's load.", "economy", low=0.0, high=1.0, low_open=True),
+    _p("balancing_reserve_share", 0.2, float, "-", "merit_order: reserve available, share "
+       "of the hour's load; up-regulation beyond it costs the value of lost load.",
+       "economy", low=0.0, high=10.0),
+    _p("voll_yuan_per_kwh", 20.0, float, "yuan/kWh", "Value of lost load: the value of a "
+       "kWh served in the welfare.", "economy", **_PRICE),
+    *(_p(f"gen_cost_{t}_yuan_per_kwh", v, float, "yuan/kWh", f"{t}: fuel and variable "
+         "O&M per kWh generated.", "economy", low=0.0, high=100.0)
+      for t, v in (("solar", 0.0), ("wind", 0.01), ("hydro", 0.01), ("thermal", 0.32))),
+    *(_p(f"gen_fixed_{t}_yuan_per_kw_year", v, float, "yuan/kW/a", f"{t}: fixed O&M per "
+         "kW of capacity and year.", "economy", low=0.0, high=1e5)
+      for t, v in (("solar", 60.0), ("wind", 180.0), ("hydro", 150.0), ("thermal", 120.0))),
+    _p("network_cost_yuan_per_kwh", 0.02, float, "yuan/kWh", "Network cost per kWh carried "
+       "(losses, variable O&M).", "economy", low=0.0, high=100.0),
+    _p("network_fixed_yuan_per_kw_year", 1000.0, float, "yuan/kW/a", "Network fixed cost per "
+       "kW of the users' mean load and year.", "economy", low=0.0, high=1e6),
+    _p("network_recovery", "none", str, "-", "How the network's cost is recovered beyond the "
+       "tariffs: none, wheeling (P2P pays the average cost per kWh), fixed_charge (users "
+       "pay the fixed cost by mean load).", "economy", choices=_recovery_rules),
     # --- credit ----------------------------------------------------------------------------
     _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "

@@ -53,6 +53,7 @@ from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
 from .rules.credit import CREDIT_RULES, CreditState
+from .rules.economy import ECONOMY_KPIS, Books, Costs, economy_of_hour, party_type
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES, CMAWeights, Contracts, MarketNetwork
 from .rules.tariffs import CLEANLINESS_Q, ogsc_priority
@@ -179,8 +180,13 @@ class DIPIModel(mesa.Model):
              "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
              "dpgc_income", "grid_income", "generation", "load", "clean", "user_need",
              "breach_shortfall", "breach_consequence", "gated"), 0.0)
+        s = self.state
+        self.costs = Costs.build(p, s.tech, s.capacity_kw, s.kind, s.mean_load_kw)
+        self.party_type = party_type(s.kind, s.tech, s.load_class)
+        self.books = Books(self.party_type)
         self.record: HourRecord | None = None
-        self.hourly_kpis = HOURLY_KPIS + (POLICY_KPIS if self.consequences.active else ())
+        self.hourly_kpis = HOURLY_KPIS + ECONOMY_KPIS + (
+            POLICY_KPIS if self.consequences.active else ())
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(1)  # the terms of the first period
@@ -216,6 +222,13 @@ class DIPIModel(mesa.Model):
             settlement = apply_consequences(self.consequences, settlement, schedule, cleared,
                                             parties.credit.credit, parties.tech,
                                             p.breach_tolerance)
+        economy = economy_of_hour(self.costs, schedule, orders, cleared, delivery,  # 4c. costs
+                                  settlement, draw.gen_actual_kw, draw.load_actual_kw)
+        if economy.recovery.any():
+            settlement = replace(settlement,
+                                 party_transfer=settlement.party_transfer - economy.recovery,
+                                 grid_income=settlement.grid_income + economy.recovery.sum())
+        self.books.add(economy, delivery.breach)
         parties.balance += settlement.party_transfer
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
@@ -224,6 +237,7 @@ class DIPIModel(mesa.Model):
                   if self._credit_live else CreditUpdate.none())
         kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
                            parties.tech, draw.gen_actual_kw, draw.load_actual_kw)
+        kpis.update(economy.kpis)
         if self.consequences.active:
             kpis.update(self._policy_kpis(settlement, gated))
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
@@ -541,6 +555,7 @@ class DIPIModel(mesa.Model):
             "minted_yuan": self.miners_set.minted_yuan,
             "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
+            **self.books.summary(),
         }
 
     def _block_summary(self) -> dict[str, Any]:
