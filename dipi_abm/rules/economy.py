@@ -373,8 +373,12 @@ class Books:
 
     def summary(self) -> dict[str, Any]:
         """The run's summary.json fields of section 6c."""
-        return {**self.totals, "by_party_type": self.table(),
-                "by_conduct": {"honest": self.conduct(True), "breached": self.conduct(False)}}
+        table = self.table()
+        honest, breached = self.conduct(True), self.conduct(False)
+        flat = {f"net_surplus_{k}_yuan": row["net_surplus_yuan"] for k, row in table.items()}
+        flat |= {f"honest_{k}": honest[k] for k in ("net_surplus_yuan", "penalties_paid_yuan")}
+        return {**self.totals, **flat, "by_party_type": table,
+                "by_conduct": {"honest": honest, "breached": breached}}
 
     def welfare(self) -> float:
         """Value of served load minus every resource cost (the identity's right-hand side)."""
