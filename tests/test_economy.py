@@ -166,8 +166,8 @@ def test_money_is_conserved_and_welfare_adds_up_every_hour(balancing: str, recov
     for _ in range(6):
         m.step()
         _books_balance(m)
-        st_ = m.record.settlement
-        assert abs(st_.party_transfer.sum() + st_.grid_income) <= 1e-9 * (1 + np.abs(st_.party_transfer).sum())
+        t = m.record.settlement
+        assert abs(t.party_transfer.sum() + t.grid_income) <= 1e-9 * (1 + abs(t.grid_income))
     s = m.summary()
     assert {"system_cost_yuan", "balancing_cost_yuan", "welfare_yuan", "by_party_type"} <= set(s)
     df = m.hourly_dataframe()
