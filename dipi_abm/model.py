@@ -183,7 +183,7 @@ class DIPIModel(mesa.Model):
         s = self.state
         self.costs = Costs.build(p, s.tech, s.capacity_kw, s.kind, s.mean_load_kw)
         self.party_type = party_type(s.kind, s.tech, s.load_class)
-        self.books = Books(self.party_type)
+        self.books = Books(self.party_type, s.opportunist)
         self.record: HourRecord | None = None
         self.hourly_kpis = HOURLY_KPIS + ECONOMY_KPIS + (
             POLICY_KPIS if self.consequences.active else ())

@@ -111,6 +111,10 @@ KPIS = {
     "honest_surplus_kyuan": ("net surplus of parties that never breached", "thousand yuan"),
     "honest_penalties_kyuan": ("penalties paid by parties that never breached",
                                "thousand yuan"),
+    "non_opportunist_surplus_kyuan": ("net surplus of parties that are not opportunists",
+                                      "thousand yuan"),
+    "non_opportunist_penalties_kyuan": ("penalties paid by parties that are not opportunists",
+                                        "thousand yuan"),
     "compensation_to_harm": ("compensation received / counterparties' actual harm", "-"),
 }
 #: party types of the who-pays table (summary.json's by_party_type, flattened by the sweep)
@@ -180,6 +184,8 @@ def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataF
         "grid_company_surplus_kyuan": r["net_surplus_grid_company_yuan"] / 1e3,
         "honest_surplus_kyuan": r["honest_net_surplus_yuan"] / 1e3,
         "honest_penalties_kyuan": r["honest_penalties_paid_yuan"] / 1e3,
+        "non_opportunist_surplus_kyuan": r["non_opportunist_net_surplus_yuan"] / 1e3,
+        "non_opportunist_penalties_kyuan": r["non_opportunist_penalties_paid_yuan"] / 1e3,
         "compensation_to_harm": r["compensation_yuan"] / r["harm_yuan"].where(r["harm_yuan"] > 0),
         **{f"surplus_{t}_kyuan": col(f"net_surplus_{t}_yuan") / 1e3 for t in PAYERS},
     }, index=r.index).reset_index()
@@ -189,9 +195,10 @@ def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataF
 def who_pays(df: pd.DataFrame) -> pd.DataFrame:
     """Per arm and party type: mean net surplus and its paired difference from ``none``
     under the same learning rule (thousand yuan, Student-t 95 % CI); honest parties (that
-    never breached) as a row of their own."""
+    never breached) and parties that are not opportunists as rows of their own."""
     rows = []
-    cols = {**{t: f"surplus_{t}_kyuan" for t in PAYERS}, "honest parties": "honest_surplus_kyuan"}
+    cols = {**{t: f"surplus_{t}_kyuan" for t in PAYERS}, "honest parties": "honest_surplus_kyuan",
+            "non-opportunists": "non_opportunist_surplus_kyuan"}
     for arm, g in df.groupby("arm", sort=False):
         g = g.set_index("replication").sort_index()
         ref = df[(df["policy"] == "none") & (df["learning"] == g["learning"].iloc[0])]
@@ -301,7 +308,7 @@ def _fmt(v: float, lo: float, hi: float) -> str:
 def report(summary: pd.DataFrame) -> None:
     s = summary.set_index(["kpi", "arm"])
     cols = ("breach_rate_last", "user_cost_per_kwh", "system_cost_kyuan",
-            "balancing_cost_kyuan", "welfare_kyuan", "honest_penalties_kyuan")
+            "balancing_cost_kyuan", "welfare_kyuan", "non_opportunist_penalties_kyuan")
     for lr in dict.fromkeys(summary["learning"]):
         print(f"  learning = {lr}: mean [95 % CI]; paired difference from none in ()")
         for arm in dict.fromkeys(summary.loc[summary["learning"] == lr, "arm"]):

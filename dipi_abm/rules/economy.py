@@ -316,6 +316,7 @@ class Books:
     adds to zero; what is left is value minus resource cost, which is the welfare."""
 
     party_type: NDArray[np.int8]
+    opportunist: NDArray[np.bool_]
     columns: dict[str, NDArray[np.float64]] = field(init=False)
     accounts: dict[str, NDArray[np.float64]] = field(init=False)
     totals: dict[str, float] = field(init=False)
@@ -365,20 +366,24 @@ class Books:
             out[label] = _row({c: float(col[c][j]) for c in (*self.COLUMNS, "parties")})
         return out
 
-    def conduct(self, honest: bool) -> dict[str, float]:
-        """One row over the parties that never breached (``honest``) or did."""
-        mask = (self.columns["breaches"] == 0) == honest
+    def rows(self, mask: NDArray[np.bool_]) -> dict[str, float]:
+        """One row over the parties in ``mask``."""
         v = {c: float(col[mask].sum()) for c, col in self.columns.items()}
         return _row(v | {"parties": float(mask.sum())})
 
     def summary(self) -> dict[str, Any]:
-        """The run's summary.json fields of section 6c."""
+        """The run's summary.json fields of section 6c: the KPIs' totals, the table by
+        party type and one by conduct: parties that never breached (``honest``) or did,
+        opportunists (who start by over-committing) and the others."""
         table = self.table()
-        honest, breached = self.conduct(True), self.conduct(False)
+        honest = self.columns["breaches"] == 0
+        conduct = {"honest": self.rows(honest), "breached": self.rows(~honest),
+                   "opportunist": self.rows(self.opportunist),
+                   "non_opportunist": self.rows(~self.opportunist)}
         flat = {f"net_surplus_{k}_yuan": row["net_surplus_yuan"] for k, row in table.items()}
-        flat |= {f"honest_{k}": honest[k] for k in ("net_surplus_yuan", "penalties_paid_yuan")}
-        return {**self.totals, **flat, "by_party_type": table,
-                "by_conduct": {"honest": honest, "breached": breached}}
+        flat |= {f"{who}_{k}": conduct[who][k] for who in ("honest", "non_opportunist")
+                 for k in ("net_surplus_yuan", "penalties_paid_yuan")}
+        return {**self.totals, **flat, "by_party_type": table, "by_conduct": conduct}
 
     def welfare(self) -> float:
         """Value of served load minus every resource cost (the identity's right-hand side)."""
