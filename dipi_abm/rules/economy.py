@@ -246,8 +246,10 @@ def account_hour(costs: Costs, *, retail: float, feed_in: float, deviation: NDAr
     balancing = float(costs.balancing(net, load, retail, feed_in))
     imported = float(shortfall.sum() + extra_need.sum() - surplus.sum() - taken.sum())
     resource = costs.variable_yuan_per_kwh * gen_kw + costs.fixed_yuan_per_hour
-    carried = float(direct.sum()) + float(shortfall.sum() + extra_need.sum()) \
-        + float(surplus.sum() + taken.sum())
+    # Energy the network carries: what the parties withdraw or inject, whichever is more
+    # (the rest flows to or from upstream); the same whoever sells to whom.
+    carried = float(direct.sum()) + max(float(shortfall.sum() + extra_need.sum()),
+                                        float(surplus.sum() + taken.sum()))
     network = NetworkHour(costs.network_yuan_per_kwh * carried + costs.network_fixed_yuan_per_hour,
                           carried, costs.network_fixed_yuan_per_hour, buyer, direct, wheeling,
                           costs.user_share)
