@@ -338,7 +338,8 @@ def verdict(summary: pd.DataFrame) -> None:
 
     def sign(kpi: str) -> int:
         lo, hi = s.loc[kpi, "diff_ci_low"], s.loc[kpi, "diff_ci_high"]
-        return 1 if lo > 0 else (-1 if hi < 0 else 0)
+        tol = 1e-9 * max(abs(s.loc[kpi, "centralized_mean"]), 1.0)  # rounding is no finding
+        return 1 if lo > tol else (-1 if hi < -tol else 0)
 
     words = {1: "higher", -1: "lower", 0: "not significantly different"}
     print("  findings (paired 95 % CI of P2P - centralized excludes 0?):")

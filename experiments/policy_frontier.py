@@ -121,7 +121,7 @@ KPIS = {
 PAYERS = ("solar", "wind", "hydro", "thermal", "residential", "commercial", "industrial",
           "ev", "prosumer", "grid_company", "balancing")
 RUN_COLUMNS = ["arm", "policy", "learning", "matching", "replication", "seed", "window_h",
-               *KPIS]
+               *KPIS, *(f"surplus_{t}_kyuan" for t in PAYERS)]
 SUMMARY_COLUMNS = ["kpi", "label", "unit", "policy", "learning", "arm", "mean", "ci_low",
                    "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "replications"]
 
@@ -189,7 +189,7 @@ def per_run(runs: pd.DataFrame, hourly: pd.DataFrame, window_h: int) -> pd.DataF
         "compensation_to_harm": r["compensation_yuan"] / r["harm_yuan"].where(r["harm_yuan"] > 0),
         **{f"surplus_{t}_kyuan": col(f"net_surplus_{t}_yuan") / 1e3 for t in PAYERS},
     }, index=r.index).reset_index()
-    return out[RUN_COLUMNS + [f"surplus_{t}_kyuan" for t in PAYERS]]
+    return out[RUN_COLUMNS]
 
 
 def who_pays(df: pd.DataFrame) -> pd.DataFrame:
