@@ -168,7 +168,7 @@ def test_policy_frontier(load, tmp_path):
     assert runs.user_cost_per_kwh.between(0.3, 0.7).all()
     # Who pays: the party types' net surpluses add up to the welfare in every run.
     surplus = runs[[f"surplus_{t}_kyuan" for t in mod.PAYERS]].sum(axis=1)
-    np.testing.assert_allclose(surplus, runs.welfare_kyuan, rtol=1e-9)
+    np.testing.assert_allclose(surplus, runs.welfare_kyuan, rtol=1e-5)  # CSV: 6 digits
     who = pd.read_csv(tmp_path / "policy_frontier_who_pays.csv")
     assert set(who.party_type) >= {"grid_company", "balancing", "non-opportunists"}
 
