@@ -344,29 +344,16 @@ class Books:
         a["resource"] += h.account_resource
         a["penalty_received"] += h.account_penalty_received
 
-    def table(self, rows: NDArray[np.bool_] | None = None) -> dict[str, dict[str, float]]:
-        """Per party type (and the two accounts): parties, income, cost (money paid plus
-        resource cost), value of served load, net surplus, breaches, penalties paid and
-        received (yuan). ``rows`` restricts the parties (e.g. the honest ones); the
-        accounts are then left out."""
+    def table(self) -> dict[str, dict[str, float]]:
+        """Per party type present and the two accounts: parties, income, cost (money paid
+        plus resource cost), value of served load, net surplus, breaches, penalties paid
+        and received (yuan)."""
         k = len(PARTY_TYPES)
-        mask = np.ones(self.party_type.size, bool) if rows is None else rows
-        code = self.party_type[mask]
-
-        def by(col: NDArray) -> NDArray:
-            return np.bincount(code, col[mask], k)
-
-        sums = {c: by(v) for c, v in self.columns.items()}
-        sums["parties"] = np.bincount(code, minlength=k).astype(np.float64)
-        out: dict[str, dict[str, float]] = {}
-        labels = PARTY_TYPES if rows is not None else ACCOUNTS
-        for i, label in enumerate(labels):
-            src = (sums, i) if i < k else (self.accounts | {"parties": np.zeros(2)}, i - k)
-            col, j = src
-            if i < k and col["parties"][j] == 0:
-                continue
-            out[label] = _row({c: float(col[c][j]) for c in (*self.COLUMNS, "parties")})
-        return out
+        sums = {c: np.concatenate([np.bincount(self.party_type, v, k), self.accounts[c]])
+                for c, v in self.columns.items()}
+        parties = np.concatenate([np.bincount(self.party_type, minlength=k), [0, 0]])
+        return {label: _row({c: float(v[i]) for c, v in sums.items()} | {"parties": parties[i]})
+                for i, label in enumerate(ACCOUNTS) if i >= k or parties[i]}
 
     def rows(self, mask: NDArray[np.bool_]) -> dict[str, float]:
         """One row over the parties in ``mask``."""
