@@ -34,6 +34,7 @@ from typing import Any
 import solara
 import solara.lab
 
+from dipi_abm import jit
 from dipi_abm.dashboard import controls as ctl
 from dipi_abm.dashboard import export, figures, views
 from dipi_abm.dashboard.runner import ModelRunner
@@ -62,6 +63,16 @@ entries = solara.reactive(ctl.default_values())
 extra_keys = solara.reactive("")
 uploaded = solara.reactive(None)  # (file name, saved path) of a dropped grid file
 notice = solara.reactive(None)  # (level, text): a refused input or a failed step
+
+
+def _compiling(line: str) -> None:
+    """A kernel compiles before its first use (once per install): the page says so."""
+    jit._to_stderr(line)
+    notice.set(("info", f"{line.removeprefix('dipi-abm: ').capitalize()}: the step waits "
+                        "for it."))
+
+
+jit.notice = _compiling
 snapshot = solara.reactive(None)  # views.Snapshot of the hour on screen
 playing = solara.reactive(False)
 hours_per_frame = solara.reactive(1)
@@ -149,6 +160,8 @@ def advance(runner: ModelRunner, hours: int, *,
         runner.request_stop()
         notice.set(("error", f"The step failed: {type(exc).__name__}: {exc}"))
         return None
+    if notice.value and notice.value[1].startswith("Compiling"):
+        notice.set(None)  # compiled: the step ran
     if snap.build == runner.build:  # a Reset meanwhile replaced the model: drop the old hour
         snapshot.set(snap)
     return snap

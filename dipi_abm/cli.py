@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, jit
 from . import config as cfg
 from .errors import ConfigError
 
@@ -201,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             with tqdm(total=hours, unit="h", desc="simulating", disable=args.quiet,
                       dynamic_ncols=True) as bar:
+                jit.notice = lambda line: tqdm.write(line, file=sys.stderr)  # above the bar
                 model.run(progress=bar.update)
         except BaseException:
             output.discard()

@@ -1,6 +1,7 @@
 """Scenario parameters: one registry, validated before anything runs.
 
-Every key a run accepts is a :class:`Param` in :data:`PARAMS`. The same keys
+Every key a run accepts is a :class:`Param` in :data:`PARAMS`: declared here, or, for
+the settings only a rule reads, beside that rule's registry entry (collected here). The same keys
 work as ``DIPIModel`` keyword arguments, in a TOML file (``--config``) and on
 the command line (``--set key=value``). :func:`validate` turns a partial
 mapping into a complete, checked :class:`Params`; anything wrong raises
@@ -11,7 +12,6 @@ and what is allowed.
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 import os
 import re
@@ -22,168 +22,45 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .physics.grid import (  # noqa: F401 - re-exported: the run's memory budget
+    DISTANCE_METRICS,
+    WHEELING_RULES,
+    distance_matrix_bytes,
+    memory_limit_bytes,
+    physical_memory_bytes,
+)
+from .physics.weather import WeatherParams
+from .rules.consensus import CONSENSUS_RULES
+from .rules.consequences import BREACH_POLICIES, canonical
+from .rules.credit import CREDIT_RULES
+from .rules.economy import SETTINGS as ECONOMY_SETTINGS
+from .rules.learning import LEARNING_RULES
+from .rules.matching import MATCHING_RULES, PRICE_RULES
+from .rules.registry import Param, _fmt, _short, rule_params  # noqa: F401 - Param re-exported
+from .rules.tariffs import TARIFFS
 
 INF = math.inf
 
 
-@dataclass(frozen=True)
-class Param:
-    """One scenario key: its type, default, unit, allowed range and meaning."""
-
-    name: str
-    default: Any
-    kind: type
-    unit: str
-    doc: str
-    group: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None
-    allow_none: bool = False
-    #: A key that takes several names (a TOML list, or names joined by "+"): this
-    #: returns the stored form or raises ValueError.
-    combine: Callable[[Any], str] | None = None
-    allow_inf: bool = False  # +inf is a documented value ("no limit")
-
-    def allowed(self) -> str:
-        """Human-readable statement of what the key accepts."""
-        if self.combine is not None:
-            return ("one or more of " + ", ".join(self.choice_values())
-                    + " (a list, or names joined by +)")
-        if self.choices is not None:
-            return "one of " + ", ".join(self.choice_values())
-        if self.kind is bool:
-            return "true or false"
-        if self.kind is str:
-            return "a string"
-        what = "an integer" if self.kind is int else "a number"
-        inf = " or inf" if self.allow_inf else ""
-        if self.low is not None and self.high is not None:
-            left = "(" if self.low_open else "["
-            right = ")" if self.high_open else "]"
-            return f"{what} in {left}{_fmt(self.low)}, {_fmt(self.high)}{right}{inf}"
-        if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {_fmt(self.low)}{inf}"
-        if self.high is not None:
-            return f"{what} {'<' if self.high_open else '<='} {_fmt(self.high)}{inf}"
-        return what
-
-    def choice_values(self) -> tuple[str, ...]:
-        c = self.choices
-        return tuple(c() if callable(c) else c)  # type: ignore[misc]
-
-    def check(self, value: Any) -> Any:
-        """Return the value coerced to the key's type, or raise ConfigError.
-
-        The message always names this key (never a derived quantity), so
-        ``capacity_solar_kw = inf`` is reported as ``capacity_solar_kw``.
-        """
-        if value is None:
-            if self.allow_none:
-                return None
-            raise ConfigError(f"{self.name} = None: must be {self.allowed()}")
-        v = value
-        if self.combine is not None:
-            if isinstance(v, str | list | tuple):
-                try:
-                    return self.combine(v)
-                except ValueError as exc:
-                    raise ConfigError(f"{self.name} = {v!r}: {exc}; must be "
-                                      f"{self.allowed()}") from None
-            raise ConfigError(f"{self.name} = {v!r}: must be {self.allowed()}")
-        if self.kind is bool:
-            if not isinstance(v, bool):
-                raise self._bad(v)
-            return v
-        if self.kind is str:
-            if not isinstance(v, str):
-                raise self._bad(v)
-            if self.choices is not None and v not in self.choice_values():
-                raise self._bad(v)
-            if "\x00" in v or len(v) > 4096:
-                raise ConfigError(f"{self.name} = {_short(v)}: must be a string of at most "
-                                  "4096 characters without NUL")
-            return v
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            try:
-                import numpy as np
-
-                if isinstance(v, np.integer | np.floating) and not isinstance(v, np.bool_):
-                    v = v.item()
-                else:
-                    raise TypeError
-            except TypeError:
-                raise self._bad(v) from None
-        if self.kind is int:
-            if isinstance(v, float):
-                if not v.is_integer():
-                    raise self._bad(v)
-                v = int(v)
-        else:
-            try:
-                v = float(v)
-            except OverflowError:  # an integer beyond the float range
-                raise self._bad(v) from None
-            if math.isnan(v):
-                raise ConfigError(f"{self.name} = nan: must be {self.allowed()}")
-            if math.isinf(v):
-                if v > 0 and self.allow_inf:
-                    return v
-                raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
-        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
-            raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
-        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
-            raise ConfigError(f"{self.name} = {_fmt(v)}: must be {self.allowed()}")
-        return v
-
-    def _bad(self, value: Any) -> ConfigError:
-        return ConfigError(f"{self.name} = {_short(value)}: must be {self.allowed()}")
+def _names(registry: Mapping[str, Any]) -> Callable[[], tuple[str, ...]]:
+    """The allowed values of a rule key: the names in its registry (read when checked, so
+    an entry added at run time is accepted)."""
+    return lambda: tuple(registry)
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr`` of a bad value, cut to keep the error message one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, float) and math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    if isinstance(x, int) and abs(x) >= 10**15:
-        return f"{x:.3g}" if abs(x) < 10**300 else _short(x)
-    return repr(x) if isinstance(x, float) else str(x)
-
-
-# Registries live with their rules; they are looked up late to avoid import cycles.
-def _registry(module: str, name: str) -> Callable[[], tuple[str, ...]]:
-    """The allowed values of a rule key: the names in ``dipi_abm.<module>.<name>``."""
-
-    def names() -> tuple[str, ...]:
-        return tuple(getattr(importlib.import_module(f"dipi_abm.{module}"), name))
-
-    return names
-
-
-_matching_rules = _registry("rules.matching", "MATCHING_RULES")
-_price_rules = _registry("rules.matching", "PRICE_RULES")
-_credit_rules = _registry("rules.credit", "CREDIT_RULES")
-_consensus_rules = _registry("rules.consensus", "CONSENSUS_RULES")
-_poca_modes = _registry("rules.consensus", "POCA_MODES")
-_learning_rules = _registry("rules.learning", "LEARNING_RULES")
-_distance_metrics = _registry("physics.grid", "DISTANCE_METRICS")
-_wheeling_rules = _registry("physics.grid", "WHEELING_RULES")
-_tariffs = _registry("rules.tariffs", "TARIFFS")
-_breach_policies = _registry("rules.consequences", "BREACH_POLICIES")
-_balancing_rules = _registry("rules.economy", "BALANCING_RULES")
-_recovery_rules = _registry("rules.economy", "RECOVERY_RULES")
+_matching_rules = _names(MATCHING_RULES)
+_price_rules = _names(PRICE_RULES)
+_credit_rules = _names(CREDIT_RULES)
+_consensus_rules = _names(CONSENSUS_RULES)
+_learning_rules = _names(LEARNING_RULES)
+_distance_metrics = _names(DISTANCE_METRICS)
+_wheeling_rules = _names(WHEELING_RULES)
+_tariffs = _names(TARIFFS)
+_breach_policies = _names(BREACH_POLICIES)
 
 
 def _combine_breach_policies(value: Any) -> str:
-    return importlib.import_module("dipi_abm.rules.consequences").canonical(value)
+    return canonical(value)
 
 
 def _p(name, default, kind, unit, doc, group, **kw) -> Param:
@@ -323,6 +200,7 @@ PARAMS: tuple[Param, ...] = (
     # --- behaviour -------------------------------------------------------------------------
     _p("learning", "static", str, "-", "How parties adapt their commitment and prices "
        "(docs/model.md section 8).", "behaviour", choices=_learning_rules),
+    *rule_params(LEARNING_RULES),
     _p("opportunist_share", 0.0, float, "-", "Share of parties that start by over-committing "
        "(their propensity on the largest commitment; 'static': they keep it).", "behaviour",
        **_SHARE),
@@ -334,37 +212,12 @@ PARAMS: tuple[Param, ...] = (
        "commit_max.", "behaviour", low=1, high=50),
     _p("price_levels", 3, int, "-", "Markup (discount) levels from ask_markup_min to "
        "ask_markup_max (bid_discount_min to _max).", "behaviour", low=1, high=50),
-    _p("roth_erev_recency", 0.05, float, "-", "Roth-Erev forgetting phi.", "behaviour",
-       low=0.0, high=1.0, high_open=True),
-    _p("roth_erev_experimentation", 0.1, float, "-", "Roth-Erev spill-over eps to the "
-       "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True),
-    _p("roth_erev_reference_rate", 0.05, float, "-", "Roth-Erev: weight w of the newest "
-       "payoff in the running reference payoff; reinforcement is payoff minus reference, "
-       "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True),
-    _p("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
-       "behaviour", **_SHARE),
     # --- market ----------------------------------------------------------------------------
     _p("matching", "price_time", str, "-", "Matching rule (docs/model.md section 4).", "market",
        choices=_matching_rules),
     _p("price_rule", "midpoint", str, "-", "Contract price: midpoint of ask and the bid "
        "net of wheeling, pay-as-ask or pay-as-bid.", "market", choices=_price_rules),
-    _p("cma_w_credit", 0.4, float, "-", "CMA weight of the credit coefficient "
-       "(C_b + C_s)/200.", "market", low=0.0, high=100.0),
-    _p("cma_w_distance", 0.2, float, "-", "CMA weight of the distance coefficient "
-       "D0/(D0 + D) (the paper's w_D/D).", "market", low=0.0, high=100.0),
-    _p("cma_w_price", 0.2, float, "-", "CMA weight of the price-consensus coefficient "
-       "p0/(p0 + |P_N - P_S|) (the paper's w_I/|P_N - P_S|).", "market", low=0.0, high=100.0),
-    _p("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
-       "seller's energy.", "market", low=0.0, high=100.0),
-    _p("cma_distance_ref_ohm", 1.0, float, "ohm", "CMA: D0 of the distance coefficient.",
-       "market", **_OHM, low_open=True),
-    _p("cma_price_ref_yuan", 0.01, float, "yuan/kWh", "CMA: p0 of the price-consensus "
-       "coefficient.", "market", **_PRICE),
-    _p("cma_rounds", 6, int, "-", "CMA: weighted matching rounds per hour; what is still "
-       "feasible afterwards clears by price-time priority.", "market", low=1, high=1000),
-    _p("cma_strict_credit", 90.0, float, "-", "cma_strict: parties with at least this credit "
-       "clear first, among themselves, by CMA weight; the others get only what is left "
-       "(no price-time round).", "market", low=0.0, high=100.0),
+    *rule_params(MATCHING_RULES),
     _p("breach_tolerance", 0.05, float, "-", "A side breaches when it delivers or takes less "
        "than (1 - tolerance) of the agreed volume.", "market", low=0.0, high=1.0,
        high_open=True),
@@ -374,94 +227,18 @@ PARAMS: tuple[Param, ...] = (
        "credit_scaled_reward; several combine (their effects add up), e.g. "
        "[\"imbalance_penalty\", \"credit_gate\"].", "breach policy",
        choices=_breach_policies, combine=_combine_breach_policies),
-    _p("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
-       "of shortfall beyond the side's tolerance (R - F = 0.257 at the default prices).",
-       "breach policy", low=0.0, high=100.0),
-    _p("penalty_tolerance_solar", 0.2, float, "-", "imbalance_penalty: shortfall share of q a "
-       "solar seller (DPGC or prosumer) may miss without penalty (new energy: about 20 %).",
-       "breach policy", **_SHARE),
-    _p("penalty_tolerance_wind", 0.2, float, "-", "imbalance_penalty: tolerance of a wind "
-       "seller.", "breach policy", **_SHARE),
-    _p("penalty_tolerance_hydro", 0.1, float, "-", "imbalance_penalty: tolerance of a hydro "
-       "seller.", "breach policy", **_SHARE),
-    _p("penalty_tolerance_thermal", 0.03, float, "-", "imbalance_penalty: tolerance of a "
-       "thermal seller (dispatchable).", "breach policy", **_SHARE),
-    _p("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
-       "(users: about 5 %).", "breach policy", **_SHARE),
-    _p("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-       "penalty: the counterparty of the contract; the counterparty up to its actual harm, "
-       "the rest to the system operator (counterparty_capped); the grid company; or the "
-       "system operator, funding balancing.", "breach policy",
-       choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
-    _p("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
-       "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
-       "breach policy", low=0.0, high=100.0),
-    _p("deposit_low_credit_yuan_per_kwh", 0.5, float, "yuan/kWh", "deposit: collateral per "
-       "committed kWh at credit 0.", "breach policy", low=0.0, high=100.0),
-    _p("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
-       "may post beyond its positive balance; a party cannot commit more than "
-       "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
-    _p("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
-       "tradable volume is capped.", "breach policy", low=0.0, high=100.0),
-    _p("gate_credit_width", 20.0, float, "credit", "credit_gate: the cap falls linearly from "
-       "all of the forecast at the threshold to the probation share this many points below.",
-       "breach policy", low=0.0, high=100.0, low_open=True),
-    _p("gate_probation_share", 0.25, float, "-", "credit_gate: share of its forecast a gated "
-       "party may always trade (its way back: keep those contracts and credit recovers).",
-       "breach policy", **_SHARE),
-    _p("reward_share_of_margin", 0.1, float, "-", "credit_scaled_reward: rebate per delivered "
-       "kWh to each side, as a share kappa of the trading margin R - F, at credit 100.",
-       "breach policy", low=0.0, high=10.0),
-    _p("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
-       "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
-       high=100.0, high_open=True),
-    # --- system cost and welfare (docs/model.md section 6c; sources in its section 6c) --------
-    _p("balancing", "linear", str, "-", "Price of the reserve that covers the hour's net "
-       "imbalance: none (free and unlimited, the papers), linear, merit_order.", "economy",
-       choices=_balancing_rules),
-    _p("balancing_up_premium", 0.2, float, "-", "Up-regulation starts this share above "
-       "retail R.", "economy", low=0.0, high=100.0),
-    _p("balancing_down_discount", 0.2, float, "-", "Down-regulation starts this share below "
-       "feed-in F.", "economy", low=0.0, high=100.0),
-    _p("balancing_slope", 1.0, float, "-", "The reserve's price moves on by this many times "
-       "R (up) or F (down) per unit of net imbalance / hour's load.", "economy", low=0.0,
-       high=1000.0),
-    _p("balancing_step_share", 0.05, float, "-", "merit_order: reserve block size, share of "
-       "the hour's load.", "economy", low=0.0, high=1.0, low_open=True),
-    _p("balancing_reserve_share", 0.2, float, "-", "merit_order: reserve available, share "
-       "of the hour's load; up-regulation beyond it costs the value of lost load.",
-       "economy", low=0.0, high=10.0),
-    _p("voll_yuan_per_kwh", 20.0, float, "yuan/kWh", "Value of lost load: the value of a "
-       "kWh served in the welfare.", "economy", **_PRICE),
-    *(_p(f"gen_cost_{t}_yuan_per_kwh", v, float, "yuan/kWh", f"{t}: fuel and variable "
-         "O&M per kWh generated.", "economy", low=0.0, high=100.0)
-      for t, v in (("solar", 0.0), ("wind", 0.01), ("hydro", 0.01), ("thermal", 0.32))),
-    *(_p(f"gen_fixed_{t}_yuan_per_kw_year", v, float, "yuan/kW/a", f"{t}: fixed O&M per "
-         "kW of capacity and year.", "economy", low=0.0, high=1e5)
-      for t, v in (("solar", 60.0), ("wind", 180.0), ("hydro", 150.0), ("thermal", 120.0))),
-    _p("network_cost_yuan_per_kwh", 0.02, float, "yuan/kWh", "Network cost per kWh carried "
-       "(losses, variable O&M).", "economy", low=0.0, high=100.0),
-    _p("network_fixed_yuan_per_kw_year", 1000.0, float, "yuan/kW/a", "Network fixed cost per "
-       "kW of the users' mean load and year.", "economy", low=0.0, high=1e6),
-    _p("network_recovery", "none", str, "-", "How the network's cost is recovered beyond the "
-       "tariffs: none, wheeling (P2P pays the average cost per kWh), fixed_charge (users "
-       "pay the fixed cost by mean load).", "economy", choices=_recovery_rules),
+    *rule_params(BREACH_POLICIES),
+    *ECONOMY_SETTINGS,  # system cost and welfare (docs/model.md section 6c)
     # --- credit ----------------------------------------------------------------------------
     _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "
        "window.", "credit", choices=_credit_rules),
-    _p("credit_half_life_h", 72.0, float, "h", "decay rule: past scores' weight halves every "
-       "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
-       high=1e6, low_open=True),
+    *rule_params(CREDIT_RULES),
     _p("credit_initial", 100.0, float, "-", "Credit of a new party.", "credit", low=0.0,
        high=100.0),
     _p("natural_factor", 0.1, float, "-", "Natural weighting factor lambda: forgives a "
        "seller a shortfall up to lambda*q ([DIPI]).", "credit", low=0.0, high=0.3,
        high_open=True),
-    _p("credit_ema_alpha", 0.1, float, "-", "Weight of the newest score (ema rule).",
-       "credit", low=0.0, high=1.0, low_open=True),
-    _p("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
-       high=10_000),
     _p("credit_frozen", False, bool, "-", "Keep every party's credit at credit_initial "
        "(the 'credit switched off' arm of incentive experiments).", "credit"),
     _p("credit_count", "contract", str, "-", "What one credit update counts: every settled "
@@ -470,21 +247,9 @@ PARAMS: tuple[Param, ...] = (
     # --- consensus -------------------------------------------------------------------------
     _p("consensus", "poca", str, "-", "Block-producer rule (docs/model.md section 7).",
        "consensus", choices=_consensus_rules),
-    _p("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
-       "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6),
+    *rule_params(CONSENSUS_RULES),
     _p("block_reward_yuan", 5.0, float, "yuan", "Reward credited to the block producer.",
        "consensus", low=0.0, high=1e9),
-    _p("poca_mode", "sampled", str, "-", "POCA producer: drawn from the weights (sampled, "
-       "fast) or found by a real SHA-256 nonce search that the other nodes verify (hashed).",
-       "consensus", choices=_poca_modes),
-    _p("poca_difficulty_bits", 10.0, float, "bits", "Hashed POCA: a credit-100 node succeeds "
-       "with probability 2^-bits per hash (target N_diff exp(credit/tau)).", "consensus",
-       low=1.0, high=32.0),
-    _p("der_cbc_distance_scale_ohm", 1.0, float, "ohm", "der_cbc: weight falls as "
-       "exp(-D/D0) with the node's electrical distance to its counterparties.", "consensus",
-       **_OHM, low_open=True),
-    _p("der_cbc_q_exponent", 2.0, float, "-", "der_cbc: weight grows as Q^beta with the "
-       "cleanliness of the node's energy.", "consensus", low=0.0, high=20.0),
     _p("quorum_share", 0.5, float, "-", "Credit-matching quorum: a matching result is "
        "committed once more than m = floor(share x nodes) nodes report it identically.",
        "consensus", low=0.0, high=1.0, high_open=True),
@@ -506,7 +271,6 @@ PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
 def _weather_params() -> tuple[Param, ...]:
     """The weather keys, declared once as the fields of WeatherParams (physics.weather)."""
-    from .physics.weather import WeatherParams
 
     bounds = ("low", "high", "low_open", "high_open")
     return tuple(
@@ -583,7 +347,6 @@ def validate(values: Mapping[str, Any] | None = None, *, streamed: bool = False)
         out[key] = param(key).check(value)
     _check_cross(out)
     check_resources(out, streamed=streamed)
-    from .physics.weather import WeatherParams
 
     # The weather model checks its own cross-field rules (cut-in < rated < cut-out, ...).
     WeatherParams(**{p.name: out[p.name] for p in WEATHER_PARAMS})
@@ -615,7 +378,7 @@ def _check_cross(v: dict[str, Any]) -> None:
         raise ConfigError(
             f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}"
         )
-    if v["tariff"] == "tou":
+    if TARIFFS[v["tariff"]].has("time_of_use"):
         if not f < v["tou_valley_yuan_per_kwh"] <= r <= v["tou_peak_yuan_per_kwh"]:
             raise ConfigError(
                 "tou_valley_yuan_per_kwh, retail_yuan_per_kwh, tou_peak_yuan_per_kwh = "
@@ -638,7 +401,6 @@ LEDGER_BYTES_PER_PARTY_HOUR = {"off": 0, "digest": 0, "full": 700}  # full: meas
 KEPT_CREDIT_BYTES_PER_PARTY_HOUR = 25  # measured 22
 #: Per-party records streamed to agents.parquet: at most three row groups in memory.
 STREAMED_RECORD_BYTES = 3 * 1024 * 1024 * BYTES_PER_PARTY_RECORD
-DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
 #: Hashed POCA: expected SHA-256 evaluations of one block's nonce race at most (about
 #: 10 s of pure-Python hashing); a harder race would look like a hang.
 HASHES_PER_BLOCK_LIMIT = 2**22
@@ -659,27 +421,6 @@ class Estimate:
         return self.amount > self.limit
 
 
-def physical_memory_bytes() -> int:
-    """This machine's physical memory (0 if the OS does not say)."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
-def memory_limit_bytes(memory_limit_gb: float | None) -> float:
-    """``memory_limit_gb`` in bytes; unset: 75 % of physical memory (16 GiB if unknown)."""
-    if memory_limit_gb is not None:
-        return memory_limit_gb * 2**30
-    phys = physical_memory_bytes()
-    return 0.75 * phys if phys > 0 else 16 * 2**30
-
-
-def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
-    """Bus-by-bus distance, wheeling and reach matrices, and the party-by-bus distances."""
-    return DISTANCE_MATRICES * 8.0 * n_buses**2 + 8.0 * n_buses * n_parties
-
-
 def estimate_resources(v: Mapping[str, Any], streamed: bool = False) -> list[Estimate]:
     """What the run ``v`` (complete, checked values) will need, before it allocates.
 
@@ -694,7 +435,8 @@ def estimate_resources(v: Mapping[str, Any], streamed: bool = False) -> list[Est
     n = v["n_dpgc"] + v["n_users"]
     buses = {"ieee33": 33, "synthetic": v["grid_buses"]}.get(v["grid"], 0)
     detail = v["ledger_detail"]
-    hashed = v["consensus"] == "poca" and v["poca_mode"] == "hashed" and detail != "off"
+    hashed = (CONSENSUS_RULES[v["consensus"]].has("nonce_race") and v["poca_mode"] == "hashed"
+              and detail != "off")
     per_hour = (BYTES_PER_HOUR + LEDGER_BYTES_PER_HOUR[detail]
                 + (LEDGER_BYTES_PER_PARTY_HOUR[detail]
                    + (KEPT_CREDIT_BYTES_PER_PARTY_HOUR if hashed else 0)) * n)
@@ -714,7 +456,7 @@ def estimate_resources(v: Mapping[str, Any], streamed: bool = False) -> list[Est
     # Name the key furthest above its default: the one the user most likely raised.
     key = max(keys, key=lambda k: v[k] / max(PARAMS_BY_NAME[k].default, 1))
     out = [Estimate(key, f"memory (mostly {what})", total, limit, "bytes")]
-    if v["consensus"] == "poca" and v["poca_mode"] == "hashed":
+    if CONSENSUS_RULES[v["consensus"]].has("nonce_race") and v["poca_mode"] == "hashed":
         out.append(Estimate("poca_difficulty_bits", "SHA-256 hashes per block",
                             expected_hashes_per_block(v), HASHES_PER_BLOCK_LIMIT, "hashes"))
     return out

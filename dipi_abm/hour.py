@@ -5,86 +5,36 @@ take as input: :class:`Schedule` (DU1), :class:`Orders` (forecast and orders,
 JY1), :class:`Cleared` (matching, quorum, executability, trade prices),
 :class:`Delivery`, :class:`HourSettlement` (contracts, PPSC, OGSC, breach
 consequences), :class:`CreditUpdate` (LH1) and :class:`Block` (consensus).
-:class:`HourRecord` holds them together; the KPIs (docs/model.md section 9), the
-DataCollector, the ledger's period records and the dashboard read the hour
-from it, never from the model's internals.
+:class:`HourRecord` holds them together; the ledger's period records and the
+dashboard read the hour from it, never from the model's internals.
+
+:data:`KPIS` is the one table of the hour's KPIs (docs/model.md section 9): each
+entry a name, a unit, a function of the :class:`HourRecord` and whether it adds
+to the run's totals. The DataCollector's columns, ``record.kpis``, the run
+totals and the summary all read it; a new KPI is one entry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .jit import kernel, pairwise_sum
 from .physics.weather import THERMAL
 from .rules.consensus import QuorumOutcome
 from .rules.consequences import Flows
+from .rules.economy import ECONOMY_KPIS, HourEconomy
 from .rules.matching import Contracts, OrderBook
 from .rules.settlement import Settlement
 
 #: Party kinds (the ``kind`` column) and order sides (the ``role`` column).
 DPGC_KIND, USER_KIND = 0, 1
 SELLER, BUYER = 1, -1
-
-#: Per-hour KPIs (docs/model.md section 9), reported by the DataCollector and model.parquet.
-HOURLY_KPIS = (
-    "hour_of_day",
-    "retail_price",
-    "feed_in_price",
-    "generation_kwh",
-    "load_kwh",
-    "offered_kwh",
-    "demanded_kwh",
-    "p2p_volume_kwh",
-    "p2p_delivered_kwh",
-    "n_contracts",
-    "matching_rounds",
-    "grid_purchase_kwh",
-    "grid_sale_kwh",
-    "curtailed_kwh",
-    "line_curtailed_kwh",
-    "storage_charge_kwh",
-    "storage_discharge_kwh",
-    "breaches",
-    "breaches_dpgc",
-    "breaches_user",
-    "committed_parties",
-    "breach_rate",
-    "breach_rate_dpgc",
-    "breach_rate_user",
-    "breach_shortfall_kwh",
-    "breach_shortfall_dpgc_kwh",
-    "breach_shortfall_user_kwh",
-    "mean_credit_dpgc",
-    "std_credit_dpgc",
-    "mean_credit_user",
-    "std_credit_user",
-    "price_mean",
-    "price_std",
-    "transaction_efficiency",
-    "user_cost_yuan",
-    "dpgc_income_yuan",
-    "grid_income_yuan",
-    "clean_share",
-    "quorum_committed",
-    "quorum_conflict",
-    "block_producer",
-    "producer_credit",
-    "producer_is_standalone",
-    "block_hashes",
-    "blocks_gini",
-    "blocks_nakamoto",
-    "low_credit_block_share",
-    "win_credit_corr",
-)
-
-#: Per-hour KPIs of the breach consequences (docs/model.md section 6b), reported only when a
-#: breach_policy other than ``none`` is in force (so default outputs stay as they were).
-POLICY_KPIS = ("gated_share", "breach_consequence_yuan")
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -127,6 +77,8 @@ class Delivery:
     counted_kwh: NDArray[np.float64]  # delivered (seller) or taken (buyer) against it
     is_seller: NDArray[np.bool_]
     breach: NDArray[np.bool_]
+    generation_kw: NDArray[np.float64]  # actual output per party (the hour's kWh)
+    load_kw: NDArray[np.float64]  # actual load per party
     storage_charge_kwh: float = 0.0
     storage_discharge_kwh: float = 0.0
 
@@ -172,8 +124,40 @@ class Block:
 
 
 @dataclass(frozen=True)
+class ChainStats:
+    """The block and the record of blocks so far (docs/model.md section 7), as the KPIs
+    read them: against the credit the block was drawn on."""
+
+    producer: int  # the producer's agent id
+    producer_credit: float
+    standalone: bool
+    hashes: int
+    gini: float
+    nakamoto: int
+    low_credit_share: float
+    win_credit_corr: float
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The parties' fixed columns and their credit after the hour's update (a copy)."""
+
+    kind: NDArray[np.int8]
+    tech: NDArray[np.int8]
+    credit: NDArray[np.float64]
+
+    @cached_property
+    def dpgc(self) -> NDArray[np.bool_]:
+        return self.kind == DPGC_KIND
+
+    @cached_property
+    def user(self) -> NDArray[np.bool_]:
+        return ~self.dpgc
+
+
+@dataclass(frozen=True)
 class HourRecord:
-    """Everything one hour produced, in phase order."""
+    """Everything one hour produced, in phase order; ``kpis`` its row of :data:`KPIS`."""
 
     schedule: Schedule
     orders: Orders
@@ -181,277 +165,208 @@ class HourRecord:
     delivery: Delivery
     settlement: HourSettlement
     credit: CreditUpdate
+    roster: Roster
+    gated: NDArray[np.bool_] | None = None  # parties the breach policy kept out (if it gates)
     block: Block | None = None
-    kpis: dict[str, Any] = field(default_factory=dict)
+    chain: ChainStats | None = None
+    economy: HourEconomy | None = None  # system cost, welfare, who pays (docs/model.md 6c)
+
+    @cached_property
+    def kpis(self) -> dict[str, Any]:
+        """The hour's KPIs, every entry of :data:`KPIS` (the chain's once it has a block)."""
+        return {k.name: k.of(self) for k in KPIS if self.chain is not None or not k.chain}
 
 
-def market_kpis(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: Delivery,
-                settlement: HourSettlement, kind: NDArray[np.int8], tech: NDArray[np.int8],
-                generation_kw: NDArray[np.float64], load_kw: NDArray[np.float64]
-                ) -> dict[str, Any]:
-    """The hour's market KPIs (docs/model.md section 9), from the phase results alone.
+@dataclass(frozen=True)
+class KPI:
+    """One KPI of the hour (docs/model.md section 9).
 
-    Every sum is numpy's (pairwise, over the same rows in the same order: see
-    :func:`_market_kpis_numpy`), taken in one compiled pass (:func:`_market_sums`)."""
-    c, st, d = cleared.contracts, settlement.contracts, delivery
-    (generation, load, offered, demanded, volume, direct, contract_shortfall, extra_need,
-     contract_surplus, taken, curtailed, breaches, committed, shortfall, qp, spread, qp2,
-     user_transfer, dpgc_transfer, user_need, clean) = _market_sums(
-        generation_kw, load_kw, orders.offered_kwh, d.is_seller, orders.role, kind,
-        settlement.party_transfer, d.need_kw, d.breach, d.committed_kwh, d.counted_kwh,
-        c.volume, cleared.price, st.direct, st.shortfall, st.surplus, c.seller, c.buyer, tech,
-        settlement.extra_need_kwh, settlement.extra_surplus_kwh, settlement.taken_kwh)
-    k: dict[str, Any] = {
-        "hour_of_day": schedule.hour_of_day,
-        "retail_price": schedule.retail,
-        "feed_in_price": schedule.feed_in,
-        "generation_kwh": generation,
-        "load_kwh": load,
-        "offered_kwh": offered,
-        "demanded_kwh": demanded,
-        "p2p_volume_kwh": volume,
-        "p2p_delivered_kwh": direct,
-        "n_contracts": c.size,
-        "matching_rounds": c.rounds,
-        "grid_purchase_kwh": contract_shortfall + extra_need,
-        "grid_sale_kwh": contract_surplus + taken,
-        "curtailed_kwh": curtailed,
-        "line_curtailed_kwh": cleared.line_curtailed_kwh,
-        "storage_charge_kwh": d.storage_charge_kwh,
-        "storage_discharge_kwh": d.storage_discharge_kwh,
-        "quorum_committed": int(cleared.quorum.committed),
-        "quorum_conflict": int(cleared.quorum.conflict),
-    }
-    for group, label in enumerate(BREACH_GROUPS):
-        _breach_kpis(k, label, int(breaches[group]), int(committed[group]),
-                     float(shortfall[group]))
-    qs = volume
-    if qs > 0:
-        mean = qp / qs
-        k["price_mean"] = mean
-        k["price_std"] = float(np.sqrt(max(spread / qs, 0.0)))
-    else:
-        k["price_mean"] = k["price_std"] = float("nan")
-    tradable = min(k["offered_kwh"], k["demanded_kwh"])
-    k["transaction_efficiency"] = qs / tradable if tradable > 0 else float("nan")
-    k["user_cost_yuan"] = -user_transfer
-    k["dpgc_income_yuan"] = dpgc_transfer
-    k["grid_income_yuan"] = settlement.grid_income
-    k["clean_share"] = clean / user_need if user_need > 0 else float("nan")
-    # Running sums for the run's summary (not reported per hour).
-    k["_tradable"], k["_clean"], k["_user_need"] = tradable, clean, user_need
-    k["_qp"], k["_qp2"] = qp, qp2
-    return k
+    ``of(record)`` computes it from the :class:`HourRecord`; ``total``: the run sums it
+    (``DIPIModel.totals``, which the summary reads); ``hourly=False``: a running sum
+    for the summary only, not a column; ``policy``: reported only under a breach
+    policy; ``chain``: read from the block (computed once the block is produced)."""
+
+    name: str
+    unit: str
+    of: Callable[[HourRecord], Any]
+    total: bool = False
+    hourly: bool = True
+    policy: bool = False
+    chain: bool = False
 
 
-#: The breach KPIs' groups: every party, the DPGCs, the users (suffix of the KPI name).
-BREACH_GROUPS = ("", "_dpgc", "_user")
+def _once(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A part several KPIs share, computed once per record (kept as cached properties are)."""
+    @functools.wraps(fn)
+    def get(r: HourRecord, *args: Any) -> Any:
+        key = (fn.__name__, *args)
+        cache = r.__dict__.setdefault("_parts", {})
+        if key not in cache:
+            cache[key] = fn(r, *args)
+        return cache[key]
+
+    return get
 
 
-def _breach_kpis(k: dict[str, Any], label: str, breaches: int, committed: int,
-                 shortfall: float) -> None:
+def _nan_ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else float("nan")
+
+
+def _masked(r: HourRecord, group: str) -> Any:
+    """The rows of a breach group: every party, the DPGCs, the users."""
+    return r.roster.dpgc if group == "_dpgc" else r.roster.user if group else slice(None)
+
+
+@_once
+def _breaches(r: HourRecord, group: str) -> int:
+    return int(r.delivery.breach[_masked(r, group)].sum())
+
+
+@_once
+def _committed(r: HourRecord, group: str) -> int:
+    return int((r.delivery.committed_kwh[_masked(r, group)] > 0).sum())
+
+
+@_once
+def _shortfall(r: HourRecord, group: str) -> float:
+    return float(_shortfall_kwh(r)[_masked(r, group)].sum())
+
+
+@_once
+def _shortfall_kwh(r: HourRecord) -> NDArray[np.float64]:
+    return r.delivery.shortfall_kwh
+
+
+@_once
+def _volume(r: HourRecord) -> float:
+    return float(r.cleared.contracts.volume.sum())
+
+
+@_once
+def _qp(r: HourRecord, power: int = 1) -> float:
+    return float((r.cleared.contracts.volume * r.cleared.price ** power).sum())
+
+
+def _price_std(r: HourRecord) -> float:
+    q, qs = r.cleared.contracts.volume, _volume(r)
+    if qs <= 0:
+        return float("nan")
+    mean = _qp(r) / qs
+    return float(np.sqrt(max(float((q * (r.cleared.price - mean) ** 2).sum()) / qs, 0.0)))
+
+
+@_once
+def _offered(r: HourRecord) -> float:
+    return float(r.orders.offered_kwh[r.delivery.is_seller].sum())
+
+
+@_once
+def _demanded(r: HourRecord) -> float:
+    return float(r.orders.offered_kwh[r.orders.role == BUYER].sum())
+
+
+@_once
+def _user_need(r: HourRecord) -> float:
+    return float(r.delivery.need_kw[r.roster.user].sum())
+
+
+@_once
+def _clean(r: HourRecord) -> float:
+    """Energy delivered to users by contracts with a solar, wind or hydro seller."""
+    c, tech = r.cleared.contracts, r.roster.tech
+    clean = (tech[c.seller] >= 0) & (tech[c.seller] != THERMAL) & (r.roster.kind[c.buyer]
+                                                                  == USER_KIND)
+    return float(r.settlement.contracts.direct[clean].sum())
+
+
+@_once
+def _credit_moments(r: HourRecord, kind: int) -> tuple[float, float]:
+    """Mean and standard deviation of the credit of one party kind (NaN if none)."""
+    c = r.roster.credit[r.roster.dpgc if kind == DPGC_KIND else r.roster.user]
+    return (float("nan"), float("nan")) if c.size == 0 else (float(c.mean()), float(c.std()))
+
+
+def _breach_kpis(group: str) -> tuple[KPI, ...]:
     """One group's breach count, rate (per committed party) and shortfall."""
-    k[f"breaches{label}"] = breaches
-    if not label:
-        k["committed_parties"] = committed
-    k[f"breach_rate{label}"] = breaches / committed if committed else 0.0
-    k[f"breach_shortfall{label}_kwh"] = shortfall
+    total = group == ""
+    return (
+        KPI(f"breaches{group}", "parties", lambda r: _breaches(r, group), total=total),
+        *((KPI("committed_parties", "parties", lambda r: _committed(r, ""), total=True),)
+          if total else ()),
+        KPI(f"breach_rate{group}", "share",
+            lambda r: _breaches(r, group) / max(_committed(r, group), 1)),
+        KPI(f"breach_shortfall{group}_kwh", "kWh", lambda r: _shortfall(r, group), total=total),
+    )
 
 
-@kernel
-def _market_sums(gen, load, offered, is_seller, role, kind, transfer,  # noqa: ANN001, ANN202
-                 need, breach, committed, counted, volume, price, direct, contract_shortfall,
-                 contract_surplus, seller, buyer, tech, extra_need, extra_surplus, taken):
-    """The sums behind :func:`market_kpis`: each masked sum gathers its rows in order
-    (as boolean indexing does) and sums them pairwise, as numpy does. Breaches, parties
-    with a commitment and their shortfall come per group: all, DPGCs, users (every row
-    that is not a DPGC). The gathers write every row and advance only on a match (no
-    branch to mispredict)."""
-    n, m = gen.size, volume.size
-    # The rows of every masked sum, gathered in one pass.
-    sellers, buyers, dpgc_short, user_short = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    user_transfer, user_need, dpgc_transfer = np.empty(n), np.empty(n), np.empty(n)
-    n_sell = n_buy = n_dpgc = n_user = 0
-    shortfall, curtail = np.empty(n), np.empty(n)
-    breach_dpgc = breach_user = has_dpgc = has_user = 0
-    for i in range(n):
-        short = committed[i] - counted[i] if breach[i] else 0.0
-        shortfall[i] = short
-        curtail[i] = extra_surplus[i] - taken[i]
-        sellers[n_sell] = offered[i]
-        n_sell += is_seller[i]
-        buyers[n_buy] = offered[i]
-        n_buy += role[i] == BUYER
-        dpgc_short[n_dpgc], dpgc_transfer[n_dpgc] = short, transfer[i]
-        user_short[n_user], user_transfer[n_user], user_need[n_user] = short, transfer[i], need[i]
-        dpgc = kind[i] == DPGC_KIND
-        n_dpgc += dpgc
-        n_user += not dpgc
-        b, c = breach[i], committed[i] > 0
-        breach_dpgc += b and dpgc
-        breach_user += b and not dpgc
-        has_dpgc += c and dpgc
-        has_user += c and not dpgc
-    breaches = np.array([breach_dpgc + breach_user, breach_dpgc, breach_user])
-    has = np.array([has_dpgc + has_user, has_dpgc, has_user])
-    short = np.empty(3)
-    short[0] = pairwise_sum(shortfall, 0, n)
-    short[1] = pairwise_sum(dpgc_short, 0, n_dpgc)
-    short[2] = pairwise_sum(user_short, 0, n_user)
-    # Prices: volume-weighted mean and spread; clean energy delivered to users
-    # (contracts with a solar, wind or hydro seller and a user buyer).
-    buf, clean_rows = np.empty(m), np.empty(m)
-    qs = pairwise_sum(volume, 0, m)
-    j = 0
-    for c in range(m):
-        buf[c] = volume[c] * price[c]
-        t = tech[seller[c]]
-        clean_rows[j] = direct[c]
-        j += t >= 0 and t != THERMAL and kind[buyer[c]] == USER_KIND
-    qp = pairwise_sum(buf, 0, m)
-    clean = pairwise_sum(clean_rows, 0, j)
-    spread = np.nan
-    if qs > 0:
-        mean = qp / qs
-        for c in range(m):
-            dev = price[c] - mean
-            buf[c] = volume[c] * (dev * dev)
-        spread = pairwise_sum(buf, 0, m)
-    for c in range(m):
-        buf[c] = volume[c] * price[c] * price[c]
-    qp2 = pairwise_sum(buf, 0, m)
-    return (pairwise_sum(gen, 0, n), pairwise_sum(load, 0, load.size),
-            pairwise_sum(sellers, 0, n_sell), pairwise_sum(buyers, 0, n_buy), qs,
-            pairwise_sum(direct, 0, m), pairwise_sum(contract_shortfall, 0, m),
-            pairwise_sum(extra_need, 0, extra_need.size), pairwise_sum(contract_surplus, 0, m),
-            pairwise_sum(taken, 0, taken.size), pairwise_sum(curtail, 0, n), breaches, has,
-            short, qp, spread, qp2, pairwise_sum(user_transfer, 0, n_user),
-            pairwise_sum(dpgc_transfer, 0, n_dpgc), pairwise_sum(user_need, 0, n_user), clean)
+#: The hour's KPIs, in the order of the DataCollector's columns (docs/model.md section 9).
+KPIS: tuple[KPI, ...] = (
+    KPI("hour_of_day", "h", lambda r: r.schedule.hour_of_day),
+    KPI("retail_price", "yuan/kWh", lambda r: r.schedule.retail),
+    KPI("feed_in_price", "yuan/kWh", lambda r: r.schedule.feed_in),
+    KPI("generation_kwh", "kWh", lambda r: float(r.delivery.generation_kw.sum()), total=True),
+    KPI("load_kwh", "kWh", lambda r: float(r.delivery.load_kw.sum()), total=True),
+    KPI("offered_kwh", "kWh", _offered),
+    KPI("demanded_kwh", "kWh", _demanded),
+    KPI("p2p_volume_kwh", "kWh", _volume, total=True),
+    KPI("p2p_delivered_kwh", "kWh", lambda r: float(r.settlement.contracts.direct.sum()),
+        total=True),
+    KPI("n_contracts", "contracts", lambda r: r.cleared.contracts.size),
+    KPI("matching_rounds", "rounds", lambda r: r.cleared.contracts.rounds),
+    KPI("grid_purchase_kwh", "kWh", lambda r: float(
+        r.settlement.contracts.shortfall.sum() + r.settlement.extra_need_kwh.sum()), total=True),
+    KPI("grid_sale_kwh", "kWh", lambda r: float(
+        r.settlement.contracts.surplus.sum() + r.settlement.taken_kwh.sum()), total=True),
+    KPI("curtailed_kwh", "kWh", lambda r: float(
+        (r.settlement.extra_surplus_kwh - r.settlement.taken_kwh).sum()), total=True),
+    KPI("line_curtailed_kwh", "kWh", lambda r: r.cleared.line_curtailed_kwh, total=True),
+    KPI("storage_charge_kwh", "kWh", lambda r: r.delivery.storage_charge_kwh),
+    KPI("storage_discharge_kwh", "kWh", lambda r: r.delivery.storage_discharge_kwh),
+    *_breach_kpis(""), *_breach_kpis("_dpgc"), *_breach_kpis("_user"),
+    KPI("mean_credit_dpgc", "credit", lambda r: _credit_moments(r, DPGC_KIND)[0]),
+    KPI("std_credit_dpgc", "credit", lambda r: _credit_moments(r, DPGC_KIND)[1]),
+    KPI("mean_credit_user", "credit", lambda r: _credit_moments(r, USER_KIND)[0]),
+    KPI("std_credit_user", "credit", lambda r: _credit_moments(r, USER_KIND)[1]),
+    KPI("price_mean", "yuan/kWh", lambda r: _nan_ratio(_qp(r), _volume(r))),
+    KPI("price_std", "yuan/kWh", _price_std),
+    KPI("transaction_efficiency", "share",
+        lambda r: _nan_ratio(_volume(r), min(_offered(r), _demanded(r)))),
+    KPI("user_cost_yuan", "yuan",
+        lambda r: -float(r.settlement.party_transfer[r.roster.user].sum()), total=True),
+    KPI("dpgc_income_yuan", "yuan",
+        lambda r: float(r.settlement.party_transfer[r.roster.dpgc].sum()), total=True),
+    KPI("grid_income_yuan", "yuan", lambda r: r.settlement.grid_income, total=True),
+    KPI("clean_share", "share", lambda r: _nan_ratio(_clean(r), _user_need(r))),
+    KPI("quorum_committed", "flag", lambda r: int(r.cleared.quorum.committed)),
+    KPI("quorum_conflict", "flag", lambda r: int(r.cleared.quorum.conflict)),
+    KPI("block_producer", "agent id", lambda r: r.chain.producer, chain=True),
+    KPI("producer_credit", "credit", lambda r: r.chain.producer_credit, chain=True),
+    KPI("producer_is_standalone", "flag", lambda r: int(r.chain.standalone), chain=True),
+    KPI("block_hashes", "hashes", lambda r: r.chain.hashes, chain=True),
+    KPI("blocks_gini", "index", lambda r: r.chain.gini, chain=True),
+    KPI("blocks_nakamoto", "nodes", lambda r: r.chain.nakamoto, chain=True),
+    KPI("low_credit_block_share", "share", lambda r: r.chain.low_credit_share, chain=True),
+    KPI("win_credit_corr", "correlation", lambda r: r.chain.win_credit_corr, chain=True),
+    # System cost and welfare (docs/model.md section 6c).
+    *(KPI(name, unit, lambda r, name=name: r.economy.kpis[name], total=True)
+      for name, unit in ECONOMY_KPIS.items()),
+    # Breach consequences (docs/model.md section 6b): only under a breach_policy.
+    KPI("gated_share", "share", lambda r: float(r.gated.mean()) if r.gated is not None else 0.0,
+        total=True, policy=True),
+    KPI("breach_consequence_yuan", "yuan", lambda r: float(r.settlement.consequences.yuan.sum())
+        if r.settlement.consequences is not None else 0.0, total=True, policy=True),
+    # Running sums behind the summary's ratios (not hourly columns).
+    KPI("tradable_kwh", "kWh", lambda r: min(_offered(r), _demanded(r)), total=True,
+        hourly=False),
+    KPI("clean_kwh", "kWh", _clean, total=True, hourly=False),
+    KPI("user_need_kwh", "kWh", _user_need, total=True, hourly=False),
+    KPI("qp_yuan", "yuan", _qp, total=True, hourly=False),
+    KPI("qp2_yuan_sq", "yuan^2/kWh", lambda r: _qp(r, 2), total=True, hourly=False),
+)
+KPI_BY_NAME = {k.name: k for k in KPIS}
+
+#: The hourly KPI columns without and with a breach policy in force.
+HOURLY_KPIS = tuple(k.name for k in KPIS if k.hourly and not k.policy)
+POLICY_KPIS = tuple(k.name for k in KPIS if k.hourly and k.policy)
 
 
-def credit_kpis(kind: NDArray[np.int8], credit: NDArray[np.float64]) -> dict[str, float]:
-    """Mean and spread of credit by party type (numpy's mean and std, to the bit)."""
-    k = {}
-    for label, code in (("dpgc", DPGC_KIND), ("user", USER_KIND)):
-        size, mean, std = _credit_moments(kind, credit, code)
-        k[f"mean_credit_{label}"] = float(mean) if size else float("nan")
-        k[f"std_credit_{label}"] = float(std) if size else float("nan")
-    return k
-
-
-@kernel
-def _credit_moments(kind, credit, code):  # noqa: ANN001, ANN202 - numba kernel
-    """Count, mean and standard deviation of ``credit[kind == code]`` as numpy's mean and
-    std compute them: pairwise sum / n, then sqrt(pairwise sum of squared deviations / n)."""
-    c = np.empty(credit.size)
-    n = 0
-    for i in range(credit.size):
-        if kind[i] == code:
-            c[n] = credit[i]
-            n += 1
-    if n == 0:
-        return 0, np.nan, np.nan
-    mean = pairwise_sum(c, 0, n) / n
-    for i in range(n):
-        x = c[i] - mean
-        c[i] = x * x
-    return n, mean, np.sqrt(pairwise_sum(c, 0, n) / n)
-
-
-def _market_kpis_numpy(schedule: Schedule, orders: Orders, cleared: Cleared, delivery: Delivery,
-                settlement: HourSettlement, kind: NDArray[np.int8], tech: NDArray[np.int8],
-                generation_kw: NDArray[np.float64], load_kw: NDArray[np.float64]
-                ) -> dict[str, Any]:
-    """:func:`market_kpis` in numpy: the reference of its kernel."""
-    c, st, d = cleared.contracts, settlement.contracts, delivery
-    price = cleared.price
-    dpgc = kind == DPGC_KIND
-    user = ~dpgc
-    k: dict[str, Any] = {
-        "hour_of_day": schedule.hour_of_day,
-        "retail_price": schedule.retail,
-        "feed_in_price": schedule.feed_in,
-        "generation_kwh": float(generation_kw.sum()),
-        "load_kwh": float(load_kw.sum()),
-        "offered_kwh": float(orders.offered_kwh[d.is_seller].sum()),
-        "demanded_kwh": float(orders.offered_kwh[orders.role == BUYER].sum()),
-        "p2p_volume_kwh": float(c.volume.sum()),
-        "p2p_delivered_kwh": float(st.direct.sum()),
-        "n_contracts": c.size,
-        "matching_rounds": c.rounds,
-        "grid_purchase_kwh": float(st.shortfall.sum() + settlement.extra_need_kwh.sum()),
-        "grid_sale_kwh": float(st.surplus.sum() + settlement.taken_kwh.sum()),
-        "curtailed_kwh": float((settlement.extra_surplus_kwh - settlement.taken_kwh).sum()),
-        "line_curtailed_kwh": cleared.line_curtailed_kwh,
-        "storage_charge_kwh": d.storage_charge_kwh,
-        "storage_discharge_kwh": d.storage_discharge_kwh,
-        "quorum_committed": int(cleared.quorum.committed),
-        "quorum_conflict": int(cleared.quorum.conflict),
-    }
-    shortfall = d.shortfall_kwh
-    has = d.committed_kwh > 0
-    for label, mask in zip(BREACH_GROUPS, (slice(None), dpgc, user), strict=True):
-        _breach_kpis(k, label, int(d.breach[mask].sum()), int(has[mask].sum()),
-                     float(shortfall[mask].sum()))
-    q = c.volume
-    qs = float(q.sum())
-    if qs > 0:
-        mean = float((q * price).sum() / qs)
-        k["price_mean"] = mean
-        k["price_std"] = float(np.sqrt(max((q * (price - mean) ** 2).sum() / qs, 0.0)))
-    else:
-        k["price_mean"] = k["price_std"] = float("nan")
-    tradable = min(k["offered_kwh"], k["demanded_kwh"])
-    k["transaction_efficiency"] = qs / tradable if tradable > 0 else float("nan")
-    transfer = settlement.party_transfer
-    k["user_cost_yuan"] = float(-transfer[user].sum())
-    k["dpgc_income_yuan"] = float(transfer[dpgc].sum())
-    k["grid_income_yuan"] = settlement.grid_income
-    clean_seller = (tech[c.seller] >= 0) & (tech[c.seller] != THERMAL)
-    user_need = float(d.need_kw[user].sum())
-    clean = float(st.direct[clean_seller & (kind[c.buyer] == USER_KIND)].sum())
-    k["clean_share"] = clean / user_need if user_need > 0 else float("nan")
-    # Running sums for the run's summary (not reported per hour).
-    k["_tradable"], k["_clean"], k["_user_need"] = tradable, clean, user_need
-    k["_qp"], k["_qp2"] = float((q * price).sum()), float((q * price * price).sum())
-    return k
-
-
-def _credit_kpis_numpy(kind: NDArray[np.int8], credit: NDArray[np.float64]) -> dict[str, float]:
-    """:func:`credit_kpis` in numpy: the reference of its kernel."""
-    k = {}
-    for label, code in (("dpgc", DPGC_KIND), ("user", USER_KIND)):
-        c = credit[kind == code]
-        k[f"mean_credit_{label}"] = float(c.mean()) if c.size else float("nan")
-        k[f"std_credit_{label}"] = float(c.std()) if c.size else float("nan")
-    return k
-
-
-#: Running totals for the summary: total name -> the hour's KPI it adds up.
-TOTALS = {
-    "p2p": "p2p_volume_kwh",
-    "p2p_delivered": "p2p_delivered_kwh",
-    "tradable": "_tradable",
-    "committed_sides": "committed_parties",
-    "breaches": "breaches",
-    "breach_shortfall": "breach_shortfall_kwh",
-    "grid_purchase": "grid_purchase_kwh",
-    "grid_sale": "grid_sale_kwh",
-    "curtailed": "curtailed_kwh",
-    "line_curtailed": "line_curtailed_kwh",
-    "q": "p2p_volume_kwh",
-    "qp": "_qp",
-    "qp2": "_qp2",
-    "user_cost": "user_cost_yuan",
-    "dpgc_income": "dpgc_income_yuan",
-    "grid_income": "grid_income_yuan",
-    "generation": "generation_kwh",
-    "load": "load_kwh",
-    "clean": "_clean",
-    "user_need": "_user_need",
-}
-
-
-def add_to_totals(totals: dict[str, float], kpis: dict[str, Any]) -> None:
-    for name, kpi in TOTALS.items():
-        totals[name] += kpis[kpi]

@@ -1,13 +1,13 @@
-"""Compiled kernels for the hourly path: numba, compiled on first call.
+"""Compiled code (numba), only where it pays on a whole run: compiled on first call.
 
-A phase that is a chain of many small numpy calls over the same rows (each a
-pass over memory and a temporary) runs as one loop in a kernel instead. The
-kernel does the same IEEE arithmetic as the numpy code it replaces, operation
-for operation (no fast-math, no reassociation), so results are identical to the
-last bit: ``np.bincount`` sums in order and a loop matches it; numpy's ``sum``
-is pairwise, and :func:`pairwise_sum` is that summation, step for step. The numpy
-version stays next to each kernel as its reference, and the tests hold the two
-equal (tests/test_kernels.py).
+A kernel is *the* definition of its computation (there is no numpy twin); the
+tests hold it to a slow, obviously correct reference. Importing the package does
+not import numba, and a run that calls no kernel (the default scenario) compiles
+nothing. The first call compiles once and says so (:data:`notice`, stderr by
+default); the compiled code is cached in a per-user directory, never inside the
+installed package: ``NUMBA_CACHE_DIR`` if set, else
+``$XDG_CACHE_HOME/dipi_abm/numba`` (by default ``~/.cache/dipi_abm/numba``).
+Where nothing is writable the kernel compiles in memory, for the process only.
 """
 
 from __future__ import annotations
@@ -15,155 +15,83 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-_CACHE_CHECKED = False
-_STAMP = "dipi_kernels.stamp"
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
-def _drop_stale_caches(root: Path | None = None) -> bool:
-    """numba's disk cache keys a kernel by its own source file only, so a cached caller
-    would keep an edited callee (another module's kernel) compiled in. Once per process,
-    before the first compile: if a module holding kernels changed since the caches were
-    written (a fingerprint of the sources that hold kernels), the package's cached
-    kernels are deleted and compiled afresh. Returns whether it deleted them."""
-    global _CACHE_CHECKED
-    if root is None:
-        if _CACHE_CHECKED:
-            return False
-        _CACHE_CHECKED = True
-        root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        text = path.read_bytes()
-        if b"@kernel" in text or b"numba" in text:  # the modules that hold kernels
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + text)
-    stamp = root / "__pycache__" / _STAMP
+#: Called with one line before a kernel compiles (the dashboard shows it on its page).
+notice: Callable[[str], None] = _to_stderr
+
+#: CPU seconds a cold compile of each kernel takes, numba import included (docs/performance.md).
+COMPILE_S = {"the matching engine": 4}
+
+
+def cache_dir() -> Path | None:
+    """The directory kernels are cached in (created), or None if it is not writable."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    path = Path(env) if env else Path(base) / "dipi_abm" / "numba"
     try:
-        if stamp.exists() and stamp.read_text() == digest.hexdigest():
-            return False
-        for cached in root.rglob("__pycache__/*.nb[ic]"):
-            cached.unlink(missing_ok=True)
-        stamp.parent.mkdir(exist_ok=True)
-        tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(digest.hexdigest())
-        tmp.replace(stamp)
-    except OSError:  # a read-only install: numba keeps its caches elsewhere, per version
-        return False
-    return True
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError:
+        return None
+    return path
 
 
-def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` compiled by numba (``njit(cache=True, nogil=True)``, no fast-math) on its first
-    call, so importing the package does not import numba; the compiled code is cached on
-    disk. A kernel may call other (non-recursive) kernels by their module-level names: they
-    are compiled first and bound in its module in their place. (numba's cache does not
-    see a callee's edits; :func:`_drop_stale_caches` clears the package's caches when
-    any of its sources changed.) ``.py_func`` is the plain-Python function (for tests
-    and debugging)."""
-    compiled: list[Callable[..., Any]] = []
+@functools.cache
+def _numba() -> tuple[Any, Path | None]:
+    """numba, its cache pointed at :func:`cache_dir` (None: nothing is cached)."""
+    import numba
 
-    def dispatcher() -> Callable[..., Any]:
-        if not compiled:
-            import numba
-
-            _drop_stale_caches()
-
-            names = fn.__globals__
-            for name in fn.__code__.co_names:
-                callee = names.get(name)
-                if hasattr(callee, "kernel_dispatcher"):
-                    names[name] = callee.kernel_dispatcher()
-            compiled.append(numba.njit(cache=True, nogil=True)(fn))
-        return compiled[0]
-
-    @functools.wraps(fn)
-    def run(*args: Any) -> Any:
-        return (compiled[0] if compiled else dispatcher())(*args)
-
-    run.kernel_dispatcher = dispatcher  # type: ignore[attr-defined]
-    run.py_func = fn  # type: ignore[attr-defined]
-    return run
+    where = cache_dir()
+    if where is not None:
+        numba.config.CACHE_DIR = str(where)
+    return numba, where
 
 
-#: numpy's pairwise summation works in blocks of this many items (PW_BLOCKSIZE).
-PAIRWISE_BLOCK = 128
+def kernel(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``fn`` compiled by numba (``njit(nogil=True)``, no fast-math) on its first call and
+    cached on disk where possible; ``what`` names it in the one-line notice of a cold
+    compile. ``.py_func`` is the plain-Python function (for tests)."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        compiled: list[Callable[..., Any]] = []
+
+        def first_call(*args: Any) -> Any:
+            numba, where = _numba()
+            stamp = None if where is None else where / f"{fn.__module__}.{_digest(fn)}.stamp"
+            if stamp is None or not stamp.exists():
+                notice(f"dipi-abm: compiling {what}, one time, about "
+                       f"{COMPILE_S.get(what, 5)} s")
+            dispatcher = numba.njit(cache=where is not None, nogil=True)(fn)
+            result = dispatcher(*args)
+            compiled.append(dispatcher)
+            if stamp is not None:
+                stamp.touch()
+            return result
+
+        @functools.wraps(fn)
+        def run(*args: Any) -> Any:
+            return compiled[0](*args) if compiled else first_call(*args)
+
+        run.py_func = fn  # type: ignore[attr-defined]
+        return run
+
+    return wrap
 
 
-@kernel
-def pairwise_sum(a, start, n):  # noqa: ANN001, ANN201 - numba kernel
-    """``a[start:start + n].sum()`` as numpy computes it for a contiguous float64 array:
-    its pairwise summation (``pairwise_sum`` in numpy/_core/src/umath/loops_utils.h.src),
-    added to the reduction's identity 0.0 (so a sum of -0.0s is +0.0).
-
-    numpy recurses: a range of more than :data:`PAIRWISE_BLOCK` items is split after
-    its first half rounded down to a multiple of 8, and the two sums are added. Here
-    the same tree is walked depth first with an explicit stack (numba's disk cache
-    does not keep recursive functions), adding the same pairs in the same order."""
-    if n <= PAIRWISE_BLOCK:
-        return 0.0 + _pairwise_block(a, start, n)
-    starts, sizes = np.empty(64, np.int64), np.empty(64, np.int64)
-    left, has_left = np.empty(64), np.zeros(64, np.bool_)
-    depth = 0
-    starts[0], sizes[0] = start, n
-    while True:
-        m = sizes[depth]
-        if m > PAIRWISE_BLOCK:  # descend into the left half
-            half = m // 2
-            half -= half % 8
-            depth += 1
-            starts[depth], sizes[depth], has_left[depth] = starts[depth - 1], half, False
-            continue
-        value = _pairwise_block(a, starts[depth], m)
-        while True:  # hand the sum up: a left half waits for its right, a right completes
-            depth -= 1
-            if depth < 0:
-                return 0.0 + value
-            if not has_left[depth]:
-                has_left[depth], left[depth] = True, value
-                half = sizes[depth] // 2
-                half -= half % 8
-                depth += 1
-                starts[depth] = starts[depth - 1] + half
-                sizes[depth], has_left[depth] = sizes[depth - 1] - half, False
-                break
-            value = left[depth] + value
-
-
-@kernel
-def _pairwise_block(a, start, n):  # noqa: ANN001, ANN202 - numba kernel
-    """One leaf of numpy's pairwise sum (n <= 128): sequential below 8 items, else eight
-    running sums over the whole multiples of 8, added in a fixed tree, then the rest.
-    (Unsigned indices spare numba's negative-index check, so LLVM can vectorise the
-    eight independent sums; the additions are the same.)"""
-    if n < 8:
-        res = 0.0
-        for i in range(start, start + n):
-            res += a[i]
-        return res
-    u = np.uintp
-    i = u(start)
-    r0, r1, r2, r3 = a[i], a[i + u(1)], a[i + u(2)], a[i + u(3)]
-    r4, r5, r6, r7 = a[i + u(4)], a[i + u(5)], a[i + u(6)], a[i + u(7)]
-    i += u(8)
-    whole = u(start + n - n % 8)
-    while i < whole:
-        r0 += a[i]
-        r1 += a[i + u(1)]
-        r2 += a[i + u(2)]
-        r3 += a[i + u(3)]
-        r4 += a[i + u(4)]
-        r5 += a[i + u(5)]
-        r6 += a[i + u(6)]
-        r7 += a[i + u(7)]
-        i += u(8)
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    end = u(start + n)
-    while i < end:
-        res += a[i]
-        i += u(1)
-    return res
+def _digest(fn: Callable[..., Any]) -> str:
+    """What numba's cache is keyed by: the kernel's source file (path, size, time)."""
+    code = fn.__code__.co_filename
+    st = os.stat(code)
+    key = f"{code}:{st.st_size}:{st.st_mtime_ns}:{fn.__name__}:{sys.version_info[:2]}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

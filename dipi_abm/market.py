@@ -3,10 +3,11 @@
 :class:`Market` is built once per run with its chosen matching and trade-price
 rules bound; :meth:`Market.clear` takes the hour's :class:`~dipi_abm.hour.Orders`
 and returns what stands after matching, the quorum on the matching result and
-DU1's executability check. :func:`settle_hour` settles every contract
+DU1's executability check; :meth:`Market.settle` settles every contract
 (section 5), then what lies outside contracts with the grid company: PPSC
 (unmatched need bought at retail) and OGSC (surplus taken at feed-in, cleaner
-sources first).
+sources first). The market owns the grid-only mode (a matching rule with the
+``grid_only`` trait): nobody else is told of it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .hour import Cleared, Delivery, HourSettlement, Orders, Schedule
-from .jit import kernel
 from .parties import per_party
 from .physics.flows import LineModel
 from .rules.consensus import matching_quorum
@@ -41,6 +41,18 @@ class Market:
     quorum_m: int
     collude: bool
     grid_only: bool  # the matching rule clears through the grid company only
+    ogsc_priority: NDArray[np.float64]  # per party: OGSC takes higher first
+    intake_limit_kw: float  # most surplus the grid company takes in an hour
+
+    def commitments(self, orders: Orders, contracts: Contracts) -> NDArray[np.float64]:
+        """Each party's agreed volume: its contracts as seller plus as buyer. In grid-only
+        mode everything offered is "committed" to the grid company: breaches are still
+        measured against it, but settle at F and R with no contract."""
+        if self.grid_only:
+            return orders.offered_kwh.copy()
+        n = orders.offered_kwh.size
+        return per_party(contracts.seller, contracts.volume, n) + per_party(
+            contracts.buyer, contracts.volume, n)
 
     def clear(self, orders: Orders) -> Cleared:
         """Match the book, keep the result only if a quorum reports it ([DIPI] 4.2 step 5),
@@ -55,6 +67,28 @@ class Market:
         return Cleared(contracts, self.price(contracts.ask, contracts.bid, contracts.wheeling),
                        quorum, curtailed)
 
+    def settle(self, schedule: Schedule, cleared: Cleared, delivery: Delivery) -> HourSettlement:
+        """Settle the hour (docs/model.md sections 4.4-5): contracts by the [DER-CBC] rule
+        with actual volumes attributed pro rata, then PPSC and OGSC with the grid company.
+        Money is conserved: the parties' transfers and the grid's income sum to zero."""
+        c, d = cleared.contracts, delivery
+        r, f = schedule.retail, schedule.feed_in
+        n = d.committed_kwh.size
+        g = attribute_pro_rata(d.deliverable_kw, d.committed_kwh, c.seller, c.volume)
+        b = attribute_pro_rata(d.need_kw, d.committed_kwh, c.buyer, c.volume)
+        st = settle(cleared.price, c.volume, c.wheeling, b, g, r, f)
+        if self.grid_only:
+            extra_need, extra_surplus = d.need_kw, d.deliverable_kw
+        else:
+            # Need and surplus beyond what counted against contracts.
+            extra_need = d.need_kw - np.where(d.is_seller, 0.0, d.counted_kwh)
+            extra_surplus = d.deliverable_kw - np.where(d.is_seller, d.counted_kwh, 0.0)
+        taken = grid_intake(extra_surplus, self.ogsc_priority, self.intake_limit_kw)
+        transfer = per_party(c.seller, st.seller_income, n) - per_party(c.buyer, st.buyer_pays, n)
+        transfer += taken * f - extra_need * r
+        grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
+        return HourSettlement(st, transfer, grid_in, extra_need, extra_surplus, taken)
+
     def _executable(self, c: Contracts) -> tuple[Contracts, float]:
         if self.lines is None or c.size == 0:
             return c, 0.0
@@ -65,73 +99,6 @@ class Market:
             c = Contracts(c.buyer[keep], c.seller[keep], ok[keep], c.ask[keep], c.bid[keep],
                           c.wheeling[keep], rounds=c.rounds)
         return c, curtailed
-
-
-def settle_hour(schedule: Schedule, cleared: Cleared, delivery: Delivery,
-                ogsc_priority: NDArray[np.float64], intake_limit_kw: float,
-                grid_only: bool) -> HourSettlement:
-    """Settle the hour (docs/model.md sections 4.4-5): contracts by the [DER-CBC] rule with
-    actual volumes attributed pro rata, then PPSC and OGSC with the grid company.
-    Money is conserved: the parties' transfers and the grid's income sum to zero."""
-    c, d = cleared.contracts, delivery
-    r, f = schedule.retail, schedule.feed_in
-    n = d.committed_kwh.size
-    g = attribute_pro_rata(d.deliverable_kw, d.committed_kwh, c.seller, c.volume)
-    b = attribute_pro_rata(d.need_kw, d.committed_kwh, c.buyer, c.volume)
-    st = settle(cleared.price, c.volume, c.wheeling, b, g, r, f)
-    if grid_only:
-        extra_need, extra_surplus = d.need_kw, d.deliverable_kw
-    else:
-        extra_need, extra_surplus = _outside_contracts(d.need_kw, d.deliverable_kw,
-                                                       d.counted_kwh, d.is_seller)
-    taken = grid_intake(extra_surplus, ogsc_priority, intake_limit_kw)
-    transfer = _party_transfer(n, c.seller, st.seller_income, c.buyer, st.buyer_pays, taken, f,
-                               extra_need, r)
-    grid_in = float(st.grid_income.sum() + extra_need.sum() * r - taken.sum() * f)
-    return HourSettlement(st, transfer, grid_in, extra_need, extra_surplus, taken)
-
-
-def _outside_contracts_numpy(need: NDArray, deliverable: NDArray, counted: NDArray,
-                             is_seller: NDArray[np.bool_]) -> tuple[NDArray, NDArray]:
-    """Need and surplus beyond what counted against contracts (the reference of
-    :func:`_outside_contracts`)."""
-    return (need - np.where(~is_seller, counted, 0.0),
-            deliverable - np.where(is_seller, counted, 0.0))
-
-
-@kernel
-def _outside_contracts(need, deliverable, counted, is_seller):  # noqa: ANN001, ANN202
-    n = need.size
-    extra_need, extra_surplus = np.empty(n), np.empty(n)
-    for i in range(n):
-        seller = is_seller[i]
-        extra_need[i] = need[i] - (0.0 if seller else counted[i])
-        extra_surplus[i] = deliverable[i] - (counted[i] if seller else 0.0)
-    return extra_need, extra_surplus
-
-
-def _party_transfer_numpy(n: int, seller: NDArray[np.intp], seller_income: NDArray,
-                          buyer: NDArray[np.intp], buyer_pays: NDArray, taken: NDArray, f: float,
-                          extra_need: NDArray, r: float) -> NDArray[np.float64]:
-    """Each party's net money in: its contracts' income less payments, then OGSC and
-    PPSC with the grid company (the reference of :func:`_party_transfer`)."""
-    transfer = per_party(seller, seller_income, n) - per_party(buyer, buyer_pays, n)
-    transfer += taken * f - extra_need * r
-    return transfer
-
-
-@kernel
-def _party_transfer(n, seller, seller_income, buyer, buyer_pays, taken, f,  # noqa: ANN001, ANN202
-                    extra_need, r):
-    # Sums per party in contract order, as np.bincount adds them.
-    income, pays = np.zeros(n), np.zeros(n)
-    for i in range(seller.size):
-        income[seller[i]] += seller_income[i]
-    for i in range(buyer.size):
-        pays[buyer[i]] += buyer_pays[i]
-    for j in range(n):
-        income[j] = (income[j] - pays[j]) + (taken[j] * f - extra_need[j] * r)
-    return income
 
 
 def apply_consequences(consequences: Consequences, settlement: HourSettlement,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .hour import Block
+from .hour import Block, ChainStats
 from .ledger.coloredcoin import credit_as_recorded
 from .rules.consensus import (
     CONSENSUS_RULES,
@@ -86,17 +86,12 @@ class MinerSet:
         self.minted_yuan += p.block_reward_yuan
         self.low_credit_blocks += int(credit[w] < p.credit_threshold)
 
-    def block_kpis(self, block: Block, credit: NDArray, node_ids: NDArray,
-                   n_parties: int) -> dict[str, Any]:
+    def chain_stats(self, block: Block, credit: NDArray, node_ids: NDArray,
+                    n_parties: int) -> ChainStats:
+        """The block's KPIs, against the credit it was drawn on (docs/model.md section 9)."""
         won, w = self.blocks_won, block.winner
         blocks_gini, blocks_nakamoto = self.tally.update(won)
-        return {
-            "block_producer": int(node_ids[w]),
-            "producer_credit": float(credit[w]),
-            "producer_is_standalone": int(w >= n_parties),
-            "block_hashes": block.hashes,
-            "blocks_gini": blocks_gini,
-            "blocks_nakamoto": blocks_nakamoto,
-            "low_credit_block_share": self.low_credit_blocks / max(int(won.sum()), 1),
-            "win_credit_corr": win_credit_correlation(won, credit),
-        }
+        return ChainStats(int(node_ids[w]), float(credit[w]), w >= n_parties, block.hashes,
+                          blocks_gini, blocks_nakamoto,
+                          self.low_credit_blocks / max(int(won.sum()), 1),
+                          win_credit_correlation(won, credit))

@@ -29,20 +29,20 @@ from .hour import (
     BUYER,
     DPGC_KIND,
     HOURLY_KPIS,
-    POLICY_KPIS,
+    KPIS,
     SELLER,
     USER_KIND,
     Block,
+    ChainStats,
     CreditUpdate,
     HourRecord,
-    add_to_totals,
-    credit_kpis,
-    market_kpis,
+    Roster,
 )
 from .ledger.keys import KeyRing
 from .ledger.records import open_run_ledger, period_records
 from .ledger.store import Ledger, VerifyReport
-from .market import Market, apply_consequences, settle_hour
+from .ledger.verify import verify_open
+from .market import Market, apply_consequences
 from .mining import MinerSet
 from .parties import Batteries, PartySet, per_party
 from .physics.flows import LineModel
@@ -152,18 +152,19 @@ class DIPIModel(mesa.Model):
 
         # The rules of the run, each bound once.
         matching = MATCHING_RULES[p.matching]
-        self.grid_only = matching.has("grid_only")
         self.market = Market(
             match=matching.bind(p), price=PRICE_RULES[p.price_rule], network=self.network,
             lines=self.lines, bus=self.state.bus, faulty=faulty, quorum_m=self.quorum_m,
-            collude=p.faulty_collude, grid_only=self.grid_only,
+            collude=p.faulty_collude, grid_only=matching.has("grid_only"),
+            ogsc_priority=ogsc_priority(self.state.tech),
+            intake_limit_kw=p.grid_intake_limit_kw,
         )
-        self._ogsc_key = ogsc_priority(self.state.tech)
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
-        self._credit_live = not (self.grid_only or p.credit_frozen)
-        self._choose, self._learn = LEARNING_RULES[p.learning].bind(p)
+        self._credit_live = not (self.market.grid_only or p.credit_frozen)
+        learning = LEARNING_RULES[p.learning]
+        self._choose, self._learn = learning.bind(p)()
         self.consequences = bind_consequences(p.breach_policy, p)
-        direct = not self.grid_only  # consequences bite on contracts: none in grid-only mode
+        direct = not self.market.grid_only  # consequences bite on contracts: none if grid-only
         self._moves_money = direct and self.consequences.moves_money
         self._volume_cap = self._consequence_cap if direct and self.consequences.caps_volume \
             else None
@@ -171,22 +172,20 @@ class DIPIModel(mesa.Model):
         self.grid_company_balance = 0.0
         self.contracts = Contracts.empty()
         self._create_agents()
-        self.state.init_learning(p, self.rngs["behaviour"], static=p.learning == "static")
+        self.state.init_learning(p, self.rngs["behaviour"], static=not learning.has("adaptive"))
         self.batteries, owners = Batteries.build(self.state, p, self.rngs["storage"])
         self.storage_agents = [Storage(self, self.parties[i]) for i in owners]
         self.ledger, self.node_keys = self._open_ledger()
-        self.totals = dict.fromkeys(
-            ("p2p", "p2p_delivered", "tradable", "committed_sides", "breaches", "grid_purchase",
-             "grid_sale", "curtailed", "line_curtailed", "q", "qp", "qp2", "user_cost",
-             "dpgc_income", "grid_income", "generation", "load", "clean", "user_need",
-             "breach_shortfall", "breach_consequence", "gated"), 0.0)
+        #: The run's KPIs (hour.KPIS; a breach policy's only when one is in force), the
+        #: DataCollector's columns and the run totals of those that add up.
+        self.kpi_table = tuple(k for k in KPIS if not k.policy or self.consequences.active)
+        self.hourly_kpis = tuple(k.name for k in self.kpi_table if k.hourly)
+        self.totals = {k.name: 0.0 for k in self.kpi_table if k.total}
+        self.record: HourRecord | None = None
         s = self.state
         self.costs = Costs.build(p, s.tech, s.capacity_kw, s.kind, s.mean_load_kw)
         self.party_type = party_type(s.kind, s.tech, s.load_class)
         self.books = Books(self.party_type, s.opportunist)
-        self.record: HourRecord | None = None
-        self.hourly_kpis = HOURLY_KPIS + ECONOMY_KPIS + (
-            POLICY_KPIS if self.consequences.active else ())
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(1)  # the terms of the first period
@@ -205,7 +204,7 @@ class DIPIModel(mesa.Model):
         self.hour += 1
         p, parties = self.params, self.state
         gated = (self.consequences.gated(parties.credit.credit)  # credit before matching
-                 if self.consequences.gates and not self.grid_only else None)
+                 if self.consequences.gates and not self.market.grid_only else None)
         schedule = self.grid_company.publish(self.hour)                       # 1. DU1
         draw = self.weather.step()                                            # 2. forecast
         orders = parties.post_orders(schedule, draw.gen_forecast_kw,          # 3. orders
@@ -214,10 +213,9 @@ class DIPIModel(mesa.Model):
                                      self._volume_cap)
         cleared = self.market.clear(orders)                                   # 3. matching
         delivery = parties.deliver(draw.gen_actual_kw, draw.load_actual_kw,   # 4. delivery
-                                   orders, cleared.contracts, self.grid_only,
+                                   orders, self.market.commitments(orders, cleared.contracts),
                                    self.batteries, p.breach_tolerance)
-        settlement = settle_hour(schedule, cleared, delivery, self._ogsc_key,  # 4. settlement
-                                 p.grid_intake_limit_kw, self.grid_only)
+        settlement = self.market.settle(schedule, cleared, delivery)          # 4. settlement
         if self._moves_money:                                                 # 4b. consequences
             settlement = apply_consequences(self.consequences, settlement, schedule, cleared,
                                             parties.credit.credit, parties.tech,
@@ -235,17 +233,14 @@ class DIPIModel(mesa.Model):
                                         self._credit_update, p.natural_factor,
                                         p.credit_count == "contract", self.hour)
                   if self._credit_live else CreditUpdate.none())
-        kpis = market_kpis(schedule, orders, cleared, delivery, settlement, parties.kind,
-                           parties.tech, draw.gen_actual_kw, draw.load_actual_kw)
-        kpis.update(economy.kpis)
-        if self.consequences.active:
-            kpis.update(self._policy_kpis(settlement, gated))
-        record = HourRecord(schedule, orders, cleared, delivery, settlement, credit, kpis=kpis)
-        block, block_kpis = self._produce_block(record)                       # 6. consensus
+        record = HourRecord(schedule, orders, cleared, delivery, settlement, credit,
+                            Roster(parties.kind, parties.tech, parties.credit.credit.copy()),
+                            gated, economy=economy)
+        block, chain = self._produce_block(record)                            # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
         parties.learn(schedule, orders, delivery, settlement.party_transfer,  # 7. learning
                       (winner, np.full(winner.size, p.block_reward_yuan)), self._learn)
-        self._report(replace(record, block=block), block_kpis)
+        self._report(replace(record, block=block, chain=chain))
         self.running = self.hour < p.hours
         self.datacollector.collect(self)
 
@@ -281,16 +276,7 @@ class DIPIModel(mesa.Model):
         return self.consequences.volume_cap(Positions(credit=s.credit.credit, balance=s.balance,
                                                       forecast_kwh=forecast_kwh))
 
-    def _policy_kpis(self, settlement: Any, gated: NDArray[np.bool_] | None) -> dict[str, float]:
-        """The consequence KPIs: share of parties gated, yuan the policy moved."""
-        flows = settlement.consequences
-        k = {"gated_share": float(gated.mean()) if gated is not None else 0.0,
-             "breach_consequence_yuan": float(flows.yuan.sum()) if flows is not None else 0.0}
-        self.totals["gated"] += k["gated_share"]
-        self.totals["breach_consequence"] += k["breach_consequence_yuan"]
-        return k
-
-    def _produce_block(self, record: HourRecord) -> tuple[Block, dict[str, Any]]:
+    def _produce_block(self, record: HourRecord) -> tuple[Block, ChainStats]:
         """Consensus (docs/model.md section 7): the period's records go on the three chains, the
         producer is found under the run's rule and takes the block reward. Returns the block
         and its KPIs (read against the credit the block was drawn on)."""
@@ -317,7 +303,7 @@ class DIPIModel(mesa.Model):
             else:
                 self.ledger.submit_period(self.hour, records, signer)
         miners.reward(block, credit, s.balance)
-        return block, miners.block_kpis(block, credit, self.node_ids, s.n)
+        return block, miners.chain_stats(block, credit, self.node_ids, s.n)
 
     def _block_seed(self, prepared: dict | None) -> str:
         """W in [DIPI] eq. 10: the Merkle root of the period's LH1 block, which commits
@@ -349,12 +335,11 @@ class DIPIModel(mesa.Model):
         far = float(self.grid.distance.max()) if self.grid.distance.size else 0.0
         return np.concatenate([dist, np.full(m, far)]), np.concatenate([q, np.zeros(m)])
 
-    def _report(self, record: HourRecord, block_kpis: dict[str, Any]) -> None:
+    def _report(self, record: HourRecord) -> None:
         """The hour's KPIs become named attributes the DataCollector reads (docs/model.md §9)."""
         k = record.kpis
-        k.update(block_kpis)
-        k.update(credit_kpis(self.state.kind, self.state.credit.credit))
-        add_to_totals(self.totals, k)
+        for name in self.totals:
+            self.totals[name] += k[name]
         self.record = record
         self.contracts = record.cleared.contracts
         self.hour_of_day = record.schedule.hour_of_day
@@ -490,7 +475,7 @@ class DIPIModel(mesa.Model):
 
     def verify_ledger(self) -> VerifyReport | None:
         """Recompute every hash and Merkle root of the run's chains (None: ledger off)."""
-        return None if self.ledger is None else self.ledger.verify()
+        return None if self.ledger is None else verify_open(self.ledger)
 
     def close(self) -> None:
         """Close the ledger file (a finished run's file is then a single SQLite file)."""
@@ -512,16 +497,17 @@ class DIPIModel(mesa.Model):
     def summary(self) -> dict[str, Any]:
         """Every parameter of the run and its summary KPIs (JSON-ready)."""
         t, s = self.totals, self.state
-        q = t["q"]
-        mean = t["qp"] / q if q > 0 else float("nan")
-        price_std = float(np.sqrt(max(t["qp2"] / q - mean * mean, 0.0))) if q > 0 else float("nan")
+        q = t["p2p_volume_kwh"]
+        mean = t["qp_yuan"] / q if q > 0 else float("nan")
+        price_std = (float(np.sqrt(max(t["qp2_yuan_sq"] / q - mean * mean, 0.0))) if q > 0
+                     else float("nan"))
         params = self.params.to_dict()
         params["seed"] = self.seed
         dpgc = s.kind == DPGC_KIND
         policy = {}
         if self.consequences.active:
-            policy = {"breach_consequence_yuan": t["breach_consequence"],
-                      "gated_share": t["gated"] / max(int(self.hour), 1)}
+            policy = {"breach_consequence_yuan": t["breach_consequence_yuan"],
+                      "gated_share": t["gated_share"] / max(int(self.hour), 1)}
         return {
             "package": "dipi_abm",
             "version": package_version(),
@@ -530,31 +516,29 @@ class DIPIModel(mesa.Model):
             "params": params,
             "n_parties": s.n,
             "n_buses": self.grid.n_buses,
-            "breach_rate": t["breaches"] / t["committed_sides"] if t["committed_sides"] else 0.0,
+            "breach_rate": (t["breaches"] / t["committed_parties"] if t["committed_parties"]
+                            else 0.0),
             "breaches": int(t["breaches"]),
-            "breach_shortfall_kwh": t["breach_shortfall"],
-            "p2p_volume_kwh": t["p2p"],
-            "p2p_delivered_kwh": t["p2p_delivered"],
-            "grid_purchase_kwh": t["grid_purchase"],
-            "grid_sale_kwh": t["grid_sale"],
-            "curtailed_kwh": t["curtailed"],
-            "line_curtailed_kwh": t["line_curtailed"],
-            "generation_kwh": t["generation"],
-            "load_kwh": t["load"],
+            **{name: t[name] for name in (
+                "breach_shortfall_kwh", "p2p_volume_kwh", "p2p_delivered_kwh",
+                "grid_purchase_kwh", "grid_sale_kwh", "curtailed_kwh", "line_curtailed_kwh",
+                "generation_kwh", "load_kwh")},
             "mean_credit_dpgc": float(s.credit.credit[dpgc].mean()),
             "mean_credit_user": float(s.credit.credit[~dpgc].mean()),
-            "transaction_efficiency": t["p2p"] / t["tradable"] if t["tradable"] > 0 else 0.0,
+            "transaction_efficiency": (q / t["tradable_kwh"] if t["tradable_kwh"] > 0
+                                       else 0.0),
             "price_mean": mean,
             "price_std": price_std,
-            "user_cost_yuan": t["user_cost"],
-            "dpgc_income_yuan": t["dpgc_income"],
-            "grid_income_yuan": t["grid_income"],
-            "clean_share": t["clean"] / t["user_need"] if t["user_need"] > 0 else 0.0,
+            **{name: t[name] for name in ("user_cost_yuan", "dpgc_income_yuan",
+                                          "grid_income_yuan")},
+            "clean_share": (t["clean_kwh"] / t["user_need_kwh"] if t["user_need_kwh"] > 0
+                            else 0.0),
             "blocks": int(self.miners_set.blocks_won.sum()),
             **self._block_summary(),
             "minted_yuan": self.miners_set.minted_yuan,
             "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
+            **{name: t[name] for name in ECONOMY_KPIS},
             **self.books.summary(),
         }
 

@@ -19,8 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .hour import BUYER, SELLER, CreditUpdate, Delivery, Orders, Schedule
-from .jit import kernel
-from .rules.credit import CREDIT_MAX, CreditState, buyer_score, seller_score
+from .rules.credit import CreditState, buyer_score, seller_score
 from .rules.learning import ActionGrid, Learner
 from .rules.matching import Contracts, OrderBook
 
@@ -104,21 +103,19 @@ class PartySet:
         r, f = schedule.retail, schedule.feed_in
         net, sell, buy = _sides(load_forecast_kw, gen_forecast_kw, self.role)
         self._choose_actions(sell, buy, choose, behaviour_rng)
-        _order_volumes(net, self.commitment_ratio, self.bid_volume_ratio, self.offered_kwh)
+        _order_volumes(net, sell, buy, self.commitment_ratio, self.bid_volume_ratio,
+                       self.offered_kwh)
         if volume_cap is not None:
             np.minimum(self.offered_kwh, volume_cap(np.abs(net)), out=self.offered_kwh)
         time = time_rng.permutation(sell.size + buy.size)
-        (seller_bus, seller_volume, seller_price, seller_credit, seller_cleanliness, buyer_bus,
-         buyer_volume, buyer_price, buyer_credit) = _book_columns(
-            sell, buy, self.bus, self.offered_kwh, self.ask_markup, self.bid_discount,
-            self.credit.credit, self.cleanliness, r, f, r - f)
+        credit, spread = self.credit.credit, r - f
         book = OrderBook(
-            seller_party=sell, seller_bus=seller_bus, seller_volume=seller_volume,
-            seller_price=seller_price, seller_time=time[: sell.size],
-            buyer_party=buy, buyer_bus=buyer_bus, buyer_volume=buyer_volume,
-            buyer_price=buyer_price, buyer_time=time[sell.size:],
-            seller_credit=seller_credit, buyer_credit=buyer_credit,
-            seller_cleanliness=seller_cleanliness,
+            seller_party=sell, seller_bus=self.bus[sell], seller_volume=self.offered_kwh[sell],
+            seller_price=f + self.ask_markup[sell] * spread, seller_time=time[: sell.size],
+            buyer_party=buy, buyer_bus=self.bus[buy], buyer_volume=self.offered_kwh[buy],
+            buyer_price=r - self.bid_discount[buy] * spread, buyer_time=time[sell.size:],
+            seller_credit=credit[sell], buyer_credit=credit[buy],
+            seller_cleanliness=self.cleanliness[sell],
         )
         return Orders(book, net, self.role.copy(), self.offered_kwh.copy())
 
@@ -140,17 +137,13 @@ class PartySet:
                 ratio[idx] = lr.actions.volume_ratio[a]
                 level[idx] = lr.actions.price_level[a]
 
-    def deliver(self, gen_kw: NDArray, load_kw: NDArray, orders: Orders, contracts: Contracts,
-                grid_only: bool, batteries: Batteries, tolerance: float) -> Delivery:
+    def deliver(self, gen_kw: NDArray, load_kw: NDArray, orders: Orders,
+                committed: NDArray[np.float64], batteries: Batteries,
+                tolerance: float) -> Delivery:
         """Delivery (docs/model.md sections 4.4 and 6): actual positions, storage firming,
-        what counts against each party's commitments, and who breached."""
-        surplus, need = _surplus_and_need(gen_kw, load_kw)
-        if grid_only:
-            # Everything offered is "committed" to the grid company: breaches are still
-            # measured against it, but settle at F and R with no contract.
-            committed = orders.offered_kwh.copy()
-        else:
-            committed = _committed(self.n, contracts.seller, contracts.buyer, contracts.volume)
+        what counts against each party's commitments (``committed``, kWh: the market's
+        :meth:`~dipi_abm.market.Market.commitments`), and who breached."""
+        surplus, need = np.maximum(gen_kw - load_kw, 0.0), np.maximum(load_kw - gen_kw, 0.0)
         is_seller = orders.role == SELLER
         if batteries.power_kw.any():
             deliverable, charge, discharge = batteries.firm_up(
@@ -163,7 +156,7 @@ class PartySet:
         self.delivered_kwh = delivered
         self.breach = breach
         return Delivery(surplus, need, deliverable, committed, counted, is_seller, breach,
-                        charge, discharge)
+                        gen_kw, load_kw, charge, discharge)
 
     def update_credit(self, delivery: Delivery, contracts: Contracts, update: Callable[..., None],
                       natural_factor: float, per_contract: bool, hour: int) -> CreditUpdate:
@@ -173,7 +166,7 @@ class PartySet:
         if not 0.0 <= natural_factor < 0.3:
             raise ValueError(f"natural_factor = {natural_factor}: must be in [0, 0.3)")
         idx, score, k = _scores(delivery.committed_kwh, delivery.counted_kwh, self.role,
-                                1.0 - natural_factor, contracts.seller, contracts.buyer,
+                                natural_factor, contracts.seller, contracts.buyer,
                                 per_contract, self.score)
         if idx.size == 0:
             return CreditUpdate.none()
@@ -201,14 +194,11 @@ class PartySet:
             update(lr, idx, reward[idx])
 
 
-# ----------------------------------------------------------------------------- kernels
-# Each phase's passes over the party rows, fused (dipi_abm.jit); the ``_numpy`` function
-# above each kernel is what it computes, to the bit. np.minimum(a, b) is written out as
-# ``a if a < b or a is NaN else b`` and np.maximum(a, b) as ``a if a > b or a is NaN else
-# b``, as numpy defines them (so that even the sign of a zero result agrees).
+# ----------------------------------------------------------------------------- row passes
 
-def _sides_numpy(load: NDArray, gen: NDArray, role: NDArray[np.int8]
-                 ) -> tuple[NDArray, NDArray[np.intp], NDArray[np.intp]]:
+def _sides(load: NDArray, gen: NDArray, role: NDArray[np.int8]
+           ) -> tuple[NDArray, NDArray[np.intp], NDArray[np.intp]]:
+    """Forecast net position, sellers' and buyers' rows; ``role`` set in place."""
     net = load - gen
     sell = np.flatnonzero(net < -1e-9)
     buy = np.flatnonzero(net > 1e-9)
@@ -218,142 +208,31 @@ def _sides_numpy(load: NDArray, gen: NDArray, role: NDArray[np.int8]
     return net, sell, buy
 
 
-@kernel
-def _sides(load, gen, role):  # noqa: ANN001, ANN202 - numba kernel
-    """Forecast net position, sellers' and buyers' rows; ``role`` set in place."""
-    n = load.size
-    net = np.empty(n)
-    sell, buy = np.empty(n, np.intp), np.empty(n, np.intp)
-    ns = nb = 0
-    for i in range(n):
-        x = load[i] - gen[i]
-        net[i] = x
-        if x < -1e-9:
-            sell[ns] = i
-            ns += 1
-            role[i] = SELLER
-        elif x > 1e-9:
-            buy[nb] = i
-            nb += 1
-            role[i] = BUYER
-        else:
-            role[i] = 0
-    return net, sell[:ns], buy[:nb]
-
-
-def _order_volumes_numpy(net: NDArray, commitment: NDArray, bid_ratio: NDArray,
-                         offered: NDArray) -> None:
-    sell = np.flatnonzero(net < -1e-9)
-    buy = np.flatnonzero(net > 1e-9)
+def _order_volumes(net: NDArray, sell: NDArray[np.intp], buy: NDArray[np.intp],
+                   commitment: NDArray, bid_ratio: NDArray, offered: NDArray) -> None:
+    """Each party's order volume, in place: the committed share of its forecast position."""
     offered[:] = 0.0
     offered[sell] = -net[sell] * commitment[sell]
     offered[buy] = net[buy] * bid_ratio[buy]
 
 
-@kernel
-def _order_volumes(net, commitment, bid_ratio, offered):  # noqa: ANN001, ANN202
-    """Each party's order volume, in place: the committed share of its forecast position."""
-    for i in range(net.size):
-        x = net[i]
-        if x < -1e-9:
-            offered[i] = -x * commitment[i]
-        elif x > 1e-9:
-            offered[i] = x * bid_ratio[i]
-        else:
-            offered[i] = 0.0
-
-
-def _book_columns_numpy(sell: NDArray[np.intp], buy: NDArray[np.intp], bus: NDArray,
-                        offered: NDArray, ask_markup: NDArray, bid_discount: NDArray,
-                        credit: NDArray, cleanliness: NDArray, r: float, f: float,
-                        spread: float) -> tuple[NDArray, ...]:
-    return (bus[sell], offered[sell], f + ask_markup[sell] * spread, credit[sell],
-            cleanliness[sell], bus[buy], offered[buy], r - bid_discount[buy] * spread,
-            credit[buy])
-
-
-@kernel
-def _book_columns(sell, buy, bus, offered, ask_markup, bid_discount,  # noqa: ANN001, ANN202
-                  credit, cleanliness, r, f, spread):
-    """The order book's columns, gathered from the party rows in one pass per side."""
-    ns, nb = sell.size, buy.size
-    s_bus, b_bus = np.empty(ns, bus.dtype), np.empty(nb, bus.dtype)
-    s_vol, s_price, s_credit, s_clean = np.empty(ns), np.empty(ns), np.empty(ns), np.empty(ns)
-    b_vol, b_price, b_credit = np.empty(nb), np.empty(nb), np.empty(nb)
-    for k in range(ns):
-        i = sell[k]
-        s_bus[k], s_vol[k], s_credit[k], s_clean[k] = bus[i], offered[i], credit[i], cleanliness[i]
-        s_price[k] = f + ask_markup[i] * spread
-    for k in range(nb):
-        i = buy[k]
-        b_bus[k], b_vol[k], b_credit[k] = bus[i], offered[i], credit[i]
-        b_price[k] = r - bid_discount[i] * spread
-    return s_bus, s_vol, s_price, s_credit, s_clean, b_bus, b_vol, b_price, b_credit
-
-
-def _surplus_and_need_numpy(gen: NDArray, load: NDArray) -> tuple[NDArray, NDArray]:
-    return np.maximum(gen - load, 0.0), np.maximum(load - gen, 0.0)
-
-
-@kernel
-def _surplus_and_need(gen, load):  # noqa: ANN001, ANN202 - numba kernel
-    n = gen.size
-    surplus, need = np.empty(n), np.empty(n)
-    for i in range(n):
-        x = gen[i] - load[i]
-        surplus[i] = x if (x > 0.0 or x != x) else 0.0
-        x = load[i] - gen[i]
-        need[i] = x if (x > 0.0 or x != x) else 0.0
-    return surplus, need
-
-
-def _committed_numpy(n: int, seller: NDArray[np.intp], buyer: NDArray[np.intp],
-                     volume: NDArray) -> NDArray[np.float64]:
-    return per_party(seller, volume, n) + per_party(buyer, volume, n)
-
-
-@kernel
-def _committed(n, seller, buyer, volume):  # noqa: ANN001, ANN202 - numba kernel
-    """Each party's agreed volume: its contracts as seller plus as buyer, each summed in
-    contract order (as np.bincount sums)."""
-    sold, bought = np.zeros(n), np.zeros(n)
-    for k in range(seller.size):
-        sold[seller[k]] += volume[k]
-    for k in range(buyer.size):
-        bought[buyer[k]] += volume[k]
-    for i in range(n):
-        sold[i] = sold[i] + bought[i]
-    return sold
-
-
-def _against_commitments_numpy(is_seller: NDArray[np.bool_], deliverable: NDArray,
-                               need: NDArray, committed: NDArray, keep: float
-                               ) -> tuple[NDArray, NDArray[np.bool_], NDArray]:
-    counted = np.minimum(np.where(is_seller, deliverable, need), committed)
-    breach = (committed > 0) & (counted < keep * committed)
-    return counted, breach, np.where(committed > 0, counted, 0.0)
-
-
-@kernel
-def _against_commitments(is_seller, deliverable, need, committed, keep):  # noqa: ANN001, ANN202
+def _against_commitments(is_seller: NDArray[np.bool_], deliverable: NDArray,
+                         need: NDArray, committed: NDArray, keep: float
+                         ) -> tuple[NDArray, NDArray[np.bool_], NDArray]:
     """What counts against each party's commitments, who breached (counted below
     ``keep`` = 1 - tolerance of it) and what was delivered."""
-    n = committed.size
-    counted, breach, delivered = np.empty(n), np.empty(n, np.bool_), np.empty(n)
-    for i in range(n):
-        x = deliverable[i] if is_seller[i] else need[i]
-        c = committed[i]
-        x = x if (x < c or x != x) else c
-        counted[i] = x
-        breach[i] = c > 0 and x < keep * c
-        delivered[i] = x if c > 0 else 0.0
-    return counted, breach, delivered
+    counted = np.minimum(np.where(is_seller, deliverable, need), committed)
+    has = committed > 0
+    return counted, has & (counted < keep * committed), np.where(has, counted, 0.0)
 
 
-def _scores_numpy(committed: NDArray, counted: NDArray, role: NDArray[np.int8],
-                  natural_factor: float, seller: NDArray[np.intp], buyer: NDArray[np.intp],
-                  per_contract: bool, score_out: NDArray
-                  ) -> tuple[NDArray[np.intp], NDArray, NDArray[np.int64]]:
+def _scores(committed: NDArray, counted: NDArray, role: NDArray[np.int8],
+            natural_factor: float, seller: NDArray[np.intp], buyer: NDArray[np.intp],
+            per_contract: bool, score_out: NDArray
+            ) -> tuple[NDArray[np.intp], NDArray, NDArray[np.int64]]:
+    """The committed parties' rows, performance scores and updates to count (their
+    contracts, or 1); ``score_out`` (per party, NaN if not scored) is rewritten only if
+    someone committed."""
     idx = np.flatnonzero(committed > 0)
     if idx.size == 0:
         return idx, np.zeros(0), np.zeros(0, np.int64)
@@ -368,45 +247,6 @@ def _scores_numpy(committed: NDArray, counted: NDArray, role: NDArray[np.int8],
     else:
         k = np.ones(idx.size, np.int64)
     return idx, score, np.asarray(k, dtype=np.int64)
-
-
-@kernel
-def _scores(committed, counted, role, keep, seller, buyer, per_contract,  # noqa: ANN001, ANN202
-            score_out):
-    """The committed parties' rows, performance scores ([DIPI]: a seller's against
-    ``keep`` = 1 - lambda of its commitment) and updates to count (its contracts, or 1).
-    ``score_out`` (per party, NaN if not scored) is rewritten only if someone committed,
-    as before; ``keep`` must be 1 - natural_factor with natural_factor in [0, 0.3)."""
-    n = committed.size
-    idx = np.empty(n, np.intp)
-    m = 0
-    for i in range(n):
-        if committed[i] > 0:
-            idx[m] = i
-            m += 1
-    idx = idx[:m]
-    score = np.empty(m)
-    k = np.ones(m, np.int64)
-    if m == 0:
-        return idx, score, k
-    score_out[:] = np.nan
-    for j in range(m):
-        i = idx[j]
-        q = committed[i] * keep if role[i] == SELLER else committed[i]
-        ratio = counted[i] / q if q > 0 else 1.0
-        ratio = 0.0 if ratio < 0.0 else ratio  # np.clip(ratio, 0, 1) with scalar bounds
-        ratio = 1.0 if ratio > 1.0 else ratio
-        score[j] = CREDIT_MAX * ratio
-        score_out[i] = score[j]
-    if per_contract:
-        contracts = np.zeros(n, np.int64)
-        for c in range(seller.size):
-            contracts[seller[c]] += 1
-        for c in range(buyer.size):
-            contracts[buyer[c]] += 1
-        for j in range(m):
-            k[j] = contracts[idx[j]]
-    return idx, score, k
 
 
 @dataclass

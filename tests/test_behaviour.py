@@ -113,7 +113,7 @@ LEARN_KEYS = {"roth_erev_recency": 0.05, "roth_erev_experimentation": 0.1,
 @pytest.mark.parametrize("rule", ["roth_erev", "epsilon_greedy"])
 def test_a_party_facing_a_penalty_learns_to_commit_less(rule):
     """docs/model.md section 8: the rule must feel losses, even when every payoff is negative."""
-    choose, update = LEARNING_RULES[rule].bind(LEARN_KEYS)
+    choose, update = LEARNING_RULES[rule].bind(LEARN_KEYS)()
     learnt = _penalised_commitment(choose, update)
     assert learnt < 1.0  # from 1.3 with probability 0.8
     # The penalty is what taught it: with the same losses but no penalty it does not

@@ -23,30 +23,25 @@ REGISTRIES = {
     "matching": MATCHING_RULES,
     "credit_rule": CREDIT_RULES,
     "consensus": CONSENSUS_RULES,
+    "learning": LEARNING_RULES,
 }
 ENTRIES = [(key, name) for key, reg in REGISTRIES.items() for name in reg]
-ENTRIES += [("learning", name) for name in LEARNING_RULES]
 SMALL = {"n_dpgc": 5, "n_users": 20, "hours": 24, "opportunist_share": 0.2}
-
-
-def _rules(key: str, name: str) -> list[Rule]:
-    if key == "learning":
-        entry = LEARNING_RULES[name]
-        return [entry.choose, entry.update]
-    return [REGISTRIES[key][name]]
 
 
 @pytest.mark.parametrize(("key", "name"), ENTRIES)
 def test_entry_declares_known_keys_and_traits(key, name):
     assert name in cfg.PARAMS_BY_NAME[key].allowed()
     defaults = cfg.validate({})
-    for rule in _rules(key, name):
-        assert isinstance(rule, Rule)
-        assert rule.traits <= TRAITS
-        for scenario_key in rule.keys.values():
-            assert scenario_key in cfg.PARAMS_BY_NAME, scenario_key
-        assert callable(rule.bind(defaults))
-        assert rule.__doc__
+    rule = REGISTRIES[key][name]
+    assert isinstance(rule, Rule)
+    assert rule.traits <= TRAITS
+    for scenario_key in rule.keys.values():
+        assert scenario_key in cfg.PARAMS_BY_NAME, scenario_key
+    for setting in rule.params:  # declared beside the entry, collected by config
+        assert cfg.PARAMS_BY_NAME[setting.name] is setting
+    assert callable(rule.bind(defaults))
+    assert rule.__doc__
 
 
 @pytest.mark.parametrize(("key", "name"), ENTRIES)
@@ -78,7 +73,19 @@ def test_the_engine_reads_traits_not_names():
         del MATCHING_RULES["centralized_copy"], CONSENSUS_RULES["der_cbc_copy"]
     cols = [c for c in a.hourly_dataframe().columns]
     assert a.hourly_dataframe()[cols].equals(b.hourly_dataframe()[cols])
-    assert a.grid_only and b.grid_only
+    assert a.market.grid_only and b.market.grid_only
+
+
+def test_a_renamed_nonce_race_rule_meets_the_same_resource_guard():
+    """The hashed-POCA guard reads the entry's ``nonce_race`` trait, not the name ``poca``."""
+    CONSENSUS_RULES["poca_copy"] = CONSENSUS_RULES["poca"]
+    try:
+        for name in ("poca", "poca_copy"):
+            with pytest.raises(cfg.ConfigError, match="hashed POCA"):
+                cfg.validate({"consensus": name, "poca_mode": "hashed",
+                              "poca_difficulty_bits": 32.0, "n_users": 100_000})
+    finally:
+        del CONSENSUS_RULES["poca_copy"]
 
 
 def test_unknown_trait_is_refused():

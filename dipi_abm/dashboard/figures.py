@@ -38,6 +38,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 from numpy.typing import NDArray
 
 from ..results.plots import COLORS
+from ..rules.tariffs import TARIFFS
 from .views import (
     CREDIT_BAND_LABELS,
     DPGC_KIND,
@@ -547,7 +548,8 @@ class SeriesView(FigureView):
         p = snap.params
         f = p["feed_in_yuan_per_kwh"]
         r = max(p["retail_yuan_per_kwh"],
-                p["tou_peak_yuan_per_kwh"] if p["tariff"] == "tou" else 0.0)
+                p["tou_peak_yuan_per_kwh"] if TARIFFS[p["tariff"]].has("time_of_use")
+                else 0.0)
         gap = max(r - f, 0.01)
         self.ylim[self.PRICES] = (f - 0.3 * gap, r + 0.45 * gap)
         self.axes[self.PRICES].set_ylim(*self.ylim[self.PRICES])

@@ -29,12 +29,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
+from ..hour import KPI_BY_NAME, HourRecord
 from .coloredcoin import decode_credit_updates, encode_credit_updates
 from .keys import AUTHORITY, KeyRing
 from .store import Ledger
 
 if TYPE_CHECKING:
-    from ..hour import HourRecord
     from ..model import DIPIModel
 
 Records = dict[str, dict[str, np.ndarray]]
@@ -81,7 +81,7 @@ def period_records(record: HourRecord, credit: NDArray[np.float64], hour: int
         "hour": np.array([hour], np.int64),
         "retail_yuan_per_kwh": np.array([record.schedule.retail]),
         "feed_in_yuan_per_kwh": np.array([record.schedule.feed_in]),
-        "curtailed_kwh": np.array([record.kpis["curtailed_kwh"]]),
+        "curtailed_kwh": np.array([KPI_BY_NAME["curtailed_kwh"].of(record)]),
         "line_curtailed_kwh": np.array([record.cleared.line_curtailed_kwh]),
         "quorum_committed": np.array([bool(record.cleared.quorum.committed)]),
     }}

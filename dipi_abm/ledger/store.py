@@ -937,13 +937,10 @@ class Ledger:
         self.sync()
         return read_records(self._db, chain, index)
 
-    def verify(self, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
-        """Check this ledger as :func:`dipi_abm.ledger.verify.verify_ledger` checks a file,
-        anchored by default to the heads this writer appended (it is its own witness)."""
-        from .verify import verify_db
-
-        self.sync()
-        return verify_db(self._db, self.heads() if anchor is None else anchor)
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The ledger's SQLite connection (for :func:`dipi_abm.ledger.verify.verify_open`)."""
+        return self._db
 
     def close(self) -> None:
         """Finish the file: the write-ahead log is checkpointed into the database and

@@ -45,6 +45,7 @@ from .store import (
     _BLOCK_COLUMNS,
     CHAINS,
     GENESIS_PREV,
+    Ledger,
     VerifyReport,
     _canonical_rows,
     _column_from_bytes,
@@ -62,7 +63,7 @@ from .store import (
 )
 
 __all__ = ["NO_ANCHOR", "Anchor", "anchor_from_heads", "anchor_from_summary", "verify_db",
-           "verify_ledger"]
+           "verify_ledger", "verify_open"]
 
 #: Per chain: {"blocks": length or None, "head": hash of the last block}.
 Anchor = Mapping[str, Mapping[str, Any]]
@@ -117,6 +118,13 @@ class _Bad(Exception):
     def __init__(self, chain: str | None, index: int | None, problem: str) -> None:
         super().__init__(problem)
         self.chain, self.index, self.problem = chain, index, problem
+
+
+def verify_open(ledger: Ledger, anchor: Anchor | None = None) -> VerifyReport:
+    """Check an open ledger as :func:`verify_ledger` checks a file, anchored by default to
+    the heads its writer appended (it is its own witness)."""
+    ledger.sync()
+    return verify_db(ledger.db, ledger.heads() if anchor is None else anchor)
 
 
 def verify_db(db: sqlite3.Connection, anchor: Anchor | None = None) -> VerifyReport:

@@ -37,7 +37,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from dipi_abm.errors import ConfigError
+from dipi_abm.rules.registry import Rule
 
 __all__ = [
     "DISTANCE_METRICS",
@@ -776,10 +777,10 @@ def _distance_hops(g: nx.Graph, buses: list) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=float)
 
 
-DISTANCE_METRICS: dict[str, Callable[[nx.Graph, list], np.ndarray]] = {
-    "resistance": _distance_resistance,
-    "path_impedance": _distance_path_impedance,
-    "hops": _distance_hops,
+DISTANCE_METRICS: dict[str, Rule] = {
+    "resistance": Rule(_distance_resistance),
+    "path_impedance": Rule(_distance_path_impedance),
+    "hops": Rule(_distance_hops),
 }
 """Registry of electrical-distance rules (docs/model.md §2).
 
@@ -901,7 +902,7 @@ def build_grid(
         metric: distance rule, a key of :data:`DISTANCE_METRICS`.
         rng: generator for the synthetic feeder (required for ``"synthetic"``).
         memory_limit_bytes: refuse a grid whose distance matrices need more (default:
-            :func:`dipi_abm.config.memory_limit_bytes`, 75 % of physical memory).
+            :func:`memory_limit_bytes`, 75 % of physical memory).
 
     The graph is validated (:func:`validate_graph`) before distances are computed; the
     substation is found with :func:`find_root`.  The stored graph is frozen and the
@@ -957,12 +958,34 @@ def build_grid(
     return Grid(graph=nx.freeze(g), buses=buses, root=root, distance=dist, metric=metric)
 
 
+DISTANCE_MATRICES = 6  # bus-by-bus float64 arrays alive at once (Laplacian, inverse, ...)
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory (0 if the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def memory_limit_bytes(memory_limit_gb: float | None) -> float:
+    """``memory_limit_gb`` in bytes; unset: 75 % of physical memory (16 GiB if unknown)."""
+    if memory_limit_gb is not None:
+        return memory_limit_gb * 2**30
+    phys = physical_memory_bytes()
+    return 0.75 * phys if phys > 0 else 16 * 2**30
+
+
+def distance_matrix_bytes(n_buses: int, n_parties: int = 0) -> float:
+    """Bus-by-bus distance, wheeling and reach matrices, and the party-by-bus distances."""
+    return DISTANCE_MATRICES * 8.0 * n_buses**2 + 8.0 * n_buses * n_parties
+
+
 def _check_memory(label: str, n_buses: int, limit: float | None) -> None:
     """Refuse before allocating: a grid file's size is known only once it is read."""
-    from dipi_abm import config
-
-    need = config.distance_matrix_bytes(n_buses)
-    limit = config.memory_limit_bytes(None) if limit is None else limit
+    need = distance_matrix_bytes(n_buses)
+    limit = memory_limit_bytes(None) if limit is None else limit
     if need > limit:
         raise ConfigError(
             f"{label}: {n_buses} buses need about {need / 2**30:.3g} GiB for the distance "
@@ -989,9 +1012,9 @@ def wheeling_distance(distance: np.ndarray, base: float, rate: float) -> np.ndar
     return float(base) + float(rate) * np.asarray(distance, dtype=float)
 
 
-WHEELING_RULES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
-    "flat": wheeling_flat,
-    "distance": wheeling_distance,
+WHEELING_RULES: dict[str, Rule] = {
+    "flat": Rule(wheeling_flat),
+    "distance": Rule(wheeling_distance),
 }
 """Registry of wheeling-tariff rules (docs/model.md §2): ``(distance, base, rate) -> tariff``,
 vectorised over distance arrays."""

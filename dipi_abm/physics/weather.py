@@ -38,7 +38,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from dipi_abm.errors import ConfigError
-from dipi_abm.jit import kernel
 
 TECHNOLOGIES = ("solar", "wind", "hydro", "thermal")
 """Generator technology names; the index is the int8 tech code used in arrays (−1: none)."""
@@ -418,18 +417,6 @@ class Weather:
         self._wind_sqrt_regional = math.sqrt(p.wind_regional_share)
         self._wind_sqrt_unit = math.sqrt(1.0 - p.wind_regional_share)
         self._inv_weibull_shape = 1.0 / p.wind_weibull_shape
-        # The hour's standard-normal shocks are drawn into these (``out=``: the same
-        # numbers as fresh arrays), and the generators' output is gathered in the order of
-        # self._gen_idx in the last one.
-        self._solar_shocks = np.empty(n_solar + 1)
-        self._wind_shocks = np.empty(n_wind + 1)
-        self._gen_shocks = np.empty(self._gen_idx.size)
-        self._load_shocks = np.empty(n_load)
-        self._load_err_shocks = np.empty(n_load)
-        self._gen_actual_g = np.empty(self._gen_idx.size)
-        # The clear sky's factors by day of year and by hour of day (Weather._clear_sky).
-        self._sun_by_day: dict[int, tuple[float, float]] = {}
-        self._sun_by_hour: dict[int, float] = {}
 
     @property
     def hour(self) -> int:
@@ -437,91 +424,7 @@ class Weather:
         return self._hour
 
     def step(self) -> HourDraw:
-        """Draw the actual and forecast output and load of the next delivery hour.
-
-        The same draws, in the same order, and the same arithmetic as
-        :meth:`_step_numpy`, with the per-unit passes (solar output, wind's AR(1) and
-        power curve, generator forecasts, load) fused in compiled kernels; wind's
-        Weibull transform and the cube of its speed stay with numpy's ndtr, log and
-        power."""
-        p = self.params
-        h = self._hour
-        hour_of_day = h % HOURS_PER_DAY
-        day_of_year = (p.start_day_of_year - 1 + h // HOURS_PER_DAY) % DAYS_PER_YEAR + 1
-        clear_sky = self._clear_sky(hour_of_day, day_of_year)
-        n_solar, n_wind = self._n_solar, self._n_wind
-        actual_g = self._gen_actual_g
-
-        # Solar: bounded clearness from a regional + unit Gaussian AR(1).
-        shocks = self._rng_solar.standard_normal(out=self._solar_shocks)
-        phi = p.clearness_persistence
-        self._solar_regional = phi * self._solar_regional + math.sqrt(1.0 - phi * phi) * float(
-            shocks[0]
-        )
-        clearness_regional = min(
-            max(p.clearness_mean + p.clearness_sd * self._solar_regional, CLEARNESS_MIN),
-            CLEARNESS_MAX,
-        )
-        _solar_output(self._solar_unit, shocks[1:], phi, math.sqrt(1.0 - phi * phi),
-                      self._solar_sqrt_unit, self._solar_sqrt_regional * self._solar_regional,
-                      p.clearness_mean, p.clearness_sd, p.solar_performance_ratio * clear_sky,
-                      self._solar_cap_kw, actual_g[:n_solar])
-
-        # Wind: Gaussian AR(1) → uniform → Weibull speed → power curve.
-        shocks = self._rng_wind.standard_normal(out=self._wind_shocks)
-        phi = p.wind_persistence
-        self._wind_regional = phi * self._wind_regional + math.sqrt(1.0 - phi * phi) * float(
-            shocks[0]
-        )
-        latent = _wind_latent(self._wind_unit, shocks[1:], phi, math.sqrt(1.0 - phi * phi),
-                              self._wind_sqrt_unit, self._wind_sqrt_regional * self._wind_regional)
-        speed_ms = self._weibull_speed(latent)
-        cut_in, rated = p.wind_cut_in_ms, p.wind_rated_ms
-        _wind_output(speed_ms, speed_ms**3, cut_in, rated, p.wind_cut_out_ms, cut_in**3,
-                     rated**3 - cut_in**3, self._wind_cap_kw, actual_g[n_solar : n_solar + n_wind])
-        wind_speed_regional_ms = float(self._weibull_speed(np.array([self._wind_regional]))[0])
-
-        # Hydro / thermal: two-state Markov forced outage per unit.
-        lag_rows = self._up_history.shape[0]
-        was_up = self._up_history[(h - 1) % lag_rows]
-        u = self._rng_outage.random(was_up.size)
-        up = np.where(was_up, u >= p.outage_rate_per_h, u < p.repair_rate_per_h)
-        self._up_history[h % lag_rows] = up
-        up_at_forecast = self._up_history[(h - self._outage_lag) % lag_rows]
-        np.multiply(self._disp_level_kw, up, out=actual_g[n_solar + n_wind :])
-
-        # Generator forecasts: what the unit expected + a persistent error; then load.
-        gen_shocks = self._rng_forecast.standard_normal(out=self._gen_shocks)
-        load_err_shocks = self._rng_forecast.standard_normal(out=self._load_err_shocks)
-        err_phi = self._err_phi
-        n = self.n_parties
-        gen_actual, gen_forecast = _generator_forecasts(
-            self._gen_err, gen_shocks, err_phi, math.sqrt(1.0 - err_phi * err_phi),
-            self._gen_err_sd_kw, n_solar, min(clear_sky, 1.0), actual_g, n_solar + n_wind,
-            self._disp_level_kw, up_at_forecast, self._gen_cap_kw, self._gen_idx, n)
-        phi = p.load_noise_persistence
-        load_actual, load_forecast = _load_output(
-            self._load_noise, self._rng_load.standard_normal(out=self._load_shocks), phi,
-            math.sqrt(1.0 - phi * phi), p.load_noise_sd, self._shaped_load_kw[hour_of_day],
-            self._load_err, load_err_shocks, err_phi, math.sqrt(1.0 - err_phi * err_phi),
-            self._load_err_sd, self._load_idx, n)
-
-        self._hour = h + 1
-        return HourDraw(
-            hour=h,
-            hour_of_day=hour_of_day,
-            day_of_year=day_of_year,
-            clear_sky=clear_sky,
-            clearness_regional=clearness_regional,
-            wind_speed_regional_ms=wind_speed_regional_ms,
-            gen_forecast_kw=gen_forecast,
-            gen_actual_kw=gen_actual,
-            load_forecast_kw=load_forecast,
-            load_actual_kw=load_actual,
-        )
-
-    def _step_numpy(self) -> HourDraw:
-        """:meth:`step` in numpy, the reference of its kernels (the tests run both)."""
+        """Draw the actual and forecast output and load of the next delivery hour."""
         p = self.params
         h = self._hour
         hour_of_day = h % HOURS_PER_DAY
@@ -631,26 +534,6 @@ class Weather:
             load_actual_kw=load_actual,
         )
 
-    def _clear_sky(self, hour_of_day: int, day_of_year: int) -> float:
-        """:func:`solar_clear_sky` at mid-hour (the hour's energy follows the sun's mean
-        height), its factors of the day and of the hour of day kept as computed: the same
-        operations on the same values, so the same number, for a third of the cost."""
-        day = self._sun_by_day.get(day_of_year)
-        if day is None:
-            decl = np.radians(23.45) * np.sin(2.0 * np.pi * (284.0 + np.asarray(day_of_year))
-                                              / 365.0)
-            lat = math.radians(self.params.latitude_deg)
-            day = self._sun_by_day[day_of_year] = (float(math.sin(lat) * np.sin(decl)),
-                                                   float(math.cos(lat) * np.cos(decl)))
-        cos_omega = self._sun_by_hour.get(hour_of_day)
-        if cos_omega is None:
-            omega = np.radians(15.0 * (np.asarray(hour_of_day + 0.5, dtype=float) - 12.0))
-            cos_omega = self._sun_by_hour[hour_of_day] = float(np.cos(omega))
-        cos_z = day[0] + day[1] * cos_omega
-        if not cos_z > 0.0:
-            return 0.0
-        return float(1.098 * cos_z * np.exp(np.asarray(-0.057 / cos_z)))
-
     def _weibull_speed(self, latent: np.ndarray) -> np.ndarray:
         """Weibull quantile of ndtr(latent): ``scale · (−ln(1 − u))^(1/shape)``.
 
@@ -661,100 +544,6 @@ class Weather:
         np.power(speed, self._inv_weibull_shape, out=speed)
         speed *= self.params.wind_weibull_scale_ms
         return speed
-
-
-# ----------------------------------------------------------------------------- kernels
-# The per-unit passes of Weather.step (dipi_abm.jit), each the arithmetic of the numpy
-# code in Weather._step_numpy operation for operation. An AR(1) step is
-# ``x * phi + c * shock`` (c = sqrt(1 - phi^2)); np.maximum(x, 0.0) is
-# ``x if x > 0.0 or x is NaN else 0.0`` and np.minimum(x, y) ``x if x < y or x is NaN
-# else y``; np.clip with scalar bounds keeps x unless it lies strictly outside them.
-
-
-@kernel
-def _solar_output(unit, shocks, phi, c, sqrt_unit, regional_term, mean, sd,  # noqa: ANN001, ANN202
-                  peak_share, cap_kw, out):
-    """Advance the units' clearness AR(1) and write their output, kW, into ``out``."""
-    for i in range(unit.size):
-        x = unit[i] * phi + c * shocks[i]
-        unit[i] = x
-        k = mean + sd * (sqrt_unit * x + regional_term)
-        k = CLEARNESS_MIN if k < CLEARNESS_MIN else k
-        k = CLEARNESS_MAX if k > CLEARNESS_MAX else k
-        k = k * peak_share
-        k = k if (k < 1.0 or k != k) else 1.0
-        out[i] = k * cap_kw[i]
-
-
-@kernel
-def _wind_latent(unit, shocks, phi, c, sqrt_unit, regional_term):  # noqa: ANN001, ANN202
-    """Advance the units' latent wind AR(1); return the latent Gaussian (unit + regional)."""
-    latent = np.empty(unit.size)
-    for i in range(unit.size):
-        x = unit[i] * phi + c * shocks[i]
-        unit[i] = x
-        latent[i] = sqrt_unit * x + regional_term
-    return latent
-
-
-@kernel
-def _wind_output(v, v_cubed, cut_in, rated, cut_out, cut_in_cubed,  # noqa: ANN001, ANN202
-                 cubic_span, cap_kw, out):
-    """:func:`wind_power_curve` times capacity, into ``out``, from the speeds and their
-    cubes (the cube, a pow, stays with numpy)."""
-    for i in range(v.size):
-        x = v[i]
-        share = (v_cubed[i] - cut_in_cubed) / cubic_span if x < rated else 1.0
-        out[i] = (share if (x >= cut_in and x < cut_out) else 0.0) * cap_kw[i]
-
-
-@kernel
-def _generator_forecasts(err, shocks, phi, c, err_sd_kw, n_solar,  # noqa: ANN001, ANN202
-                         solar_scale, actual_g, first_disp, disp_level_kw, up_at_forecast,
-                         cap_kw, gen_idx, n):
-    """Every party's actual and forecast output, kW: the generators' (in the order of
-    ``gen_idx``) scattered to their rows, the forecast error AR(1)s advanced."""
-    actual, forecast = np.zeros(n), np.zeros(n)
-    for i in range(gen_idx.size):
-        e = err[i] * phi + c * shocks[i]
-        err[i] = e
-        e = err_sd_kw[i] * e
-        if i < n_solar:
-            e = e * solar_scale  # a night forecast is exact
-        a = actual_g[i]
-        if i >= first_disp:  # a dispatchable unit knew its outage state of `lead` hours ago
-            j = i - first_disp
-            a_expected = disp_level_kw[j] * (1.0 if up_at_forecast[j] else 0.0)
-        else:
-            a_expected = a
-        x = a_expected + e
-        x = x if (x > 0.0 or x != x) else 0.0
-        top = cap_kw[i]
-        row = gen_idx[i]
-        actual[row] = a
-        forecast[row] = x if (x < top or x != x) else top
-    return actual, forecast
-
-
-@kernel
-def _load_output(noise, shocks, phi, c, sd, shaped_kw, err, err_shocks,  # noqa: ANN001, ANN202
-                 err_phi, err_c, err_sd, load_idx, n):
-    """Every party's actual and forecast load, kW; both AR(1)s advanced."""
-    actual, forecast = np.zeros(n), np.zeros(n)
-    for i in range(load_idx.size):
-        x = noise[i] * phi + c * shocks[i]
-        noise[i] = x
-        f = sd * x + 1.0
-        f = f if (f > 0.0 or f != f) else 0.0
-        kw = shaped_kw[i] * f
-        e = err[i] * err_phi + err_c * err_shocks[i]
-        err[i] = e
-        g = err_sd * e + 1.0
-        g = g if (g > 0.0 or g != g) else 0.0
-        row = load_idx[i]
-        actual[row] = kw
-        forecast[row] = kw * g
-    return actual, forecast
 
 
 def _check_party_arrays(

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..jit import kernel, pairwise_sum
 from .credit import CREDIT_MAX
-from .registry import Rule
+from .registry import Param, Rule
 
 HASH_SPACE = 2**256
 
@@ -74,22 +73,46 @@ def der_cbc_weights(nodes: Nodes, *, tau: float = 10.0, distance_scale: float = 
     return w
 
 
+#: How the producer of a ``nonce_race`` rule is found: drawn from the weights
+#: (``sampled``, fast) or by a real nonce search (``hashed``, faithful).
+POCA_MODES = ("sampled", "hashed")
+POCA_TAU = Param("poca_tau", 10.0, float, "credit", "POCA temperature: weight exp(credit/tau); 10 "
+    "makes credits 90 and 100 differ by a factor e.", "consensus", low=0.01, high=1e6)
+POCA_MODE = Param(
+    "poca_mode", "sampled", str, "-",
+    "POCA producer: drawn from the weights (sampled, "
+    "fast) or found by a real SHA-256 nonce search that the other nodes verify (hashed).",
+    "consensus", choices=POCA_MODES)
+POCA_DIFFICULTY = Param(
+    "poca_difficulty_bits", 10.0, float, "bits",
+    "Hashed POCA: a credit-100 node succeeds "
+    "with probability 2^-bits per hash (target N_diff exp(credit/tau)).", "consensus",
+    low=1.0, high=32.0)
+DER_CBC_DISTANCE = Param(
+    "der_cbc_distance_scale_ohm", 1.0, float, "ohm",
+    "der_cbc: weight falls as "
+    "exp(-D/D0) with the node's electrical distance to its counterparties.", "consensus",
+    low=0.0, high=1e6, low_open=True)
+DER_CBC_Q = Param("der_cbc_q_exponent", 2.0, float, "-", "der_cbc: weight grows as Q^beta with the "
+    "cleanliness of the node's energy.", "consensus", low=0.0, high=20.0)
+
+
+
 #: Consensus rules: ``rule(nodes) -> weights``. ``nonce_race``: the producer may
 #: also be found by a real SHA-256 nonce race (``poca_mode = "hashed"``);
 #: ``needs_distance`` / ``needs_cleanliness``: the nodes carry those columns.
 CONSENSUS_RULES: dict[str, Rule] = {
-    "poca": Rule(poca_weights, keys={"tau": "poca_tau"}, traits=frozenset({"nonce_race"})),
+    "poca": Rule(poca_weights, keys={"tau": "poca_tau"}, traits=frozenset({"nonce_race"}),
+                 params=(POCA_TAU, POCA_MODE, POCA_DIFFICULTY)),
     "pow": Rule(pow_weights),
     "dpos": Rule(dpos_weights),
     "der_cbc": Rule(der_cbc_weights,
                     keys={"tau": "poca_tau", "distance_scale": "der_cbc_distance_scale_ohm",
                           "q_exponent": "der_cbc_q_exponent"},
-                    traits=frozenset({"needs_distance", "needs_cleanliness"})),
+                    traits=frozenset({"needs_distance", "needs_cleanliness"}),
+                    params=(POCA_TAU, DER_CBC_DISTANCE, DER_CBC_Q)),
 }
 
-#: How the producer of a ``nonce_race`` rule is found: drawn from the weights
-#: (``sampled``, fast) or by a real nonce search (``hashed``, faithful).
-POCA_MODES = ("sampled", "hashed")
 
 
 def normalise(w: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -110,36 +133,10 @@ def win_probabilities(rule: str, nodes: Nodes, **kw: float) -> NDArray[np.float6
 def draw_from(p: NDArray[np.float64], rng: np.random.Generator) -> int:
     """Inverse-CDF draw of one node from probabilities ``p``: one uniform, O(n).
 
-    The node is the first whose cumulative probability exceeds ``u * p.sum()``
-    (:func:`_draw_from_numpy`); the kernel adds up the cumulative sum only as far as that
-    node, with numpy's additions, when ``p`` has no negative or NaN entry (then the
-    cumulative sum never falls and the first crossing is where searchsorted lands)."""
+    The node is the first whose cumulative probability exceeds ``u * p.sum()``."""
     u = rng.random()
     p = np.asarray(p, dtype=np.float64)
-    found = _first_crossing(p, u)
-    return int(found) if found >= 0 else _draw_from_numpy(p, u)
-
-
-def _draw_from_numpy(p: NDArray[np.float64], u: float) -> int:
     return int(min(np.searchsorted(np.cumsum(p), u * p.sum(), side="right"), p.size - 1))
-
-
-@kernel
-def _first_crossing(p, u):  # noqa: ANN001, ANN202 - numba kernel
-    """:func:`_draw_from_numpy` for a non-empty ``p`` without negative or NaN entries
-    (-1 otherwise)."""
-    if p.size == 0:
-        return -1
-    for x in p:
-        if not x >= 0.0:
-            return -1
-    target = u * pairwise_sum(p, 0, p.size)
-    total = 0.0
-    for i in range(p.size):
-        total = p[i] if i == 0 else total + p[i]  # np.cumsum: the first entry as it is
-        if total > target:
-            return i
-    return p.size - 1
 
 
 def draw_producer(rule: str, nodes: Nodes, rng: np.random.Generator, **kw: float) -> int:
@@ -264,8 +261,9 @@ class BlockTally:
         if seen is None or seen.size != c.size:
             self._rebuild(c)
         else:
-            n_changed, node = _changed(c, seen)
-            if n_changed == 1 and c[node] == seen[node] + 1:
+            changed = np.flatnonzero(c != seen)[:2]
+            node = int(changed[0]) if changed.size else -1
+            if changed.size == 1 and c[node] == seen[node] + 1:
                 before = int(seen[node])
                 self._rank_sum += int(self._hist[: before + 1].sum())
                 self._hist[before] -= 1
@@ -275,7 +273,7 @@ class BlockTally:
                 self._hist[before + 1] += 1
                 self._total += 1
                 seen[node] += 1
-            elif n_changed:
+            elif changed.size:
                 self._rebuild(c)
         return self._gini(c.size), self._nakamoto()
 
@@ -291,83 +289,29 @@ class BlockTally:
         return _nakamoto_from_histogram(self._hist, total / 2.0)
 
 
-@kernel
-def _changed(counts, seen):  # noqa: ANN001, ANN202 - numba kernel
-    """How many nodes' counts differ from ``seen`` (0, 1 or 2 for "more"), and the first."""
-    first = -1
-    for i in range(counts.size):
-        if counts[i] != seen[i]:
-            if first >= 0:
-                return 2, first
-            first = i
-    return (0 if first < 0 else 1), first
-
-
-@kernel
-def _nakamoto_from_histogram(hist, half):  # noqa: ANN001, ANN202 - numba kernel
+def _nakamoto_from_histogram(hist: NDArray[np.int64], half: float) -> int:
     """Fewest nodes holding more than ``half`` of the blocks, from the histogram of counts:
     whole tiers from the largest count down while their blocks stay <= half, then as many
-    nodes of the next tier as still fit, plus one. Integer sums, exact (as the cumulative
-    sum and search of :func:`nakamoto`)."""
-    nodes = 0
-    before = 0
-    for value in range(hist.size - 1, 0, -1):
-        end = before + value * hist[value]
-        if end > half:
-            return nodes + int((half - before) // value) + 1
-        nodes += hist[value]
-        before = end
-    return nodes + 1
+    nodes of the next tier as still fit, plus one (integer sums: exact)."""
+    value = np.arange(hist.size - 1, 0, -1)
+    end = np.cumsum(value * hist[value])
+    t = int(np.searchsorted(end, half, side="right"))
+    before = int(end[t - 1]) if t else 0
+    return int(hist[value[:t]].sum()) + int((half - before) // value[t]) + 1
 
 
 def win_credit_correlation(counts: NDArray, credit: NDArray) -> float:
-    """Pearson correlation between blocks won and credit, over nodes (nan if undefined).
-
-    ``np.corrcoef(counts, credit)[0, 1]`` to the last bit, asked every hour: the same
-    row means, the same BLAS product of the centred rows and the same scaling, without
-    corrcoef's generic set-up, and a zero spread told from the range before numpy's
-    ``std`` is needed (see :func:`_no_spread`).
-    """
-    a, b = np.asarray(counts), np.asarray(credit)
-    if a.size < 2:
-        return float("nan")
+    """Pearson correlation between blocks won and credit, over nodes (nan if undefined)."""
+    a, b = np.asarray(counts, np.float64), np.asarray(credit, np.float64)
     if a.ndim != 1 or b.shape != a.shape:
         raise ValueError(f"counts {a.shape} and credit {b.shape}: one value per node each")
-    x = np.empty((2, a.size))  # both as float64 rows, as corrcoef takes them
-    if _no_spread(x[0], *_fill_row(x[0], a)) or _no_spread(x[1], *_fill_row(x[1], b)):
+    if a.size < 2:
         return float("nan")
-    mean = np.add.reduce(x, axis=1)  # np.cov: average(X, axis=1), the pairwise row sums / n
-    mean /= a.size
-    x -= mean[:, None]
-    c = np.dot(x, x.T)
-    c *= np.true_divide(1, a.size - 1)
-    sd = np.sqrt(np.diag(c))
-    return float(np.clip(c[0, 1] / sd[0] / sd[1], -1.0, 1.0))
-
-
-def _no_spread(x: NDArray[np.float64], lo: float, hi: float) -> bool:
-    """``x.std() == 0``, mostly without computing it, from x's extremes (NaN if x holds a
-    NaN): with a range above 1e-100 the largest deviation from the mean squares to at
-    least 2.5e-201, far from underflow, so the standard deviation cannot be 0. (NaN and
-    a zero or tiny range ask numpy.)"""
-    if hi - lo > 1e-100:
-        return False
-    return bool(x.std() == 0)
-
-
-@kernel
-def _fill_row(row, values):  # noqa: ANN001, ANN202 - numba kernel
-    """Copy ``values`` into ``row`` as float64 and return their (min, max); (NaN, NaN) if
-    one is NaN."""
-    lo = hi = float(values[0])
-    nan = False
-    for i in range(values.size):
-        v = float(values[i])
-        row[i] = v
-        nan |= v != v
-        lo = v if v < lo else lo
-        hi = v if v > hi else hi
-    return (np.nan, np.nan) if nan else (lo, hi)
+    a, b = a - a.mean(), b - b.mean()
+    spread = math.sqrt(float(a @ a) * float(b @ b))
+    if not spread > 0.0:  # no spread in one of them (or NaN): undefined
+        return float("nan")
+    return float(np.clip(float(a @ b) / spread, -1.0, 1.0))
 
 
 # ----------------------------------------------------------------------------- quorum

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .economy import harm_yuan
-from .registry import Rule
+from .registry import Param, Rule
 
 #: Payer / payee rows of the grid company and of the system operator's balancing account
 #: (docs/model.md section 6c) in :class:`Flows`. The system operator is the grid company's:
@@ -326,6 +326,11 @@ class BreachPolicy:
     gated: Rule | None = None
 
     @property
+    def params(self) -> tuple[Param, ...]:
+        """The declarations of the scenario keys the policy reads (:data:`SETTINGS`)."""
+        return tuple(SETTINGS[k] for k in self.keys)
+
+    @property
     def hooks(self) -> dict[str, Rule]:
         return {name: r for name in ("transfers", "volume_cap", "gated")
                 if (r := getattr(self, name)) is not None}
@@ -340,6 +345,51 @@ def _rule(fn: Callable[..., Any], keys: tuple[str, ...] = ()) -> Rule:
     """A hook whose keyword arguments are named after their scenario keys."""
     return Rule(fn, keys={k: k for k in keys})
 
+
+#: The breach policies' settings (scenario keys), declared here beside the policies.
+SETTINGS: dict[str, Param] = {p.name: p for p in (
+    Param("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
+    "of shortfall beyond the side's tolerance (R - F = 0.257 at the default prices).",
+    "breach policy", low=0.0, high=100.0),
+    Param("penalty_tolerance_solar", 0.2, float, "-", "imbalance_penalty: shortfall share of q a "
+    "solar seller (DPGC or prosumer) may miss without penalty (new energy: about 20 %).",
+    "breach policy", low=0.0, high=1.0),
+    Param("penalty_tolerance_wind", 0.2, float, "-", "imbalance_penalty: tolerance of a wind "
+    "seller.", "breach policy", low=0.0, high=1.0),
+    Param("penalty_tolerance_hydro", 0.1, float, "-", "imbalance_penalty: tolerance of a hydro "
+    "seller.", "breach policy", low=0.0, high=1.0),
+    Param("penalty_tolerance_thermal", 0.03, float, "-", "imbalance_penalty: tolerance of a "
+    "thermal seller (dispatchable).", "breach policy", low=0.0, high=1.0),
+    Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
+    "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
+    Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
+    "penalty: the counterparty of the contract; the counterparty up to its actual harm, the "
+    "rest to the system operator (counterparty_capped); the grid company; or the system "
+    "operator, funding balancing.", "breach policy",
+    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
+    Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
+    "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
+    "breach policy", low=0.0, high=100.0),
+    Param("deposit_low_credit_yuan_per_kwh", 0.5, float, "yuan/kWh", "deposit: collateral per "
+    "committed kWh at credit 0.", "breach policy", low=0.0, high=100.0),
+    Param("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
+    "may post beyond its positive balance; a party cannot commit more than "
+    "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
+    Param("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
+    "tradable volume is capped.", "breach policy", low=0.0, high=100.0),
+    Param("gate_credit_width", 20.0, float, "credit", "credit_gate: the cap falls linearly from "
+    "all of the forecast at the threshold to the probation share this many points below.",
+    "breach policy", low=0.0, high=100.0, low_open=True),
+    Param("gate_probation_share", 0.25, float, "-", "credit_gate: share of its forecast a gated "
+    "party may always trade (its way back: keep those contracts and credit recovers).",
+    "breach policy", low=0.0, high=1.0),
+    Param("reward_share_of_margin", 0.1, float, "-", "credit_scaled_reward: rebate per delivered "
+    "kWh to each side, as a share kappa of the trading margin R - F, at credit 100.",
+    "breach policy", low=0.0, high=10.0),
+    Param("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
+    "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
+    high=100.0, high_open=True),
+)}
 
 _PENALTY_KEYS = ("penalty_yuan_per_kwh", "penalty_tolerance_solar", "penalty_tolerance_wind",
                  "penalty_tolerance_hydro", "penalty_tolerance_thermal",

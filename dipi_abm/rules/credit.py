@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..jit import kernel
-from .registry import Rule
+from .registry import Param, Rule
 
 CREDIT_MAX = 100.0
 
@@ -137,67 +136,16 @@ def update_decay(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: N
         raise ValueError(f"credit_half_life_h = {half_life_h}: must be > 0")
     idx = np.asarray(idx, dtype=np.intp)
     k = np.asarray(k, dtype=np.int64)
-    now, exponent = _decay_clock(state.last_hour, idx, hour is None,
-                                 0.0 if hour is None else float(hour), float(half_life_h))
-    _decay_apply(state.credit, state.weight, state.last_hour, state.count, idx,
-                 np.asarray(score, dtype=np.float64), k, now, np.exp2(exponent))
-
-
-def _update_decay_numpy(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray,
-                        *, half_life_h: float, hour: float | None = None) -> None:
-    """:func:`update_decay` in numpy: the reference of its two kernels."""
-    s = np.asarray(score, dtype=np.float64)
     kk = k.astype(np.float64)
     now = state.last_hour[idx] + 1.0 if hour is None else np.full(idx.size, float(hour))
     elapsed = np.maximum(now - state.last_hour[idx], 0.0)
     w_old = state.weight[idx] * np.exp2(-elapsed / half_life_h)
     w_new = w_old + kk
-    c = (state.credit[idx] * w_old + kk * s) / w_new
+    c = (state.credit[idx] * w_old + kk * np.asarray(score, dtype=np.float64)) / w_new
     state.weight[idx] = w_new
     state.last_hour[idx] = now
     state.credit[idx] = np.clip(c, 0.0, CREDIT_MAX)
     state.count[idx] += k
-
-
-@kernel
-def _decay_clock(last_hour, idx, relative, hour, half_life_h):  # noqa: ANN001, ANN202
-    """Each updated party's new clock and the exponent -elapsed / half-life of its decay
-    (the power of two itself stays with numpy's exp2)."""
-    m = idx.size
-    now, exponent = np.empty(m), np.empty(m)
-    for j in range(m):
-        last = last_hour[idx[j]]
-        t = last + 1.0 if relative else hour
-        e = t - last
-        e = e if (e > 0.0 or e != e) else 0.0  # np.maximum(e, 0.0)
-        now[j] = t
-        exponent[j] = -e / half_life_h
-    return now, exponent
-
-
-@kernel
-def _decay_apply(credit, weight, last_hour, count, idx, score, k, now,  # noqa: ANN001, ANN202
-                 decay):
-    """The decayed weighted mean, read for every party before any is written (so a
-    repeated row ends as numpy's fancy assignment leaves it: the last write wins)."""
-    m = idx.size
-    w_new, c, n = np.empty(m), np.empty(m), np.empty(m, np.int64)
-    for j in range(m):
-        i = idx[j]
-        kk = float(k[j])
-        w_old = weight[i] * decay[j]
-        w = w_old + kk
-        c[j] = (credit[i] * w_old + kk * score[j]) / w
-        w_new[j] = w
-        n[j] = count[i] + k[j]
-    for j in range(m):
-        i = idx[j]
-        weight[i] = w_new[j]
-        last_hour[i] = now[j]
-        x = c[j]
-        x = 0.0 if x < 0.0 else x  # np.clip(x, 0, CREDIT_MAX) with scalar bounds
-        credit[i] = CREDIT_MAX if x > CREDIT_MAX else x
-        count[i] = n[j]
 
 
 def update_ema(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray, *,
@@ -230,14 +178,24 @@ def update_window(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: 
     state.credit[idx] = np.clip(np.nanmean(state.window[idx], axis=1), 0.0, CREDIT_MAX)
 
 
+HALF_LIFE = Param(
+    "credit_half_life_h", 72.0, float, "h",
+    "decay rule: past scores' weight halves every "
+    "this many hours, whatever the party's number of contracts.", "credit", low=0.0,
+    high=1e6, low_open=True)
+EMA_ALPHA = Param("credit_ema_alpha", 0.1, float, "-", "Weight of the newest score (ema rule).",
+    "credit", low=0.0, high=1.0, low_open=True)
+WINDOW = Param("credit_window", 24, int, "-", "Scores averaged (window rule).", "credit", low=1,
+    high=10_000)
+
 #: Credit rules: ``rule(state, idx, score, k, hour=...)`` updates parties ``idx`` in place;
 #: ``hour`` is the model's hour (the decay rule's clock; the others ignore it).
 CREDIT_RULES: dict[str, Rule] = {
-    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}),
+    "decay": Rule(update_decay, keys={"half_life_h": "credit_half_life_h"}, params=(HALF_LIFE,)),
     "mean": Rule(update_mean),
     "paper": Rule(update_paper),
-    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}),
-    "window": Rule(update_window),
+    "ema": Rule(update_ema, keys={"alpha": "credit_ema_alpha"}, params=(EMA_ALPHA,)),
+    "window": Rule(update_window, params=(WINDOW,)),
 }
 
 
@@ -253,9 +211,7 @@ def update_credit(rule: str, state: CreditState, idx: NDArray[np.intp], score: N
     they do not use.
     """
     if half_life_h is None:
-        from dipi_abm.config import PARAMS_BY_NAME
-
-        half_life_h = PARAMS_BY_NAME["credit_half_life_h"].default
+        half_life_h = HALF_LIFE.default
     if rule not in CREDIT_RULES:
         raise ValueError(f"credit_rule = {rule!r}: must be one of {', '.join(CREDIT_RULES)}")
     update = CREDIT_RULES[rule].bind({"credit_ema_alpha": alpha,

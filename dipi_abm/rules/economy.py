@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..physics.weather import LOAD_CLASSES, TECHNOLOGIES
-from .registry import Rule
+from .registry import Param, Rule
 
 HOURS_PER_YEAR = 8760.0
 
@@ -40,11 +40,12 @@ PARTY_TYPES = (*TECHNOLOGIES, *LOAD_CLASSES, "prosumer")
 ACCOUNTS = (*PARTY_TYPES, "grid_company", "balancing")
 GRID_ROW, BALANCING_ROW = len(PARTY_TYPES), len(PARTY_TYPES) + 1
 
-#: Hourly KPIs of the economy (docs/model.md section 9), reported in every run.
-ECONOMY_KPIS = ("net_imbalance_kwh", "gross_imbalance_kwh", "balancing_cost_yuan",
-                "generation_cost_yuan", "upstream_energy_cost_yuan", "network_cost_yuan",
-                "system_cost_yuan", "welfare_yuan", "network_recovery_yuan",
-                "compensation_yuan", "harm_yuan")
+#: Hourly KPIs of the economy (docs/model.md sections 6c, 9) and their units.
+ECONOMY_KPIS = {
+    "net_imbalance_kwh": "kWh", "gross_imbalance_kwh": "kWh", "balancing_cost_yuan": "yuan",
+    "generation_cost_yuan": "yuan", "upstream_energy_cost_yuan": "yuan",
+    "network_cost_yuan": "yuan", "system_cost_yuan": "yuan", "welfare_yuan": "yuan",
+    "network_recovery_yuan": "yuan", "compensation_yuan": "yuan", "harm_yuan": "yuan"}
 
 
 def party_type(kind: NDArray[np.int8], tech: NDArray[np.int8],
@@ -98,14 +99,38 @@ def _free(net_kwh: float, load_kwh: float, retail: float, feed_in: float) -> flo
     return 0.0
 
 
-_CURVE = {"up_premium": "balancing_up_premium", "down_discount": "balancing_down_discount",
-          "slope": "balancing_slope"}
+def _key(name: str, default: float, unit: str, doc: str, **bounds: Any) -> Param:
+    return Param(name, default, type(default), unit, doc, "economy", **bounds)
+
+
+_CURVE = (
+    _key("balancing_up_premium", 0.2, "-", "Up-regulation starts this share above retail R.",
+         low=0.0, high=100.0),
+    _key("balancing_down_discount", 0.2, "-", "Down-regulation starts this share below "
+         "feed-in F.", low=0.0, high=100.0),
+    _key("balancing_slope", 1.0, "-", "The reserve's price moves on by this many times R (up) "
+         "or F (down) per unit of net imbalance / hour's load.", low=0.0, high=1000.0))
+_STEPS = (
+    _key("balancing_step_share", 0.05, "-", "merit_order: reserve block size, share of the "
+         "hour's load.", low=0.0, high=1.0, low_open=True),
+    _key("balancing_reserve_share", 0.2, "-", "merit_order: reserve available, share of the "
+         "hour's load; up-regulation beyond it costs the value of lost load.", low=0.0,
+         high=10.0))
+VOLL = _key("voll_yuan_per_kwh", 20.0, "yuan/kWh", "Value of lost load: the value of a kWh "
+            "served in the welfare.", low=0.0, high=1000.0, low_open=True)
+
+
+def _keys(*params: Param) -> dict[str, str]:
+    """Keyword -> scenario key: the key without its ``balancing_`` prefix or unit."""
+    return {p.name.removeprefix("balancing_").removesuffix("_yuan_per_kwh"): p.name
+            for p in params}
+
+
 BALANCING_RULES: dict[str, Rule] = {
     "none": Rule(_free),
-    "linear": Rule(_linear, keys=_CURVE),
-    "merit_order": Rule(_merit_order, keys={
-        **_CURVE, "step_share": "balancing_step_share",
-        "reserve_share": "balancing_reserve_share", "voll": "voll_yuan_per_kwh"}),
+    "linear": Rule(_linear, keys=_keys(*_CURVE), params=_CURVE),
+    "merit_order": Rule(_merit_order, keys=_keys(*_CURVE, *_STEPS, VOLL),
+                        params=(*_CURVE, *_STEPS, VOLL)),
 }
 
 
@@ -149,6 +174,29 @@ RECOVERY_RULES: dict[str, Rule] = {
     "wheeling": Rule(_wheeling_recovery),
     "fixed_charge": Rule(_fixed_charge),
 }
+
+#: The economy's scenario keys (collected by :mod:`dipi_abm.config`): the two rules, then
+#: what the costs and the welfare read.
+SETTINGS: tuple[Param, ...] = (
+    Param("balancing", "linear", str, "-", "Price of the reserve that covers the hour's net "
+          "imbalance: none (free and unlimited, the papers), linear, merit_order.", "economy",
+          choices=lambda: tuple(BALANCING_RULES)),
+    *_CURVE, *_STEPS, VOLL,
+    *(_key(f"gen_cost_{t}_yuan_per_kwh", v, "yuan/kWh", f"{t}: fuel and variable O&M per "
+           "kWh generated.", low=0.0, high=100.0)
+      for t, v in zip(TECHNOLOGIES, (0.0, 0.01, 0.01, 0.32), strict=True)),
+    *(_key(f"gen_fixed_{t}_yuan_per_kw_year", v, "yuan/kW/a", f"{t}: fixed O&M per kW of "
+           "capacity and year.", low=0.0, high=1e5)
+      for t, v in zip(TECHNOLOGIES, (60.0, 180.0, 150.0, 120.0), strict=True)),
+    _key("network_cost_yuan_per_kwh", 0.02, "yuan/kWh", "Network cost per kWh carried "
+         "(losses, variable O&M).", low=0.0, high=100.0),
+    _key("network_fixed_yuan_per_kw_year", 1000.0, "yuan/kW/a", "Network fixed cost per kW "
+         "of the users' mean load and year.", low=0.0, high=1e6),
+    Param("network_recovery", "none", str, "-", "How the network's cost is recovered beyond "
+          "the tariffs: none, wheeling (P2P pays the average cost per kWh), fixed_charge "
+          "(users pay the fixed cost by mean load).", "economy",
+          choices=lambda: tuple(RECOVERY_RULES)),
+)
 
 
 # --------------------------------------------------------------------------- the hour
@@ -321,7 +369,6 @@ class Books:
     opportunist: NDArray[np.bool_]
     columns: dict[str, NDArray[np.float64]] = field(init=False)
     accounts: dict[str, NDArray[np.float64]] = field(init=False)
-    totals: dict[str, float] = field(init=False)
 
     COLUMNS = ("income", "paid", "resource", "value", "penalty_paid", "penalty_received",
                "breaches")
@@ -330,15 +377,12 @@ class Books:
         n = self.party_type.size
         self.columns = {c: np.zeros(n) for c in self.COLUMNS}
         self.accounts = {c: np.zeros(2) for c in self.COLUMNS}
-        self.totals = dict.fromkeys(ECONOMY_KPIS, 0.0)  # the hourly KPIs summed
 
     def add(self, h: HourEconomy, breach: NDArray[np.bool_]) -> None:
         c, a = self.columns, self.accounts
         for name in ("income", "paid", "resource", "value", "penalty_paid", "penalty_received"):
             c[name] += getattr(h, name)
         c["breaches"] += breach
-        for k in ECONOMY_KPIS:
-            self.totals[k] += h.kpis[k]
         a["income"] += h.account_income
         a["paid"] += h.account_paid
         a["resource"] += h.account_resource
@@ -361,7 +405,7 @@ class Books:
         return _row(v | {"parties": float(mask.sum())})
 
     def summary(self) -> dict[str, Any]:
-        """The run's summary.json fields of section 6c: the KPIs' totals, the table by
+        """The run's summary.json fields of section 6c beside the KPIs' totals: the table by
         party type and one by conduct: parties that never breached (``honest``) or did,
         opportunists (who start by over-committing) and the others."""
         table = self.table()
@@ -372,7 +416,7 @@ class Books:
         flat = {f"net_surplus_{k}_yuan": row["net_surplus_yuan"] for k, row in table.items()}
         flat |= {f"{who}_{k}": conduct[who][k] for who in ("honest", "non_opportunist")
                  for k in ("net_surplus_yuan", "penalties_paid_yuan")}
-        return {**self.totals, **flat, "by_party_type": table, "by_conduct": conduct}
+        return {**flat, "by_party_type": table, "by_conduct": conduct}
 
     def welfare(self) -> float:
         """Value of served load minus every resource cost (the identity's right-hand side)."""

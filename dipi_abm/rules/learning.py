@@ -30,14 +30,14 @@ largest commitment. Everything is vectorised over parties.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .registry import Rule
+from .registry import Param, Rule
 
 #: Probability of a party's starting action before it has learnt anything.
 START_PROBABILITY = 0.8
@@ -153,23 +153,42 @@ def update_static(lr: Learner, idx: NDArray[np.intp], reward: NDArray[np.float64
     return None
 
 
-@dataclass(frozen=True)
-class LearningRule:
-    """A learning rule: how a party picks this hour's action, and how it learns from the
-    hour's reward. ``choose(lr, idx, rng)`` and ``update(lr, idx, reward)`` once bound."""
+def learning(choose: Callable[..., NDArray[np.intp]], update: Callable[..., None]
+             ) -> Callable[..., tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]]:
+    """A learning rule's function: its settings in, ``(choose, update)`` out, bound to them:
+    ``choose(lr, idx, rng)`` picks this hour's actions, ``update(lr, idx, reward)`` learns."""
 
-    choose: Rule
-    update: Rule
+    def bound(**settings: float) -> tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]:
+        return (functools.partial(choose, **settings), functools.partial(update, **settings))
 
-    def bind(self, params: Any) -> tuple[Callable[..., NDArray[np.intp]], Callable[..., None]]:
-        return self.choose.bind(params), self.update.bind(params)
+    bound.__doc__ = f"{choose.__doc__}\n\n{update.__doc__}"
+    return bound
 
+
+RECENCY = Param("roth_erev_recency", 0.05, float, "-", "Roth-Erev forgetting phi.", "behaviour",
+    low=0.0, high=1.0, high_open=True)
+EXPERIMENTATION = Param(
+    "roth_erev_experimentation", 0.1, float, "-",
+    "Roth-Erev spill-over eps to the "
+    "actions not taken.", "behaviour", low=0.0, high=1.0, high_open=True)
+REFERENCE_RATE = Param(
+    "roth_erev_reference_rate", 0.05, float, "-",
+    "Roth-Erev: weight w of the newest "
+    "payoff in the running reference payoff; reinforcement is payoff minus reference, "
+    "so losses are felt.", "behaviour", low=0.0, high=1.0, low_open=True)
+EPSILON = Param("egreedy_epsilon", 0.1, float, "-", "epsilon-greedy exploration probability.",
+    "behaviour", low=0.0, high=1.0)
 
 _RE_KEYS = {"recency": "roth_erev_recency", "experimentation": "roth_erev_experimentation",
             "reference_rate": "roth_erev_reference_rate"}
-LEARNING_RULES: dict[str, LearningRule] = {
-    "roth_erev": LearningRule(Rule(choose_roth_erev), Rule(update_roth_erev, keys=_RE_KEYS)),
-    "epsilon_greedy": LearningRule(Rule(choose_epsilon_greedy, keys={"epsilon": "egreedy_epsilon"}),
-                                   Rule(update_epsilon_greedy)),
-    "static": LearningRule(Rule(choose_static), Rule(update_static)),
+#: Learning rules: ``rule(**settings) -> (choose, update)``. ``adaptive``: parties
+#: choose their actions each hour (without it they keep their starting ones).
+LEARNING_RULES: dict[str, Rule] = {
+    "roth_erev": Rule(learning(choose_roth_erev, update_roth_erev), keys=_RE_KEYS,
+                      traits=frozenset({"adaptive"}),
+                      params=(RECENCY, EXPERIMENTATION, REFERENCE_RATE)),
+    "epsilon_greedy": Rule(learning(choose_epsilon_greedy, update_epsilon_greedy),
+                           keys={"epsilon": "egreedy_epsilon"}, traits=frozenset({"adaptive"}),
+                           params=(EPSILON,)),
+    "static": Rule(learning(choose_static, update_static)),
 }

@@ -4,30 +4,24 @@ A rule takes one hour's :class:`OrderBook` and the :class:`MarketNetwork`
 (wheeling and distance limits between buses) and returns :class:`Contracts`.
 Rules are registered by name in :data:`MATCHING_RULES`; adding one is one entry.
 
-Everything is vectorised over orders: the loop in :func:`_match_in_rounds_numpy`
+Everything is vectorised over orders: the loop in :func:`_match_in_rounds`
 runs over *matching rounds*, not over parties, and a round is a handful of
-sorts and searches over all open orders. Where numba is installed the rounds
-run compiled (:mod:`.matching_compiled`), with the same contracts to the last
-bit at a third of the cost or less; the numpy engine stays as the reference.
+sorts and searches over all open orders. The one compiled piece is CMA's
+choice of queue (:func:`.matching_compiled.heaviest_queue`, numba): a pass per buyer over the
+queue heads instead of a buyer x queue array per round.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
-from types import ModuleType
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..jit import kernel
-from .registry import Rule
+from .matching_compiled import PRICE_EPS, heaviest_queue
+from .registry import Param, Rule
 
 VOLUME_EPS = 1e-7  # kWh: volumes below this are treated as nothing left
-PRICE_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -184,72 +178,8 @@ class _CMAParts:
 
 
 def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
-                     max_rounds: int = 0, cma: _CMAParts | None = None) -> Contracts:
-    """Match in rounds over seller queues (the engine of both rules), compiled where
-    numba is installed (:func:`_match_in_rounds_numpy` is the reference: the same
-    contracts to the last bit, tested against each other)."""
-    compiled = _compiled()
-    if compiled is None:
-        return _match_in_rounds_numpy(book, net, monotone, max_rounds, cma)
-    n_buy = book.buyer_volume.size
-    if n_buy == 0 or book.seller_volume.size == 0:
-        return Contracts.empty()
-    c, f8, i8, ip = np.ascontiguousarray, np.float64, np.int64, np.intp
-    price = c(book.seller_price, f8)
-    if cma is None:
-        keys = price.reshape(1, -1)
-        s_own = b_own = np.zeros(0)
-        dist = np.zeros((0, 0))
-        price_ref = price_scale = 0.0
-    else:
-        keys = np.stack([price, -cma.seller])
-        s_own, b_own, dist = cma.seller, cma.buyer, cma.distance
-        price_ref, price_scale = cma.price_ref, cma.price_scale
-    work = _workspace(compiled, n_buy, book.seller_volume.size)
-    out_i, out_f, n, rounds = compiled.match_rounds(
-        c(net.queue_of_bus[book.seller_bus], ip), c(book.seller_time, i8), keys,
-        c(book.seller_volume, f8), price, c(book.seller_party, ip), net.n_queues,
-        c(book.buyer_time, i8), c(book.buyer_volume, f8), c(book.buyer_price, f8),
-        c(book.buyer_bus, ip), c(book.buyer_party, ip),
-        c(net.queue_wheeling, f8), c(net.queue_allowed, np.bool_), cma is not None,
-        c(s_own, f8), c(b_own, f8), c(dist, f8), float(price_ref), float(price_scale),
-        monotone, int(max_rounds), VOLUME_EPS, PRICE_EPS, *work)
-    _WORK.arrays = (*work[:3], out_i, out_f)  # the contract buffers, grown if they were short
-    if n == 0:
-        return Contracts.empty()
-    return Contracts(out_i[0, :n].copy(), out_i[1, :n].copy(), out_f[0, :n].copy(),
-                     out_f[1, :n].copy(), out_f[2, :n].copy(), out_f[3, :n].copy(),
-                     rounds=int(rounds))
-
-
-_WORK = threading.local()
-
-
-def _workspace(compiled: ModuleType, n_buy: int, n_sell: int) -> tuple[NDArray, ...]:
-    """This thread's scratch arrays for the compiled rounds, kept from hour to hour."""
-    _WORK.arrays = compiled.workspace(n_buy, n_sell, getattr(_WORK, "arrays", None))
-    return _WORK.arrays
-
-
-@cache
-def _numba() -> bool:
-    """Whether numba is installed (it is a dependency; without it all stays numpy)."""
-    return importlib.util.find_spec("numba") is not None
-
-
-@cache
-def _compiled() -> ModuleType | None:
-    """:mod:`.matching_compiled` where numba is installed, else None (the numpy engine)."""
-    if not _numba():
-        return None
-    from . import matching_compiled
-
-    return matching_compiled
-
-
-def _match_in_rounds_numpy(book: OrderBook, net: MarketNetwork, monotone: bool,
                            max_rounds: int = 0, cma: _CMAParts | None = None) -> Contracts:
-    """Match in vectorised rounds over seller queues (the reference engine).
+    """Match in vectorised rounds over seller queues (the engine of every rule).
 
     Sellers are sorted by their queue, then by the rule's order (CMA: their
     own part of the weight, best first; then ask, then submission time). Each
@@ -455,7 +385,7 @@ def _choose_heaviest(book: OrderBook, net: MarketNetwork, cma: _CMAParts,
     queues, head = qs.heads()
     everywhere = bool(net.queue_allowed.all())
     allowed = None if everywhere else np.ascontiguousarray(net.queue_allowed[:, queues])
-    best, feasible, weight, net_bid = _heaviest_queue(
+    best, feasible, weight, net_bid = heaviest_queue(
         book.buyer_price[buyers], book.buyer_bus[buyers],
         np.ascontiguousarray(net.queue_wheeling[:, queues]), allowed, qs.ask[head],
         cma.seller[qs.order[head]][None, :] + cma.distance[:, queues],
@@ -531,66 +461,6 @@ def match_cma_strict(book: OrderBook, net: MarketNetwork,
     return _concat(trusted, rest)
 
 
-def _heaviest_queue_numpy(price: NDArray, bus: NDArray, wheeling: NDArray,
-                          allowed: NDArray | None, ask: NDArray, own: NDArray,
-                          price_ref: float, price_scale: float) -> tuple[NDArray, ...]:
-    """Each buyer's heaviest feasible queue head (the CMA round's choice).
-
-    ``wheeling``, ``allowed`` and ``own`` (the seller's part plus the distance
-    term) are per (buyer bus, queue); each buyer gathers its bus's row once.
-    The arithmetic is :func:`cma_weight`'s, term by term, so the weights are
-    its weights to the last bit. Returns (queue position, feasible, weight,
-    bid net of wheeling), the first of equal weights winning.
-    """
-    x = price[:, None] - wheeling[bus]
-    out = x < ask - PRICE_EPS  # not feasible (all terms are finite)
-    if allowed is not None:
-        out |= ~allowed[bus]
-    price_term = np.subtract(x, ask)
-    np.abs(price_term, out=price_term)
-    np.add(price_ref, price_term, out=price_term)
-    np.divide(price_scale, price_term, out=price_term)
-    weight = own[bus]
-    weight += price_term
-    np.copyto(weight, -np.inf, where=out)
-    best = np.argmax(weight, axis=1)
-    r = np.arange(price.size)
-    return best, ~out[r, best], weight[r, best], x[r, best]
-
-
-@kernel
-def _heaviest_queue_loop(price, bus, wheeling, allowed, ask, own, price_ref,
-                         price_scale):  # noqa: ANN001, ANN202 - compiled by numba
-    """The same choice as :func:`_heaviest_queue_numpy`, one pass per buyer (numba)."""
-    n, m = price.size, ask.size
-    best = np.zeros(n, np.intp)
-    feasible = np.zeros(n, np.bool_)
-    weight = np.full(n, -np.inf)
-    net_bid = np.zeros(n)
-    limit = ask - PRICE_EPS
-    for i in range(n):
-        b = bus[i]
-        top, top_w, top_x, found = 0, -np.inf, price[i] - wheeling[b, 0], False
-        for j in range(m):
-            x = price[i] - wheeling[b, j]
-            if x < limit[j] or (allowed is not None and not allowed[b, j]):
-                continue
-            wj = own[b, j] + price_scale / (price_ref + abs(x - ask[j]))
-            if not found or wj > top_w:
-                top, top_w, top_x, found = j, wj, x, True
-        best[i], feasible[i], weight[i], net_bid[i] = top, found, top_w, top_x
-    return best, feasible, weight, net_bid
-
-
-def _heaviest_queue(price: NDArray, bus: NDArray, wheeling: NDArray, allowed: NDArray | None,
-                    ask: NDArray, own: NDArray, price_ref: float,
-                    price_scale: float) -> tuple[NDArray, ...]:
-    """:func:`_heaviest_queue_numpy`, in one compiled pass per buyer where numba is
-    installed (several times faster: the round's buyer x queue arrays are never built)."""
-    impl = _heaviest_queue_loop if _numba() else _heaviest_queue_numpy
-    return impl(price, bus, wheeling, allowed, ask, own, price_ref, price_scale)
-
-
 def _remaining(book: OrderBook, done: Contracts) -> OrderBook:
     """The order book less what ``done`` already matched (party rows are unique per side)."""
     n = int(max(book.seller_party.max(initial=-1), book.buyer_party.max(initial=-1))) + 1
@@ -624,15 +494,44 @@ def match_centralized(book: OrderBook, net: MarketNetwork) -> Contracts:
     return Contracts.empty()
 
 
+CMA_W_CREDIT = Param("cma_w_credit", 0.4, float, "-", "CMA weight of the credit coefficient "
+    "(C_b + C_s)/200.", "market", low=0.0, high=100.0)
+CMA_W_DISTANCE = Param("cma_w_distance", 0.2, float, "-", "CMA weight of the distance coefficient "
+    "D0/(D0 + D) (the paper's w_D/D).", "market", low=0.0, high=100.0)
+CMA_W_PRICE = Param("cma_w_price", 0.2, float, "-", "CMA weight of the price-consensus coefficient "
+    "p0/(p0 + |P_N - P_S|) (the paper's w_I/|P_N - P_S|).", "market", low=0.0, high=100.0)
+CMA_W_GREEN = Param("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
+    "seller's energy.", "market", low=0.0, high=100.0)
+CMA_DISTANCE_REF_OHM = Param(
+    "cma_distance_ref_ohm", 1.0, float, "ohm",
+    "CMA: D0 of the distance coefficient.",
+    "market", low=0.0, high=1e6, low_open=True)
+CMA_PRICE_REF_YUAN = Param(
+    "cma_price_ref_yuan", 0.01, float, "yuan/kWh",
+    "CMA: p0 of the price-consensus "
+    "coefficient.", "market", low=0.0, high=1000.0, low_open=True)
+CMA_ROUNDS = Param(
+    "cma_rounds", 6, int, "-",
+    "CMA: weighted matching rounds per hour; what is still "
+    "feasible afterwards clears by price-time priority.", "market", low=1, high=1000)
+CMA_STRICT_CREDIT = Param(
+    "cma_strict_credit", 90.0, float, "-",
+    "cma_strict: parties with at least this credit "
+    "clear first, among themselves, by CMA weight; the others get only what is left "
+    "(no price-time round).", "market", low=0.0, high=100.0)
+_CMA = (CMA_W_CREDIT, CMA_W_DISTANCE, CMA_W_PRICE, CMA_W_GREEN, CMA_DISTANCE_REF_OHM,
+        CMA_PRICE_REF_YUAN, CMA_ROUNDS)  # the CMA weights (CMAWeights), read by both rules
+
+
 #: Matching rules: ``rule(book, network) -> Contracts``. ``needs_distance``: the
 #: network keeps per-bus queues with electrical distances (the rule weighs
 #: distance). ``grid_only``: no party trades directly; breaches are counted
 #: against what it offered the grid company, and credit does not change.
 MATCHING_RULES: dict[str, Rule] = {
     "price_time": Rule(match_price_time),
-    "cma": Rule(match_cma, traits=frozenset({"needs_distance"})),
+    "cma": Rule(match_cma, traits=frozenset({"needs_distance"}), params=_CMA),
     "cma_strict": Rule(match_cma_strict, keys={"strict_credit": "cma_strict_credit"},
-                       traits=frozenset({"needs_distance"})),
+                       traits=frozenset({"needs_distance"}), params=(*_CMA, CMA_STRICT_CREDIT)),
     "centralized": Rule(match_centralized, traits=frozenset({"grid_only"})),
 }
 
@@ -655,8 +554,8 @@ def price_bid(ask: NDArray, bid: NDArray, wheeling: NDArray) -> NDArray[np.float
     return np.asarray(bid, dtype=np.float64) - wheeling
 
 
-PRICE_RULES: dict[str, Callable[[NDArray, NDArray, NDArray], NDArray]] = {
-    "midpoint": price_midpoint,
-    "ask": price_ask,
-    "bid": price_bid,
+PRICE_RULES: dict[str, Rule] = {
+    "midpoint": Rule(price_midpoint),
+    "ask": Rule(price_ask),
+    "bid": Rule(price_bid),
 }

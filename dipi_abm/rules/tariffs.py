@@ -6,10 +6,10 @@ to the retail price for that hour.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numpy.typing import NDArray
+
+from .registry import Rule
 
 # Cleanliness Q ([DER-CBC]), stability S and energy-consumption index L per technology
 # (solar, wind, hydro, thermal). S and L are this model's reading of OGSC's
@@ -36,9 +36,9 @@ def tariff_tou(hour_of_day: int, retail: float, peak: float, valley: float) -> f
     return retail
 
 
-TARIFFS: dict[str, Callable[[int, float, float, float], float]] = {
-    "flat": tariff_flat,
-    "tou": tariff_tou,
+TARIFFS: dict[str, Rule] = {
+    "flat": Rule(tariff_flat),
+    "tou": Rule(tariff_tou, traits=frozenset({"time_of_use"})),
 }
 
 
