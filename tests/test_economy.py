@@ -142,7 +142,7 @@ def _books_balance(model: DIPIModel) -> None:
                 for r in table.values())
     scale = sum(r["income_yuan"] for r in table.values()) + 1.0
     assert abs(money) <= 1e-9 * scale
-    welfare = books.totals["welfare_yuan"]
+    welfare = model.totals["welfare_yuan"]
     assert sum(r["net_surplus_yuan"] for r in table.values()) == pytest.approx(welfare,
                                                                               rel=1e-9)
     assert books.welfare() == pytest.approx(welfare, rel=1e-9)
