@@ -207,6 +207,7 @@ class ColumnarDataCollector(DataCollector):
         self._sink: AgentSink | None = None
         # Reporters that name attributes are read directly (Mesa 3.3's collect does no
         # more with them); newer Mesa keeps its own bookkeeping, so it collects there.
+        self._checked = False  # Mesa's own collect has validated the reporters once
         self._by_attribute = not self._records_steps and all(
             isinstance(r, str) for r in self.model_reporters.values())
 
@@ -236,7 +237,7 @@ class ColumnarDataCollector(DataCollector):
         if model.hour > 0:
             # One model row per simulated hour (the row's ``hour`` says which), so that
             # mesa.batch_run, which reads rows 0 .. steps - 1, sees every hour.
-            if self._by_attribute and getattr(self, "_validated", True):
+            if self._by_attribute and self._checked:
                 self._collect_attributes(model)
             else:
                 agent_reporters, self.agent_reporters = self.agent_reporters, {}
@@ -244,6 +245,7 @@ class ColumnarDataCollector(DataCollector):
                     super().collect(model)  # model reporters only (validated the first time)
                 finally:
                     self.agent_reporters = agent_reporters
+                self._checked = True
                 if self._records_steps:  # the hour, not Mesa's clock (model.time, a float)
                     self._collection_steps[-1] = model.hour
         if model.hour % self.every == 0 or not model.running:
