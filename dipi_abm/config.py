@@ -34,6 +34,7 @@ from .physics.weather import WeatherParams
 from .rules.consensus import CONSENSUS_RULES
 from .rules.consequences import BREACH_POLICIES, canonical
 from .rules.credit import CREDIT_RULES, CREDIT_SCORES
+from .rules.economy import SETTINGS as ECONOMY_SETTINGS
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES
 from .rules.registry import Param, _fmt, _short, rule_params  # noqa: F401 - Param re-exported
@@ -249,6 +250,7 @@ PARAMS: tuple[Param, ...] = (
        "[\"imbalance_penalty\", \"credit_gate\"].", "breach policy",
        choices=_breach_policies, combine=_combine_breach_policies),
     *rule_params(BREACH_POLICIES),
+    *ECONOMY_SETTINGS,  # system cost and welfare (docs/model.md section 6c)
     # --- credit ----------------------------------------------------------------------------
     _p("credit_rule", "decay", str, "-", "Credit update rule (docs/model.md section 6): decay "
        "(mean score with a half-life in hours), mean, paper ([DIPI] literal; freezes), ema, "

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from .physics.weather import THERMAL
 from .rules.consensus import QuorumOutcome
 from .rules.consequences import Flows
+from .rules.economy import ECONOMY_KPIS, HourEconomy
 from .rules.matching import Contracts, OrderBook
 from .rules.settlement import Settlement
 
@@ -170,6 +171,7 @@ class HourRecord:
     chain: ChainStats | None = None
     line_loading: float = 0.0  # peak line loading of the hour's flows (docs/model.md §2)
     budget_yuan: NDArray[np.float64] | None = None  # users' budgets (docs/model.md, Accounts)
+    economy: HourEconomy | None = None  # system cost, welfare, who pays (docs/model.md 6c)
 
     @cached_property
     def kpis(self) -> dict[str, Any]:
@@ -348,6 +350,9 @@ KPIS: tuple[KPI, ...] = (
     KPI("blocks_nakamoto", "nodes", lambda r: r.chain.nakamoto, chain=True),
     KPI("low_credit_block_share", "share", lambda r: r.chain.low_credit_share, chain=True),
     KPI("win_credit_corr", "correlation", lambda r: r.chain.win_credit_corr, chain=True),
+    # System cost and welfare (docs/model.md section 6c).
+    *(KPI(name, unit, lambda r, name=name: r.economy.kpis[name], total=True)
+      for name, unit in ECONOMY_KPIS.items()),
     # Breach consequences (docs/model.md section 6b): only under a breach_policy.
     KPI("gated_share", "share", lambda r: float(r.gated.mean()) if r.gated is not None else 0.0,
         total=True, policy=True),

@@ -55,6 +55,7 @@ from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
 from .rules.credit import CREDIT_RULES, CREDIT_SCORES, CreditState
+from .rules.economy import ECONOMY_KPIS, Books, Costs, economy_of_hour, party_type
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES, CMAWeights, Contracts, MarketNetwork
 from .rules.tariffs import CLEANLINESS_Q, ogsc_priority
@@ -190,6 +191,10 @@ class DIPIModel(mesa.Model):
         self.hourly_kpis = tuple(k.name for k in self.kpi_table if k.hourly)
         self.totals = {k.name: 0.0 for k in self.kpi_table if k.total}
         self.record: HourRecord | None = None
+        s = self.state
+        self.costs = Costs.build(p, s.tech, s.capacity_kw, s.kind, s.mean_load_kw)
+        self.party_type = party_type(s.kind, s.tech, s.load_class)
+        self.books = Books(self.party_type, s.opportunist)
         for name in self.hourly_kpis:
             setattr(self, name, 0.0)
         schedule = self.grid_company.publish(1)  # the terms of the first period
@@ -240,6 +245,13 @@ class DIPIModel(mesa.Model):
             settlement = apply_consequences(self.consequences, settlement, schedule, cleared,
                                             parties.credit.credit, parties.tech,
                                             p.breach_tolerance)
+        economy = economy_of_hour(self.costs, schedule, orders, cleared, delivery,  # 4c. costs
+                                  settlement, draw.gen_actual_kw, draw.load_actual_kw)
+        if economy.recovery.any():
+            settlement = replace(settlement,
+                                 party_transfer=settlement.party_transfer - economy.recovery,
+                                 grid_income=settlement.grid_income + economy.recovery.sum())
+        self.books.add(economy, delivery.breach)
         parties.balance += settlement.party_transfer
         self.grid_company_balance += settlement.grid_income
         credit = (parties.update_credit(delivery, cleared.contracts,           # 5. credit
@@ -249,7 +261,7 @@ class DIPIModel(mesa.Model):
         record = HourRecord(schedule, orders, cleared, delivery, settlement, credit,
                             Roster(parties.kind, parties.tech, parties.credit.credit.copy()),
                             gated, line_loading=self._line_loading(delivery, settlement),
-                            budget_yuan=budget)
+                            budget_yuan=budget, economy=economy)
         block, chain = self._produce_block(record)                            # 6. consensus
         winner = np.array([block.winner] if block.winner < parties.n else [], np.intp)
         parties.learn(schedule, orders, delivery, settlement.party_transfer,  # 7. learning
@@ -573,6 +585,8 @@ class DIPIModel(mesa.Model):
             "minted_yuan": self.miners_set.minted_yuan,
             "chains": None if self.ledger is None else self.ledger.heads(),
             **policy,
+            **{name: t[name] for name in ECONOMY_KPIS},
+            **self.books.summary(),
         }
 
     def _capacity_factors(self) -> dict[str, float]:

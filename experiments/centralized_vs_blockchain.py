@@ -36,7 +36,9 @@ difference (P2P minus centralized) with its 95 % CI. KPIs (model.summary()):
   hour. The P2P contract price spread is reported too (P2P only);
 - users' mean effective price (cost per kWh bought);
 - users' total cost, DPGCs' income, the grid company's income, grid
-  purchases (MWh), curtailment, clean share, mean credit.
+  purchases (MWh), curtailment, clean share, mean credit;
+- what it is worth (docs/model.md 6c): system cost, balancing cost, gross and net
+  imbalance against schedules, welfare, the grid company's net surplus.
 
     python experiments/centralized_vs_blockchain.py --out results/centralized_vs_p2p
     python experiments/centralized_vs_blockchain.py --quick
@@ -111,6 +113,14 @@ KPIS = {
     "clean_share_pct": ("users' need met directly by clean DPGCs", "%"),
     "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100"),
     "mean_credit_user": ("mean user credit at the end", "0-100"),
+    "system_cost_kyuan": ("system cost (generation, upstream energy, balancing, network)",
+                          "thousand yuan"),
+    "balancing_cost_kyuan": ("balancing cost", "thousand yuan"),
+    "gross_imbalance_mwh": ("gross imbalance against schedules", "MWh"),
+    "net_imbalance_mwh": ("net imbalance against schedules", "MWh"),
+    "welfare_kyuan": ("welfare: value of served load - system cost", "thousand yuan"),
+    "grid_company_surplus_kyuan": ("grid company's net surplus (after network and energy "
+                                   "costs)", "thousand yuan"),
 }
 
 
@@ -165,6 +175,12 @@ def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
         "clean_share_pct": 100.0 * s["clean_share"],
         "mean_credit_dpgc": s["mean_credit_dpgc"],
         "mean_credit_user": s["mean_credit_user"],
+        "system_cost_kyuan": s["system_cost_yuan"] / 1e3,
+        "balancing_cost_kyuan": s["balancing_cost_yuan"] / 1e3,
+        "gross_imbalance_mwh": s["gross_imbalance_kwh"] / 1e3,
+        "net_imbalance_mwh": s["net_imbalance_kwh"] / 1e3,
+        "welfare_kyuan": s["welfare_yuan"] / 1e3,
+        "grid_company_surplus_kyuan": s["net_surplus_grid_company_yuan"] / 1e3,
     }
 
 
@@ -322,7 +338,8 @@ def verdict(summary: pd.DataFrame) -> None:
 
     def sign(kpi: str) -> int:
         lo, hi = s.loc[kpi, "diff_ci_low"], s.loc[kpi, "diff_ci_high"]
-        return 1 if lo > 0 else (-1 if hi < 0 else 0)
+        tol = 1e-9 * max(abs(s.loc[kpi, "centralized_mean"]), 1.0)  # rounding is no finding
+        return 1 if lo > tol else (-1 if hi < -tol else 0)
 
     words = {1: "higher", -1: "lower", 0: "not significantly different"}
     print("  findings (paired 95 % CI of P2P - centralized excludes 0?):")
@@ -333,6 +350,8 @@ def verdict(summary: pd.DataFrame) -> None:
     print(f"    users' cost per kWh in P2P: {words[sign('user_price_yuan_per_kwh')]}")
     print(f"    DPGC income in P2P: {words[sign('dpgc_income_kyuan')]}")
     print(f"    grid purchases in P2P: {words[sign('grid_purchase_mwh')]}")
+    print(f"    system cost in P2P: {words[sign('system_cost_kyuan')]}; welfare: "
+          f"{words[sign('welfare_kyuan')]}")
 
 
 if __name__ == "__main__":

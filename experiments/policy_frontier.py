@@ -24,13 +24,18 @@ change it). Per run:
   rebates included) per kWh they bought (P2P delivered + grid);
 - ``dpgc_income_kyuan``, ``p2p_volume_mwh``, ``clean_share_pct`` (users' need met
   directly by solar, wind or hydro), ``gated_share_pct`` (parties below the gate's
-  credit threshold, mean over hours), ``consequence_kyuan`` (money the policy moved).
+  credit threshold, mean over hours), ``consequence_kyuan`` (money the policy moved);
+- what it is worth (docs/model.md 6c): ``system_cost_kyuan``, ``balancing_cost_kyuan``,
+  net and gross imbalance, ``welfare_kyuan`` (value of served load - system cost), the
+  grid company's net surplus, honest parties' (never breached) net surplus and
+  penalties, and compensation received against counterparties' actual harm.
 
 Writes to ``--out``: ``policy_frontier_runs.csv`` (one row per arm and replication),
 ``policy_frontier.csv`` (per arm and KPI: mean and Student-t 95 % CI, and the paired
-difference from ``none`` under the same learning rule), ``policy_frontier.png``
-(breach rate against users' cost per kWh, with CIs in both directions, one panel per
-learning rule), and the sweep folders under ``sweeps/`` (a rerun resumes).
+difference from ``none`` under the same learning rule), ``policy_frontier_who_pays.csv``
+(per arm and party type: net surplus and its paired difference from ``none``),
+``policy_frontier.png`` (breach rate against users' cost per kWh, with CIs in both
+directions, one panel per learning rule), and the sweep folders under ``sweeps/`` (a rerun resumes).
 
     python experiments/policy_frontier.py --out results/policy_frontier
     python experiments/policy_frontier.py --quick
@@ -94,9 +99,28 @@ KPIS = {
     "consequence_kyuan": ("money moved by the policy", "thousand yuan"),
     "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100"),
     "mean_credit_user": ("mean user credit at the end", "0-100"),
+    "system_cost_kyuan": ("system cost (generation, upstream energy, balancing, network)",
+                          "thousand yuan"),
+    "balancing_cost_kyuan": ("balancing cost (reserve premium on the net imbalance)",
+                             "thousand yuan"),
+    "net_imbalance_mwh": ("net imbalance (sum over hours)", "MWh"),
+    "gross_imbalance_mwh": ("gross imbalance (sum over hours)", "MWh"),
+    "welfare_kyuan": ("welfare: value of served load - system cost", "thousand yuan"),
+    "grid_company_surplus_kyuan": ("grid company's net surplus", "thousand yuan"),
+    "honest_surplus_kyuan": ("net surplus of parties that never breached", "thousand yuan"),
+    "honest_penalties_kyuan": ("penalties paid by parties that never breached",
+                               "thousand yuan"),
+    "non_opportunist_surplus_kyuan": ("net surplus of parties that are not opportunists",
+                                      "thousand yuan"),
+    "non_opportunist_penalties_kyuan": ("penalties paid by parties that are not opportunists",
+                                        "thousand yuan"),
+    "compensation_to_harm": ("compensation received / counterparties' actual harm", "-"),
 }
+#: party types of the who-pays table (summary.json's by_party_type, flattened by the sweep)
+PAYERS = ("solar", "wind", "hydro", "thermal", "residential", "commercial", "industrial",
+          "ev", "prosumer", "grid_company", "balancing")
 RUN_COLUMNS = ["arm", "policy", "learning", "matching", "replication", "seed", "window_h",
-               *KPIS]
+               *KPIS, *(f"surplus_{t}_kyuan" for t in PAYERS)]
 SUMMARY_COLUMNS = ["kpi", "label", "unit", "policy", "learning", "arm", "mean", "ci_low",
                    "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "replications"]
 
@@ -156,8 +180,43 @@ def per_run(runs: pd.DataFrame, window_h: int) -> pd.DataFrame:
         "consequence_kyuan": col("breach_consequence_yuan").fillna(0.0) / 1e3,
         "mean_credit_dpgc": r["mean_credit_dpgc"],
         "mean_credit_user": r["mean_credit_user"],
+        "system_cost_kyuan": r["system_cost_yuan"] / 1e3,
+        "balancing_cost_kyuan": r["balancing_cost_yuan"] / 1e3,
+        "net_imbalance_mwh": r["net_imbalance_kwh"] / 1e3,
+        "gross_imbalance_mwh": r["gross_imbalance_kwh"] / 1e3,
+        "welfare_kyuan": r["welfare_yuan"] / 1e3,
+        "grid_company_surplus_kyuan": r["net_surplus_grid_company_yuan"] / 1e3,
+        "honest_surplus_kyuan": r["honest_net_surplus_yuan"] / 1e3,
+        "honest_penalties_kyuan": r["honest_penalties_paid_yuan"] / 1e3,
+        "non_opportunist_surplus_kyuan": r["non_opportunist_net_surplus_yuan"] / 1e3,
+        "non_opportunist_penalties_kyuan": r["non_opportunist_penalties_paid_yuan"] / 1e3,
+        "compensation_to_harm": r["compensation_yuan"] / r["harm_yuan"].where(r["harm_yuan"] > 0),
+        **{f"surplus_{t}_kyuan": col(f"net_surplus_{t}_yuan") / 1e3 for t in PAYERS},
     }, index=r.index).reset_index()
     return out[RUN_COLUMNS]
+
+
+def who_pays(df: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and party type: mean net surplus and its paired difference from ``none``
+    under the same learning rule (thousand yuan, Student-t 95 % CI); honest parties (that
+    never breached) and parties that are not opportunists as rows of their own."""
+    rows = []
+    cols = {**{t: f"surplus_{t}_kyuan" for t in PAYERS}, "honest parties": "honest_surplus_kyuan",
+            "non-opportunists": "non_opportunist_surplus_kyuan"}
+    for arm, g in df.groupby("arm", sort=False):
+        g = g.set_index("replication").sort_index()
+        ref = df[(df["policy"] == "none") & (df["learning"] == g["learning"].iloc[0])]
+        ref = ref.set_index("replication").sort_index()
+        both = g.index.intersection(ref.index)
+        for payer, c in cols.items():
+            mean, lo, hi = mean_ci(g[c].to_numpy(float))
+            dm, dlo, dhi = mean_ci((g.loc[both, c] - ref.loc[both, c]).to_numpy(float))
+            rows.append({"arm": arm, "policy": g["policy"].iloc[0],
+                         "learning": g["learning"].iloc[0], "party_type": payer,
+                         "net_surplus_kyuan": float(mean), "ci_low": float(lo),
+                         "ci_high": float(hi), "diff_kyuan": float(dm),
+                         "diff_ci_low": float(dlo), "diff_ci_high": float(dhi)})
+    return pd.DataFrame(rows)
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -252,8 +311,8 @@ def _fmt(v: float, lo: float, hi: float) -> str:
 
 def report(summary: pd.DataFrame) -> None:
     s = summary.set_index(["kpi", "arm"])
-    cols = ("breach_rate_last", "user_cost_per_kwh", "p2p_volume_mwh", "clean_share_pct",
-            "gated_share_pct")
+    cols = ("breach_rate_last", "user_cost_per_kwh", "system_cost_kyuan",
+            "balancing_cost_kyuan", "welfare_kyuan", "non_opportunist_penalties_kyuan")
     for lr in dict.fromkeys(summary["learning"]):
         print(f"  learning = {lr}: mean [95 % CI]; paired difference from none in ()")
         for arm in dict.fromkeys(summary.loc[summary["learning"] == lr, "arm"]):
@@ -306,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     out = Path(args.out)
     save_csv(df, out / "policy_frontier_runs.csv")
     save_csv(summary, out / "policy_frontier.csv")
+    save_csv(who_pays(df), out / "policy_frontier_who_pays.csv")
     plot(summary, scenario, args.reps, out / "policy_frontier.png")
     print(f"Policy frontier: {runs['arm'].nunique()} arms x {args.reps} paired replications; "
           f"{scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, {hours} h, matching "

@@ -15,6 +15,7 @@ from dipi_abm.errors import ConfigError
 from dipi_abm.rules.consequences import (
     BREACH_POLICIES,
     GRID,
+    SYSTEM_OPERATOR,
     Flows,
     Hour,
     Positions,
@@ -66,6 +67,21 @@ def test_imbalance_penalty_beyond_the_technology_tolerance():
     # Within tolerance: nothing.
     party, grid = net("imbalance_penalty", hour(100, 0.55, 0.02, 96, 81))
     assert not party.any() and grid == 0.0
+
+
+def test_penalty_to_the_counterparty_capped_at_its_harm_or_to_the_system_operator():
+    # Thermal seller delivers 70 of 100 (penalty 27 x 0.2 = 5.4); the buyer replaced 30 kWh
+    # at R instead of p + w = 0.64, so its harm is 30 x 0.017 = 0.51: that much reaches it,
+    # the other 4.89 goes to the system operator (the grid company's cash).
+    h = hour(100, 0.62, 0.02, 100, 70, tech=(3, -1))
+    f = bind("imbalance_penalty", {**DEFAULTS, "penalty_recipient": "counterparty_capped"}
+             ).transfers(h)
+    np.testing.assert_allclose(f.party_net(2), [-5.4, 30 * (R - 0.64)])
+    assert f.yuan[f.payee == SYSTEM_OPERATOR].sum() == pytest.approx(5.4 - 30 * (R - 0.64))
+    assert f.grid_net() == pytest.approx(5.4 - 30 * (R - 0.64))
+    f = bind("imbalance_penalty", {**DEFAULTS, "penalty_recipient": "system_operator"}
+             ).transfers(h)
+    assert f.payee.tolist() == [SYSTEM_OPERATOR] and f.yuan.tolist() == pytest.approx([5.4])
 
 
 def test_make_whole_pays_the_counterparty_its_replacement_cost():
@@ -166,7 +182,7 @@ def hours(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(h=hours(), combo=st.sampled_from(COMBOS),
-       recipient=st.sampled_from(["counterparty", "grid_company"]))
+       recipient=st.sampled_from(cfg.param("penalty_recipient").choice_values()))
 def test_money_is_conserved_by_every_policy_and_combination(h, combo, recipient):
     f = bind(combo, {**DEFAULTS, "penalty_recipient": recipient}).transfers(h)
     n = h.credit.size
@@ -294,7 +310,7 @@ MODEL_COMBOS = ["none", *ALL, ["imbalance_penalty", "credit_gate"],
 @given(combo=st.sampled_from(MODEL_COMBOS), seed=st.integers(0, 2**32 - 1),
        matching=st.sampled_from(["price_time", "cma", "cma_strict"]),
        learning=st.sampled_from(["static", "roth_erev", "epsilon_greedy"]),
-       recipient=st.sampled_from(["counterparty", "grid_company"]))
+       recipient=st.sampled_from(cfg.param("penalty_recipient").choice_values()))
 def test_money_is_conserved_every_hour_under_every_policy(combo, seed, matching, learning,
                                                           recipient):
     from dipi_abm import DIPIModel

@@ -124,6 +124,11 @@ def test_centralized_vs_blockchain(load, tmp_path):
     assert (p2p.breach_rate_scheduled_pct <= p2p.breach_rate_pct + 1e-9).all()
     assert np.allclose(central.user_price_spread, 0.0, atol=1e-9)
     assert (p2p.user_price_spread > 0).all()
+    # Parties that do not learn schedule the same energy in both modes: P2P moves money
+    # (the grid company's margin) but not the system's cost or welfare.
+    for kpi in ("system_cost_kyuan", "balancing_cost_kyuan", "welfare_kyuan"):
+        assert abs(summary.loc[kpi, "diff_mean"]) < 1e-6 * summary.loc[kpi, "price_time_mean"]
+    assert summary.loc["grid_company_surplus_kyuan", "diff_ci_high"] < 0
 
 
 def test_attack_share(load, tmp_path):
@@ -162,6 +167,11 @@ def test_policy_frontier(load, tmp_path):
     assert (moved[["imbalance_penalty", "make_whole", "credit_scaled_reward"]] > 0).all()
     assert runs.breach_rate_last.between(0, 100).all()
     assert runs.user_cost_per_kwh.between(0.3, 0.7).all()
+    # Who pays: the party types' net surpluses add up to the welfare in every run.
+    surplus = runs[[f"surplus_{t}_kyuan" for t in mod.PAYERS]].sum(axis=1)
+    np.testing.assert_allclose(surplus, runs.welfare_kyuan, rtol=1e-5)  # CSV: 6 digits
+    who = pd.read_csv(tmp_path / "policy_frontier_who_pays.csv")
+    assert set(who.party_type) >= {"grid_company", "balancing", "non-opportunists"}
 
 
 def test_credit_mining_market(load, tmp_path):

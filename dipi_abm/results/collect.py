@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from mesa import DataCollector
 
+from ..rules.economy import PARTY_TYPES
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -43,12 +45,12 @@ PARTY_REPORTERS = {
 }
 
 #: The columns of agents.parquet and of ``agents_dataframe()``, in order.
-PARTY_TABLE_COLUMNS = ("hour", "agent_id", *PARTY_REPORTERS, "kind", "bus")
+PARTY_TABLE_COLUMNS = ("hour", "agent_id", *PARTY_REPORTERS, "kind", "party_type", "bus")
 
 #: Values a model reporter can hand over without a copy.
 _IMMUTABLE = (int, float, bool, str, bytes, type(None), np.generic)
 
-#: Party type labels by ``PartyState.kind`` code.
+#: Party kind labels by ``PartyState.kind`` code.
 KIND_LABELS = ("dpgc", "user")
 
 #: Runs longer than this are summarised per day in the credit band (and the plots).
@@ -88,22 +90,26 @@ class PartyRecords:
         import pandas as pd
         import pyarrow as pa
 
-        kind = np.asarray(model.state.kind)
-        present = sorted({KIND_LABELS[k] for k in np.unique(kind).tolist()})
-        codes = np.searchsorted(np.array(present), np.array(KIND_LABELS))[kind].astype(np.int8)
         buses = [str(model.grid.buses[b]) for b in np.asarray(model.state.bus).tolist()]
         self.ids = np.asarray(model.party_ids, np.int64)
         empty = {"hour": np.zeros(0, np.int64), "agent_id": np.zeros(0, np.int64)}
         for name, values in party_columns(model).items():
             empty[name] = values[:0]
         frame = pd.DataFrame(empty)
-        frame["kind"] = pd.Categorical([], categories=present)
+        # Static categorical columns: the labels present, each party's code into them.
+        self._static = {}
+        for name, codes, labels in (("kind", model.state.kind, KIND_LABELS),
+                                    ("party_type", model.party_type, PARTY_TYPES)):
+            codes = np.asarray(codes)
+            present = sorted({labels[k] for k in np.unique(codes).tolist()})
+            mine = np.searchsorted(np.array(present), np.array(labels))[codes].astype(np.int8)
+            frame[name] = pd.Categorical([], categories=present)
+            self._static[name] = pa.DictionaryArray.from_arrays(
+                pa.array(mine, pa.int8()), pa.array(present, pa.string()))
         frame["bus"] = pd.Series([], dtype=str)
         #: Arrow schema with pandas' metadata (as ``DataFrame.to_parquet`` writes it).
         self.schema: pa.Schema = pa.Schema.from_pandas(frame, preserve_index=False)
-        self._kind = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()),
-                                                    pa.array(present, pa.string()))
-        self._bus = pa.array(buses, self.schema.field("bus").type)
+        self._static["bus"] = pa.array(buses, self.schema.field("bus").type)
 
     @property
     def n(self) -> int:
@@ -122,8 +128,8 @@ class PartyRecords:
         for name in PARTY_REPORTERS:
             cols = [s[name] for s in snapshots]
             arrays.append(cols[0] if k == 1 else np.concatenate(cols))
-        arrays.append(self._kind if k == 1 else pa.concat_arrays([self._kind] * k))
-        arrays.append(self._bus if k == 1 else pa.concat_arrays([self._bus] * k))
+        for col in self._static.values():
+            arrays.append(col if k == 1 else pa.concat_arrays([col] * k))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 

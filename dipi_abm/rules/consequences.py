@@ -37,10 +37,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .economy import harm_yuan
 from .registry import Param, Rule
 
-#: Payer / payee row of the grid company in :class:`Flows`.
-GRID = -1
+#: Payer / payee rows of the grid company and of the system operator's balancing account
+#: (docs/model.md section 6c) in :class:`Flows`. The system operator is the grid company's:
+#: its receipts count as the grid company's cash and fund balancing first.
+GRID, SYSTEM_OPERATOR = -1, -2
 
 #: Separator of several policy names in one scenario value.
 JOIN = "+"
@@ -141,8 +144,8 @@ class Flows:
                 - np.bincount(self.payer[out], self.yuan[out], n)).astype(np.float64)
 
     def grid_net(self) -> float:
-        """What the grid company received minus what it paid (yuan)."""
-        return float(self.yuan[self.payee == GRID].sum() - self.yuan[self.payer == GRID].sum())
+        """What the grid company (with its system operator) received minus paid (yuan)."""
+        return float(self.yuan[self.payee < 0].sum() - self.yuan[self.payer < 0].sum())
 
     def by_policy(self, k: int) -> float:
         """Total yuan moved by the k-th bound policy."""
@@ -150,12 +153,25 @@ class Flows:
 
 
 def _two_way(hour: Hour, seller_pays: NDArray, buyer_pays: NDArray,
-             to_grid: bool = False) -> Flows:
-    """Seller -> buyer and buyer -> seller payments per contract (or both to the grid)."""
-    return Flows.concat([
-        Flows.of(hour.seller, GRID if to_grid else hour.buyer, seller_pays),
-        Flows.of(hour.buyer, GRID if to_grid else hour.seller, buyer_pays),
-    ])
+             recipient: str = "counterparty") -> Flows:
+    """Seller -> buyer and buyer -> seller payments per contract, to ``recipient``: the
+    counterparty; the counterparty up to its actual harm (:func:`harm_yuan`) with the
+    rest to the system operator (``counterparty_capped``); the grid company; or the
+    system operator, whose receipts fund balancing (docs/model.md section 6c)."""
+    if recipient in ("grid_company", "system_operator"):
+        to = GRID if recipient == "grid_company" else SYSTEM_OPERATOR
+        return Flows.concat([Flows.of(hour.seller, to, seller_pays),
+                             Flows.of(hour.buyer, to, buyer_pays)])
+    parts = []
+    if recipient == "counterparty_capped":
+        harm_b, harm_s = harm_yuan(hour.price, hour.wheeling, hour.consumed, hour.generated,
+                                   hour.retail, hour.feed_in)
+        capped_s, capped_b = np.minimum(seller_pays, harm_b), np.minimum(buyer_pays, harm_s)
+        parts = [Flows.of(hour.seller, SYSTEM_OPERATOR, seller_pays - capped_s),
+                 Flows.of(hour.buyer, SYSTEM_OPERATOR, buyer_pays - capped_b)]
+        seller_pays, buyer_pays = capped_s, capped_b
+    return Flows.concat([Flows.of(hour.seller, hour.buyer, seller_pays),
+                         Flows.of(hour.buyer, hour.seller, buyer_pays), *parts])
 
 
 # --------------------------------------------------------------------------- the policies
@@ -172,8 +188,10 @@ def imbalance_transfers(hour: Hour, *, penalty_yuan_per_kwh: float,
         seller pays  pi * max(0, (q - g) - tol_tech * q)
         buyer pays   pi * max(0, (q - b) - tol_user * q)
 
-    to the counterparty of the contract (``penalty_recipient = "counterparty"``)
-    or to the grid company (``"grid_company"``). With pro-rata attribution this
+    to the counterparty of the contract (``penalty_recipient = "counterparty"``), to it
+    up to its actual harm (``"counterparty_capped"``, the rest to the system operator),
+    to the grid company (``"grid_company"``) or to the system operator
+    (``"system_operator"``, funding balancing). With pro-rata attribution this
     is the same as charging the party's total shortfall beyond tolerance.
     """
     tol_tech = np.array([penalty_tolerance_solar, penalty_tolerance_wind,
@@ -184,7 +202,7 @@ def imbalance_transfers(hour: Hour, *, penalty_yuan_per_kwh: float,
     excess_s = np.maximum(hour.seller_shortfall - tol_seller * q, 0.0)
     excess_b = np.maximum(hour.buyer_shortfall - penalty_tolerance_user * q, 0.0)
     return _two_way(hour, penalty_yuan_per_kwh * excess_s, penalty_yuan_per_kwh * excess_b,
-                    to_grid=penalty_recipient == "grid_company")
+                    penalty_recipient)
 
 
 def make_whole_transfers(hour: Hour) -> Flows:
@@ -200,9 +218,8 @@ def make_whole_transfers(hour: Hour) -> Flows:
     not compensated for energy it would not have used. Both factors are >= 0
     for every feasible contract (F <= ask <= p <= bid - w <= R - w).
     """
-    b, g = hour.consumed, hour.generated
-    seller_pays = np.maximum(hour.retail - hour.price - hour.wheeling, 0.0) * np.maximum(b - g, 0)
-    buyer_pays = np.maximum(hour.price - hour.feed_in, 0.0) * np.maximum(g - b, 0.0)
+    seller_pays, buyer_pays = harm_yuan(hour.price, hour.wheeling, hour.consumed,
+                                        hour.generated, hour.retail, hour.feed_in)
     return _two_way(hour, seller_pays, buyer_pays)
 
 
@@ -346,8 +363,10 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
     "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
     Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-    "penalty: the harmed counterparty of the contract, or the grid company.",
-    "breach policy", choices=("counterparty", "grid_company")),
+    "penalty: the counterparty of the contract; the counterparty up to its actual harm, the "
+    "rest to the system operator (counterparty_capped); the grid company; or the system "
+    "operator, funding balancing.", "breach policy",
+    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
     Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
     "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
     "breach policy", low=0.0, high=100.0),

@@ -173,6 +173,9 @@ EMA_OUTCOMES = (
     "p2p_volume_kwh",
     "clean_share",
     "low_credit_block_share",
+    "system_cost_yuan",
+    "balancing_cost_yuan",
+    "welfare_yuan",
 )
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
