@@ -42,7 +42,7 @@ def run_policy(params: Mapping[str, Any]) -> str | None:
 
 _WHY = (" (learning = 'static'): no party changes its commitments or prices, so the rule "
         "acts only through its direct effects and a behavioural response reads as 0; set "
-        "learning = 'roth_erev' (or 'epsilon_greedy') to let parties respond")
+        "learning = 'roth_erev' (or 'epsilon_greedy', 'q_learning') to let parties respond")
 
 
 def _all_static(scenarios: Iterable[Mapping[str, Any]]) -> bool:

@@ -810,7 +810,11 @@ class SweepFolder:
                 f"out folder '{root}': its runs were made by dipi-abm "
                 f"{one_line(stored.get('package_version'), 40)}, this is {package_version()}; "
                 "resuming would mix their results: use another --out folder")
-        if stored.get("inputs_hash") != inputs:
+        if "inputs_hash" not in stored:
+            raise ConfigError(
+                f"out folder '{root}': made by an earlier version that did not record its "
+                "input files' hashes, so resuming could mix results: use another --out folder")
+        if stored["inputs_hash"] != inputs:
             raise ConfigError(
                 f"out folder '{root}': a grid file of the sweep has changed since its runs "
                 "were made (content hash differs); resuming would mix their results: "
