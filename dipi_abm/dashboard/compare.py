@@ -133,4 +133,5 @@ def static_rule_warning(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | Non
     return (f"{', '.join(varied)} differs between the arms while every party is static "
             "(learning = 'static'): no party changes its commitments or prices, so the rule "
             "acts only through its direct effects and a behavioural response reads as 0; set "
-            "learning = 'roth_erev' (or 'epsilon_greedy', 'q_learning') in both arms to let parties respond")
+            "learning = 'roth_erev' (or 'epsilon_greedy', 'q_learning') in both arms to let "
+            "parties respond")
