@@ -482,7 +482,9 @@ def test_every_rule_key_is_a_select(page):
 
 
 def test_a_long_step_shows_the_busy_bar(page):
-    build(page, 100, 900)
+    # 24 hours of 20,000 parties take about two seconds of simulation alone: over the
+    # half-second after which the bar shows, on any machine
+    build(page, 2000, 18000)
     set_hours_per_frame(page, 24)
     click(page, "Step")
     page.locator(".dipi-busy").wait_for()

@@ -8,7 +8,8 @@ buses in proportion to the design load, generators uniformly, each party (larges
 first) only on a bus where its peak load (users) or its capacity (generators and
 rooftop PV) keeps every line within its rating in the two worst cases, all the peak
 load with no generation and all the capacity with no load. A party that fits nowhere
-goes where it loads the lines least; the run then reports a peak line loading above 1.
+(a population larger than its feeder) is sited as if there were no ratings; the run
+then reports a peak line loading above 1 and curtails what the lines cannot carry.
 
 A feeder **without** a design load (the synthetic feeder, a graph without ``p_kw``) is
 rated after the population is placed (uniformly at random): ``margin`` times the larger
@@ -111,14 +112,15 @@ def _fit(lines: LineModel, buses: NDArray[np.intp], user_weight: NDArray[np.floa
             ratio = np.where(worst > tol, worst / rating, 0.0).max(axis=0)
         room = count < limit if limit else np.ones(buses.size, bool)
         ok = room & (ratio <= 1.0 + OVERLOAD_RTOL)
-        if ok.any():
-            w = np.where(ok, user_weight if peak[i] > 0 and user_weight.sum() else uniform, 0.0)
-            if not w.any():
-                w = ok.astype(float)
-            k = min(int(np.searchsorted(np.cumsum(w), draws[i] * w.sum(), side="right")),
-                    buses.size - 1)
-        else:
-            k = int(np.argmin(np.where(room, ratio, np.inf)))
+        # A party that fits nowhere is sited as if there were no ratings (users by design
+        # load, generators uniformly): piling every overflow on the bus that loads the
+        # lines least would put a population larger than its feeder next to the substation.
+        where = ok if ok.any() else room
+        w = np.where(where, user_weight if peak[i] > 0 and user_weight.sum() else uniform, 0.0)
+        if not w.any():
+            w = where.astype(float)
+        k = min(int(np.searchsorted(np.cumsum(w), draws[i] * w.sum(), side="right")),
+                buses.size - 1)
         out[i] = buses[k]
         count[k] += 1
         load_flow -= peak[i] * p[:, k : k + 1]
