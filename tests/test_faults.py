@@ -141,8 +141,8 @@ def test_stdout_on_a_full_device_ends_in_one_line():
 
 def test_ctrl_c_in_a_real_run_exits_130(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "dipi_abm.cli", "run", "--hours", "100000",
-                             "--set", "n_users=10", "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "dipi_abm.cli", "run", "--quiet", "--hours",
+                             "100000", "--set", "n_users=10", "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob(".out*")) and time.monotonic() < deadline:
