@@ -30,6 +30,7 @@ import contextlib
 import html
 import io
 import logging
+import os
 import threading
 import time
 import warnings
@@ -64,8 +65,23 @@ FRAME_GAP_S = 0.05
 DRAW_TIMEOUT_S = 10.0
 #: Choices of hours per Step click / Play frame.
 HOURS_PER_FRAME = (1, 6, 24)
-#: A step or Reset running longer than this shows the busy bar, seconds.
+#: A step or Reset running longer than this shows the busy bar, seconds (the environment
+#: variable DIPI_BUSY_AFTER_S sets another, 0 for every step).
 BUSY_AFTER_S = 0.5
+
+
+def busy_after_seconds() -> float:
+    """The busy bar's delay: ``DIPI_BUSY_AFTER_S`` if set, else :data:`BUSY_AFTER_S`."""
+    text = os.environ.get("DIPI_BUSY_AFTER_S", "").strip()
+    if not text:
+        return BUSY_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 3600:
+        raise ConfigError(f"DIPI_BUSY_AFTER_S = {text!r}: seconds from 0 to 3600 allowed")
+    return value
 
 # Session state: Solara keeps one value of each per browser session.
 entries = solara.reactive(ctl.default_values())
@@ -199,7 +215,7 @@ def advance(runner: ModelRunner, hours: int, *,
 
 
 @contextlib.contextmanager
-def busy_after(seconds: float = BUSY_AFTER_S) -> Iterator[None]:
+def busy_after(seconds: float | None = None) -> Iterator[None]:
     """Show the busy bar if the block runs longer than ``seconds`` (the first step after
     an install compiles the model), and hide it when it ends."""
     try:  # the timer thread sets the bar in this browser session's context
@@ -214,7 +230,7 @@ def busy_after(seconds: float = BUSY_AFTER_S) -> Iterator[None]:
             if not done[0]:
                 busy.set(True)
 
-    timer = threading.Timer(seconds, show)
+    timer = threading.Timer(busy_after_seconds() if seconds is None else seconds, show)
     timer.daemon = True
     timer.start()
     try:
