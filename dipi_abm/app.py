@@ -41,6 +41,7 @@ from typing import Any
 import solara
 import solara.lab
 
+from dipi_abm import config as cfg
 from dipi_abm import jit
 from dipi_abm.dashboard import charts, compare, export, figures, views
 from dipi_abm.dashboard import controls as ctl
@@ -185,7 +186,8 @@ def apply_controls(runner: ModelRunner) -> None:
         kept = " The model keeps its previous settings." if runner.model is not None else ""
         notice.set(("error", f"Not applied: {_named(exc)}.{kept}"))
         return
-    notice.set(None)
+    inert = cfg.inert_settings([snap.params])
+    notice.set(("info", "Applied, but " + "; ".join(inert) + ".") if inert else None)
     names = tuple(str(b) for b in snap.grid.buses)
     if names != bus_names.value:
         bus_names.set(names)

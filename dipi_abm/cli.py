@@ -195,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_grid_source(params.grid)
     from .sweep.caveats import run_policy
 
-    if (warning := run_policy(params)) is not None:
+    for warning in ([run_policy(params)] if run_policy(params) else []) + \
+            cfg.inert_settings([params]):
         warnings.warn(warning, UserWarning, stacklevel=1)
     check_disk(run_disk_needs(params, out, params.ledger or None))
     keys = None if args.keys is None else Path(args.keys)

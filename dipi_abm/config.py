@@ -34,6 +34,7 @@ from .physics.weather import WeatherParams
 from .rules.consensus import CONSENSUS_RULES
 from .rules.consequences import BREACH_POLICIES, canonical
 from .rules.credit import CREDIT_RULES, CREDIT_SCORES
+from .rules.economy import BALANCING_RULES
 from .rules.economy import SETTINGS as ECONOMY_SETTINGS
 from .rules.learning import LEARNING_RULES
 from .rules.matching import MATCHING_RULES, PRICE_RULES
@@ -434,6 +435,64 @@ def _check_cross(v: dict[str, Any]) -> None:
                 f"{v['tou_valley_yuan_per_kwh']}, {r}, {v['tou_peak_yuan_per_kwh']}: time-of-use "
                 f"prices must satisfy feed-in ({f}) < valley <= retail <= peak"
             )
+
+
+#: The keys that choose a rule, with their registries: a rule's settings act only when
+#: the rule is chosen.
+RULE_CHOICES: dict[str, Mapping[str, Any]] = {
+    "learning": LEARNING_RULES, "matching": MATCHING_RULES, "breach_policy": BREACH_POLICIES,
+    "credit_rule": CREDIT_RULES, "credit_score": CREDIT_SCORES, "consensus": CONSENSUS_RULES,
+    "balancing": BALANCING_RULES,
+}
+#: Settings that act only when another key allows it: (settings, that key, test, its value).
+CONDITIONAL: tuple[tuple[tuple[str, ...], str, Callable[[Mapping[str, Any]], bool], str],
+                   ...] = (
+    (("tou_peak_yuan_per_kwh", "tou_valley_yuan_per_kwh"), "tariff",
+     lambda v: TARIFFS[v["tariff"]].has("time_of_use"), "'tou'"),
+    (("grid_buses",), "grid", lambda v: v["grid"] == "synthetic", "'synthetic'"),
+    (("wheeling_rate_yuan_per_kwh_ohm",), "wheeling", lambda v: v["wheeling"] == "distance",
+     "'distance'"),
+    (("poca_difficulty_bits",), "poca_mode", lambda v: v["poca_mode"] == "hashed", "'hashed'"),
+    (("storage_power_ratio", "storage_hours", "storage_efficiency"), "storage_share",
+     lambda v: v["storage_share"] > 0, "above 0"),
+    (("miner_hash_power",), "n_miners", lambda v: v["n_miners"] > 0, "above 0"),
+    (("faulty_collude",), "faulty_share", lambda v: v["faulty_share"] > 0, "above 0"),
+    (("budget_ratio",), "budget_period_h", lambda v: v["budget_period_h"] > 0, "above 0"),
+)
+
+
+def _reads(entry: Any) -> set[str]:
+    keys = entry.keys
+    return {p.name for p in entry.params} | set(keys.values() if isinstance(keys, Mapping)
+                                                else keys)
+
+
+def _switches() -> Iterator[tuple[str, str, Callable[[Mapping[str, Any]], bool], str]]:
+    """(setting, the key that switches it on, the test on a scenario, the values it needs)."""
+    for keys, sel, test, shown in CONDITIONAL:
+        yield from ((key, sel, test, shown) for key in keys)
+    for sel, registry in RULE_CHOICES.items():
+        for key in dict.fromkeys(k for e in registry.values() for k in sorted(_reads(e))):
+            readers = {n for n, e in registry.items() if key in _reads(e)}
+            yield (key, sel, lambda v, s=sel, r=readers: bool(r & set(str(v[s]).split("+"))),
+                   " or ".join(repr(n) for n in registry if n in readers))
+
+
+def inert_settings(scenarios: list[Mapping[str, Any]]) -> list[str]:
+    """A sentence for each setting given a value other than its default that acts in none
+    of ``scenarios`` (checked scenarios: a run's, or a sweep's points), naming the key
+    that switches it off."""
+    def show(x: Any) -> str:
+        return repr(x) if isinstance(x, str) else _fmt(x)
+
+    found = []
+    for key, sel, test, needs in _switches():
+        default = param(key).default
+        given = [v for v in scenarios if v.get(key, default) != default]
+        if given and not any(test(v) for v in given):
+            found.append(f"{key} = {show(given[0][key])} has no effect with {sel} = "
+                         f"{show(given[0][sel])}: it acts only when {sel} is {needs}")
+    return found
 
 
 # --------------------------------------------------------------------------- resources

@@ -706,8 +706,10 @@ def test_reset_refuses_bad_input_and_keeps_the_model(app):
     assert app.snapshot.value.hour == 2 and r.model.hour == 2
     app.set_entry("natural_factor", "0.2")
     app.set_entry("n_users", "70")
-    app.apply_controls(r)
-    assert app.notice.value is None
+    app.apply_controls(r)  # applied, with a word on the setting that does nothing
+    assert app.notice.value == ("info", "Applied, but natural_factor = 0.2 has no effect "
+                                "with credit_score = 'kept': it acts only when credit_score "
+                                "is 'dipi'.")
     assert app.snapshot.value.hour == 0 and app.snapshot.value.n_parties == 80
 
 

@@ -34,8 +34,10 @@ def solara_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
 
 
 def server_env() -> dict[str, str]:
-    """The environment of the server: Solara's telemetry off (the machines are offline)."""
-    return {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+    """The environment of the server: Solara's telemetry off (the machines are offline),
+    and, unless set, two malloc arenas: each session's model thread otherwise gets its own
+    arena, which keeps the memory of its closed session (measured: docs/robustness.md)."""
+    return {"MALLOC_ARENA_MAX": "2", **os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,

@@ -639,6 +639,8 @@ def _plan(s: SweepSpec) -> tuple[list[dict[str, Any]], list[RunTask]]:
     warning = static_policy([f.name for f in s.factors], scenarios)
     if warning:
         warnings.warn(f"sweep spec: [factors] {warning}", UserWarning, stacklevel=3)
+    for warning in cfg.inert_settings(scenarios):
+        warnings.warn(f"sweep spec: in every point, {warning}", UserWarning, stacklevel=3)
     return points, tasks
 
 
