@@ -469,13 +469,13 @@ def _reads(entry: Any) -> set[str]:
 
 def _switches() -> Iterator[tuple[str, str, Callable[[Mapping[str, Any]], bool], str]]:
     """(setting, the key that switches it on, the test on a scenario, the values it needs)."""
-    for keys, sel, test, shown in CONDITIONAL:
-        yield from ((key, sel, test, shown) for key in keys)
     for sel, registry in RULE_CHOICES.items():
         for key in dict.fromkeys(k for e in registry.values() for k in sorted(_reads(e))):
             readers = {n for n, e in registry.items() if key in _reads(e)}
             yield (key, sel, lambda v, s=sel, r=readers: bool(r & set(str(v[s]).split("+"))),
                    " or ".join(repr(n) for n in registry if n in readers))
+    for keys, sel, test, shown in CONDITIONAL:
+        yield from ((key, sel, test, shown) for key in keys)
 
 
 def inert_settings(scenarios: list[Mapping[str, Any]]) -> list[str]:
@@ -485,14 +485,14 @@ def inert_settings(scenarios: list[Mapping[str, Any]]) -> list[str]:
     def show(x: Any) -> str:
         return repr(x) if isinstance(x, str) else _fmt(x)
 
-    found = []
+    found: dict[str, str] = {}  # one sentence a key: the rule that switches it off first
     for key, sel, test, needs in _switches():
         default = param(key).default
         given = [v for v in scenarios if v.get(key, default) != default]
-        if given and not any(test(v) for v in given):
-            found.append(f"{key} = {show(given[0][key])} has no effect with {sel} = "
-                         f"{show(given[0][sel])}: it acts only when {sel} is {needs}")
-    return found
+        if given and not any(test(v) for v in given) and key not in found:
+            found[key] = (f"{key} = {show(given[0][key])} has no effect with {sel} = "
+                          f"{show(given[0][sel])}: it acts only when {sel} is {needs}")
+    return list(found.values())
 
 
 # --------------------------------------------------------------------------- resources

@@ -135,7 +135,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config as cfg
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, fault, one_line, was_interrupted
 from ..hour import POLICY_KPIS
 from ..model import DIPIModel, package_version
 from ..physics.grid import BUILTIN_GRIDS, build_grid, check_grid_source
@@ -693,9 +693,13 @@ def run_one(task: RunTask) -> RunOutput:
         raise ConfigError(f"run {task.run_id} (point {task.point_id}, replication "
                           f"{task.replication}, seed {task.seed}): {exc}") from None
     except Exception as exc:
+        if was_interrupted(exc):  # Ctrl-C during numba compilation: still an interrupt
+            raise KeyboardInterrupt from exc
+        known = fault(exc)  # out of memory, a full disk: said as a run says it
+        why = known[1].removeprefix("error: ") if known else f"{type(exc).__name__}: {exc}"
         raise SweepRunError(f"run {task.run_id} (point {task.point_id}, replication "
                             f"{task.replication}, seed {task.seed}, {task.params}) failed: "
-                            f"{type(exc).__name__}: {exc}") from exc
+                            f"{why}") from exc
     with model:  # a worker runs many models: each is freed when its row is made
         df = model.hourly_dataframe()
         if probed is not None:
