@@ -277,7 +277,7 @@ def test_pause_stops_a_24_hour_frame_at_once(page):
     assert page.page_errors == []
 
 
-def test_out_of_range_and_inconsistent_values_are_refused(page):
+def test_out_of_range_and_inconsistent_values_are_refused(page, tmp_path):
     # Out of range: the field says why at once, and Reset refuses it.
     set_field(page, "natural_factor", "0.4")
     message = "natural_factor = 0.4: must be a number in [0, 0.3)"
@@ -296,8 +296,19 @@ def test_out_of_range_and_inconsistent_values_are_refused(page):
     notice.filter(has_text="shares must sum to 1").wait_for()
     assert "60 parties" in page.locator(".dipi-headline").inner_text()
     assert "Traceback" not in page.inner_text("body")
-    # Once fixed, Reset applies everything.
+    # A page sets no file-system path: a path in "Other keys" is refused in one line.
     set_field(page, "share_solar", "0.4")
+    box = page.locator(".v-textarea textarea")
+    box.fill(f'ledger = "{tmp_path / "x.sqlite"}"')
+    box.blur()
+    click(page, "Reset")
+    notice.filter(has_text="the dashboard sets no file or path").wait_for()
+    assert len(notice.inner_text().strip().splitlines()) == 1
+    assert "60 parties" in page.locator(".dipi-headline").inner_text()
+    assert not (tmp_path / "x.sqlite").exists()
+    # Once fixed, Reset applies everything.
+    box.fill("")
+    box.blur()
     click(page, "Reset")
     page.locator(".dipi-headline").filter(has_text="100 parties").wait_for()
     assert page.locator(".dipi-notice").count() == 0
