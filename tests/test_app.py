@@ -627,13 +627,17 @@ def test_real_ledger_if_the_model_keeps_one():
 
 
 # ------------------------------------------------------------------------------ server
-def test_server_command_and_environment():
+def test_server_command_and_environment(monkeypatch):
     cmd = server.solara_command("127.0.0.1", 8123)
     assert cmd[1:4] == ["-m", "dipi_abm.dashboard.security", "run"]
     assert cmd[4].endswith("dipi_abm/app.py") and server.APP_FILE.exists()
     assert cmd[5:] == ["--host", "127.0.0.1", "--port", "8123", "--production", "--no-open"]
     assert "--no-open" not in server.solara_command(open_browser=True)
     assert server.server_env()["SOLARA_TELEMETRY_MIXPANEL_ENABLE"] == "False"
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert server.server_env()["MALLOC_ARENA_MAX"] == "2"  # sessions' threads share arenas
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert server.server_env()["MALLOC_ARENA_MAX"] == "8"  # the user's choice wins
     for port in (-1, 70000, "80", True):
         with pytest.raises(ConfigError, match="port"):
             server.solara_command(port=port)
