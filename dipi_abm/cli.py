@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "GraphML / edge-list file with r_ohm (or weight) per edge")
     run.add_argument("--set", dest="assignments", action="append", default=[],
                      metavar="KEY=VALUE", help="set any scenario key; repeatable; values "
-                     "are TOML (e.g. --set matching=centralized --set natural_factor=0.2)")
+                     "are TOML (e.g. --set matching=centralized --set credit_rule=ema)")
     run.add_argument("--ledger", metavar="PATH", help="write the DU1/JY1/LH1 chains to this "
                      "new SQLite file as the run goes (ledger_detail sets full/digest)")
     run.add_argument("--force", action="store_true", help="write into an --out folder that "
@@ -195,9 +195,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_grid_source(params.grid)
     from .sweep.caveats import run_policy
 
-    for warning in ([run_policy(params)] if run_policy(params) else []) + \
-            cfg.inert_settings([params]):
-        warnings.warn(warning, UserWarning, stacklevel=1)
+    for warning in (run_policy(params), *cfg.inert_settings([params])):
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=1)
     check_disk(run_disk_needs(params, out, params.ledger or None))
     keys = None if args.keys is None else Path(args.keys)
     check_ledger_paths(params, out, keys)
