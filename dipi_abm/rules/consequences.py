@@ -366,9 +366,10 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
     "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
     Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty and deposit: who "
-    "receives a penalty or a forfeited deposit: the counterparty of the contract; the counterparty up to its actual harm, the "
-    "rest to the system operator (counterparty_capped); the grid company; or the system "
-    "operator, funding balancing.", "breach policy",
+    "receives a penalty or a forfeited deposit: the counterparty of the contract; the "
+    "counterparty up to its actual harm, the rest to the system operator "
+    "(counterparty_capped); the grid company; or the system operator, funding balancing.",
+    "breach policy",
     choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
     Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
     "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
