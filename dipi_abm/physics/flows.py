@@ -469,16 +469,16 @@ def _pair_factors(
     n_buses = ptdf.shape[1]
     tol = OVERLOAD_RTOL * np.maximum(limit, 1.0)
     factor = np.ones(volume.size)
+    pair_loading = ptdf[:, seller_bus] - ptdf[:, buyer_bus]  # kW per kWh of each pair
+    pair_loading[np.abs(pair_loading) < PTDF_EPS] = 0.0
 
     def overloads() -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
         v = factor * volume
         net = np.bincount(seller_bus, v, n_buses) - np.bincount(buyer_bus, v, n_buses)
         flow = base + ptdf @ net
         rows = np.flatnonzero(np.abs(flow) > limit + tol)
-        over = ptdf[rows]
-        loading = over[:, seller_bus] - over[:, buyer_bus]  # kW per kWh of each pair
-        loading[np.abs(loading) < PTDF_EPS] = 0.0
-        push = np.sign(flow[rows])[:, None] * loading * v  # in the overloading direction
+        # in the overloading direction
+        push = np.sign(flow[rows])[:, None] * pair_loading[rows] * v
         return rows, flow[rows], push
 
     for rounds in range(max_iter):
