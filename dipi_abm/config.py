@@ -84,7 +84,7 @@ PARAMS: tuple[Param, ...] = (
        "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
        "summary.", "run", low=0, high=2**128 - 1, allow_none=True),
     _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
-    _p("agent_report_every", None, int, "h", "Per-agent records (DataCollector, "
+    _p("agent_report_every", None, int, "h", "Per-party records (agents_dataframe(), "
        "agents.parquet) every k hours. Empty: every hour up to 10 million party records "
        "(about 0.25 GB on disk), else the smallest k that keeps the run under that.", "run",
        low=1, high=10_000_000, allow_none=True),

@@ -50,7 +50,7 @@ from .physics.grid import Grid, build_grid, wheeling_tariff
 from .physics.profiles import Profiles
 from .physics.siting import site_parties
 from .physics.weather import SOLAR, TECHNOLOGIES, THERMAL, Weather, WeatherParams, load_shape
-from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
+from .results.collect import PartyLog, party_dataframe
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
@@ -83,8 +83,9 @@ class DIPIModel(mesa.Model):
     ``DIPIModel(params=cfg.validate(...))`` takes an already validated set (what the
     CLI, the sweeps and the dashboard hand over). ``grid`` may also be a
     ``networkx.Graph``. ``step()`` advances one hour;
-    ``run()`` runs up to ``hours`` hours; ``datacollector`` holds the hourly KPIs and
-    the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
+    ``run()`` runs up to ``hours`` hours; ``datacollector`` (Mesa's) holds the hourly
+    KPIs, ``party_log`` the per-party records; ``record`` is the last hour's
+    :class:`~dipi_abm.hour.HourRecord`.
     """
 
     def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
@@ -204,12 +205,10 @@ class DIPIModel(mesa.Model):
             self._retail_by_hod[s.hour_of_day] = s.retail
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
-        self.datacollector = ColumnarDataCollector(
-            model_reporters={"hour": "hour", **{k: k for k in self.hourly_kpis}},
-            agent_reporters=dict(PARTY_REPORTERS),
-            every=p.agent_report_every,
-        )
-        self.datacollector.collect(self)
+        # One row per hour run (none for hour 0), so that mesa.batch_run's steps meet hours.
+        self.datacollector = mesa.DataCollector(
+            model_reporters={"hour": "hour", **{k: k for k in self.hourly_kpis}})
+        self.party_log = PartyLog(p.agent_report_every)
 
     # ------------------------------------------------------------------ the hour
     def step(self) -> None:
@@ -269,6 +268,7 @@ class DIPIModel(mesa.Model):
         self._report(replace(record, block=block, chain=chain))
         self.running = self.hour < p.hours
         self.datacollector.collect(self)
+        self.party_log.record(self)
 
     def run(self, hours: int | None = None, progress: Any = None) -> DIPIModel:
         """Advance up to ``hours`` hours (default: what is left of the ``hours`` parameter).
@@ -631,7 +631,7 @@ class DIPIModel(mesa.Model):
     def agents_dataframe(self):  # noqa: ANN201
         """Per party and reported hour, the columns of agents.parquet: hour, agent_id,
         credit, balance, volumes, breach flag, blocks won, kind and bus (runs that fit
-        in memory; Mesa's Step/AgentID frame is ``datacollector.get_agent_vars_dataframe()``)."""
+        in memory)."""
         return party_dataframe(self)
 
 

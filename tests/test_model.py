@@ -8,13 +8,11 @@ from unittest import mock
 
 import mesa
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
-import dipi_abm.model as model_mod
 from dipi_abm import DIPIModel
 from dipi_abm import market as market_mod
 from dipi_abm.agents import DPGC, GridCompany, Miner, User
@@ -337,64 +335,6 @@ def test_agent_records_every_k_hours():
     hourly = DIPIModel(seed=4, hours=3, **SMALL).run().agents_dataframe()
     assert list(df.columns) == list(hourly.columns) == list(PARTY_TABLE_COLUMNS)
     assert df.dtypes.equals(hourly.dtypes)
-
-
-BATCH = dict(
-    parameters={"n_dpgc": 5, "n_users": 20, "hours": 12, "seed": [1, 2]},
-    max_steps=12,
-    number_processes=1,
-    data_collection_period=1,
-    display_progress=False,
-)
-AGENT_COLUMNS = [
-    "credit",
-    "balance",
-    "order_kwh",
-    "committed_kwh",
-    "delivered_kwh",
-    "breach",
-    "blocks_won",
-]
-
-
-@pytest.fixture(scope="module")
-def batch_rows():
-    return pd.DataFrame(mesa.batch_run(DIPIModel, **BATCH))
-
-
-def test_batch_run_rows_have_kpis_and_agent_records(batch_rows):
-    df = batch_rows
-    for col in ["RunId", "Step", "seed", "AgentID", *AGENT_COLUMNS, *model_mod.HOURLY_KPIS]:
-        assert col in df.columns, col
-    assert set(df["seed"]) == {1, 2}
-    # one record per party and step
-    per = df.groupby(["seed", "Step"]).size()
-    assert (per == 25).all()
-    # every hour is there, the last one included, one Step per hour (Mesa 3.3 labels hour h
-    # Step h - 1, Mesa >= 3.4 Step h: the row's ``hour`` says which)
-    hours = df.groupby("seed")["hour"].agg(lambda h: sorted(set(h)))
-    assert hours.tolist() == [list(range(1, 13))] * 2
-    assert (df.groupby(["seed", "Step"])["hour"].nunique() == 1).all()
-    assert (df.groupby("seed")["Step"].nunique() == 12).all()
-    assert df["credit"].between(0, 100).all()
-
-
-def test_batch_run_kpis_are_the_model_level_values(batch_rows):
-    """Within a run and step every KPI is one model-level value (no agent column shadows it)."""
-    for seed, rows in batch_rows.groupby("seed"):
-        ref = DIPIModel(seed=seed, n_dpgc=5, n_users=20, hours=12).run()
-        vars_ = ref.datacollector.get_model_vars_dataframe()
-        for hour, at in rows.groupby("hour"):
-            for kpi in model_mod.HOURLY_KPIS:
-                values = at[kpi].to_numpy(dtype=float)
-                want = float(vars_.loc[vars_["hour"] == hour, kpi].iloc[0])
-                np.testing.assert_allclose(
-                    values,
-                    want,
-                    rtol=1e-12,
-                    equal_nan=True,
-                    err_msg=f"{kpi} at seed {seed} hour {hour}",
-                )
 
 
 @pytest.mark.parametrize("start_hour", [0, 7, 23])
