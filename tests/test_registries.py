@@ -14,6 +14,7 @@ import pytest
 from dipi_abm import DIPIModel
 from dipi_abm import config as cfg
 from dipi_abm.rules.consensus import CONSENSUS_RULES
+from dipi_abm.rules.consequences import BREACH_POLICIES
 from dipi_abm.rules.credit import CREDIT_RULES
 from dipi_abm.rules.learning import LEARNING_RULES
 from dipi_abm.rules.matching import MATCHING_RULES
@@ -24,6 +25,7 @@ REGISTRIES = {
     "credit_rule": CREDIT_RULES,
     "consensus": CONSENSUS_RULES,
     "learning": LEARNING_RULES,
+    "breach_policy": BREACH_POLICIES,
 }
 ENTRIES = [(key, name) for key, reg in REGISTRIES.items() for name in reg]
 SMALL = {"n_dpgc": 5, "n_users": 20, "hours": 24, "opportunist_share": 0.2}
