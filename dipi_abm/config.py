@@ -424,9 +424,7 @@ def _check_cross(v: dict[str, Any]) -> None:
                           "writes nothing; set ledger_detail = 'digest' or 'full', or drop ledger")
     f, r = v["feed_in_yuan_per_kwh"], v["retail_yuan_per_kwh"]
     if f >= r:
-        raise ConfigError(
-            f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}"
-        )
+        raise ConfigError(f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}")
     if TARIFFS[v["tariff"]].has("time_of_use"):
         if not f < v["tou_valley_yuan_per_kwh"] <= r <= v["tou_peak_yuan_per_kwh"]:
             raise ConfigError(

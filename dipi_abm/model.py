@@ -117,11 +117,9 @@ class DIPIModel(mesa.Model):
         self.running = True
 
         # The world: grid, parties, weather.
-        self.grid: Grid = build_grid(
-            grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
-            rng=self.rngs["placement"],
-            memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
-        )
+        self.grid: Grid = build_grid(grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
+                                     rng=self.rngs["placement"],
+                                     memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb))
         self.line_model = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         self.state = self._build_parties()
         self._gen_rows = np.flatnonzero(self.state.tech >= 0)
@@ -160,13 +158,12 @@ class DIPIModel(mesa.Model):
 
         # The rules of the run, each bound once.
         matching = MATCHING_RULES[p.matching]
-        self.market = Market(
-            match=matching.bind(p), price=PRICE_RULES[p.price_rule], network=self.network,
-            lines=self.lines, bus=self.state.bus, faulty=faulty, quorum_m=self.quorum_m,
-            collude=p.faulty_collude, grid_only=matching.has("grid_only"),
-            ogsc_priority=ogsc_priority(self.state.tech),
-            intake_limit_kw=p.grid_intake_limit_kw,
-        )
+        self.market = Market(match=matching.bind(p), price=PRICE_RULES[p.price_rule],
+                             network=self.network, lines=self.lines, bus=self.state.bus,
+                             faulty=faulty, quorum_m=self.quorum_m, collude=p.faulty_collude,
+                             grid_only=matching.has("grid_only"),
+                             ogsc_priority=ogsc_priority(self.state.tech),
+                             intake_limit_kw=p.grid_intake_limit_kw)
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
         self._credit_score = CREDIT_SCORES[p.credit_score].bind(p)
         self._credit_live = not (self.market.grid_only or p.credit_frozen)

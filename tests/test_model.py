@@ -72,9 +72,8 @@ def check_hour(m: DIPIModel, spy: SettleSpy, initial_total: float) -> None:
     short, surplus = np.maximum(0, b - g), np.maximum(0, g - b)
     np.testing.assert_allclose(st_.buyer_pays, direct * (price + w) + short * r, atol=1e-9)
     np.testing.assert_allclose(st_.seller_income, direct * price + surplus * f, atol=1e-9)
-    np.testing.assert_allclose(
-        st_.buyer_pays, st_.seller_income + st_.grid_income, rtol=1e-12, atol=1e-9
-    )
+    np.testing.assert_allclose(st_.buyer_pays, st_.seller_income + st_.grid_income, rtol=1e-12,
+                               atol=1e-9)
     # contracts: feasible, within distance, priced within [F, R], within the orders
     if c.size:
         assert not grid_only
@@ -131,33 +130,25 @@ def run_checked(m: DIPIModel, hours: int | None = None) -> DIPIModel:
 
 
 model_params = st.fixed_dictionaries(
-    {
-        "seed": st.integers(0, 2**32 - 1),
-        "n_dpgc": st.integers(5, 10),
-        "n_users": st.integers(20, 40),
-        "hours": st.integers(24, 36),
-        "start_hour": st.integers(0, 23),
-        "credit_rule": st.sampled_from(sorted(CREDIT_RULES)),
-        "learning": st.sampled_from(sorted(LEARNING_RULES)),
-        "opportunist_share": st.sampled_from([0.0, 0.3]),
-        "wheeling": st.sampled_from(sorted(WHEELING_RULES)),
-        "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
-        "tariff": st.sampled_from(sorted(TARIFFS)),
-        "grid_intake_limit_kw": st.sampled_from([math.inf, 0.0, 100.0, 1000.0]),
-        "price_rule": st.sampled_from(sorted(PRICE_RULES)),
-        "breach_tolerance": st.sampled_from([0.0, 0.05, 0.2]),
-        "natural_factor": st.sampled_from([0.0, 0.1, 0.25]),
-        "consensus": st.sampled_from(sorted(CONSENSUS_RULES)),
-        "poca_mode": st.sampled_from(sorted(POCA_MODES)),
-        "poca_difficulty_bits": st.just(4.0),
-        "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]),
-        "n_miners": st.integers(0, 2),
-        "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
-        "budget_period_h": st.sampled_from([0, 5, 24]),
-        "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
-        "grid": st.sampled_from(["ieee33", "synthetic"]),
-        "grid_buses": st.integers(5, 15),
-    }
+    {"seed": st.integers(0, 2**32 - 1), "n_dpgc": st.integers(5, 10),
+     "n_users": st.integers(20, 40), "hours": st.integers(24, 36),
+     "start_hour": st.integers(0, 23), "credit_rule": st.sampled_from(sorted(CREDIT_RULES)),
+     "learning": st.sampled_from(sorted(LEARNING_RULES)),
+     "opportunist_share": st.sampled_from([0.0, 0.3]),
+     "wheeling": st.sampled_from(sorted(WHEELING_RULES)),
+     "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
+     "tariff": st.sampled_from(sorted(TARIFFS)),
+     "grid_intake_limit_kw": st.sampled_from([math.inf, 0.0, 100.0, 1000.0]),
+     "price_rule": st.sampled_from(sorted(PRICE_RULES)),
+     "breach_tolerance": st.sampled_from([0.0, 0.05, 0.2]),
+     "natural_factor": st.sampled_from([0.0, 0.1, 0.25]),
+     "consensus": st.sampled_from(sorted(CONSENSUS_RULES)),
+     "poca_mode": st.sampled_from(sorted(POCA_MODES)), "poca_difficulty_bits": st.just(4.0),
+     "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]), "n_miners": st.integers(0, 2),
+     "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
+     "budget_period_h": st.sampled_from([0, 5, 24]),
+     "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
+     "grid": st.sampled_from(["ieee33", "synthetic"]), "grid_buses": st.integers(5, 15)}
 )
 
 
@@ -173,15 +164,8 @@ def test_hourly_invariants(matching, params):
 
 def test_hour_without_any_contract_settles():
     """Sellers ask R and buyers bid F: nothing can match, everything goes to the grid."""
-    m = DIPIModel(
-        seed=5,
-        hours=6,
-        ask_markup_min=1.0,
-        ask_markup_max=1.0,
-        bid_discount_min=1.0,
-        bid_discount_max=1.0,
-        **SMALL,
-    )
+    m = DIPIModel(seed=5, hours=6, ask_markup_min=1.0, ask_markup_max=1.0, bid_discount_min=1.0,
+                  bid_discount_max=1.0, **SMALL)
     run_checked(m)
     df = m.hourly_dataframe()
     assert (df["p2p_volume_kwh"] == 0).all()

@@ -20,13 +20,9 @@ from dipi_abm.rules.learning import LEARNING_RULES
 from dipi_abm.rules.matching import MATCHING_RULES
 from dipi_abm.rules.registry import TRAITS, Rule
 
-REGISTRIES = {
-    "matching": MATCHING_RULES,
-    "credit_rule": CREDIT_RULES,
-    "consensus": CONSENSUS_RULES,
-    "learning": LEARNING_RULES,
-    "breach_policy": BREACH_POLICIES,
-}
+REGISTRIES = {"matching": MATCHING_RULES, "credit_rule": CREDIT_RULES,
+              "consensus": CONSENSUS_RULES, "learning": LEARNING_RULES,
+              "breach_policy": BREACH_POLICIES}
 ENTRIES = [(key, name) for key, reg in REGISTRIES.items() for name in reg]
 SMALL = {"n_dpgc": 5, "n_users": 20, "hours": 24, "opportunist_share": 0.2}
 

@@ -35,11 +35,8 @@ from dipi_abm.sweep.engine import (
 )
 
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
-SPEC = {
-    "sweep": {"design": "factorial", "replications": 2, "seed": 11},
-    "base": TINY,
-    "factors": {"natural_factor": [0.0, 0.2], "matching": ["price_time", "centralized"]},
-}
+SPEC = {"sweep": {"design": "factorial", "replications": 2, "seed": 11}, "base": TINY,
+        "factors": {"natural_factor": [0.0, 0.2], "matching": ["price_time", "centralized"]}}
 N_RUNS = 8
 
 

@@ -45,15 +45,11 @@ DAILY_AFTER_HOURS = 21 * 24
 def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
     """The current value of every party reporter, as arrays in party-row order."""
     s = model.state
-    return {
-        "credit": s.credit.credit.astype(np.float32),
-        "balance": s.balance.copy(),
-        "order_kwh": s.offered_kwh.astype(np.float32),
-        "committed_kwh": s.committed_kwh.astype(np.float32),
-        "delivered_kwh": s.delivered_kwh.astype(np.float32),
-        "breach": s.breach.copy(),
-        "blocks_won": model.node_blocks_won[: s.n].astype(np.int32),
-    }
+    return {"credit": s.credit.credit.astype(np.float32), "balance": s.balance.copy(),
+            "order_kwh": s.offered_kwh.astype(np.float32),
+            "committed_kwh": s.committed_kwh.astype(np.float32),
+            "delivered_kwh": s.delivered_kwh.astype(np.float32), "breach": s.breach.copy(),
+            "blocks_won": model.node_blocks_won[: s.n].astype(np.int32)}
 
 
 class AgentSink(Protocol):

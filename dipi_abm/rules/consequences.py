@@ -502,9 +502,6 @@ def bind(value: str | Iterable[str], params: Mapping[str, Any]) -> Consequences:
     """Bind the named policies' hooks to their keys' values in ``params`` (once per run)."""
     names = policy_names(value)
     hooks = [BREACH_POLICIES[n].bind(params)() for n in names]
-    return Consequences(
-        names,
-        tuple((k, h.transfers) for k, h in enumerate(hooks) if h.transfers),
-        tuple(h.volume_cap for h in hooks if h.volume_cap),
-        tuple(h.gated for h in hooks if h.gated),
-    )
+    return Consequences(names, tuple((k, h.transfers) for k, h in enumerate(hooks) if h.transfers),
+                        tuple(h.volume_cap for h in hooks if h.volume_cap),
+                        tuple(h.gated for h in hooks if h.gated))

@@ -169,11 +169,9 @@ def _fixed_charge(net: NetworkHour) -> NDArray[np.float64]:
     return net.fixed_yuan * net.users
 
 
-RECOVERY_RULES: dict[str, Rule] = {
-    "none": Rule(_no_recovery),
-    "wheeling": Rule(_wheeling_recovery),
-    "fixed_charge": Rule(_fixed_charge),
-}
+RECOVERY_RULES: dict[str, Rule] = {"none": Rule(_no_recovery),
+                                   "wheeling": Rule(_wheeling_recovery),
+                                   "fixed_charge": Rule(_fixed_charge)}
 
 #: The economy's scenario keys (collected by :mod:`dipi_abm.config`): the two rules, then
 #: what the costs and the welfare read.
