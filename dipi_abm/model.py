@@ -75,6 +75,11 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def _view(owner: str, name: str) -> property:
+    """A read-only model attribute that is ``self.<owner>.<name>``."""
+    return property(lambda self: getattr(getattr(self, owner), name))
+
+
 class DIPIModel(mesa.Model):
     """Hourly P2P distributed-energy market with credit and credit-weighted consensus.
 
@@ -381,46 +386,21 @@ class DIPIModel(mesa.Model):
             setattr(self, name, k[name])
 
     # ------------------------------------------------------------------ views
-    @property
-    def node_hash_power(self) -> NDArray[np.float64]:
-        return self.miners_set.hash_power
-
-    @property
-    def node_blocks_won(self) -> NDArray[np.int64]:
-        return self.miners_set.blocks_won
-
-    @property
-    def miner_balance(self) -> NDArray[np.float64]:
-        return self.miners_set.standalone_balance
-
-    @property
-    def faulty(self) -> NDArray[np.bool_]:
-        return self.miners_set.faulty
-
-    @property
-    def minted_yuan(self) -> float:
-        return self.miners_set.minted_yuan
-
-    @property
-    def opportunist(self) -> NDArray[np.bool_]:
-        return self.state.opportunist
+    # Views of the miners' and the batteries' columns.
+    node_hash_power = _view("miners_set", "hash_power")
+    node_blocks_won = _view("miners_set", "blocks_won")
+    miner_balance = _view("miners_set", "standalone_balance")
+    faulty = _view("miners_set", "faulty")
+    minted_yuan = _view("miners_set", "minted_yuan")
+    opportunist = _view("state", "opportunist")
+    storage_kwh = _view("batteries", "energy_kwh")
+    storage_kw = _view("batteries", "power_kw")
+    soc_kwh = _view("batteries", "soc_kwh")
 
     @property
     def block_winner(self) -> int | None:
         return None if self.record is None or self.record.block is None \
             else self.record.block.winner
-
-    @property
-    def storage_kwh(self) -> NDArray[np.float64]:
-        return self.batteries.energy_kwh
-
-    @property
-    def storage_kw(self) -> NDArray[np.float64]:
-        return self.batteries.power_kw
-
-    @property
-    def soc_kwh(self) -> NDArray[np.float64]:
-        return self.batteries.soc_kwh
 
     # ------------------------------------------------------------------ construction
     def _build_parties(self) -> PartySet:
