@@ -38,7 +38,6 @@ HOURS_PER_YEAR = 8760.0
 #: (users with rooftop PV), then the two accounts that are not parties.
 PARTY_TYPES = (*TECHNOLOGIES, *LOAD_CLASSES, "prosumer")
 ACCOUNTS = (*PARTY_TYPES, "grid_company", "balancing")
-GRID_ROW, BALANCING_ROW = len(PARTY_TYPES), len(PARTY_TYPES) + 1
 
 #: Hourly KPIs of the economy (docs/model.md sections 6c, 9) and their units.
 ECONOMY_KPIS = {
