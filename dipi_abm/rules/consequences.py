@@ -234,9 +234,11 @@ def deposit_rate(credit: NDArray, deposit_yuan_per_kwh: float,
 
 
 def deposit_transfers(hour: Hour, *, deposit_yuan_per_kwh: float,
-                      deposit_low_credit_yuan_per_kwh: float) -> Flows:
+                      deposit_low_credit_yuan_per_kwh: float, penalty_recipient: str) -> Flows:
     """``deposit``: each side locked rate(credit) * q at matching; it forfeits the share
-    of it that its shortfall beyond ``breach_tolerance`` is of q, to the counterparty::
+    of it that its shortfall beyond ``breach_tolerance`` is of q, to ``penalty_recipient``
+    as a penalty is paid (the counterparty, by default; capped at its actual harm with
+    ``counterparty_capped``)::
 
         seller forfeits  rate(C_s) * max(0, (q - g) - tol * q)
         buyer forfeits   rate(C_b) * max(0, (q - b) - tol * q)
@@ -251,7 +253,8 @@ def deposit_transfers(hour: Hour, *, deposit_yuan_per_kwh: float,
     rate_b = deposit_rate(hour.credit[hour.buyer], deposit_yuan_per_kwh,
                           deposit_low_credit_yuan_per_kwh)
     return _two_way(hour, rate_s * np.maximum(hour.seller_shortfall - tol * q, 0.0),
-                    rate_b * np.maximum(hour.buyer_shortfall - tol * q, 0.0))
+                    rate_b * np.maximum(hour.buyer_shortfall - tol * q, 0.0),
+                    penalty_recipient)
 
 
 def deposit_cap(pos: Positions, *, deposit_yuan_per_kwh: float,
@@ -343,6 +346,14 @@ def policy(doc: str, params: tuple[Param, ...] = (), **hooks: Callable[..., Any]
                 traits=frozenset(HOOKS[h] for h in hooks))
 
 
+#: Who receives a penalty or a forfeited deposit (imbalance_penalty and deposit).
+_RECIPIENT = Param(
+    "penalty_recipient", "counterparty", str, "-", "imbalance_penalty and deposit: who "
+    "receives a penalty or a forfeited deposit: the counterparty of the contract; the "
+    "counterparty up to its actual harm, the rest to the system operator "
+    "(counterparty_capped); the grid company; or the system operator, funding balancing.",
+    "breach policy",
+    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator"))
 #: Each policy's settings (scenario keys), declared beside its entry.
 _PENALTY = (
     Param("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
@@ -359,11 +370,7 @@ _PENALTY = (
     "thermal seller (dispatchable).", "breach policy", low=0.0, high=1.0),
     Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
     "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
-    Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-    "penalty: the counterparty of the contract; the counterparty up to its actual harm, the "
-    "rest to the system operator (counterparty_capped); the grid company; or the system "
-    "operator, funding balancing.", "breach policy",
-    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
+    _RECIPIENT,
 )
 _DEPOSIT = (
     Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
@@ -374,6 +381,7 @@ _DEPOSIT = (
     Param("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
     "may post beyond its positive balance; a party cannot commit more than "
     "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
+    _RECIPIENT,
 )
 _GATE = (
     Param("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
@@ -406,7 +414,7 @@ BREACH_POLICIES: dict[str, Rule] = {
     "deposit": policy(
         "Collateral per committed kWh, larger at lower credit, locked at matching (a party "
         "cannot commit more than it can post), forfeited to the counterparty pro rata to the "
-        "shortfall beyond breach_tolerance.", _DEPOSIT,
+        "shortfall beyond breach_tolerance (or as penalty_recipient says).", _DEPOSIT,
         transfers=deposit_transfers, volume_cap=deposit_cap),
     "credit_gate": policy(
         "Below gate_credit_threshold a party may trade only m(credit) of its forecast, never "
