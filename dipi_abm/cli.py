@@ -252,12 +252,7 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger.verify import (
-        anchor_from_heads,
-        anchor_from_summary,
-        authority_key,
-        verify_ledger,
-    )
+    from .ledger.verify import anchor_from_heads, anchor_from_summary, authority_key, verify_ledger
 
     if args.summary is not None and args.heads:
         raise ConfigError("verify-ledger: give --summary or --head, not both")
