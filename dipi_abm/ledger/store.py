@@ -655,21 +655,13 @@ class Ledger:
         self.path = None if path is None else Path(path)
         if self.path is not None and self.path.exists() and self.path.stat().st_size > 0:
             raise ConfigError(f"ledger '{self.path}': already exists; choose a new path")
+        # A file ledger is built under a hidden name and appears at its path only with its
+        # genesis blocks (write_genesis): a reader never sees it half-created.
+        self._creating = None if self.path is None else self.path.with_name(
+            f".{self.path.name}.creating-{os.getpid()}-{os.urandom(4).hex()}")
+        self._background = background
         try:
-            # The writer thread appends, the owner reads after drain(): never both at once.
-            self._db = sqlite3.connect(
-                ":memory:" if self.path is None else self.path, isolation_level=None,
-                check_same_thread=not background,
-            )
-            if self.path is not None:
-                # WAL: a commit per period without a full sync; back to a single file on close.
-                # The file itself is written twice only: here (schema and run record) and
-                # after the genesis; every period stays in the -wal until close, so while
-                # a run writes, the file alone is a ledger of its genesis that the -wal
-                # extends (verify checks that, see open_ledger_file).
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._db = self._connect(self._creating)
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
             self._db.executescript(f"BEGIN;{_SCHEMA}")
@@ -677,6 +669,8 @@ class Ledger:
             self._db.execute("COMMIT")
             self._checkpoint()
         except sqlite3.Error as exc:
+            if self._creating is not None:
+                self._discard_creating()
             raise ConfigError(f"ledger '{self.path}': cannot create: {exc}") from None
         self._heads: dict[str, Block] = {}
         self._authority: str | None = None  # the genesis signer's public key, hex
@@ -720,7 +714,43 @@ class Ledger:
         prepared["LH1"] = _prepare(own["LH1"], detail)
         self._append_period(0, prepared, signer, 0, 0)
         self._checkpoint()
+        self._publish()
         self._authority = public_keys[signer.name].hex()
+
+    def _connect(self, path: Path | None) -> sqlite3.Connection:
+        # The writer thread appends, the owner reads after drain(): never both at once.
+        db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None,
+                             check_same_thread=not self._background)
+        if path is not None:
+            # WAL: a commit per period without a full sync; back to a single file on close.
+            # The file itself is written only with its genesis and on close; every period
+            # waits in the -wal until then, so while a run writes, the file alone is a
+            # ledger of its genesis that the -wal extends (verify checks that).
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+        return db
+
+    def _publish(self) -> None:
+        """Move the ledger built under its hidden name to its path (never over a file
+        that appeared there meanwhile) and go on writing it there."""
+        if self._creating is None:
+            return
+        self._db.close()
+        try:
+            os.link(self._creating, self.path)  # fails if the path exists
+        except OSError:  # it exists, or a file system without hard links
+            if self.path.exists() and self.path.stat().st_size > 0:
+                raise ConfigError(f"ledger '{self.path}': already exists; choose a new "
+                                  "path") from None
+            os.replace(self._creating, self.path)  # over an empty placeholder (mkstemp)
+        self._discard_creating()
+        self._db = self._connect(self.path)
+
+    def _discard_creating(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self._creating}{suffix}").unlink(missing_ok=True)
+        self._creating = None
 
     def _checkpoint(self) -> None:
         """Fold the -wal into the file (a file ledger; the genesis and on close)."""
@@ -966,6 +996,9 @@ class Ledger:
     def _close_db(self) -> None:
         if self._db.in_transaction:  # closed inside a period: that period is dropped
             self._db.execute("ROLLBACK")
+        if self._creating is not None:  # closed before its genesis (or without one)
+            self._checkpoint()
+            self._publish()
         if self.path is not None:
             try:
                 self._checkpoint()
@@ -1150,13 +1183,19 @@ def open_ledger_file(path: str | os.PathLike, *,
         raise ConfigError(f"ledger '{path}': '{beside['-journal'].name}' beside it holds a "
                           "write cut off mid-transaction; open the ledger once with sqlite3 "
                           "(which rolls it back), then verify it")
-    live = size["-wal"] > 0 and not alone
-    if live and size["-shm"] < 0:
+    logged = size["-wal"] > 0 and not alone
+    if logged and size["-shm"] < 0:
         raise ConfigError(f"ledger '{path}': '{beside['-wal'].name}' beside it was left by "
                           "a writer that did not close it, so the file alone is not the "
                           "ledger; open it once with sqlite3 to fold the log in, or move "
                           "the log away to verify the file alone")
-    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
+    # A closed ledger is back in rollback-journal mode; one in WAL mode (file format
+    # bytes 18-19 = 2) is still being written, or its run was killed, even before its
+    # first period reaches the -wal.
+    with path.open("rb") as f:
+        f.seek(18)
+        live = logged or (f.read(2) == b"\x02\x02" and not alone)
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if logged else "&immutable=1")
     try:
         db = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:

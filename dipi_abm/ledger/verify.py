@@ -131,11 +131,11 @@ def verify_ledger(path: str | os.PathLike, anchor: Anchor | None = None) -> Veri
         report = verify_db(db, anchor, live=live)
         if live and report.ok:
             report = _file_alone(path, db) or VerifyReport(True, report.blocks, unchecked=(
-                f"what a run still writing it adds: '{Path(path).name}-wal' beside the file "
-                f"holds periods not yet folded into it; this verdict covers the "
-                f"{report.blocks} blocks committed when it was read (the file with its "
-                "-wal, as one snapshot, and the file alone as its prefix); verify again "
-                "once the run has closed it", *report.unchecked))
+                f"what a run still writing it adds (or a killed run left unclosed): the "
+                f"file is in WAL mode, its periods waiting in '{Path(path).name}-wal' until "
+                f"close; this verdict covers the {report.blocks} blocks committed when it "
+                "was read (the file with its -wal, as one snapshot, and the file alone as "
+                "its prefix); verify again once the run has closed it", *report.unchecked))
     except sqlite3.Error as exc:  # a page the integrity check did not reach
         raise ConfigError(f"ledger '{path}': not a readable SQLite file "
                           f"({' '.join(str(exc).split())})") from None
