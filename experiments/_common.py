@@ -27,6 +27,11 @@ from dipi_abm.results.files import atomic_write  # noqa: E402
 
 CI_LEVEL = 0.95
 
+#: Credit-rule thresholds on the ``kept`` credit scale (the recent share of contract sides
+#: kept): parties that are not opportunists end 14-20-day runs at about 60-75, so the keys'
+#: defaults (80) would gate and unpay nearly everyone (docs/findings.md states the levels).
+KEPT_SCALE = {"gate_credit_threshold": 50.0, "reward_credit_floor": 40.0}
+
 #: One colour per series, readable in greyscale print and by colour-blind readers (Okabe-Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 

@@ -88,6 +88,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    KEPT_SCALE,
     PALETTE,
     Timer,
     market_args,
@@ -120,8 +121,8 @@ ARM_LABEL = {"cma_live": "CMA + POCA, live credit", "cma_frozen": "CMA + POCA, c
 ARM_COLOR = {"cma_live": PALETTE[0], "cma_frozen": PALETTE[1], "centralized": "#7a7a7a",
              "gate": PALETTE[2], "reward": PALETTE[3]}
 #: the experiment's scenario, before --dpgc/--users/--days and --set
-BASE = {"opportunist_share": 0.2, "ledger_detail": "off", "gate_credit_threshold": 50.0,
-        "reward_credit_floor": 40.0, "reward_share_of_margin": 1.0}
+BASE = {"opportunist_share": 0.2, "ledger_detail": "off", **KEPT_SCALE,
+        "reward_share_of_margin": 1.0}
 LEARNING = ("roth_erev", "epsilon_greedy", "q_learning")
 LEARNING_COLOR = dict(zip(LEARNING, PALETTE[4:], strict=True))
 #: keys the arms and --learning set; --set may not change them

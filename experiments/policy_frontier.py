@@ -2,8 +2,10 @@
 
 What it tests. Every ``breach_policy`` (docs/model.md 6b) and a few useful combinations,
 plus the strict credit matching rule ``cma_strict`` (low-credit parties get only what
-is left after the trusted ones clear, no price-time fallback), each under two
-learning rules (``roth_erev``, ``epsilon_greedy``), with 20 % opportunists who start
+is left after the trusted ones clear, no price-time fallback), each under the myopic
+learning rules (``roth_erev``, ``epsilon_greedy``) and the foresighted ``q_learning``
+(which values the credit band it lands in, so what credit buys later can move it;
+docs/model.md section 8), with 20 % opportunists who start
 by over-committing. The question is the analyst's: which rule lowers breaches among
 learning, partly opportunistic parties, and what does it cost users, DPGCs, P2P
 volume and clean energy?
@@ -15,7 +17,8 @@ difference from ``none`` under the same learning rule is a paired difference. Th
 scenario is the default one (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
 R = 0.657 and F = 0.4 yuan/kWh, 2-h forecasts) with ``matching = "cma"`` and POCA,
 30 days; the credit rule is the scenario default (``--set credit_rule=...`` to
-change it). Per run:
+change it), with the gate's threshold at credit 50 and the rebate's floor at 40
+(``_common.KEPT_SCALE``: where they bite on the ``kept`` credit scale). Per run:
 
 - ``breach_rate_last``: breaches / committed sides over the last week (the last
   half of the run if shorter): what learning has settled on;
@@ -55,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    KEPT_SCALE,
     Timer,
     market_args,
     market_size,
@@ -76,9 +80,9 @@ POLICIES = (
     "imbalance_penalty+credit_gate", "make_whole+deposit", "make_whole+credit_scaled_reward",
 )
 STRICT = "cma_strict"
-LEARNING = ("roth_erev", "epsilon_greedy")
+LEARNING = ("roth_erev", "epsilon_greedy", "q_learning")
 BASE = {"matching": "cma", "consensus": "poca", "opportunist_share": 0.2,
-        "ledger_detail": "off"}
+        "ledger_detail": "off", **KEPT_SCALE}
 #: keys the arms set; --set may not change them
 ARM_KEYS = ("breach_policy", "learning", "matching")
 
