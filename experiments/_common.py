@@ -96,6 +96,44 @@ def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[s
             "hours": round(24 * (args.days or days[q]))}
 
 
+#: KPIs every market experiment reports: column -> (summary.json key, factor, label, unit)
+MARKET_KPIS: dict[str, tuple[str, float, str, str]] = {
+    "breach_shortfall_mwh": ("breach_shortfall_kwh", 1e-3, "breach shortfall, whole run", "MWh"),
+    "dpgc_income_kyuan": ("dpgc_income_yuan", 1e-3, "DPGC income", "thousand yuan"),
+    "grid_income_kyuan": ("grid_income_yuan", 1e-3, "grid company income", "thousand yuan"),
+    "p2p_delivered_mwh": ("p2p_delivered_kwh", 1e-3, "P2P delivered", "MWh"),
+    "clean_share_pct": ("clean_share", 100.0, "users' need met directly by clean DPGCs", "%"),
+    "mean_credit_dpgc": ("mean_credit_dpgc", 1.0, "mean DPGC credit at the end", "0-100"),
+    "mean_credit_user": ("mean_credit_user", 1.0, "mean user credit at the end", "0-100"),
+    "system_cost_kyuan": ("system_cost_yuan", 1e-3, "system cost (generation, upstream "
+                          "energy, balancing, network)", "thousand yuan"),
+    "balancing_cost_kyuan": ("balancing_cost_yuan", 1e-3, "balancing cost (reserve premium on "
+                             "the net imbalance)", "thousand yuan"),
+    "net_imbalance_mwh": ("net_imbalance_kwh", 1e-3, "net imbalance (sum over hours)", "MWh"),
+    "gross_imbalance_mwh": ("gross_imbalance_kwh", 1e-3, "gross imbalance (sum over hours)",
+                            "MWh"),
+    "welfare_kyuan": ("welfare_yuan", 1e-3, "welfare: value of served load - system cost",
+                      "thousand yuan"),
+    "grid_company_surplus_kyuan": ("net_surplus_grid_company_yuan", 1e-3, "grid company's net "
+                                   "surplus (after network and energy costs)", "thousand yuan"),
+}
+#: MARKET_KPIS's labels, and users' cost per kWh (computed by :func:`market_kpis`)
+MARKET_LABELS = {"user_cost_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
+                 **{k: (label, unit) for k, (_, _, label, unit) in MARKET_KPIS.items()}}
+
+
+def market_kpis(runs: pd.DataFrame) -> pd.DataFrame:
+    """:data:`MARKET_LABELS`'s columns for every run of a sweep's runs table: the
+    summary KPIs rescaled, and users' total cost (every payment and receipt, penalties
+    and rebates included) per kWh they bought (P2P delivered + grid)."""
+    bought = runs["p2p_delivered_kwh"] + runs["grid_purchase_kwh"]
+    out = pd.DataFrame({"user_cost_per_kwh": runs["user_cost_yuan"] / bought.where(bought > 0)},
+                       index=runs.index)
+    for k, (key, factor, _, _) in MARKET_KPIS.items():
+        out[k] = runs[key] * factor
+    return out
+
+
 def rep_streams(seed: int, reps: int) -> list[np.random.SeedSequence]:
     """One independent child SeedSequence per repetition."""
     return np.random.SeedSequence(seed).spawn(reps)

@@ -114,9 +114,9 @@ def test_centralized_vs_blockchain(load, tmp_path):
     assert (p2p.transaction_efficiency_pct > 0).all()
     # Robust at any size: P2P trade at prices between F and R lowers what users pay per
     # kWh and what they buy from the grid (a paired difference over the same weather).
-    assert summary.loc["user_price_yuan_per_kwh", "diff_ci_high"] < 0
+    assert summary.loc["user_cost_per_kwh", "diff_ci_high"] < 0
     assert summary.loc["grid_purchase_mwh", "diff_ci_high"] < 0
-    assert np.allclose(central.user_price_yuan_per_kwh, 0.657, atol=1e-3)
+    assert np.allclose(central.user_cost_per_kwh, 0.657, atol=1e-3)
     # Fair definitions: in centralized mode every scheduled party is held to its schedule,
     # so the shared denominator equals the committed sides; under a flat tariff every
     # user pays R, so the effective-price spread is 0 there and positive with P2P prices.
