@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from dipi_abm.config import parse_assignments  # noqa: E402
+from dipi_abm.errors import ConfigError  # noqa: E402
 from dipi_abm.results.files import atomic_write  # noqa: E402
 
 CI_LEVEL = 0.95
@@ -83,8 +85,11 @@ def market_args(ap: argparse.ArgumentParser, *, dpgc: tuple[int, int],
     ap.set_defaults(_market=(dpgc, users, days, quick_workers))
 
 
-def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
-    """Settle --workers on ``args`` and return the scenario's n_dpgc, n_users and hours."""
+def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace,
+                base: Mapping[str, Any] | None = None, fixed: Sequence[str] = ()) -> dict[str, Any]:
+    """Settle --workers on ``args`` and return the scenario: ``base``, the n_dpgc,
+    n_users and hours of --dpgc/--users/--days, and the --set keys; a --set of a key
+    in ``fixed`` (set by the arms) or of the seed is a usage error (exit 2)."""
     dpgc, users, days, quick_workers = args._market
     if args.workers is None:
         quick = args.quick and quick_workers is not None
@@ -92,8 +97,16 @@ def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[s
     if args.workers < 1:
         ap.error(f"--workers {args.workers}: must be >= 1")
     q = 1 if args.quick else 0
-    return {"n_dpgc": args.dpgc or dpgc[q], "n_users": args.users or users[q],
-            "hours": round(24 * (args.days or days[q]))}
+    try:
+        extra = parse_assignments(args.assignments)
+    except ConfigError as exc:
+        ap.error(str(exc))
+    taken = sorted(set(extra) & {*fixed, "seed"})
+    if taken:
+        ap.error(f"--set {', '.join(taken)}: set by the experiment's arms and replication "
+                 "seeds")
+    return {**(base or {}), "n_dpgc": args.dpgc or dpgc[q], "n_users": args.users or users[q],
+            "hours": round(24 * (args.days or days[q])), **extra}
 
 
 #: KPIs every market experiment reports: column -> (summary.json key, factor, label, unit)
@@ -143,6 +156,11 @@ def int_seed(ss: np.random.SeedSequence) -> int:
     """A 63-bit integer seed drawn from a SeedSequence (for APIs that take an int)."""
     hi, lo = (int(x) for x in ss.generate_state(2, np.uint32))
     return ((hi << 32) | lo) & ((1 << 63) - 1)
+
+
+def rep_seeds(seed: int, reps: int) -> list[int]:
+    """One model seed per repetition: :func:`int_seed` of each :func:`rep_streams` child."""
+    return [int_seed(ss) for ss in rep_streams(seed, reps)]
 
 
 def mean_ci(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

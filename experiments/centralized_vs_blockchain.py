@@ -82,7 +82,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 MODES = ("centralized", "price_time")
@@ -274,11 +274,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 reps_help="replications per mode")
     market_args(ap, dpgc=(20, 6), users=(100, 30), days=(14, 3))
     args = parse(ap, argv)
-    scenario = market_size(ap, args)
+    scenario = market_size(ap, args, fixed=("matching",))
     try:
-        scenario |= parse_assignments(args.assignments)
-        scenario.pop("matching", None)
-        scenario.pop("seed", None)
         validate({**scenario, "matching": "price_time"})
     except ConfigError as exc:
         ap.error(str(exc))

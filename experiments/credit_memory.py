@@ -38,11 +38,10 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
-    int_seed,
     mean_ci,
     parse,
     parser,
-    rep_streams,
+    rep_seeds,
     save_csv,
     save_png,
     style,
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 reps_help="model seeds")
     args = parse(ap, argv)
     timer = Timer()
-    seeds = [int_seed(ss) for ss in rep_streams(args.seed, args.reps)]
+    seeds = rep_seeds(args.seed, args.reps)
     print(HEADER)
     df = measure(seeds, args.quick)
     out = Path(args.out)

@@ -102,7 +102,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 from dipi_abm.model import BUYER, DPGC_KIND, SELLER
 
@@ -637,15 +637,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING),
                     help="learning rules, each over every arm (default: all three)")
     args = parse(ap, argv)
-    scenario = dict(BASE) | market_size(ap, args)
+    scenario = market_size(ap, args, BASE, ARM_KEYS)
     arms = list(dict.fromkeys(args.arms))
     try:
-        extra = parse_assignments(args.assignments)
-        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
-        if fixed:
-            ap.error(f"--set {', '.join(fixed)}: set by the arms, --learning and the "
-                     "replication seeds")
-        scenario |= extra
         scenario.setdefault("agent_report_every", scenario["hours"])  # no per-agent snapshots
         for a in arms:
             validate({**scenario, **ARMS[a], "learning": args.learning[0]})

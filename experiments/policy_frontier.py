@@ -73,7 +73,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 #: breach_policy values compared (the strict-CMA arm is added separately)
@@ -312,14 +312,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING))
     ap.add_argument("--no-strict", action="store_true", help="leave out the cma_strict arm")
     args = parse(ap, argv)
-    scenario = dict(BASE) | market_size(ap, args)
+    scenario = market_size(ap, args, BASE, ARM_KEYS)
     try:
-        extra = parse_assignments(args.assignments)
-        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
-        if fixed:
-            ap.error(f"--set {', '.join(fixed)}: set by the arms and the replication seeds; "
-                     "choose them with --policies / --learning")
-        scenario |= extra
         policies = list(dict.fromkeys(["none", *(validate({"breach_policy": p}).breach_policy
                                                  for p in args.policies)]))
         groups = groups_of(policies, args.learning, not args.no_strict)

@@ -259,7 +259,7 @@ def test_ema_workbench_prim(load, tmp_path):
     for k, lo, hi in box[["uncertainty", "min", "max"]].itertuples(index=False):
         assert mod.UNCERTAINTIES[k][0] <= lo <= hi <= mod.UNCERTAINTIES[k][1]
     scores = pd.read_csv(tmp_path / "feature_scores.csv").set_index("uncertainty")
-    np.testing.assert_allclose(scores.sum(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(scores.sum(), 1.0, atol=1e-5)  # CSV: 6 digits
 
 
 def test_feeder_fit(load, tmp_path):
