@@ -86,8 +86,8 @@ from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 MODES = ("centralized", "price_time")
-MODE_LABEL = {"centralized": "centralized\n(grid buys/sells all)",
-              "price_time": "blockchain P2P\n(price_time, credit, POCA)"}
+MODE_LABEL = {"centralized": "centralized\n(grid buys/sells)",
+              "price_time": "P2P (price_time,\ncredit, POCA)"}
 MODE_COLOR = {"centralized": "#9a9a9a", "price_time": PALETTE[0]}
 
 #: KPI column -> (label, unit) for the summary table; derived columns are added in kpis().
@@ -212,6 +212,7 @@ PANELS = (
 
 
 def _fmt(v: float) -> str:
+    v = v if abs(v) > 1e-9 else 0.0  # rounding is no difference
     a = abs(v)
     return f"{v:+,.0f}" if a >= 100 else (f"{v:+.2f}" if a >= 1 else f"{v:+.3f}")
 BY_CONSTRUCTION = {

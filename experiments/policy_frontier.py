@@ -37,8 +37,9 @@ Writes to ``--out``: ``policy_frontier_runs.csv`` (one row per arm and replicati
 ``policy_frontier.csv`` (per arm and KPI: mean and Student-t 95 % CI, and the paired
 difference from ``none`` under the same learning rule), ``policy_frontier_who_pays.csv``
 (per arm and party type: net surplus and its paired difference from ``none``),
-``policy_frontier.png`` (breach rate against users' cost per kWh, with CIs in both
-directions, one panel per learning rule), and the sweep folders under ``sweeps/`` (a rerun resumes).
+``policy_frontier.png`` (breach rate against users' cost per kWh and against system
+cost, with CIs in both directions, one column per learning rule), and the sweep folders
+under ``sweeps/`` (a rerun resumes).
 
     python experiments/policy_frontier.py --out results/policy_frontier
     python experiments/policy_frontier.py --quick
@@ -227,45 +228,53 @@ def short(policy: str) -> str:
     return " + ".join(SHORT.get(p, p) for p in policy.split("+"))
 
 
+#: the frontier's x axes: KPI -> label (paired change from none)
+X_AXES = {"user_cost_per_kwh": "users' cost per kWh bought, change from none (yuan/kWh)",
+          "system_cost_kyuan": "system cost, change from none (thousand yuan; welfare moves "
+                               "by minus this)"}
+
+
 def plot(summary: pd.DataFrame, scenario: dict, reps: int, path: Path) -> None:
-    """Breach rate against users' cost, as paired differences from ``none`` (the origin):
-    common random numbers make those intervals far narrower than the arms' own."""
+    """Breach rate against users' cost (top) and against system cost (bottom), as paired
+    differences from ``none`` (the origin): common random numbers make those intervals
+    far narrower than the arms' own."""
     import matplotlib.pyplot as plt
 
     style()
     learning = list(dict.fromkeys(summary["learning"]))
-    fig, axes = plt.subplots(1, len(learning), figsize=(8.2 * len(learning), 7.4),
+    fig, axes = plt.subplots(len(X_AXES), len(learning), figsize=(8.2 * len(learning), 13),
                              squeeze=False)
     policies = list(dict.fromkeys(summary["policy"]))
     cmap = plt.get_cmap("tab10")
     colors = {p: cmap(i % 10) for i, p in enumerate(policies)}
     markers = "osD^vP*XhH<>"
     s = summary.set_index(["kpi", "arm"])
-    for ax, lr in zip(axes[0], learning, strict=True):
-        ax.axhline(0, color="0.5", lw=1)
-        ax.axvline(0, color="0.5", lw=1)
-        for i, pol in enumerate(policies):
-            arm = f"{pol}|{lr}"
-            if ("breach_rate_last", arm) not in s.index or pol == "none":
-                continue
-            y = s.loc[("breach_rate_last", arm)]
-            x = s.loc[("user_cost_per_kwh", arm)]
-            ax.errorbar(x["diff_mean"], y["diff_mean"],
-                        xerr=[[x["diff_mean"] - x["diff_ci_low"]],
-                              [x["diff_ci_high"] - x["diff_mean"]]],
-                        yerr=[[y["diff_mean"] - y["diff_ci_low"]],
-                              [y["diff_ci_high"] - y["diff_mean"]]],
-                        fmt=markers[i % len(markers)], color=colors[pol], ms=9, capsize=4,
-                        lw=1.5, label=short(pol), mfc="white" if "+" in pol else colors[pol],
-                        mew=2)
-        ref = s.loc[("breach_rate_last", f"none|{lr}")]
-        cost = s.loc[("user_cost_per_kwh", f"none|{lr}")]
-        ax.set_title(f"learning = {lr}\nnone (origin): breach rate {ref['mean']:.1f} % "
-                     f"[{ref['ci_low']:.1f}, {ref['ci_high']:.1f}], users' cost "
-                     f"{cost['mean']:.3f} yuan/kWh", fontsize=12)
-        ax.set_xlabel("users' cost per kWh bought, change from none (yuan/kWh)")
-        ax.legend(loc="best", fontsize=9.5)
-    axes[0, 0].set_ylabel(f"breach rate in the last {scenario['window_h'] / 24:g} days, "
+    for row, (xkpi, xlabel) in zip(axes, X_AXES.items(), strict=True):
+        for ax, lr in zip(row, learning, strict=True):
+            ax.axhline(0, color="0.5", lw=1)
+            ax.axvline(0, color="0.5", lw=1)
+            for i, pol in enumerate(policies):
+                arm = f"{pol}|{lr}"
+                if ("breach_rate_last", arm) not in s.index or pol == "none":
+                    continue
+                y = s.loc[("breach_rate_last", arm)]
+                x = s.loc[(xkpi, arm)]
+                ax.errorbar(x["diff_mean"], y["diff_mean"],
+                            xerr=[[x["diff_mean"] - x["diff_ci_low"]],
+                                  [x["diff_ci_high"] - x["diff_mean"]]],
+                            yerr=[[y["diff_mean"] - y["diff_ci_low"]],
+                                  [y["diff_ci_high"] - y["diff_mean"]]],
+                            fmt=markers[i % len(markers)], color=colors[pol], ms=9,
+                            capsize=4, lw=1.5, label=short(pol),
+                            mfc="white" if "+" in pol else colors[pol], mew=2)
+            ref = s.loc[("breach_rate_last", f"none|{lr}")]
+            x0 = s.loc[(xkpi, f"none|{lr}")]
+            ax.set_title(f"learning = {lr}\nnone (origin): breach rate {ref['mean']:.1f} % "
+                         f"[{ref['ci_low']:.1f}, {ref['ci_high']:.1f}], {xkpi} "
+                         f"{x0['mean']:.3g}", fontsize=12)
+            ax.set_xlabel(xlabel)
+            ax.legend(loc="best", fontsize=9.5)
+        row[0].set_ylabel(f"breach rate in the last {scenario['window_h'] / 24:g} days, "
                           "change from none (points)")
     fig.suptitle(
         f"Breach policy frontier: {scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, "
