@@ -32,8 +32,10 @@ def run_disk_needs(p: Mapping[str, Any], out: str | os.PathLike,
               AGENT_RECORD_BYTES * n * snapshots + HOUR_BYTES * hours + FIXED_BYTES)]
     if ledger:
         detail = p["ledger_detail"]
-        needs.append((Path(ledger), f"the {detail} ledger",
-                      hours * (LEDGER_HOUR_BYTES[detail] + LEDGER_PARTY_HOUR_BYTES[detail] * n)))
+        # Twice the ledger: its periods wait in the -wal until close folds them into the file.
+        needs.append((Path(ledger), f"the {detail} ledger and its log",
+                      2 * hours * (LEDGER_HOUR_BYTES[detail]
+                                   + LEDGER_PARTY_HOUR_BYTES[detail] * n)))
     return needs
 
 

@@ -109,6 +109,19 @@ def test_deposit_forfeit_grows_as_credit_falls():
     assert not party.any()
 
 
+def test_a_forfeited_deposit_capped_at_the_counterpartys_harm():
+    # Seller credit 0 (rate 0.5) delivers 70 of 100: 25 kWh beyond tolerance forfeit 12.5;
+    # its buyer replaced 30 kWh at R instead of p + w = 0.64: harm 30 x 0.017 = 0.51, all
+    # it receives; the other 11.99 funds balancing (the system operator).
+    h = hour(100, 0.62, 0.02, 100, 70, credit=(0.0, 100.0))
+    f = bind("deposit", {**DEFAULTS, "penalty_recipient": "counterparty_capped"}).transfers(h)
+    np.testing.assert_allclose(f.party_net(2), [-12.5, 30 * (R - 0.64)])
+    assert f.yuan[f.payee == SYSTEM_OPERATOR].sum() == pytest.approx(12.5 - 30 * (R - 0.64))
+    party, grid = net("deposit", h, penalty_recipient="grid_company")
+    np.testing.assert_allclose(party, [-12.5, 0.0])
+    assert grid == pytest.approx(12.5)
+
+
 def test_deposit_caps_what_a_party_can_commit():
     c = bind("deposit", DEFAULTS)
     pos = Positions(credit=np.array([100.0, 0.0, 100.0]), balance=np.array([0.0, 0.0, -500.0]),

@@ -471,3 +471,56 @@ def test_explicit_limits_win_over_derived_ratings_and_max_parties_per_bus_holds(
     assert np.all(m.line_model.limit_kw == 700.0)
     assert np.bincount(m.state.bus).max() <= 2
     assert np.isinf(_model(line_rating_margin=np.inf).line_model.limit_kw).all()
+
+
+def _fit_one_by_one(lines, buses, user_weight, peak, cap, rng, limit):
+    """The siting's definition, party by party (docs/model.md §3): the reference the
+    windowed siting must equal to the bit."""
+    from dipi_abm.physics.flows import OVERLOAD_RTOL
+
+    rating = lines.limit_kw[:, None]
+    tol = OVERLOAD_RTOL * np.maximum(rating, 1.0)
+    p = lines.ptdf[:, buses]
+    load_flow, gen_flow = np.zeros((lines.n_lines, 1)), np.zeros((lines.n_lines, 1))
+    count, out = np.zeros(buses.size, np.int64), np.empty(peak.size, np.intp)
+    draws = rng.random(peak.size)
+    for i in np.argsort(-np.maximum(peak, cap), kind="stable"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worst = np.maximum(np.abs(load_flow - peak[i] * p), np.abs(gen_flow + cap[i] * p))
+            ratio = np.where(worst > tol, worst / rating, 0.0).max(axis=0)
+        room = count < limit if limit else np.ones(buses.size, bool)
+        ok = room & (ratio <= 1.0 + OVERLOAD_RTOL)
+        where = ok if ok.any() else room
+        w = np.where(where, user_weight if peak[i] > 0 and user_weight.sum() else 1.0, 0.0)
+        if not w.any():
+            w = where.astype(float)
+        k = min(int(np.searchsorted(np.cumsum(w), draws[i] * w.sum(), side="right")),
+                buses.size - 1)
+        out[i], count[k] = buses[k], count[k] + 1
+        load_flow -= peak[i] * p[:, k : k + 1]
+        gen_flow += cap[i] * p[:, k : k + 1]
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_users=st.integers(1, 3000), n_gen=st.integers(0, 400), seed=st.integers(0, 2**31),
+       margin=st.sampled_from([0.3, 1.0, 1.5, 4.0]), limit=st.sampled_from([0, 3, 200]))
+def test_the_windowed_siting_is_the_party_by_party_one(n_users, n_gen, seed, margin, limit):
+    """Full feeders, overflowing ones, capped buses, users only: the same buses."""
+    from dipi_abm.physics.siting import _fit, design_load_kw
+
+    grid = build_grid("ieee33")
+    rng = np.random.default_rng(seed)
+    design = design_load_kw(grid)
+    buses = np.array([b for b in range(grid.n_buses) if b != grid.root], np.intp)
+    if limit and limit * buses.size < n_users + n_gen:
+        limit = 0
+    lines = LineModel.build(grid).with_limits(margin * np.abs(LineModel.build(grid).ptdf
+                                                              @ -design))
+    peak = np.concatenate([rng.lognormal(3, 1, n_users), np.zeros(n_gen)])
+    cap = np.concatenate([np.where(rng.random(n_users) < 0.3, rng.uniform(3, 10, n_users), 0),
+                          rng.uniform(50, 600, n_gen)])
+    args = (lines, buses, design[buses], peak, cap)
+    np.testing.assert_array_equal(
+        _fit(*args, np.random.default_rng(seed), limit),
+        _fit_one_by_one(*args, np.random.default_rng(seed), limit))

@@ -569,19 +569,17 @@ def test_a_schema_an_sql_reader_honours_but_a_verifier_might_not(forge, attack):
     refused(path, "schema differs")
 
 
-def wal_forgery(run, folder: Path) -> Path:
-    """A forged main file (a transfer raised) and a committed -wal that reverts it, as a
-    killed writer leaves them: copied while the writing connection still holds them."""
+def wal_forgery(run, folder: Path, forge, revert) -> Path:
+    """A main file changed by ``forge(db)`` and a committed -wal that ``revert(db)`` writes
+    over it, as a killed writer leaves them: copied while the writing connection still
+    holds them."""
     work, out = folder / "work.sqlite", folder / "forged.sqlite"
     shutil.copyfile(run.path, work)
     db = sqlite3.connect(work, isolation_level=None)
-    edit_record(db, "JY1", MID, "transfers", "yuan", 1e6)
-    original = sqlite3.connect(run.path).execute(
-        "SELECT rowid, payload FROM record_rows WHERE chain = 'JY1' AND block_index = ? AND "
-        "tbl = 'transfers' ORDER BY row", (MID,)).fetchone()
+    forge(db)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA wal_autocheckpoint = 0")
-    db.execute("UPDATE record_rows SET payload = ? WHERE rowid = ?", original[::-1])
+    revert(db)
     for suffix in ("", "-wal", "-shm"):
         shutil.copyfile(f"{work}{suffix}", f"{out}{suffix}")
     db.close()
@@ -589,18 +587,35 @@ def wal_forgery(run, folder: Path) -> Path:
 
 
 def test_a_forged_file_with_a_log_that_reverts_it(runs, tmp_path):
-    """Read with its log (a run still writing) it verifies, and says the verdict covers
-    the file with its -wal; the file alone, as copied or archived, is found; a -wal
-    without its -shm, or a -journal, is refused rather than read either way."""
-    forged = wal_forgery(runs["full"], tmp_path)
-    report = verify_ledger(forged)
-    assert report.ok and "-wal' beside the file" in report.unchecked[0], report
+    """The file with its -wal reads as the honest ledger, the file alone (as copied or
+    archived) holds a raised transfer: found, whether read with its log or without; a
+    -wal without its -shm, or a -journal, is refused rather than read either way."""
+    run = runs["full"]
+    original = sqlite3.connect(run.path).execute(
+        "SELECT rowid, payload FROM record_rows WHERE chain = 'JY1' AND block_index = ? AND "
+        "tbl = 'transfers' ORDER BY row", (MID,)).fetchone()
+    forged = wal_forgery(
+        run, tmp_path, lambda db: edit_record(db, "JY1", MID, "transfers", "yuan", 1e6),
+        lambda db: db.execute("UPDATE record_rows SET payload = ? WHERE rowid = ?",
+                              original[::-1]))
+    found(forged, ("JY1", MID), problem="without its -wal")
     Path(f"{forged}-shm").unlink()
     refused(forged, "did not close it")
     Path(f"{forged}-wal").unlink()
     found(forged, ("JY1", MID), problem="merkle root")
     Path(f"{forged}-journal").write_bytes(b"\xd9\xd5\x05\xf9 \xa1c\xd7" + bytes(504))
     refused(forged, "cut off mid-transaction")
+
+
+def test_a_log_that_hides_the_newest_periods(runs, tmp_path):
+    """The -wal deletes the last period: with it, a shorter ledger a run might still be
+    writing; the file alone ends on a block the -wal view does not have."""
+    def cut(db):
+        for t in ("blocks", "record_rows", "record_columns", "record_digests"):
+            db.execute(f"DELETE FROM {t} WHERE block_index = {HOURS}")
+
+    hidden = wal_forgery(runs["digest"], tmp_path, lambda db: None, cut)
+    found(hidden, ("DU1", HOURS), problem="another block")
 
 
 def test_verifying_creates_nothing_beside_the_file(runs, tmp_path):

@@ -663,13 +663,19 @@ class Ledger:
             )
             if self.path is not None:
                 # WAL: a commit per period without a full sync; back to a single file on close.
+                # The file itself is written twice only: here (schema and run record) and
+                # after the genesis; every period stays in the -wal until close, so while
+                # a run writes, the file alone is a ledger of its genesis that the -wal
+                # extends (verify checks that, see open_ledger_file).
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
+                self._db.execute("PRAGMA wal_autocheckpoint = 0")
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
             self._db.executescript(f"BEGIN;{_SCHEMA}")
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
             self._db.execute("COMMIT")
+            self._checkpoint()
         except sqlite3.Error as exc:
             raise ConfigError(f"ledger '{self.path}': cannot create: {exc}") from None
         self._heads: dict[str, Block] = {}
@@ -713,7 +719,13 @@ class Ledger:
         own["LH1"]["chains"] = linked_roots(prepared["DU1"].root, prepared["JY1"].root)
         prepared["LH1"] = _prepare(own["LH1"], detail)
         self._append_period(0, prepared, signer, 0, 0)
+        self._checkpoint()
         self._authority = public_keys[signer.name].hex()
+
+    def _checkpoint(self) -> None:
+        """Fold the -wal into the file (a file ledger; the genesis and on close)."""
+        if self.path is not None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def prepare_period(self, records: Mapping[str, Records]) -> dict[str, Prepared]:
         """Hash a period's records once per chain; LH1 then also commits to the DU1 and
@@ -956,7 +968,7 @@ class Ledger:
             self._db.execute("ROLLBACK")
         if self.path is not None:
             try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._checkpoint()
                 # Back to a rollback journal: no -wal file next to it. If a reader holds
                 # the file this fails, and the checkpoint above has still moved every page.
                 self._db.execute("PRAGMA journal_mode = DELETE")
@@ -1114,14 +1126,16 @@ def _expected_schema() -> tuple[tuple, ...]:
         db.close()
 
 
-def open_ledger_file(path: str | os.PathLike) -> tuple[sqlite3.Connection, bool]:
+def open_ledger_file(path: str | os.PathLike, *,
+                     alone: bool = False) -> tuple[sqlite3.Connection, bool]:
     """Open an existing ledger read-only as one snapshot (a read transaction), or raise
     ConfigError naming the file; also says whether a run is still writing it.
 
     A closed ledger is one self-contained file, opened immutable: nothing beside it is
     read and nothing (no ``-shm``) is created. A non-empty ``-wal`` beside it with its
     ``-shm`` is a ledger being written (or one whose run was killed): it is read with
-    that log, up to its last committed period. A ``-journal`` (a transaction cut off
+    that log, up to its last committed period (``alone``: the file's bytes without it,
+    which a run leaves at its genesis). A ``-journal`` (a transaction cut off
     mid-write) or a ``-wal`` without its ``-shm`` is refused: the file's bytes alone are
     then not what any SQLite reader would see. The file must pass SQLite's integrity
     check and hold exactly the schema a ledger is written with."""
@@ -1136,7 +1150,7 @@ def open_ledger_file(path: str | os.PathLike) -> tuple[sqlite3.Connection, bool]
         raise ConfigError(f"ledger '{path}': '{beside['-journal'].name}' beside it holds a "
                           "write cut off mid-transaction; open the ledger once with sqlite3 "
                           "(which rolls it back), then verify it")
-    live = size["-wal"] > 0
+    live = size["-wal"] > 0 and not alone
     if live and size["-shm"] < 0:
         raise ConfigError(f"ledger '{path}': '{beside['-wal'].name}' beside it was left by "
                           "a writer that did not close it, so the file alone is not the "

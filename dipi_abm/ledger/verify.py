@@ -129,18 +129,63 @@ def verify_ledger(path: str | os.PathLike, anchor: Anchor | None = None) -> Veri
     db, live = open_ledger_file(path)
     try:
         report = verify_db(db, anchor, live=live)
+        if live and report.ok:
+            report = _file_alone(path, db) or VerifyReport(True, report.blocks, unchecked=(
+                f"what a run still writing it adds: '{Path(path).name}-wal' beside the file "
+                f"holds periods not yet folded into it; this verdict covers the "
+                f"{report.blocks} blocks committed when it was read (the file with its "
+                "-wal, as one snapshot, and the file alone as its prefix); verify again "
+                "once the run has closed it", *report.unchecked))
     except sqlite3.Error as exc:  # a page the integrity check did not reach
         raise ConfigError(f"ledger '{path}': not a readable SQLite file "
                           f"({' '.join(str(exc).split())})") from None
     finally:
         db.close()
-    if live and report.ok:
-        report = VerifyReport(True, report.blocks, unchecked=(
-            f"what a run still writing it adds: '{Path(path).name}-wal' beside the file "
-            f"holds periods not yet folded into it; this verdict covers the {report.blocks} "
-            "blocks committed when it was read (the file with its -wal, as one snapshot); "
-            "verify again once the run has closed it", *report.unchecked))
     return report
+
+
+def _file_alone(path: str | os.PathLike, db: sqlite3.Connection,
+                attempts: int = 50) -> VerifyReport | None:
+    """A ledger being written: the file's own bytes, without its -wal (what a copy of
+    the file alone holds), must verify too and end on blocks the -wal view has, so a
+    -wal cannot hide a forged file. None if so, else the report of what is wrong. A
+    run folding its -wal into the file while this reads is waited for."""
+    for _ in range(attempts):
+        stamp = _stamp(path)
+        try:
+            alone, _ = open_ledger_file(path, alone=True)
+        except ConfigError as exc:
+            problem = str(exc).split(": ", 1)[-1]
+            report = VerifyReport(False, 0, None, None, problem)
+        else:
+            try:
+                report = verify_db(alone, None, live=True)
+                heads = alone.execute("SELECT chain, block_index, hash FROM blocks b "
+                                      "WHERE block_index = (SELECT MAX(block_index) FROM "
+                                      "blocks WHERE chain = b.chain) ORDER BY chain").fetchall()
+            finally:
+                alone.close()
+        if _stamp(path) != stamp:  # the run is checkpointing: read both again
+            continue
+        if not report.ok:
+            return VerifyReport(False, 0, report.chain, report.index, (
+                f"the file without its -wal is not a ledger ({report.problem}): a -wal "
+                "beside it hides what the file holds"))
+        for chain, index, digest in heads:
+            row = db.execute("SELECT hash FROM blocks WHERE chain = ? AND block_index = ?",
+                             (chain, index)).fetchone()
+            if row is None or row[0] != digest:
+                return VerifyReport(False, 0, chain, index, (
+                    "the file without its -wal holds another block here than the file "
+                    "with it: a -wal beside it rewrites what the file holds"))
+        return None
+    raise ConfigError(f"ledger '{path}': the file changed on every read; verify again once "
+                      "the run writing it has closed it")
+
+
+def _stamp(path: str | os.PathLike) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 class _Bad(Exception):

@@ -96,33 +96,60 @@ def _flows(lines: LineModel, bus: NDArray[np.intp], kw: NDArray[np.float64]) -> 
 def _fit(lines: LineModel, buses: NDArray[np.intp], user_weight: NDArray[np.float64],
          peak: NDArray[np.float64], cap: NDArray[np.float64], rng: np.random.Generator,
          limit: int) -> NDArray[np.intp]:
-    """Greedy siting, largest party first (at construction only, never in the hour)."""
-    rating = lines.limit_kw[:, None]
+    """Greedy siting, largest party first (at construction only, never in the hour).
+
+    Party by party, the buses where it keeps every line within its rating in both worst
+    cases are drawn from (weighted by design load for users, uniformly for generators);
+    a party that fits nowhere is sited as if there were no ratings (users by design
+    load, generators uniformly): piling every overflow on the bus that loads the lines
+    least would put a population larger than its feeder next to the substation.
+
+    The parties are sequential (each one's flows constrain the next), but the choices
+    are computed for a window of parties at once from guessed earlier choices; the
+    first choice that differs from its guess ends what is confirmed, and the window
+    moves on from there. The result is the party-by-party loop's, to the bit."""
+    order = np.argsort(-np.maximum(peak, cap), kind="stable")
+    draws = rng.random(peak.size)[order]
+    peak, cap = peak[order], cap[order]
+    rating = lines.limit_kw[None, :, None]
     tol = OVERLOAD_RTOL * np.maximum(rating, 1.0)
     p = lines.ptdf[:, buses]  # (L, candidate buses)
-    load_flow = np.zeros((lines.n_lines, 1))
-    gen_flow = np.zeros((lines.n_lines, 1))
+    by_load = (peak > 0) & (user_weight.sum() > 0)  # users by design load, others uniformly
+    flows = np.zeros((2, lines.n_lines))  # load and generation flows of the parties sited
     count = np.zeros(buses.size, np.int64)
-    uniform = np.ones(buses.size)
     out = np.empty(peak.size, np.intp)
-    draws = rng.random(peak.size)
-    for i in np.argsort(-np.maximum(peak, cap), kind="stable"):
+    width = int(max(1, min(128, 2**22 // max(p.size, 1))))
+    guess = np.zeros(0, np.intp)
+    i = 0
+    while i < peak.size:
+        j = np.arange(i, min(i + width, peak.size))
+        k = np.zeros(j.size, np.intp)
+        k[:guess.size] = guess[:j.size]
+        # Flows and counts each party of the window sees, if the guesses before it hold.
+        step = np.stack([-peak[j, None] * p[:, k].T, cap[j, None] * p[:, k].T], axis=1)
+        seen = np.cumsum(np.concatenate([flows[None], step[:-1]]), axis=0)  # (W, 2, L)
+        before = count + np.cumsum(np.eye(buses.size, dtype=np.int64)[k], axis=0) \
+            - np.eye(buses.size, dtype=np.int64)[k]
         with np.errstate(divide="ignore", invalid="ignore"):
-            worst = np.maximum(np.abs(load_flow - peak[i] * p), np.abs(gen_flow + cap[i] * p))
-            ratio = np.where(worst > tol, worst / rating, 0.0).max(axis=0)
-        room = count < limit if limit else np.ones(buses.size, bool)
+            worst = np.maximum(np.abs(seen[:, 0, :, None] - peak[j, None, None] * p),
+                               np.abs(seen[:, 1, :, None] + cap[j, None, None] * p))
+            ratio = np.where(worst > tol, worst / rating, 0.0).max(axis=1)  # (W, B)
+        room = before < limit if limit else np.ones(ratio.shape, bool)
         ok = room & (ratio <= 1.0 + OVERLOAD_RTOL)
-        # A party that fits nowhere is sited as if there were no ratings (users by design
-        # load, generators uniformly): piling every overflow on the bus that loads the
-        # lines least would put a population larger than its feeder next to the substation.
-        where = ok if ok.any() else room
-        w = np.where(where, user_weight if peak[i] > 0 and user_weight.sum() else uniform, 0.0)
-        if not w.any():
-            w = where.astype(float)
-        k = min(int(np.searchsorted(np.cumsum(w), draws[i] * w.sum(), side="right")),
-                buses.size - 1)
-        out[i] = buses[k]
-        count[k] += 1
-        load_flow -= peak[i] * p[:, k : k + 1]
-        gen_flow += cap[i] * p[:, k : k + 1]
-    return out
+        where = np.where(ok.any(axis=1, keepdims=True), ok, room)
+        w = np.where(where, np.where(by_load[j, None], user_weight, 1.0), 0.0)
+        w = np.where(w.any(axis=1, keepdims=True), w, where.astype(float))
+        target = draws[j] * w.sum(axis=1)
+        chosen = np.minimum((np.cumsum(w, axis=1) <= target[:, None]).sum(axis=1),
+                            buses.size - 1)
+        wrong = np.flatnonzero(chosen != k)
+        done = j.size if wrong.size == 0 else wrong[0] + 1  # chosen[:done] is confirmed
+        out[j[:done]] = chosen[:done]
+        np.add.at(count, chosen[:done], 1)
+        flows = seen[done - 1] + np.stack([-peak[j[done - 1]] * p[:, chosen[done - 1]],
+                                           cap[j[done - 1]] * p[:, chosen[done - 1]]])
+        guess = chosen[done:]
+        i += done
+    bus = np.empty_like(out)
+    bus[order] = buses[out]
+    return bus

@@ -232,9 +232,11 @@ def deposit_rate(credit: NDArray, deposit_yuan_per_kwh: float,
 
 
 def deposit_transfers(hour: Hour, *, deposit_yuan_per_kwh: float,
-                      deposit_low_credit_yuan_per_kwh: float) -> Flows:
+                      deposit_low_credit_yuan_per_kwh: float, penalty_recipient: str) -> Flows:
     """``deposit``: each side locked rate(credit) * q at matching; it forfeits the share
-    of it that its shortfall beyond ``breach_tolerance`` is of q, to the counterparty::
+    of it that its shortfall beyond ``breach_tolerance`` is of q, to ``penalty_recipient``
+    as a penalty is paid (the counterparty, by default; capped at its actual harm with
+    ``counterparty_capped``)::
 
         seller forfeits  rate(C_s) * max(0, (q - g) - tol * q)
         buyer forfeits   rate(C_b) * max(0, (q - b) - tol * q)
@@ -249,7 +251,8 @@ def deposit_transfers(hour: Hour, *, deposit_yuan_per_kwh: float,
     rate_b = deposit_rate(hour.credit[hour.buyer], deposit_yuan_per_kwh,
                           deposit_low_credit_yuan_per_kwh)
     return _two_way(hour, rate_s * np.maximum(hour.seller_shortfall - tol * q, 0.0),
-                    rate_b * np.maximum(hour.buyer_shortfall - tol * q, 0.0))
+                    rate_b * np.maximum(hour.buyer_shortfall - tol * q, 0.0),
+                    penalty_recipient)
 
 
 def deposit_cap(pos: Positions, *, deposit_yuan_per_kwh: float,
@@ -362,10 +365,11 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     "thermal seller (dispatchable).", "breach policy", low=0.0, high=1.0),
     Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
     "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
-    Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty: who receives the "
-    "penalty: the counterparty of the contract; the counterparty up to its actual harm, the "
-    "rest to the system operator (counterparty_capped); the grid company; or the system "
-    "operator, funding balancing.", "breach policy",
+    Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty and deposit: who "
+    "receives a penalty or a forfeited deposit: the counterparty of the contract; the "
+    "counterparty up to its actual harm, the rest to the system operator "
+    "(counterparty_capped); the grid company; or the system operator, funding balancing.",
+    "breach policy",
     choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
     Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
     "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
@@ -412,8 +416,8 @@ BREACH_POLICIES: dict[str, BreachPolicy] = {
     "deposit": BreachPolicy(
         "Collateral per committed kWh, larger at lower credit, locked at matching (a party "
         "cannot commit more than it can post), forfeited to the counterparty pro rata to the "
-        "shortfall beyond breach_tolerance.",
-        transfers=_rule(deposit_transfers, _DEPOSIT_KEYS[:2]),
+        "shortfall beyond breach_tolerance (or as penalty_recipient says).",
+        transfers=_rule(deposit_transfers, (*_DEPOSIT_KEYS[:2], "penalty_recipient")),
         volume_cap=_rule(deposit_cap, _DEPOSIT_KEYS)),
     "credit_gate": BreachPolicy(
         "Below gate_credit_threshold a party may trade only m(credit) of its forecast, never "
