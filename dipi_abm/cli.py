@@ -236,7 +236,9 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
         f"(delivered {s['p2p_delivered_kwh'] / 1e3:.1f} MWh)",
         f"  bought from grid     {s['grid_purchase_kwh'] / 1e3:12.1f} MWh",
         f"  sold to grid         {s['grid_sale_kwh'] / 1e3:12.1f} MWh",
-        f"  peak line loading    {s['peak_line_loading']:12.3f} of the rating",
+        f"  peak line loading    {s['peak_line_loading']:12.3f} of the rating"
+        + ("  (more than the feeder carries: trades were curtailed; docs/model.md §2)"
+           if s["peak_line_loading"] > 1 + 1e-9 else ""),
         f"  transaction effic.   {s['transaction_efficiency']:12.3f}",
         f"  breach rate          {s['breach_rate']:12.3f}  ({s['breaches']} breaches, "
         f"{s['breach_shortfall_kwh'] / 1e3:.1f} MWh short)",
@@ -250,12 +252,7 @@ def format_summary(s: dict[str, Any], out: str, seconds: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .ledger.verify import (
-        anchor_from_heads,
-        anchor_from_summary,
-        authority_key,
-        verify_ledger,
-    )
+    from .ledger.verify import anchor_from_heads, anchor_from_summary, authority_key, verify_ledger
 
     if args.summary is not None and args.heads:
         raise ConfigError("verify-ledger: give --summary or --head, not both")

@@ -84,7 +84,7 @@ PARAMS: tuple[Param, ...] = (
        "stream from numpy.random.SeedSequence(seed). Empty: fresh entropy, recorded in the "
        "summary.", "run", low=0, high=2**128 - 1, allow_none=True),
     _p("start_hour", 0, int, "h", "Hour of day of the first step.", "run", low=0, high=23),
-    _p("agent_report_every", None, int, "h", "Per-agent records (DataCollector, "
+    _p("agent_report_every", None, int, "h", "Per-party records (agents_dataframe(), "
        "agents.parquet) every k hours. Empty: every hour up to 10 million party records "
        "(about 0.25 GB on disk), else the smallest k that keeps the run under that.", "run",
        low=1, high=10_000_000, allow_none=True),
@@ -424,9 +424,7 @@ def _check_cross(v: dict[str, Any]) -> None:
                           "writes nothing; set ledger_detail = 'digest' or 'full', or drop ledger")
     f, r = v["feed_in_yuan_per_kwh"], v["retail_yuan_per_kwh"]
     if f >= r:
-        raise ConfigError(
-            f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}"
-        )
+        raise ConfigError(f"feed_in_yuan_per_kwh = {f}: must be below retail_yuan_per_kwh = {r}")
     if TARIFFS[v["tariff"]].has("time_of_use"):
         if not f < v["tou_valley_yuan_per_kwh"] <= r <= v["tou_peak_yuan_per_kwh"]:
             raise ConfigError(

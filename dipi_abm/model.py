@@ -50,7 +50,7 @@ from .physics.grid import Grid, build_grid, wheeling_tariff
 from .physics.profiles import Profiles
 from .physics.siting import site_parties
 from .physics.weather import SOLAR, TECHNOLOGIES, THERMAL, Weather, WeatherParams, load_shape
-from .results.collect import PARTY_REPORTERS, ColumnarDataCollector, party_dataframe
+from .results.collect import PartyLog, party_dataframe
 from .rules.consensus import gini, nakamoto, win_credit_correlation
 from .rules.consequences import Positions
 from .rules.consequences import bind as bind_consequences
@@ -75,6 +75,11 @@ def package_version() -> str:
         return "0+unknown"
 
 
+def _view(owner: str, name: str) -> property:
+    """A read-only model attribute that is ``self.<owner>.<name>``."""
+    return property(lambda self: getattr(getattr(self, owner), name))
+
+
 class DIPIModel(mesa.Model):
     """Hourly P2P distributed-energy market with credit and credit-weighted consensus.
 
@@ -83,8 +88,9 @@ class DIPIModel(mesa.Model):
     ``DIPIModel(params=cfg.validate(...))`` takes an already validated set (what the
     CLI, the sweeps and the dashboard hand over). ``grid`` may also be a
     ``networkx.Graph``. ``step()`` advances one hour;
-    ``run()`` runs up to ``hours`` hours; ``datacollector`` holds the hourly KPIs and
-    the per-party records; ``record`` is the last hour's :class:`~dipi_abm.hour.HourRecord`.
+    ``run()`` runs up to ``hours`` hours; ``datacollector`` (Mesa's) holds the hourly
+    KPIs, ``party_log`` the per-party records; ``record`` is the last hour's
+    :class:`~dipi_abm.hour.HourRecord`.
     """
 
     def __init__(self, rng: int | None = None, *, params: cfg.Params | None = None,
@@ -116,11 +122,9 @@ class DIPIModel(mesa.Model):
         self.running = True
 
         # The world: grid, parties, weather.
-        self.grid: Grid = build_grid(
-            grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
-            rng=self.rngs["placement"],
-            memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb),
-        )
+        self.grid: Grid = build_grid(grid_source, n_buses=p.grid_buses, metric=p.distance_metric,
+                                     rng=self.rngs["placement"],
+                                     memory_limit_bytes=cfg.memory_limit_bytes(p.memory_limit_gb))
         self.line_model = LineModel.build(self.grid, default_limit_kw=p.line_limit_kw)
         self.state = self._build_parties()
         self._gen_rows = np.flatnonzero(self.state.tech >= 0)
@@ -159,13 +163,12 @@ class DIPIModel(mesa.Model):
 
         # The rules of the run, each bound once.
         matching = MATCHING_RULES[p.matching]
-        self.market = Market(
-            match=matching.bind(p), price=PRICE_RULES[p.price_rule], network=self.network,
-            lines=self.lines, bus=self.state.bus, faulty=faulty, quorum_m=self.quorum_m,
-            collude=p.faulty_collude, grid_only=matching.has("grid_only"),
-            ogsc_priority=ogsc_priority(self.state.tech),
-            intake_limit_kw=p.grid_intake_limit_kw,
-        )
+        self.market = Market(match=matching.bind(p), price=PRICE_RULES[p.price_rule],
+                             network=self.network, lines=self.lines, bus=self.state.bus,
+                             faulty=faulty, quorum_m=self.quorum_m, collude=p.faulty_collude,
+                             grid_only=matching.has("grid_only"),
+                             ogsc_priority=ogsc_priority(self.state.tech),
+                             intake_limit_kw=p.grid_intake_limit_kw)
         self._credit_update = CREDIT_RULES[p.credit_rule].bind(p)
         self._credit_score = CREDIT_SCORES[p.credit_score].bind(p)
         self._credit_live = not (self.market.grid_only or p.credit_frozen)
@@ -204,12 +207,10 @@ class DIPIModel(mesa.Model):
             self._retail_by_hod[s.hour_of_day] = s.retail
         self.hour_of_day = schedule.hour_of_day
         self.retail_price, self.feed_in_price = schedule.retail, schedule.feed_in
-        self.datacollector = ColumnarDataCollector(
-            model_reporters={"hour": "hour", **{k: k for k in self.hourly_kpis}},
-            agent_reporters=dict(PARTY_REPORTERS),
-            every=p.agent_report_every,
-        )
-        self.datacollector.collect(self)
+        # One row per hour run (none for hour 0), so that mesa.batch_run's steps meet hours.
+        self.datacollector = mesa.DataCollector(
+            model_reporters={"hour": "hour", **{k: k for k in self.hourly_kpis}})
+        self.party_log = PartyLog(p.agent_report_every)
 
     # ------------------------------------------------------------------ the hour
     def step(self) -> None:
@@ -269,6 +270,7 @@ class DIPIModel(mesa.Model):
         self._report(replace(record, block=block, chain=chain))
         self.running = self.hour < p.hours
         self.datacollector.collect(self)
+        self.party_log.record(self)
 
     def run(self, hours: int | None = None, progress: Any = None) -> DIPIModel:
         """Advance up to ``hours`` hours (default: what is left of the ``hours`` parameter).
@@ -384,46 +386,21 @@ class DIPIModel(mesa.Model):
             setattr(self, name, k[name])
 
     # ------------------------------------------------------------------ views
-    @property
-    def node_hash_power(self) -> NDArray[np.float64]:
-        return self.miners_set.hash_power
-
-    @property
-    def node_blocks_won(self) -> NDArray[np.int64]:
-        return self.miners_set.blocks_won
-
-    @property
-    def miner_balance(self) -> NDArray[np.float64]:
-        return self.miners_set.standalone_balance
-
-    @property
-    def faulty(self) -> NDArray[np.bool_]:
-        return self.miners_set.faulty
-
-    @property
-    def minted_yuan(self) -> float:
-        return self.miners_set.minted_yuan
-
-    @property
-    def opportunist(self) -> NDArray[np.bool_]:
-        return self.state.opportunist
+    # Views of the miners' and the batteries' columns.
+    node_hash_power = _view("miners_set", "hash_power")
+    node_blocks_won = _view("miners_set", "blocks_won")
+    miner_balance = _view("miners_set", "standalone_balance")
+    faulty = _view("miners_set", "faulty")
+    minted_yuan = _view("miners_set", "minted_yuan")
+    opportunist = _view("state", "opportunist")
+    storage_kwh = _view("batteries", "energy_kwh")
+    storage_kw = _view("batteries", "power_kw")
+    soc_kwh = _view("batteries", "soc_kwh")
 
     @property
     def block_winner(self) -> int | None:
         return None if self.record is None or self.record.block is None \
             else self.record.block.winner
-
-    @property
-    def storage_kwh(self) -> NDArray[np.float64]:
-        return self.batteries.energy_kwh
-
-    @property
-    def storage_kw(self) -> NDArray[np.float64]:
-        return self.batteries.power_kw
-
-    @property
-    def soc_kwh(self) -> NDArray[np.float64]:
-        return self.batteries.soc_kwh
 
     # ------------------------------------------------------------------ construction
     def _build_parties(self) -> PartySet:
@@ -631,7 +608,7 @@ class DIPIModel(mesa.Model):
     def agents_dataframe(self):  # noqa: ANN201
         """Per party and reported hour, the columns of agents.parquet: hour, agent_id,
         credit, balance, volumes, breach flag, blocks won, kind and bus (runs that fit
-        in memory; Mesa's Step/AgentID frame is ``datacollector.get_agent_vars_dataframe()``)."""
+        in memory)."""
         return party_dataframe(self)
 
 

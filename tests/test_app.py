@@ -86,10 +86,9 @@ def test_keys_not_in_the_registry_get_no_control_until_added():
     assert ctl.default_values(registry)["cma_w_credit"] == "1"
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (None, ""), (True, "true"), (168, "168"), (0.1, "0.1"), (1500.0, "1500"),
-    (math.inf, "inf"), (1e-7, "1e-07"), ("ieee33", "ieee33"),
-])
+@pytest.mark.parametrize(("value", "text"), [(None, ""), (True, "true"), (168, "168"),
+                                             (0.1, "0.1"), (1500.0, "1500"), (math.inf, "inf"),
+                                             (1e-7, "1e-07"), ("ieee33", "ieee33")])
 def test_format_value_reads_back(value, text):
     assert ctl.format_value(value) == text
     if value is not None and not isinstance(value, bool | str):

@@ -22,45 +22,15 @@ CMD = [sys.executable, "-m", "dipi_abm.cli"]
 OPTIONS = ["--config", "--hours", "--seed", "--out", "--grid", "--set"]
 
 # docs/model.md section 9, per hour
-KPI_COLUMNS = [
-    "p2p_volume_kwh",
-    "grid_purchase_kwh",
-    "grid_sale_kwh",
-    "curtailed_kwh",
-    "breaches",
-    "breaches_dpgc",
-    "breaches_user",
-    "breach_rate",
-    "breach_shortfall_kwh",
-    "breach_shortfall_dpgc_kwh",
-    "breach_shortfall_user_kwh",
-    "mean_credit_dpgc",
-    "std_credit_dpgc",
-    "mean_credit_user",
-    "std_credit_user",
-    "price_mean",
-    "price_std",
-    "transaction_efficiency",
-    "user_cost_yuan",
-    "dpgc_income_yuan",
-    "grid_income_yuan",
-    "clean_share",
-    "block_producer",
-    "producer_credit",
-]
-SUMMARY_KEYS = [
-    "hours",
-    "seed",
-    "breach_rate",
-    "p2p_volume_kwh",
-    "grid_purchase_kwh",
-    "grid_sale_kwh",
-    "mean_credit_dpgc",
-    "mean_credit_user",
-    "transaction_efficiency",
-    "price_std",
-    "version",
-]
+KPI_COLUMNS = ["p2p_volume_kwh", "grid_purchase_kwh", "grid_sale_kwh", "curtailed_kwh", "breaches",
+               "breaches_dpgc", "breaches_user", "breach_rate", "breach_shortfall_kwh",
+               "breach_shortfall_dpgc_kwh", "breach_shortfall_user_kwh", "mean_credit_dpgc",
+               "std_credit_dpgc", "mean_credit_user", "std_credit_user", "price_mean", "price_std",
+               "transaction_efficiency", "user_cost_yuan", "dpgc_income_yuan", "grid_income_yuan",
+               "clean_share", "block_producer", "producer_credit"]
+SUMMARY_KEYS = ["hours", "seed", "breach_rate", "p2p_volume_kwh", "grid_purchase_kwh",
+                "grid_sale_kwh", "mean_credit_dpgc", "mean_credit_user", "transaction_efficiency",
+                "price_std", "version"]
 PNGS = ["breaches.png", "credit.png", "volumes.png", "prices.png"]
 
 RADIAL_EDGES = (
@@ -72,13 +42,10 @@ RADIAL_EDGES = (
 def _files(root: Path) -> dict[str, Path]:
     """Input files for the runs."""
     root.mkdir(parents=True, exist_ok=True)
-    files = {
-        "wrong_type.toml": 'hours = "ten"\n',
-        "disconnected.csv": "1 2 0.1\n2 3 0.2\n7 8 0.1\n",
-        "negative.csv": "1 2 0.1\n2 3 -0.2\n3 4 0.1\n",
-        "radial.csv": RADIAL_EDGES,
-        "negative_hours.toml": "hours = -3\n",
-    }
+    files = {"wrong_type.toml": 'hours = "ten"\n',
+             "disconnected.csv": "1 2 0.1\n2 3 0.2\n7 8 0.1\n",
+             "negative.csv": "1 2 0.1\n2 3 -0.2\n3 4 0.1\n", "radial.csv": RADIAL_EDGES,
+             "negative_hours.toml": "hours = -3\n"}
     out = {}
     for name, text in files.items():
         (root / name).write_text(text)
@@ -96,10 +63,8 @@ BAD = {
     "hours_not_int": (["--hours", "abc"], ["--hours", "abc"]),
     "missing_config": (["--config", "{dir}/missing.toml"], ["missing.toml"]),
     "config_wrong_type": (["--config", "{dir}/wrong_type.toml"], ["hours", "integer"]),
-    "grid_disconnected": (
-        ["--grid", "{dir}/disconnected.csv"],
-        ["disconnected.csv", "disconnected"],
-    ),
+    "grid_disconnected": (["--grid", "{dir}/disconnected.csv"],
+                          ["disconnected.csv", "disconnected"]),
     "grid_negative": (["--grid", "{dir}/negative.csv"], ["negative.csv", "negative"]),
     "grid_missing": (["--grid", "{dir}/nosuchgrid.csv"], ["nosuchgrid.csv"]),
     "set_no_equals": (["--set", "n_users"], ["n_users", "KEY=VALUE"]),
@@ -143,9 +108,8 @@ def runs(root):
     for name in BAD_IN_SUBPROCESS:
         jobs[f"bad_{name}"] = bad_argv(name, root)
     procs = {
-        name: subprocess.Popen(
-            [*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root
-        )
+        name: subprocess.Popen([*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=root)
         for name, (args, _) in jobs.items()
     }
     results = {}
@@ -177,17 +141,8 @@ def test_run_writes_results(runs):
     agents = pd.read_parquet(out / "agents.parquet")
     n_parties = 10 + 20  # default n_dpgc, --set n_users=20
     assert len(agents) == 24 * n_parties
-    for col in (
-        "hour",
-        "agent_id",
-        "credit",
-        "balance",
-        "committed_kwh",
-        "delivered_kwh",
-        "blocks_won",
-        "kind",
-        "bus",
-    ):
+    for col in ("hour", "agent_id", "credit", "balance", "committed_kwh", "delivered_kwh",
+                "blocks_won", "kind", "bus"):
         assert col in agents.columns, col
     assert set(agents["kind"].astype(str)) == {"dpgc", "user"}
     assert agents["credit"].between(0, 100).all()
@@ -259,23 +214,8 @@ def test_bad_input_in_a_real_process(runs, name):
 def test_grid_edge_list_file(root, capsys):
     out = root / "grid_file"
     rc, _, err = run_main(
-        [
-            "run",
-            "--hours",
-            "6",
-            "--seed",
-            "1",
-            "--no-plots",
-            "--quiet",
-            "--grid",
-            str(root / "radial.csv"),
-            "--set",
-            "n_dpgc=5",
-            "--set",
-            "n_users=20",
-            "--out",
-            str(out),
-        ],
+        ["run", "--hours", "6", "--seed", "1", "--no-plots", "--quiet", "--grid",
+         str(root / "radial.csv"), "--set", "n_dpgc=5", "--set", "n_users=20", "--out", str(out)],
         capsys,
     )
     assert rc == 0, err

@@ -19,16 +19,14 @@ def network(n_bus, rng, *, rate=0.01, max_d=np.inf, weights=None):
 
 def book(rng, n_s, n_b, n_bus, *, credit=None):
     s_credit = rng.uniform(60, 100, n_s) if credit is None else credit
-    return OrderBook(
-        seller_party=np.arange(n_s), seller_bus=rng.integers(0, n_bus, n_s),
-        seller_volume=rng.uniform(1, 50, n_s), seller_price=rng.uniform(0.40, 0.60, n_s),
-        seller_time=rng.permutation(n_s),
-        buyer_party=n_s + np.arange(n_b), buyer_bus=rng.integers(0, n_bus, n_b),
-        buyer_volume=rng.uniform(1, 50, n_b), buyer_price=rng.uniform(0.45, 0.657, n_b),
-        buyer_time=rng.permutation(n_b),
-        seller_credit=s_credit, buyer_credit=rng.uniform(60, 100, n_b),
-        seller_cleanliness=rng.choice([0.3, 0.6, 0.8], n_s),
-    )
+    return OrderBook(seller_party=np.arange(n_s), seller_bus=rng.integers(0, n_bus, n_s),
+                     seller_volume=rng.uniform(1, 50, n_s),
+                     seller_price=rng.uniform(0.40, 0.60, n_s), seller_time=rng.permutation(n_s),
+                     buyer_party=n_s + np.arange(n_b), buyer_bus=rng.integers(0, n_bus, n_b),
+                     buyer_volume=rng.uniform(1, 50, n_b),
+                     buyer_price=rng.uniform(0.45, 0.657, n_b), buyer_time=rng.permutation(n_b),
+                     seller_credit=s_credit, buyer_credit=rng.uniform(60, 100, n_b),
+                     seller_cleanliness=rng.choice([0.3, 0.6, 0.8], n_s))
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,14 +58,13 @@ def test_scarce_supply_goes_to_the_heavier_pair_first():
     """One buyer, two identical sellers but for credit: the high-credit seller sells."""
     net = MarketNetwork.build(np.full((1, 1), 0.02), np.ones((1, 1), bool),
                               distance=np.zeros((1, 1)))
-    ob = OrderBook(
-        seller_party=np.array([0, 1]), seller_bus=np.array([0, 0]),
-        seller_volume=np.array([10.0, 10.0]), seller_price=np.array([0.50, 0.50]),
-        seller_time=np.array([0, 1]),
-        buyer_party=np.array([2]), buyer_bus=np.array([0]), buyer_volume=np.array([10.0]),
-        buyer_price=np.array([0.60]), buyer_time=np.array([2]),
-        seller_credit=np.array([70.0, 99.0]), buyer_credit=np.array([90.0]),
-        seller_cleanliness=np.array([0.8, 0.8]))
+    ob = OrderBook(seller_party=np.array([0, 1]), seller_bus=np.array([0, 0]),
+                   seller_volume=np.array([10.0, 10.0]), seller_price=np.array([0.50, 0.50]),
+                   seller_time=np.array([0, 1]), buyer_party=np.array([2]),
+                   buyer_bus=np.array([0]), buyer_volume=np.array([10.0]),
+                   buyer_price=np.array([0.60]), buyer_time=np.array([2]),
+                   seller_credit=np.array([70.0, 99.0]), buyer_credit=np.array([90.0]),
+                   seller_cleanliness=np.array([0.8, 0.8]))
     c = match_cma(ob, net)
     assert c.size == 1 and c.seller[0] == 1 and c.volume[0] == 10.0
 
@@ -75,14 +72,13 @@ def test_scarce_supply_goes_to_the_heavier_pair_first():
 def test_nearer_and_greener_sellers_are_preferred():
     d = np.array([[0.0, 3.0], [3.0, 0.0]])
     net = MarketNetwork.build(np.full((2, 2), 0.02), np.ones((2, 2), bool), distance=d)
-    ob = OrderBook(
-        seller_party=np.array([0, 1]), seller_bus=np.array([0, 1]),
-        seller_volume=np.array([5.0, 5.0]), seller_price=np.array([0.5, 0.5]),
-        seller_time=np.array([0, 1]),
-        buyer_party=np.array([2]), buyer_bus=np.array([1]), buyer_volume=np.array([5.0]),
-        buyer_price=np.array([0.6]), buyer_time=np.array([2]),
-        seller_credit=np.array([95.0, 95.0]), buyer_credit=np.array([95.0]),
-        seller_cleanliness=np.array([0.8, 0.8]))
+    ob = OrderBook(seller_party=np.array([0, 1]), seller_bus=np.array([0, 1]),
+                   seller_volume=np.array([5.0, 5.0]), seller_price=np.array([0.5, 0.5]),
+                   seller_time=np.array([0, 1]), buyer_party=np.array([2]),
+                   buyer_bus=np.array([1]), buyer_volume=np.array([5.0]),
+                   buyer_price=np.array([0.6]), buyer_time=np.array([2]),
+                   seller_credit=np.array([95.0, 95.0]), buyer_credit=np.array([95.0]),
+                   seller_cleanliness=np.array([0.8, 0.8]))
     assert match_cma(ob, net).seller.tolist() == [1]  # same bus as the buyer
     ob2 = OrderBook(**{**ob.__dict__, "seller_bus": np.array([1, 1]),
                        "seller_cleanliness": np.array([0.8, 0.3])})

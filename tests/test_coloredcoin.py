@@ -296,25 +296,18 @@ def test_vectorised_agrees_with_scalar_and_round_trips(credit, data, exponent):
 
 
 @FAST
-@given(
-    seq=st.lists(st.sampled_from(VALID_SEQUENCES), min_size=0, max_size=30),
-    data=st.data(),
-)
+@given(seq=st.lists(st.sampled_from(VALID_SEQUENCES), min_size=0, max_size=30), data=st.data())
 def test_vectorised_decode_agrees_with_scalar_decode(seq, data):
     # exponent 63 gives a padding of 2**63, which no int64 Value reaches
     seq = [s for s in seq if (s >> 6) < 63]
     amt = data.draw(st.lists(st.integers(0, 10000), min_size=len(seq), max_size=len(seq)))
     value = [2 ** (s >> 6) + a for s, a in zip(seq, amt, strict=True)]
-    label, exponent, credit = decode_credit_updates(
-        np.array(seq, dtype=np.int64), np.array(value, dtype=np.int64)
-    )
+    label, exponent, credit = decode_credit_updates(np.array(seq, dtype=np.int64),
+                                                    np.array(value, dtype=np.int64))
     for i, (s, v) in enumerate(zip(seq, value, strict=True)):
         out = ColoredOutput.decode(s, v)
-        assert (label[i], exponent[i], credit[i]) == (
-            out.kind,
-            out.exponent,
-            amount_to_credit(out.amount),
-        )
+        assert (label[i], exponent[i], credit[i]) == (out.kind, out.exponent,
+                                                      amount_to_credit(out.amount))
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32, np.int64, np.uint64])
@@ -334,16 +327,11 @@ def test_vectorised_empty():
     assert label.shape == exponent.shape == credit.shape == (0,)
 
 
-BAD_RECORDS = [
-    (0xABC, 1024, "type label 0x3C"),
-    (0x2A5 | 1 << 12, 1024, "bits above bit 11"),
-    (-1, 1024, "is not a uint32"),
-    (2**32 + 0x2A5, 1024, "is not a uint32"),
-    (0x2A5, 1023, "is below the padding"),
-    (0x2A5, -5, "is below the padding"),
-    (0x2A5, 1024 + 10001, "credit amount 10001 is out of range"),
-    (0x25 | 63 << 6, 2**62, "is below the padding 2\\*\\*63"),
-]
+BAD_RECORDS = [(0xABC, 1024, "type label 0x3C"), (0x2A5 | 1 << 12, 1024, "bits above bit 11"),
+               (-1, 1024, "is not a uint32"), (2**32 + 0x2A5, 1024, "is not a uint32"),
+               (0x2A5, 1023, "is below the padding"), (0x2A5, -5, "is below the padding"),
+               (0x2A5, 1024 + 10001, "credit amount 10001 is out of range"),
+               (0x25 | 63 << 6, 2**62, "is below the padding 2\\*\\*63")]
 
 
 @pytest.mark.parametrize(("bad_seq", "bad_value", "match"), BAD_RECORDS)

@@ -8,14 +8,7 @@ import networkx as nx
 import pytest
 
 from dipi_abm import ConfigError, DIPIModel
-from dipi_abm.config import (
-    PARAMS,
-    all_params,
-    load_toml,
-    parse_assignments,
-    parse_value,
-    validate,
-)
+from dipi_abm.config import PARAMS, all_params, load_toml, parse_assignments, parse_value, validate
 
 
 def one_line(excinfo, *needles):
@@ -63,41 +56,35 @@ def test_validate_fills_defaults_and_coerces():
 
 @pytest.mark.parametrize(
     ("values", "needles"),
-    [
-        ({"hours": 0}, ["hours", "[1, 10000000]"]),
-        ({"hours": -5}, ["hours", "[1, 10000000]"]),
-        ({"hours": "ten"}, ["hours", "'ten'", "integer"]),
-        ({"hours": 2.5}, ["hours", "integer"]),
-        ({"hours": True}, ["hours", "integer"]),
-        ({"n_users": "20"}, ["n_users", "integer"]),
-        ({"natural_factor": 0.3}, ["natural_factor", "[0, 0.3)"]),
-        ({"natural_factor": -0.1}, ["natural_factor", "[0, 0.3)"]),
-        ({"natural_factor": "0.1"}, ["natural_factor", "[0, 0.3)"]),
-        ({"capacity_solar_kw": -100.0}, ["capacity_solar_kw", "(0, 10000000]"]),
-        ({"capacity_wind_kw": 0.0}, ["capacity_wind_kw", "(0, 10000000]"]),
-        ({"load_ev_kw": -1}, ["load_ev_kw", "(0, 10000000]"]),
-        ({"breach_tolerance": 1.0}, ["breach_tolerance", "[0, 1)"]),
-        ({"breach_tolerance": float("nan")}, ["breach_tolerance"]),
-        ({"matching": "auction"}, ["matching", "price_time", "centralized"]),
-        ({"matching": 3}, ["matching", "price_time"]),
-        ({"credit_rule": "median"}, ["credit_rule", "decay", "mean", "paper", "ema", "window"]),
-        ({"credit_half_life_h": 0.0}, ["credit_half_life_h", "(0, 1000000]"]),
-        ({"roth_erev_reference_rate": 0.0}, ["roth_erev_reference_rate", "(0, 1]"]),
-        ({"price_rule": "vwap"}, ["price_rule", "midpoint"]),
-        ({"tariff": "dynamic"}, ["tariff", "flat", "tou"]),
-        ({"wheeling": "postage"}, ["wheeling", "flat", "distance"]),
-        ({"consensus": "pos"}, ["consensus", "poca"]),
-        ({"seed": -1}, ["seed", "[0, "]),
-        ({"max_distance_ohm": -1.0}, ["max_distance_ohm", "[0, 1000000] or inf"]),
-        ({"share_solar": 1.5}, ["share_solar", "[0, 1]"]),
-        ({"feed_in_yuan_per_kwh": 0.7}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
-        ({"feed_in_yuan_per_kwh": 0.657}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
-        ({"retail_yuan_per_kwh": 0.3}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
-        ({"share_solar": 0.5}, ["share_solar", "share_thermal", "sum to 1"]),
-        ({"share_ev": 0.0}, ["share_residential", "share_ev", "sum to 1"]),
-        ({"ask_markup_min": 0.7}, ["ask_markup_min", "ask_markup_max"]),
-        ({"tariff": "tou", "tou_valley_yuan_per_kwh": 0.3}, ["tou_valley_yuan_per_kwh"]),
-    ],
+    [({"hours": 0}, ["hours", "[1, 10000000]"]), ({"hours": -5}, ["hours", "[1, 10000000]"]),
+     ({"hours": "ten"}, ["hours", "'ten'", "integer"]), ({"hours": 2.5}, ["hours", "integer"]),
+     ({"hours": True}, ["hours", "integer"]), ({"n_users": "20"}, ["n_users", "integer"]),
+     ({"natural_factor": 0.3}, ["natural_factor", "[0, 0.3)"]),
+     ({"natural_factor": -0.1}, ["natural_factor", "[0, 0.3)"]),
+     ({"natural_factor": "0.1"}, ["natural_factor", "[0, 0.3)"]),
+     ({"capacity_solar_kw": -100.0}, ["capacity_solar_kw", "(0, 10000000]"]),
+     ({"capacity_wind_kw": 0.0}, ["capacity_wind_kw", "(0, 10000000]"]),
+     ({"load_ev_kw": -1}, ["load_ev_kw", "(0, 10000000]"]),
+     ({"breach_tolerance": 1.0}, ["breach_tolerance", "[0, 1)"]),
+     ({"breach_tolerance": float("nan")}, ["breach_tolerance"]),
+     ({"matching": "auction"}, ["matching", "price_time", "centralized"]),
+     ({"matching": 3}, ["matching", "price_time"]),
+     ({"credit_rule": "median"}, ["credit_rule", "decay", "mean", "paper", "ema", "window"]),
+     ({"credit_half_life_h": 0.0}, ["credit_half_life_h", "(0, 1000000]"]),
+     ({"roth_erev_reference_rate": 0.0}, ["roth_erev_reference_rate", "(0, 1]"]),
+     ({"price_rule": "vwap"}, ["price_rule", "midpoint"]),
+     ({"tariff": "dynamic"}, ["tariff", "flat", "tou"]),
+     ({"wheeling": "postage"}, ["wheeling", "flat", "distance"]),
+     ({"consensus": "pos"}, ["consensus", "poca"]), ({"seed": -1}, ["seed", "[0, "]),
+     ({"max_distance_ohm": -1.0}, ["max_distance_ohm", "[0, 1000000] or inf"]),
+     ({"share_solar": 1.5}, ["share_solar", "[0, 1]"]),
+     ({"feed_in_yuan_per_kwh": 0.7}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
+     ({"feed_in_yuan_per_kwh": 0.657}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
+     ({"retail_yuan_per_kwh": 0.3}, ["feed_in_yuan_per_kwh", "retail_yuan_per_kwh"]),
+     ({"share_solar": 0.5}, ["share_solar", "share_thermal", "sum to 1"]),
+     ({"share_ev": 0.0}, ["share_residential", "share_ev", "sum to 1"]),
+     ({"ask_markup_min": 0.7}, ["ask_markup_min", "ask_markup_max"]),
+     ({"tariff": "tou", "tou_valley_yuan_per_kwh": 0.3}, ["tou_valley_yuan_per_kwh"])],
     ids=lambda v: repr(v) if isinstance(v, dict) else "",
 )
 def test_bad_values_raise_config_error_naming_key_and_range(values, needles):
@@ -162,13 +149,9 @@ def test_disconnected_graph_rejected():
 
 @pytest.mark.parametrize(
     ("attrs", "needles"),
-    [
-        ({"r_ohm": -0.5}, ["negative", "r_ohm", ">= 0"]),
-        ({}, ["no impedance", "r_ohm"]),
-        ({"x_ohm": 0.3}, ["no impedance"]),
-        ({"r_ohm": float("nan")}, ["r_ohm"]),
-        ({"r_ohm": "abc"}, ["r_ohm"]),
-    ],
+    [({"r_ohm": -0.5}, ["negative", "r_ohm", ">= 0"]), ({}, ["no impedance", "r_ohm"]),
+     ({"x_ohm": 0.3}, ["no impedance"]), ({"r_ohm": float("nan")}, ["r_ohm"]),
+     ({"r_ohm": "abc"}, ["r_ohm"])],
 )
 def test_bad_edge_impedance_rejected(attrs, needles):
     g = _radial(4)
@@ -190,15 +173,9 @@ def test_load_toml_flat_and_tables(tmp_path):
         "[grid]\nmax_distance_ohm = inf\n"
     )
     values = load_toml(f)
-    assert values == {
-        "hours": 24,
-        "seed": 7,
-        "n_dpgc": 5,
-        "n_users": 20,
-        "matching": "centralized",
-        "breach_tolerance": 0.1,
-        "max_distance_ohm": math.inf,
-    }
+    assert values == {"hours": 24, "seed": 7, "n_dpgc": 5, "n_users": 20,
+                      "matching": "centralized", "breach_tolerance": 0.1,
+                      "max_distance_ohm": math.inf}
     p = validate(values)
     assert p.n_dpgc == 5 and p.matching == "centralized"
 
@@ -235,25 +212,12 @@ def test_load_toml_wrong_type_caught_by_validate(tmp_path):
 
 def test_parse_assignments_typed_values():
     got = parse_assignments(
-        [
-            "n_users=20",
-            "natural_factor=0.2",
-            "matching=centralized",
-            'credit_rule="ema"',
-            "max_distance_ohm=inf",
-            "grid_intake_limit_kw = 1e3",
-            "seed=3",
-        ]
+        ["n_users=20", "natural_factor=0.2", "matching=centralized", 'credit_rule="ema"',
+         "max_distance_ohm=inf", "grid_intake_limit_kw = 1e3", "seed=3"]
     )
-    assert got == {
-        "n_users": 20,
-        "natural_factor": 0.2,
-        "matching": "centralized",
-        "credit_rule": "ema",
-        "max_distance_ohm": math.inf,
-        "grid_intake_limit_kw": 1000.0,
-        "seed": 3,
-    }
+    assert got == {"n_users": 20, "natural_factor": 0.2, "matching": "centralized",
+                   "credit_rule": "ema", "max_distance_ohm": math.inf,
+                   "grid_intake_limit_kw": 1000.0, "seed": 3}
     assert isinstance(got["n_users"], int) and isinstance(got["natural_factor"], float)
     p = validate(got)
     assert p.n_users == 20 and p.credit_rule == "ema"
@@ -268,12 +232,8 @@ def test_parse_value():
 
 @pytest.mark.parametrize(
     ("item", "needles"),
-    [
-        ("nosuchkey=1", ["nosuchkey"]),
-        ("natural_factr=0.1", ["natural_factr", "natural_factor"]),
-        ("hours", ["hours", "KEY=VALUE"]),
-        ("=3", ["KEY=VALUE"]),
-    ],
+    [("nosuchkey=1", ["nosuchkey"]), ("natural_factr=0.1", ["natural_factr", "natural_factor"]),
+     ("hours", ["hours", "KEY=VALUE"]), ("=3", ["KEY=VALUE"])],
 )
 def test_parse_assignments_rejects(item, needles):
     with pytest.raises(ConfigError) as exc:

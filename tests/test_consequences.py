@@ -231,18 +231,20 @@ def test_bad_breach_policy_is_one_line_naming_the_key(bad):
         cfg.validate({"breach_policy": bad})
 
 
-def test_every_policy_is_an_entry_whose_hooks_declare_documented_keys():
+def test_every_policy_is_one_rule_entry_whose_traits_are_its_hooks():
+    from dipi_abm.rules.consequences import HOOKS
     from dipi_abm.rules.registry import Rule
 
     defaults = cfg.validate({})
     assert set(BREACH_POLICIES) == set(cfg.param("breach_policy").choice_values())
     for name, p in BREACH_POLICIES.items():
-        assert p.doc and (name == "none") != bool(p.hooks)
-        for hook in p.hooks.values():
-            assert isinstance(hook, Rule) and hook.__doc__ and callable(hook.bind(defaults))
-        for key in p.keys:
+        assert isinstance(p, Rule) and p.__doc__ and (name == "none") != bool(p.traits)
+        hooks = p.bind(defaults)()
+        for hook, trait in HOOKS.items():
+            assert callable(getattr(hooks, hook)) == p.has(trait), (name, hook)
+        for key in p.keys.values():
             prm = cfg.param(key)
-            assert prm.group == "breach policy" and prm.doc and prm.unit
+            assert prm in p.params and prm.group == "breach policy" and prm.doc and prm.unit
 
 
 # --------------------------------------------------------------------------- strict CMA

@@ -25,9 +25,8 @@ def test_buyer_score_formula():
 
 def test_seller_score_unweighted():
     g = np.array([0.0, 50.0, 90.0, 100.0, 130.0])
-    np.testing.assert_allclose(
-        seller_score(g, np.full(5, 100.0), 0.0), [0.0, 50.0, 90.0, 100.0, 100.0]
-    )
+    np.testing.assert_allclose(seller_score(g, np.full(5, 100.0), 0.0),
+                               [0.0, 50.0, 90.0, 100.0, 100.0])
 
 
 @pytest.mark.parametrize("lam", [0.05, 0.1, 0.2, 0.29])
@@ -253,28 +252,23 @@ def test_paper_rule_equals_explicit_recursion(history):
 @given(steps, st.floats(0.01, 1.0), st.floats(0.0, 100.0))
 def test_ema_equals_k_fold_application(history, alpha, initial):
     state = run_rule("ema", history, alpha=alpha, initial=initial)
-    assert state.credit[0] == pytest.approx(
-        ema_reference(history, alpha, initial), rel=1e-9, abs=1e-9
-    )
+    assert state.credit[0] == pytest.approx(ema_reference(history, alpha, initial), rel=1e-9,
+                                            abs=1e-9)
 
 
 @settings(max_examples=150, deadline=None)
 @given(steps, st.integers(1, 10), st.floats(0.0, 100.0))
 def test_window_equals_mean_of_last_k_scores(history, width, initial):
     state = run_rule("window", history, window=width, initial=initial)
-    assert state.credit[0] == pytest.approx(
-        window_reference(history, width, initial), rel=1e-9, abs=1e-9
-    )
+    assert state.credit[0] == pytest.approx(window_reference(history, width, initial), rel=1e-9,
+                                            abs=1e-9)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     st.sampled_from(["decay", "mean", "paper", "ema", "window"]),
-    st.lists(
-        st.tuples(st.integers(0, 3), st.integers(1, 4), st.floats(0.0, 100.0)),
-        min_size=1,
-        max_size=30,
-    ),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4), st.floats(0.0, 100.0)), min_size=1,
+             max_size=30),
     st.integers(1, 8),
 )
 def test_vectorised_update_matches_per_party_history(rule, events, width):
@@ -293,15 +287,8 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
     hours.append(hour)
     for h in hours:
         idx = np.array(sorted(h), dtype=np.intp)
-        update_credit(
-            rule,
-            state,
-            idx,
-            np.array([h[i][1] for i in idx]),
-            np.array([h[i][0] for i in idx]),
-            alpha=0.2,
-            half_life_h=6.0,
-        )
+        update_credit(rule, state, idx, np.array([h[i][1] for i in idx]),
+                      np.array([h[i][0] for i in idx]), alpha=0.2, half_life_h=6.0)
         for i in idx:
             histories[int(i)].append(h[int(i)])
     for i in range(n):
@@ -322,11 +309,8 @@ def test_vectorised_update_matches_per_party_history(rule, events, width):
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from(["decay", "mean", "paper", "ema", "window"]),
-    st.lists(
-        st.tuples(st.integers(1, 50), st.floats(-1e4, 1e5), volume, st.booleans()),
-        min_size=1,
-        max_size=30,
-    ),
+    st.lists(st.tuples(st.integers(1, 50), st.floats(-1e4, 1e5), volume, st.booleans()),
+             min_size=1, max_size=30),
     st.floats(0.0, 100.0),
     st.floats(0.001, 1.0),
     st.floats(0.0, 0.299),

@@ -29,11 +29,9 @@ from dipi_abm.dashboard.controls import control_for
 from dipi_abm.dashboard.server import server_env, solara_command
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1500, "height": 2300}  # the whole page, sidebar included
 TIMEOUT_MS = 120_000  # generous: the tests must pass on a machine busy with other work
 

@@ -253,12 +253,9 @@ def test_every_bad_key_value_through_the_command_line(tmp_path):
     assert not bad, "\n".join(bad[:20])
 
 
-ENTRY_POINT_SAMPLE = [
-    ["--set", "capacity_solar_kw=inf"],
-    ["--set", "n_users=10000000"],
-    ["--set", "poca_mode=hashed", "--set", "poca_difficulty_bits=32"],
-    ["--set", "nosuchkey=1"],
-]
+ENTRY_POINT_SAMPLE = [["--set", "capacity_solar_kw=inf"], ["--set", "n_users=10000000"],
+                      ["--set", "poca_mode=hashed", "--set", "poca_difficulty_bits=32"],
+                      ["--set", "nosuchkey=1"]]
 
 
 def test_a_sample_through_the_installed_entry_point(tmp_path):
@@ -283,13 +280,11 @@ def test_a_sample_through_the_installed_entry_point(tmp_path):
 
 
 # ----------------------------------------------------------------------------- sweep specs
-SWEEP_PROBES = {
-    "design": ["0", '"nope"', "true", "[1]", "nan"],
-    "replications": ["0", "-1", "1.5", '"x"', "1000000000", "nan", "inf", "true"],
-    "seed": ["-1", "1.5", '"x"', "nan", "inf", "true", "[1]"],
-    "samples": ["0", "-1", '"x"', "1.5", "nan", "inf", "1000000000"],
-    "hourly": ['"x"', "1", "nan", "[true]"],
-}
+SWEEP_PROBES = {"design": ["0", '"nope"', "true", "[1]", "nan"],
+                "replications": ["0", "-1", "1.5", '"x"', "1000000000", "nan", "inf", "true"],
+                "seed": ["-1", "1.5", '"x"', "nan", "inf", "true", "[1]"],
+                "samples": ["0", "-1", '"x"', "1.5", "nan", "inf", "1000000000"],
+                "hourly": ['"x"', "1", "nan", "[true]"]}
 FACTOR_PROBES = [
     "{ low = nan, high = 0.2 }", "{ low = 0.0, high = inf }", "{ low = 0.2, high = 0.1 }",
     "{ low = 0.0, high = 0.2, num = 0 }", "{ low = 0.0, high = 0.2, num = nan }",
@@ -364,23 +359,19 @@ def edge_list(rows: list[tuple[str, ...]], head: str = "") -> str:
 def bad_edge_lists() -> dict[str, str]:
     """Every kind of bad edge in an edge list (name -> file text)."""
     files = {f"r={r}": edge_list([*GOOD_EDGES[:2], ("3", "4", r)]) for r in BAD_R}
-    files.update({
-        "x=nan": edge_list([("1", "2", "0.1", "0.1"), ("2", "3", "0.2", "nan")]),
-        "x=inf": edge_list([("1", "2", "0.1", "0.1"), ("2", "3", "0.2", "inf")]),
-        "two_fields": edge_list([*GOOD_EDGES, ("4", "5")]),
-        "five_fields": edge_list([*GOOD_EDGES, ("4", "5", "0.1", "0.1", "9")]),
-        "self_loop": edge_list([*GOOD_EDGES, ("4", "4", "0.1")]),
-        "disconnected": edge_list([*GOOD_EDGES, ("7", "8", "0.1")]),
-        "single_bus_pair_zero": edge_list([("1", "2", "0")]).replace("2 0", "1 0"),
-        "empty": "",
-        "comments_only": "# nothing here\n\n",
-        "bad_root": "# root: 99\n" + edge_list(GOOD_EDGES),
-        "header_without_impedance": "from,to,length\n1,2,0.1\n2,3,0.2\n",
-        "header_repeats": "from,to,r_ohm,r_ohm\n1,2,0.1,0.1\n",
-        "header_short_row": "from,to,r_ohm,x_ohm\n1,2,0.1\n",
-        "comma_empty_label": "1,2,0.1\n,3,0.2\n",
-        "nul": "1 2 0.1\n2 3 0.\x002\n",
-    })
+    files.update({"x=nan": edge_list([("1", "2", "0.1", "0.1"), ("2", "3", "0.2", "nan")]),
+                  "x=inf": edge_list([("1", "2", "0.1", "0.1"), ("2", "3", "0.2", "inf")]),
+                  "two_fields": edge_list([*GOOD_EDGES, ("4", "5")]),
+                  "five_fields": edge_list([*GOOD_EDGES, ("4", "5", "0.1", "0.1", "9")]),
+                  "self_loop": edge_list([*GOOD_EDGES, ("4", "4", "0.1")]),
+                  "disconnected": edge_list([*GOOD_EDGES, ("7", "8", "0.1")]),
+                  "single_bus_pair_zero": edge_list([("1", "2", "0")]).replace("2 0", "1 0"),
+                  "empty": "", "comments_only": "# nothing here\n\n",
+                  "bad_root": "# root: 99\n" + edge_list(GOOD_EDGES),
+                  "header_without_impedance": "from,to,length\n1,2,0.1\n2,3,0.2\n",
+                  "header_repeats": "from,to,r_ohm,r_ohm\n1,2,0.1,0.1\n",
+                  "header_short_row": "from,to,r_ohm,x_ohm\n1,2,0.1\n",
+                  "comma_empty_label": "1,2,0.1\n,3,0.2\n", "nul": "1 2 0.1\n2 3 0.\x002\n"})
     return files
 
 

@@ -31,10 +31,8 @@ from dipi_abm.physics.grid import (
 )
 
 # r (ohm) of lines 1-2, 2-3, ..., 17-18 of Baran & Wu (1989).
-MAIN_TRUNK_R = [
-    0.0922, 0.4930, 0.3660, 0.3811, 0.8190, 0.1872, 0.7114, 1.0300, 1.0440,
-    0.1966, 0.3744, 1.4680, 0.5416, 0.5910, 0.7463, 1.2890, 0.7320,
-]  # fmt: skip
+MAIN_TRUNK_R = [0.0922, 0.4930, 0.3660, 0.3811, 0.8190, 0.1872, 0.7114, 1.0300, 1.0440, 0.1966,
+                0.3744, 1.4680, 0.5416, 0.5910, 0.7463, 1.2890, 0.7320]  # fmt: skip
 
 
 def _line(edges, *, key="r_ohm", multi=False):
@@ -220,13 +218,10 @@ def test_synthetic_feeder_leaves_global_random_state_alone():
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
-    [
-        ({"n_buses": 1}, "n_buses"),
-        ({"n_buses": 2.5}, "n_buses"),
-        ({"n_buses": 10, "rng": 42}, "rng"),
-        ({"n_buses": 10, "r_ohm_range": (0.5, 0.1)}, "r_ohm_range"),
-        ({"n_buses": 10, "x_over_r": (-1, 1)}, "x_over_r"),
-    ],
+    [({"n_buses": 1}, "n_buses"), ({"n_buses": 2.5}, "n_buses"),
+     ({"n_buses": 10, "rng": 42}, "rng"),
+     ({"n_buses": 10, "r_ohm_range": (0.5, 0.1)}, "r_ohm_range"),
+     ({"n_buses": 10, "x_over_r": (-1, 1)}, "x_over_r")],
 )
 def test_synthetic_feeder_rejects_bad_input(kwargs, needle):
     kwargs.setdefault("rng", np.random.default_rng(0))
@@ -248,9 +243,8 @@ def test_graphml_round_trip(tmp_path):
     assert all(isinstance(d["r_ohm"], float) for _, _, d in h.edges(data=True))
     assert sum(d.get("switch", False) for _, _, d in h.edges(data=True)) == 5
     for metric in DISTANCE_METRICS:
-        np.testing.assert_array_equal(
-            electrical_distance(g, metric)[1], electrical_distance(h, metric)[1]
-        )
+        np.testing.assert_array_equal(electrical_distance(g, metric)[1],
+                                      electrical_distance(h, metric)[1])
     grid = build_grid(path)
     assert grid.root_bus == 1 and grid.n_buses == 33
 
@@ -273,9 +267,8 @@ def test_edge_list_round_trip(tmp_path):
 
 def test_edge_list_formats(tmp_path):
     path = tmp_path / "grid.txt"
-    path.write_text(
-        "# a feeder\n\nsub  a   0.5  0.2   # trunk\na b 0.25\nb\tc\t0.0\n", encoding="utf-8"
-    )
+    path.write_text("# a feeder\n\nsub  a   0.5  0.2   # trunk\na b 0.25\nb\tc\t0.0\n",
+                    encoding="utf-8")
     g = load_graph(path)
     assert set(g.nodes) == {"sub", "a", "b", "c"}
     assert g.graph["root"] == "a"  # first in sorted order
@@ -305,17 +298,15 @@ def test_graphml_string_attributes_become_floats(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "content", "needles"),
-    [
-        ("bad.csv", "1 2 0.5\n2 3\n", ["bad.csv", "line 2", "2 fields"]),
-        ("bad.csv", "1 2 0.5\n2 3 4 5 6\n", ["bad.csv", "line 2"]),
-        ("bad.txt", "# c\n1 2 0.5\n2 3 abc\n", ["bad.txt", "line 3", "'abc'", "not a number"]),
-        ("bad.csv", "from,to,r_ohm\n1,2,0.5\n2,3,0.1,0.3\n", ["bad.csv", "line 3"]),
-        ("bad.csv", "from,to,length\n1,2,0.5\n", ["bad.csv", "r_ohm"]),
-        ("bad.csv", "# nothing\n", ["bad.csv", "no edges"]),
-        ("bad.csv", "# root: 9\n1 2 0.5\n", ["bad.csv", "root"]),
-        ("bad.graphml", "<graphml><graph>oops", ["bad.graphml", "GraphML"]),
-        ("bad.graphml", "not xml at all", ["bad.graphml", "GraphML"]),
-    ],
+    [("bad.csv", "1 2 0.5\n2 3\n", ["bad.csv", "line 2", "2 fields"]),
+     ("bad.csv", "1 2 0.5\n2 3 4 5 6\n", ["bad.csv", "line 2"]),
+     ("bad.txt", "# c\n1 2 0.5\n2 3 abc\n", ["bad.txt", "line 3", "'abc'", "not a number"]),
+     ("bad.csv", "from,to,r_ohm\n1,2,0.5\n2,3,0.1,0.3\n", ["bad.csv", "line 3"]),
+     ("bad.csv", "from,to,length\n1,2,0.5\n", ["bad.csv", "r_ohm"]),
+     ("bad.csv", "# nothing\n", ["bad.csv", "no edges"]),
+     ("bad.csv", "# root: 9\n1 2 0.5\n", ["bad.csv", "root"]),
+     ("bad.graphml", "<graphml><graph>oops", ["bad.graphml", "GraphML"]),
+     ("bad.graphml", "not xml at all", ["bad.graphml", "GraphML"])],
 )
 def test_bad_files_rejected(tmp_path, name, content, needles):
     path = tmp_path / name
@@ -366,20 +357,17 @@ def _graph_with(**attrs):
 
 @pytest.mark.parametrize(
     ("g", "needles"),
-    [
-        (nx.Graph(), ["0 buses"]),
-        (nx.path_graph(1), ["1 bus", "at least 2"]),
-        (_graph_with(x_ohm=1.0), ["(1, 2)", "no impedance", "r_ohm or weight"]),
-        (_graph_with(r_ohm="abc"), ["(1, 2)", "non-numeric", "'abc'"]),
-        (_graph_with(r_ohm="0.5"), ["(1, 2)", "non-numeric"]),
-        (_graph_with(r_ohm=True), ["(1, 2)", "non-numeric"]),
-        (_graph_with(weight=float("nan")), ["(1, 2)", "weight=nan", "finite"]),
-        (_graph_with(r_ohm=float("inf")), ["(1, 2)", "r_ohm=inf", "finite"]),
-        (_graph_with(r_ohm=-0.2), ["(1, 2)", "negative", "r_ohm=-0.2", ">= 0"]),
-        (_line([(0, 1, 1.0), (1, 1, 1.0)]), ["(1, 1)", "self-loop"]),
-        (_line([(0, 1, 1.0), (2, 3, 1.0), (4, 5, 1.0)]), ["disconnected", "3 components"]),
-        ("not a graph", ["networkx graph"]),
-    ],
+    [(nx.Graph(), ["0 buses"]), (nx.path_graph(1), ["1 bus", "at least 2"]),
+     (_graph_with(x_ohm=1.0), ["(1, 2)", "no impedance", "r_ohm or weight"]),
+     (_graph_with(r_ohm="abc"), ["(1, 2)", "non-numeric", "'abc'"]),
+     (_graph_with(r_ohm="0.5"), ["(1, 2)", "non-numeric"]),
+     (_graph_with(r_ohm=True), ["(1, 2)", "non-numeric"]),
+     (_graph_with(weight=float("nan")), ["(1, 2)", "weight=nan", "finite"]),
+     (_graph_with(r_ohm=float("inf")), ["(1, 2)", "r_ohm=inf", "finite"]),
+     (_graph_with(r_ohm=-0.2), ["(1, 2)", "negative", "r_ohm=-0.2", ">= 0"]),
+     (_line([(0, 1, 1.0), (1, 1, 1.0)]), ["(1, 1)", "self-loop"]),
+     (_line([(0, 1, 1.0), (2, 3, 1.0), (4, 5, 1.0)]), ["disconnected", "3 components"]),
+     ("not a graph", ["networkx graph"])],
 )
 def test_validate_graph_rejections(g, needles):
     with pytest.raises(ConfigError) as excinfo:
@@ -445,14 +433,11 @@ def test_build_grid_sources_and_metrics():
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "needles"),
-    [
-        (("ieee33",), {"metric": "euclid"}, ["'euclid'", "resistance", "path_impedance", "hops"]),
-        (("synthetic",), {"n_buses": 10}, ["synthetic", "rng"]),
-        (("synthetic",), {"n_buses": 1, "rng": np.random.default_rng(0)}, ["n_buses"]),
-        (("ieee-34",), {}, ["'ieee-34'", "ieee33", "synthetic"]),
-        ((42,), {}, ["int", "networkx graph"]),
-        ((nx.Graph(),), {}, ["grid graph", "0 buses"]),
-    ],
+    [(("ieee33",), {"metric": "euclid"}, ["'euclid'", "resistance", "path_impedance", "hops"]),
+     (("synthetic",), {"n_buses": 10}, ["synthetic", "rng"]),
+     (("synthetic",), {"n_buses": 1, "rng": np.random.default_rng(0)}, ["n_buses"]),
+     (("ieee-34",), {}, ["'ieee-34'", "ieee33", "synthetic"]),
+     ((42,), {}, ["int", "networkx graph"]), ((nx.Graph(),), {}, ["grid graph", "0 buses"])],
 )
 def test_build_grid_rejections(args, kwargs, needles):
     with pytest.raises(ConfigError) as excinfo:
@@ -484,11 +469,8 @@ def test_wheeling_rules():
 
 @pytest.mark.parametrize(
     ("rule", "base", "rate", "needles"),
-    [
-        ("toll", 0.02, 0.0, ["'toll'", "flat", "distance"]),
-        ("flat", float("nan"), 0.0, ["base"]),
-        ("distance", 0.02, "x", ["rate"]),
-    ],
+    [("toll", 0.02, 0.0, ["'toll'", "flat", "distance"]), ("flat", float("nan"), 0.0, ["base"]),
+     ("distance", 0.02, "x", ["rate"])],
 )
 def test_wheeling_rejections(rule, base, rate, needles):
     with pytest.raises(ConfigError) as excinfo:

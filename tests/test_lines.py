@@ -81,12 +81,8 @@ def test_ieee33_radial_equals_dc():
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(2, 40),
-    seed=st.integers(0, 2**32 - 1),
-    shorts=st.floats(0.0, 0.4),
-    relabel=st.booleans(),
-)
+@given(n=st.integers(2, 40), seed=st.integers(0, 2**32 - 1), shorts=st.floats(0.0, 0.4),
+       relabel=st.booleans())
 def test_radial_equals_dc_on_synthetic_feeders(n, seed, shorts, relabel):
     rng = np.random.default_rng(seed)
     g = synthetic_radial_feeder(n, rng)
@@ -168,9 +164,8 @@ def test_zero_impedance_lines_carry_flow_in_a_mesh():
     # The short's limit binds: 20 kWh 3 -> 0 puts 10 kW on it; cut to 10.
     np.testing.assert_allclose(lm.curtail(np.array([3]), np.array([0]), np.array([20.0])), [10.0])
     # A trade inside the shorted pair runs over the short only (1 -> 2 is against u -> v).
-    np.testing.assert_allclose(
-        lm.flows(np.array([1]), np.array([2]), np.array([7.0])), [0, 0, -7, 0]
-    )
+    np.testing.assert_allclose(lm.flows(np.array([1]), np.array([2]), np.array([7.0])),
+                               [0, 0, -7, 0])
 
 
 def test_loop_of_shorts_shares_equally():
@@ -348,14 +343,9 @@ def _feeder(kind: str, n: int, seed: int):
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    kind=st.sampled_from(["radial", "ieee33"]),
-    n=st.integers(2, 30),
-    seed=st.integers(0, 2**32 - 1),
-    n_trades=st.integers(0, 60),
-    with_base=st.booleans(),
-    max_iter=st.sampled_from([0, 1, 3, 50]),
-)
+@given(kind=st.sampled_from(["radial", "ieee33"]), n=st.integers(2, 30),
+       seed=st.integers(0, 2**32 - 1), n_trades=st.integers(0, 60), with_base=st.booleans(),
+       max_iter=st.sampled_from([0, 1, 3, 50]))
 def test_curtail_invariants(kind, n, seed, n_trades, with_base, max_iter):
     grid = _feeder(kind, n, seed)
     rng = np.random.default_rng(seed)
@@ -393,10 +383,8 @@ def test_curtail_invariants(kind, n, seed, n_trades, with_base, max_iter):
 
 def test_curtail_time_for_5000_contracts(capsys):
     rng = np.random.default_rng(0)
-    grids = {
-        "ieee33": build_grid("ieee33"),
-        "synthetic-300": build_grid("synthetic", n_buses=300, rng=np.random.default_rng(1)),
-    }
+    grids = {"ieee33": build_grid("ieee33"),
+             "synthetic-300": build_grid("synthetic", n_buses=300, rng=np.random.default_rng(1))}
     for name, grid in grids.items():
         lm = LineModel.build(grid, default_limit_kw=300.0)
         s = rng.integers(0, grid.n_buses, 5000)

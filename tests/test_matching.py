@@ -32,18 +32,14 @@ def make_book(sellers, buyers, time):
     def col(rows, i, dtype):
         return np.array([r[i] for r in rows], dtype=dtype)
 
-    return OrderBook(
-        seller_party=np.arange(ns, dtype=np.intp) + SELLER_ID0,
-        seller_bus=col(sellers, 0, np.intp),
-        seller_volume=col(sellers, 1, float),
-        seller_price=col(sellers, 2, float),
-        seller_time=np.asarray(time[:ns], dtype=np.int64),
-        buyer_party=np.arange(len(buyers), dtype=np.intp),
-        buyer_bus=col(buyers, 0, np.intp),
-        buyer_volume=col(buyers, 1, float),
-        buyer_price=col(buyers, 2, float),
-        buyer_time=np.asarray(time[ns:], dtype=np.int64),
-    )
+    return OrderBook(seller_party=np.arange(ns, dtype=np.intp) + SELLER_ID0,
+                     seller_bus=col(sellers, 0, np.intp), seller_volume=col(sellers, 1, float),
+                     seller_price=col(sellers, 2, float),
+                     seller_time=np.asarray(time[:ns], dtype=np.int64),
+                     buyer_party=np.arange(len(buyers), dtype=np.intp),
+                     buyer_bus=col(buyers, 0, np.intp), buyer_volume=col(buyers, 1, float),
+                     buyer_price=col(buyers, 2, float),
+                     buyer_time=np.asarray(time[ns:], dtype=np.int64))
 
 
 def flat_network(n_bus, w):
@@ -61,24 +57,16 @@ def reference_price_time(book: OrderBook, w: float) -> dict[tuple[int, int], flo
     """Sequential price-time greedy, one queue: slow and obviously correct."""
     buyers = sorted(
         (
-            [
-                float(book.buyer_price[i]),
-                int(book.buyer_time[i]),
-                int(book.buyer_party[i]),
-                float(book.buyer_volume[i]),
-            ]
+            [float(book.buyer_price[i]), int(book.buyer_time[i]), int(book.buyer_party[i]),
+             float(book.buyer_volume[i])]
             for i in range(book.buyer_price.size)
         ),
         key=lambda r: (-r[0], r[1]),
     )
     sellers = sorted(
         (
-            [
-                float(book.seller_price[i]),
-                int(book.seller_time[i]),
-                int(book.seller_party[i]),
-                float(book.seller_volume[i]),
-            ]
+            [float(book.seller_price[i]), int(book.seller_time[i]), int(book.seller_party[i]),
+             float(book.seller_volume[i])]
             for i in range(book.seller_price.size)
         ),
         key=lambda r: (r[0], r[1]),
@@ -162,11 +150,8 @@ def test_single_queue_equals_sequential_greedy(book, w):
 def networks(draw):
     n_bus = draw(st.integers(2, 5))
     upper = draw(
-        st.lists(
-            st.integers(0, 40).map(lambda x: x / 10.0),
-            min_size=n_bus * n_bus,
-            max_size=n_bus * n_bus,
-        )
+        st.lists(st.integers(0, 40).map(lambda x: x / 10.0), min_size=n_bus * n_bus,
+                 max_size=n_bus * n_bus)
     )
     d = np.array(upper).reshape(n_bus, n_bus)
     d = np.triu(d, 1)
@@ -184,9 +169,8 @@ def check_contracts(book, net, c):
     b_row = {int(p): i for i, p in enumerate(book.buyer_party)}
     s_left = book.seller_volume.astype(float).copy()
     b_left = book.buyer_volume.astype(float).copy()
-    for b, s, v, ask, bid, w in zip(
-        c.buyer, c.seller, c.volume, c.ask, c.bid, c.wheeling, strict=True
-    ):
+    for b, s, v, ask, bid, w in zip(c.buyer, c.seller, c.volume, c.ask, c.bid, c.wheeling,
+                                    strict=True):
         i, j = b_row[int(b)], s_row[int(s)]
         bb, sb = book.buyer_bus[i], book.seller_bus[j]
         assert v > 0

@@ -8,13 +8,11 @@ from unittest import mock
 
 import mesa
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
-import dipi_abm.model as model_mod
 from dipi_abm import DIPIModel
 from dipi_abm import market as market_mod
 from dipi_abm.agents import DPGC, GridCompany, Miner, User
@@ -74,9 +72,8 @@ def check_hour(m: DIPIModel, spy: SettleSpy, initial_total: float) -> None:
     short, surplus = np.maximum(0, b - g), np.maximum(0, g - b)
     np.testing.assert_allclose(st_.buyer_pays, direct * (price + w) + short * r, atol=1e-9)
     np.testing.assert_allclose(st_.seller_income, direct * price + surplus * f, atol=1e-9)
-    np.testing.assert_allclose(
-        st_.buyer_pays, st_.seller_income + st_.grid_income, rtol=1e-12, atol=1e-9
-    )
+    np.testing.assert_allclose(st_.buyer_pays, st_.seller_income + st_.grid_income, rtol=1e-12,
+                               atol=1e-9)
     # contracts: feasible, within distance, priced within [F, R], within the orders
     if c.size:
         assert not grid_only
@@ -133,33 +130,25 @@ def run_checked(m: DIPIModel, hours: int | None = None) -> DIPIModel:
 
 
 model_params = st.fixed_dictionaries(
-    {
-        "seed": st.integers(0, 2**32 - 1),
-        "n_dpgc": st.integers(5, 10),
-        "n_users": st.integers(20, 40),
-        "hours": st.integers(24, 36),
-        "start_hour": st.integers(0, 23),
-        "credit_rule": st.sampled_from(sorted(CREDIT_RULES)),
-        "learning": st.sampled_from(sorted(LEARNING_RULES)),
-        "opportunist_share": st.sampled_from([0.0, 0.3]),
-        "wheeling": st.sampled_from(sorted(WHEELING_RULES)),
-        "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
-        "tariff": st.sampled_from(sorted(TARIFFS)),
-        "grid_intake_limit_kw": st.sampled_from([math.inf, 0.0, 100.0, 1000.0]),
-        "price_rule": st.sampled_from(sorted(PRICE_RULES)),
-        "breach_tolerance": st.sampled_from([0.0, 0.05, 0.2]),
-        "natural_factor": st.sampled_from([0.0, 0.1, 0.25]),
-        "consensus": st.sampled_from(sorted(CONSENSUS_RULES)),
-        "poca_mode": st.sampled_from(sorted(POCA_MODES)),
-        "poca_difficulty_bits": st.just(4.0),
-        "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]),
-        "n_miners": st.integers(0, 2),
-        "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
-        "budget_period_h": st.sampled_from([0, 5, 24]),
-        "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
-        "grid": st.sampled_from(["ieee33", "synthetic"]),
-        "grid_buses": st.integers(5, 15),
-    }
+    {"seed": st.integers(0, 2**32 - 1), "n_dpgc": st.integers(5, 10),
+     "n_users": st.integers(20, 40), "hours": st.integers(24, 36),
+     "start_hour": st.integers(0, 23), "credit_rule": st.sampled_from(sorted(CREDIT_RULES)),
+     "learning": st.sampled_from(sorted(LEARNING_RULES)),
+     "opportunist_share": st.sampled_from([0.0, 0.3]),
+     "wheeling": st.sampled_from(sorted(WHEELING_RULES)),
+     "max_distance_ohm": st.sampled_from([math.inf, 0.5, 2.0, 5.0]),
+     "tariff": st.sampled_from(sorted(TARIFFS)),
+     "grid_intake_limit_kw": st.sampled_from([math.inf, 0.0, 100.0, 1000.0]),
+     "price_rule": st.sampled_from(sorted(PRICE_RULES)),
+     "breach_tolerance": st.sampled_from([0.0, 0.05, 0.2]),
+     "natural_factor": st.sampled_from([0.0, 0.1, 0.25]),
+     "consensus": st.sampled_from(sorted(CONSENSUS_RULES)),
+     "poca_mode": st.sampled_from(sorted(POCA_MODES)), "poca_difficulty_bits": st.just(4.0),
+     "faulty_share": st.sampled_from([0.0, 0.0, 0.3, 0.6]), "n_miners": st.integers(0, 2),
+     "initial_balance_yuan": st.sampled_from([200.0, 0.0, 1000.0]),
+     "budget_period_h": st.sampled_from([0, 5, 24]),
+     "line_rating_margin": st.sampled_from([1.0, 1.5, math.inf]),
+     "grid": st.sampled_from(["ieee33", "synthetic"]), "grid_buses": st.integers(5, 15)}
 )
 
 
@@ -175,15 +164,8 @@ def test_hourly_invariants(matching, params):
 
 def test_hour_without_any_contract_settles():
     """Sellers ask R and buyers bid F: nothing can match, everything goes to the grid."""
-    m = DIPIModel(
-        seed=5,
-        hours=6,
-        ask_markup_min=1.0,
-        ask_markup_max=1.0,
-        bid_discount_min=1.0,
-        bid_discount_max=1.0,
-        **SMALL,
-    )
+    m = DIPIModel(seed=5, hours=6, ask_markup_min=1.0, ask_markup_max=1.0, bid_discount_min=1.0,
+                  bid_discount_max=1.0, **SMALL)
     run_checked(m)
     df = m.hourly_dataframe()
     assert (df["p2p_volume_kwh"] == 0).all()
@@ -337,64 +319,6 @@ def test_agent_records_every_k_hours():
     hourly = DIPIModel(seed=4, hours=3, **SMALL).run().agents_dataframe()
     assert list(df.columns) == list(hourly.columns) == list(PARTY_TABLE_COLUMNS)
     assert df.dtypes.equals(hourly.dtypes)
-
-
-BATCH = dict(
-    parameters={"n_dpgc": 5, "n_users": 20, "hours": 12, "seed": [1, 2]},
-    max_steps=12,
-    number_processes=1,
-    data_collection_period=1,
-    display_progress=False,
-)
-AGENT_COLUMNS = [
-    "credit",
-    "balance",
-    "order_kwh",
-    "committed_kwh",
-    "delivered_kwh",
-    "breach",
-    "blocks_won",
-]
-
-
-@pytest.fixture(scope="module")
-def batch_rows():
-    return pd.DataFrame(mesa.batch_run(DIPIModel, **BATCH))
-
-
-def test_batch_run_rows_have_kpis_and_agent_records(batch_rows):
-    df = batch_rows
-    for col in ["RunId", "Step", "seed", "AgentID", *AGENT_COLUMNS, *model_mod.HOURLY_KPIS]:
-        assert col in df.columns, col
-    assert set(df["seed"]) == {1, 2}
-    # one record per party and step
-    per = df.groupby(["seed", "Step"]).size()
-    assert (per == 25).all()
-    # every hour is there, the last one included, one Step per hour (Mesa 3.3 labels hour h
-    # Step h - 1, Mesa >= 3.4 Step h: the row's ``hour`` says which)
-    hours = df.groupby("seed")["hour"].agg(lambda h: sorted(set(h)))
-    assert hours.tolist() == [list(range(1, 13))] * 2
-    assert (df.groupby(["seed", "Step"])["hour"].nunique() == 1).all()
-    assert (df.groupby("seed")["Step"].nunique() == 12).all()
-    assert df["credit"].between(0, 100).all()
-
-
-def test_batch_run_kpis_are_the_model_level_values(batch_rows):
-    """Within a run and step every KPI is one model-level value (no agent column shadows it)."""
-    for seed, rows in batch_rows.groupby("seed"):
-        ref = DIPIModel(seed=seed, n_dpgc=5, n_users=20, hours=12).run()
-        vars_ = ref.datacollector.get_model_vars_dataframe()
-        for hour, at in rows.groupby("hour"):
-            for kpi in model_mod.HOURLY_KPIS:
-                values = at[kpi].to_numpy(dtype=float)
-                want = float(vars_.loc[vars_["hour"] == hour, kpi].iloc[0])
-                np.testing.assert_allclose(
-                    values,
-                    want,
-                    rtol=1e-12,
-                    equal_nan=True,
-                    err_msg=f"{kpi} at seed {seed} hour {hour}",
-                )
 
 
 @pytest.mark.parametrize("start_hour", [0, 7, 23])

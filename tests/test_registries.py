@@ -14,17 +14,15 @@ import pytest
 from dipi_abm import DIPIModel
 from dipi_abm import config as cfg
 from dipi_abm.rules.consensus import CONSENSUS_RULES
+from dipi_abm.rules.consequences import BREACH_POLICIES
 from dipi_abm.rules.credit import CREDIT_RULES
 from dipi_abm.rules.learning import LEARNING_RULES
 from dipi_abm.rules.matching import MATCHING_RULES
 from dipi_abm.rules.registry import TRAITS, Rule
 
-REGISTRIES = {
-    "matching": MATCHING_RULES,
-    "credit_rule": CREDIT_RULES,
-    "consensus": CONSENSUS_RULES,
-    "learning": LEARNING_RULES,
-}
+REGISTRIES = {"matching": MATCHING_RULES, "credit_rule": CREDIT_RULES,
+              "consensus": CONSENSUS_RULES, "learning": LEARNING_RULES,
+              "breach_policy": BREACH_POLICIES}
 ENTRIES = [(key, name) for key, reg in REGISTRIES.items() for name in reg]
 SMALL = {"n_dpgc": 5, "n_users": 20, "hours": 24, "opportunist_share": 0.2}
 
@@ -66,15 +64,20 @@ def test_the_engine_reads_traits_not_names():
     rule behaves exactly like the original."""
     MATCHING_RULES["centralized_copy"] = MATCHING_RULES["centralized"]
     CONSENSUS_RULES["der_cbc_copy"] = CONSENSUS_RULES["der_cbc"]
+    BREACH_POLICIES["deposit_copy"] = BREACH_POLICIES["deposit"]
     try:
         a = DIPIModel(seed=3, matching="centralized", consensus="der_cbc", **SMALL).run()
         b = DIPIModel(seed=3, matching="centralized_copy", consensus="der_cbc_copy",
                       **SMALL).run()
+        c, d = (DIPIModel(seed=3, breach_policy=name, **SMALL).run()
+                for name in ("deposit", "deposit_copy"))
     finally:
         del MATCHING_RULES["centralized_copy"], CONSENSUS_RULES["der_cbc_copy"]
-    cols = [c for c in a.hourly_dataframe().columns]
-    assert a.hourly_dataframe()[cols].equals(b.hourly_dataframe()[cols])
+        del BREACH_POLICIES["deposit_copy"]
+    assert a.hourly_dataframe().equals(b.hourly_dataframe())
     assert a.market.grid_only and b.market.grid_only
+    assert c.hourly_dataframe().equals(d.hourly_dataframe())
+    assert c.hourly_dataframe()["breach_consequence_yuan"].sum() > 0
 
 
 def test_a_renamed_nonce_race_rule_meets_the_same_resource_guard():

@@ -157,8 +157,7 @@ def test_ranges_are_shown_in_equal_bins(tmp_path):
     assert nf["runs"].sum() == 32 * 2
     assert (np.diff(nf["mean"]) > 0).all()
     # an integer factor with few values keeps them
-    assert r.levels.query("factor == 'n_users'")["level"].unique().tolist() == [
-        "10", "11", "12"]
+    assert r.levels.query("factor == 'n_users'")["level"].unique().tolist() == ["10", "11", "12"]
     assert r.differences.empty and r.sobol.empty  # differences: factorial designs only
 
 

@@ -52,7 +52,7 @@ def test_streaming_holds_one_row_group_at_most(tmp_path, monkeypatch):
     for _ in range(20):
         model.step()
         most = max(most, out._stream._rows)
-        assert len(model.datacollector._agent_records) == 0  # nothing kept in memory
+        assert model.party_log.snapshots == []  # nothing kept in memory
     assert most < 60 + 25
     out.finish()
     meta = pq.ParquetFile(tmp_path / "agents.parquet").metadata

@@ -13,11 +13,9 @@ R, F = 0.657, 0.4  # [DER-CBC] retail and feed-in prices, yuan/kWh
 START = 200.0  # every account starts at 200 yuan in [DER-CBC]'s tests
 
 # p, q, w, b, g, buyer pays, seller income, grid income ([DER-CBC] Table 1 -> Table 2)
-GOLDEN = [
-    (0.55, 200.0, 0.02, 200.0, 200.0, 114.00, 110.00, 4.00),
-    (0.54, 200.0, 0.02, 220.0, 200.0, 125.14, 108.00, 17.14),
-    (0.56, 200.0, 0.02, 180.0, 200.0, 104.40, 108.80, -4.40),
-]
+GOLDEN = [(0.55, 200.0, 0.02, 200.0, 200.0, 114.00, 110.00, 4.00),
+          (0.54, 200.0, 0.02, 220.0, 200.0, 125.14, 108.00, 17.14),
+          (0.56, 200.0, 0.02, 180.0, 200.0, 104.40, 108.80, -4.40)]
 # balances of buyer / seller / grid company after each case taken alone
 GOLDEN_BALANCES = [(86.0, 310.0, 204.0), (74.86, 308.0, 217.14), (95.6, 308.8, 195.6)]
 GOLDEN_CUMULATIVE_VOLUME = [200.0, 420.0, 600.0]
@@ -64,14 +62,8 @@ def test_vectorised_equals_scalar_calls():
     assert vec.buyer_pays.shape == (3,)
     for i, (p, q, w, b, g, *_) in enumerate(GOLDEN):
         one = settle(p, q, w, b, g, R, F)
-        for name in (
-            "direct",
-            "buyer_pays",
-            "seller_income",
-            "grid_income",
-            "shortfall",
-            "surplus",
-        ):
+        for name in ("direct", "buyer_pays", "seller_income", "grid_income", "shortfall",
+                     "surplus"):
             assert float(getattr(vec, name)[i]) == float(getattr(one, name)), name
 
 
@@ -87,11 +79,8 @@ price = st.floats(0.0, 2.0, allow_nan=False)
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(price, vol, st.floats(0.0, 0.2), vol, vol), min_size=1, max_size=20),
-    st.floats(0.3, 1.5),
-    st.floats(0.0, 0.3),
-)
+@given(st.lists(st.tuples(price, vol, st.floats(0.0, 0.2), vol, vol), min_size=1, max_size=20),
+       st.floats(0.3, 1.5), st.floats(0.0, 0.3))
 def test_settlement_formula_and_conservation(rows, retail, feed_in):
     p, q, w, b, g = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
     s = settle(p, q, w, b, g, retail, feed_in)
@@ -106,9 +95,8 @@ def test_settlement_formula_and_conservation(rows, retail, feed_in):
         assert s.buyer_pays[i] == pytest.approx(pays, rel=1e-12, abs=1e-9)
         assert s.seller_income[i] == pytest.approx(income, rel=1e-12, abs=1e-9)
         assert s.grid_income[i] == pytest.approx(grid, rel=1e-12, abs=1e-9)
-        assert s.buyer_pays[i] == pytest.approx(
-            s.seller_income[i] + s.grid_income[i], rel=1e-12, abs=1e-9
-        )
+        assert s.buyer_pays[i] == pytest.approx(s.seller_income[i] + s.grid_income[i], rel=1e-12,
+                                                abs=1e-9)
         assert s.shortfall[i] == short and s.surplus[i] == surplus
         # every kWh the buyer took is either direct or bought from the grid
         assert s.direct[i] + s.shortfall[i] == pytest.approx(b[i])
@@ -148,10 +136,6 @@ def test_attribute_pro_rata_shares_sum_to_counted_volume(data):
 
 def test_attribute_pro_rata_example():
     # party 0 agreed 100 + 300 and delivered 200 -> half of each; party 1 over-delivered
-    got = attribute_pro_rata(
-        np.array([200.0, 80.0]),
-        np.array([400.0, 50.0]),
-        np.array([0, 0, 1]),
-        np.array([100.0, 300.0, 50.0]),
-    )
+    got = attribute_pro_rata(np.array([200.0, 80.0]), np.array([400.0, 50.0]), np.array([0, 0, 1]),
+                             np.array([100.0, 300.0, 50.0]))
     np.testing.assert_allclose(got, [50.0, 150.0, 50.0])

@@ -35,17 +35,15 @@ from dipi_abm.sweep.engine import (
 )
 
 TINY = {"n_dpgc": 3, "n_users": 10, "hours": 12}
-SPEC = {
-    "sweep": {"design": "factorial", "replications": 2, "seed": 11},
-    "base": TINY,
-    "factors": {"natural_factor": [0.0, 0.2], "matching": ["price_time", "centralized"]},
-}
+SPEC = {"sweep": {"design": "factorial", "replications": 2, "seed": 11}, "base": TINY,
+        "factors": {"natural_factor": [0.0, 0.2], "matching": ["price_time", "centralized"]}}
 N_RUNS = 8
 
 
 def _write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
+    path.write_text(textwrap.dedent(text).lstrip() if "\n" in text
+                    else "\n".join(part.strip() for part in text.split("|")) + "\n")
     return path
 
 
@@ -346,185 +344,81 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bad specs
-BAD_SPECS = {
-    "toml_syntax": ("""
-        [sweep]
-        seed = 1
-        design = "lhs
-        """, ["line 3", "not valid TOML"]),
-    "unknown_base_key": ("""
-        [sweep]
-        seed = 1
-        [base]
-        hours = 12
-        natural_factr = 0.1
-        """, ["line 5", "[base] natural_factr", "did you mean 'natural_factor'"]),
-    "unknown_factor_key": ("""
-        [sweep]
-        seed = 1
-        [factors]
-        matchng = ["price_time"]
-        """, ["line 4", "[factors] matchng", "unknown key"]),
-    "range_out_of_bounds": ("""
-        [sweep]
-        design = "lhs"
-        samples = 8
-        seed = 1
-
-        [factors]
-        breach_tolerance = [0.0, 0.2]
-        natural_factor = [0.0, 0.5]
-        """, ["line 8", "[factors] natural_factor", "[0, 0.3)"]),
-    "level_out_of_bounds": ("""
-        [sweep]
-        seed = 1
-        [factors]
-        n_users = [10, -5]
-        """, ["line 4", "n_users = -5", "[1, "]),
-    "unknown_design": ("""
-        [sweep]
-        design = "random"
-        seed = 1
-        """, ["line 2", "[sweep] design", "factorial, lhs, sobol"]),
-    "unknown_sweep_key": ("""
-        [sweep]
-        seed = 1
-        replicates = 3
-        """, ["line 3", "replicates", "did you mean 'replications'"]),
-    "unknown_table": ("""
-        [sweep]
-        seed = 1
-        [factor]
-        natural_factor = [0.1]
-        """, ["line 3", "[factor]", "did you mean 'factors'"]),
-    "missing_seed": ("""
-        [sweep]
-        replications = 2
-        """, ["line 1", "seed is missing"]),
-    "seed_in_base": ("""
-        [sweep]
-        seed = 1
-        [base]
-        seed = 4
-        """, ["line 4", "[base] seed", "[sweep] seed"]),
-    "both_base_and_factor": ("""
-        [sweep]
-        seed = 1
-        [base]
-        hours = 12
-        [factors]
-        hours = [12, 24]
-        """, ["line 6", "[factors] hours", "also set in [base]"]),
-    "low_above_high": ("""
-        [sweep]
-        design = "sobol"
-        samples = 8
-        seed = 1
-        [factors]
-        natural_factor = {low = 0.2, high = 0.1}
-        """, ["line 6", "low must be below high"]),
-    "range_of_a_string_key": ("""
-        [sweep]
-        design = "lhs"
-        samples = 8
-        seed = 1
-        [factors]
-        matching = {low = 0, high = 1}
-        """, ["line 6", "[factors] matching", "list its levels"]),
-    "range_in_factorial": ("""
-        [sweep]
-        seed = 1
-        [factors]
-        natural_factor = {low = 0.0, high = 0.2}
-        """, ["line 4", "factorial design needs levels"]),
-    "empty_levels": ("""
-        [sweep]
-        seed = 1
-        [factors]
-        matching = []
-        """, ["line 4", "empty list"]),
-    "samples_in_factorial": ("""
-        [sweep]
-        seed = 1
-        samples = 10
-        """, ["line 3", "samples is for design = lhs or sobol"]),
-    "lhs_without_samples": ("""
-        [sweep]
-        design = "lhs"
-        seed = 1
-        [factors]
-        natural_factor = [0.0, 0.2]
-        """, ["line 1", "samples is missing"]),
-    "bad_replications": ("""
-        [sweep]
-        seed = 1
-        replications = 0
-        """, ["line 3", "replications = 0", "integer >= 1"]),
-    "point_breaks_a_cross_key_rule": ("""
-        [sweep]
-        seed = 1
-        [base]
-        share_wind = 0.3
-        [factors]
-        share_solar = [0.4, 0.6]
-        """, ["line 6", "design point 1", "share_solar = 0.6", "must sum to 1"]),
-    "missing_grid_file": ("""
-        [sweep]
-        seed = 1
-        [base]
-        grid = "no/such/feeder.csv"
-        """, ["line 4", "[base] grid", "no such file"]),
-    "outcome_unknown_kpi": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        late = { kpi = "breach_rat", last_hours = 6 }
-        """, ["line 4", "[outcomes] late", "'breach_rat': not an hourly KPI"]),
-    "outcome_kpi_and_ratio": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        x = { kpi = "breach_rate", ratio = ["breaches", "committed_parties"] }
-        """, ["[outcomes] x", "either kpi (with agg) or ratio"]),
-    "outcome_bad_agg": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        x = { kpi = "breach_rate", agg = "average" }
-        """, ["[outcomes] x", "agg = 'average': must be one of mean, sum"]),
-    "outcome_two_windows": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        x = { kpi = "breach_rate", last_hours = 2, first_days = 1 }
-        """, ["[outcomes] x", "last_hours and first_days: give at most one window"]),
-    "outcome_window_longer_than_run": ("""
-        [sweep]
-        seed = 1
-        [base]
-        hours = 12
-        [outcomes]
-        late_breach_rate = { kpi = "breach_rate", last_hours = 168, agg = "mean" }
-        """, ["line 6", "[outcomes] late_breach_rate", "168 h is longer than the run "
-              "(hours = 12)"]),
-    "outcome_name_taken": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        breach_rate = { kpi = "breach_rate", last_days = 1 }
-        """, ["[outcomes] breach_rate", "already a column of runs.parquet"]),
-    "outcome_ratio_shape": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        cost = { ratio = ["user_cost_yuan"] }
-        """, ["[outcomes] cost", "must be [numerator, denominator]"]),
-    "outcome_bad_window": ("""
-        [sweep]
-        seed = 1
-        [outcomes]
-        x = { kpi = "breach_rate", last_hours = 0 }
-        """, ["[outcomes] x", "last_hours = 0: must be an integer >= 1"]),
+BAD_SPECS = {  # name: (the spec, its lines joined by " | "; what the message must say)
+    "toml_syntax": ('[sweep] | seed = 1 | design = "lhs', ["line 3", "not valid TOML"]),
+    "unknown_base_key": ("[sweep] | seed = 1 | [base] | hours = 12 | natural_factr = 0.1",
+                         ["line 5", "[base] natural_factr", "did you mean 'natural_factor'"]),
+    "unknown_factor_key": ('[sweep] | seed = 1 | [factors] | matchng = ["price_time"]',
+                           ["line 4", "[factors] matchng", "unknown key"]),
+    "range_out_of_bounds": (
+        '[sweep] | design = "lhs" | samples = 8 | seed = 1 |  | [factors]'
+        ' | breach_tolerance = [0.0, 0.2] | natural_factor = [0.0, 0.5]',
+        ["line 8", "[factors] natural_factor", "[0, 0.3)"]),
+    "level_out_of_bounds": ("[sweep] | seed = 1 | [factors] | n_users = [10, -5]",
+                            ["line 4", "n_users = -5", "[1, "]),
+    "unknown_design": ('[sweep] | design = "random" | seed = 1',
+                       ["line 2", "[sweep] design", "factorial, lhs, sobol"]),
+    "unknown_sweep_key": ("[sweep] | seed = 1 | replicates = 3",
+                          ["line 3", "replicates", "did you mean 'replications'"]),
+    "unknown_table": ("[sweep] | seed = 1 | [factor] | natural_factor = [0.1]",
+                      ["line 3", "[factor]", "did you mean 'factors'"]),
+    "missing_seed": ("[sweep] | replications = 2", ["line 1", "seed is missing"]),
+    "seed_in_base": ("[sweep] | seed = 1 | [base] | seed = 4",
+                     ["line 4", "[base] seed", "[sweep] seed"]),
+    "both_base_and_factor": (
+        "[sweep] | seed = 1 | [base] | hours = 12 | [factors] | hours = [12, 24]",
+        ["line 6", "[factors] hours", "also set in [base]"]),
+    "low_above_high": (
+        '[sweep] | design = "sobol" | samples = 8 | seed = 1 | [factors]'
+        ' | natural_factor = {low = 0.2, high = 0.1}',
+        ["line 6", "low must be below high"]),
+    "range_of_a_string_key": (
+        '[sweep] | design = "lhs" | samples = 8 | seed = 1 | [factors]'
+        ' | matching = {low = 0, high = 1}',
+        ["line 6", "[factors] matching", "list its levels"]),
+    "range_in_factorial": (
+        "[sweep] | seed = 1 | [factors] | natural_factor = {low = 0.0, high = 0.2}",
+        ["line 4", "factorial design needs levels"]),
+    "empty_levels": ("[sweep] | seed = 1 | [factors] | matching = []", ["line 4", "empty list"]),
+    "samples_in_factorial": ("[sweep] | seed = 1 | samples = 10",
+                             ["line 3", "samples is for design = lhs or sobol"]),
+    "lhs_without_samples": (
+        '[sweep] | design = "lhs" | seed = 1 | [factors] | natural_factor = [0.0, 0.2]',
+        ["line 1", "samples is missing"]),
+    "bad_replications": ("[sweep] | seed = 1 | replications = 0",
+                         ["line 3", "replications = 0", "integer >= 1"]),
+    "point_breaks_a_cross_key_rule": (
+        "[sweep] | seed = 1 | [base] | share_wind = 0.3 | [factors] | share_solar = [0.4, 0.6]",
+        ["line 6", "design point 1", "share_solar = 0.6", "must sum to 1"]),
+    "missing_grid_file": ('[sweep] | seed = 1 | [base] | grid = "no/such/feeder.csv"',
+                          ["line 4", "[base] grid", "no such file"]),
+    "outcome_unknown_kpi": (
+        '[sweep] | seed = 1 | [outcomes] | late = { kpi = "breach_rat", last_hours = 6 }',
+        ["line 4", "[outcomes] late", "'breach_rat': not an hourly KPI"]),
+    "outcome_kpi_and_ratio": (
+        '[sweep] | seed = 1 | [outcomes]'
+        ' | x = { kpi = "breach_rate", ratio = ["breaches", "committed_parties"] }',
+        ["[outcomes] x", "either kpi (with agg) or ratio"]),
+    "outcome_bad_agg": (
+        '[sweep] | seed = 1 | [outcomes] | x = { kpi = "breach_rate", agg = "average" }',
+        ["[outcomes] x", "agg = 'average': must be one of mean, sum"]),
+    "outcome_two_windows": (
+        '[sweep] | seed = 1 | [outcomes]'
+        ' | x = { kpi = "breach_rate", last_hours = 2, first_days = 1 }',
+        ["[outcomes] x", "last_hours and first_days: give at most one window"]),
+    "outcome_window_longer_than_run": (
+        '[sweep] | seed = 1 | [base] | hours = 12 | [outcomes]'
+        ' | late_breach_rate = { kpi = "breach_rate", last_hours = 168, agg = "mean" }',
+        ["line 6", "[outcomes] late_breach_rate", "168 h is longer than the run " "(hours = 12)"]),
+    "outcome_name_taken": (
+        '[sweep] | seed = 1 | [outcomes] | breach_rate = { kpi = "breach_rate", last_days = 1 }',
+        ["[outcomes] breach_rate", "already a column of runs.parquet"]),
+    "outcome_ratio_shape": (
+        '[sweep] | seed = 1 | [outcomes] | cost = { ratio = ["user_cost_yuan"] }',
+        ["[outcomes] cost", "must be [numerator, denominator]"]),
+    "outcome_bad_window": (
+        '[sweep] | seed = 1 | [outcomes] | x = { kpi = "breach_rate", last_hours = 0 }',
+        ["[outcomes] x", "last_hours = 0: must be an integer >= 1"]),
 }
 
 

@@ -44,21 +44,13 @@ def _parties(n_solar=0, n_wind=0, n_hydro=0, n_thermal=0, n_load=0, n_prosumer=0
     load_class = np.full(n, -1, dtype=np.int8)
     load_class[n_gen:] = np.arange(n_load + n_prosumer) % len(LOAD_CLASSES)
     mean_load_kw = np.where(load_class >= 0, 10.0, 0.0)
-    return {
-        "tech": tech,
-        "capacity_kw": capacity_kw,
-        "load_class": load_class,
-        "mean_load_kw": mean_load_kw,
-    }
+    return {"tech": tech, "capacity_kw": capacity_kw, "load_class": load_class,
+            "mean_load_kw": mean_load_kw}
 
 
 def _weather(parties, seed=0, start_hour=0, **params):
-    return Weather(
-        **parties,
-        params=WeatherParams(**params),
-        seed=np.random.SeedSequence(seed),
-        start_hour=start_hour,
-    )
+    return Weather(**parties, params=WeatherParams(**params), seed=np.random.SeedSequence(seed),
+                   start_hour=start_hour)
 
 
 @dataclass
@@ -81,15 +73,12 @@ def year() -> Year:
     parties = _parties(N_SOLAR, N_WIND, N_HYDRO, N_THERMAL, N_LOAD, N_PROSUMER)
     w = _weather(parties, seed=2024, start_day_of_year=1)
     draws = [w.step() for _ in range(HOURS_PER_YEAR)]
-    return Year(
-        parties=parties,
-        gen_actual=np.array([d.gen_actual_kw for d in draws]),
-        gen_forecast=np.array([d.gen_forecast_kw for d in draws]),
-        load_actual=np.array([d.load_actual_kw for d in draws]),
-        load_forecast=np.array([d.load_forecast_kw for d in draws]),
-        clear_sky=np.array([d.clear_sky for d in draws]),
-        hour_of_day=np.array([d.hour_of_day for d in draws]),
-    )
+    return Year(parties=parties, gen_actual=np.array([d.gen_actual_kw for d in draws]),
+                gen_forecast=np.array([d.gen_forecast_kw for d in draws]),
+                load_actual=np.array([d.load_actual_kw for d in draws]),
+                load_forecast=np.array([d.load_forecast_kw for d in draws]),
+                clear_sky=np.array([d.clear_sky for d in draws]),
+                hour_of_day=np.array([d.hour_of_day for d in draws]))
 
 
 def _cols(tech_code, parties):
@@ -333,15 +322,9 @@ def test_clock_and_calendar():
 
 @pytest.mark.parametrize(
     "bad",
-    [
-        {"clearness_persistence": 1.0},
-        {"solar_regional_share": 1.5},
-        {"wind_weibull_scale_ms": 0.0},
-        {"wind_rated_ms": 30.0},
-        {"start_day_of_year": 366},
-        {"forecast_sd_wind": -0.1},
-        {"forecast_timescale_h": 0.0},
-    ],
+    [{"clearness_persistence": 1.0}, {"solar_regional_share": 1.5}, {"wind_weibull_scale_ms": 0.0},
+     {"wind_rated_ms": 30.0}, {"start_day_of_year": 366}, {"forecast_sd_wind": -0.1},
+     {"forecast_timescale_h": 0.0}],
 )
 def test_bad_params_are_rejected(bad):
     with pytest.raises(ConfigError):
@@ -359,39 +342,26 @@ def test_bad_party_arrays_are_rejected():
         ("load_class", np.array([-1, -1, 0.5, 1.0])),
     ):
         with pytest.raises(ConfigError):
-            Weather(
-                **{**good, key: value},
-                params=WeatherParams(),
-                seed=np.random.SeedSequence(0),
-            )
+            Weather(**{**good, key: value}, params=WeatherParams(), seed=np.random.SeedSequence(0))
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    n=st.integers(min_value=0, max_value=30),
-    seed=st.integers(min_value=0, max_value=2**32 - 1),
-    start_hour=st.integers(min_value=0, max_value=HOURS_PER_YEAR),
-    regional=st.floats(min_value=0.0, max_value=1.0),
-    lead=st.floats(min_value=0.0, max_value=48.0),
-)
+@given(n=st.integers(min_value=0, max_value=30),
+       seed=st.integers(min_value=0, max_value=2**32 - 1),
+       start_hour=st.integers(min_value=0, max_value=HOURS_PER_YEAR),
+       regional=st.floats(min_value=0.0, max_value=1.0),
+       lead=st.floats(min_value=0.0, max_value=48.0))
 def test_any_population_gives_bounded_finite_draws(n, seed, start_hour, regional, lead):
     rng = np.random.default_rng(seed)
     tech = rng.integers(-1, len(TECHNOLOGIES), n).astype(np.int8)
     capacity_kw = np.where(tech >= 0, rng.uniform(0.0, 500.0, n), 0.0)
     load_class = rng.integers(-1, len(LOAD_CLASSES), n).astype(np.int8)
     mean_load_kw = np.where(load_class >= 0, rng.uniform(0.0, 100.0, n), 0.0)
-    params = WeatherParams(
-        solar_regional_share=regional, wind_regional_share=regional, forecast_lead_h=lead
-    )
-    w = Weather(
-        tech=tech,
-        capacity_kw=capacity_kw,
-        load_class=load_class,
-        mean_load_kw=mean_load_kw,
-        params=params,
-        seed=np.random.SeedSequence(seed),
-        start_hour=start_hour,
-    )
+    params = WeatherParams(solar_regional_share=regional, wind_regional_share=regional,
+                           forecast_lead_h=lead)
+    w = Weather(tech=tech, capacity_kw=capacity_kw, load_class=load_class,
+                mean_load_kw=mean_load_kw, params=params, seed=np.random.SeedSequence(seed),
+                start_hour=start_hour)
     for _ in range(30):
         d = w.step()
         for arr in (d.gen_forecast_kw, d.gen_actual_kw, d.load_forecast_kw, d.load_actual_kw):

@@ -91,14 +91,9 @@ def _number(x: Any) -> float:
         return np.nan
 
 
-def replicate(
-    a: Mapping[str, Any],
-    b: Mapping[str, Any],
-    hours: int,
-    seeds: list[int],
-    progress: Callable[[int, int], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> Replications | None:
+def replicate(a: Mapping[str, Any], b: Mapping[str, Any], hours: int, seeds: list[int],
+              progress: Callable[[int, int], None] | None = None,
+              stop: Callable[[], bool] | None = None) -> Replications | None:
     """Run scenarios ``a`` (baseline) and ``b`` for ``hours`` hours on every seed;
     None if ``stop()`` turns true in between (a Reset or a new request)."""
     from ..model import DIPIModel

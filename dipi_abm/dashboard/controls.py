@@ -45,18 +45,13 @@ CONTROL_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 #: Short names shown next to a key (the key itself stays the label: it is what
 #: ``--set`` and the README use).
-NICE_NAMES: dict[str, str] = {
-    "n_dpgc": "DPGCs",
-    "n_users": "users",
-    "opportunist_share": "opportunistic share",
-    "grid_buses": "buses (synthetic)",
-    "storage_share": "DPGCs with a battery",
-    "line_limit_kw": "every line's limit",
-    "natural_factor": "λ",
-    "poca_tau": "τ",
-    "seed": "empty: fresh entropy",
-    "hours": "run length",
-}
+NICE_NAMES: dict[str, str] = {"n_dpgc": "DPGCs", "n_users": "users",
+                              "opportunist_share": "opportunistic share",
+                              "grid_buses": "buses (synthetic)",
+                              "storage_share": "DPGCs with a battery",
+                              "line_limit_kw": "every line's limit", "natural_factor": "λ",
+                              "poca_tau": "τ", "seed": "empty: fresh entropy",
+                              "hours": "run length"}
 
 #: The grid choice that stands for the uploaded file.
 UPLOADED = "uploaded file"
@@ -188,12 +183,8 @@ def parse_extra(text: str) -> dict[str, Any]:
     return cfg.parse_assignments(items)
 
 
-def scenario_from_controls(
-    entries: Mapping[str, Any],
-    *,
-    extra: str = "",
-    uploaded_grid: str | None = None,
-) -> dict[str, Any]:
+def scenario_from_controls(entries: Mapping[str, Any], *, extra: str = "",
+                           uploaded_grid: str | None = None) -> dict[str, Any]:
     """The model's keyword arguments from the controls, fully checked.
 
     Raises ConfigError (one line, naming the key) for the first entry its key

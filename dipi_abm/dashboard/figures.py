@@ -425,12 +425,10 @@ class GridView(FigureView):
         top = pos[:, 1] - 9 * self.px[1]
         bottom = top - h
         rows, bands = np.nonzero((frac > 0) & has[:, None])
-        verts = np.stack([
-            np.stack([left[rows, bands], bottom[rows]], axis=1),
-            np.stack([left[rows, bands], top[rows]], axis=1),
-            np.stack([right[rows, bands], top[rows]], axis=1),
-            np.stack([right[rows, bands], bottom[rows]], axis=1),
-        ], axis=1)
+        verts = np.stack([np.stack([left[rows, bands], bottom[rows]], axis=1),
+                          np.stack([left[rows, bands], top[rows]], axis=1),
+                          np.stack([right[rows, bands], top[rows]], axis=1),
+                          np.stack([right[rows, bands], bottom[rows]], axis=1)], axis=1)
         self.bars.set_verts(verts)
         self.bars.set_facecolors(np.asarray(BAND_COLORS)[bands] if bands.size else [])
 

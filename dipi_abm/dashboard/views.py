@@ -112,18 +112,10 @@ class BusStats:
         return self.n_dpgc + self.n_user
 
 
-def bus_stats(
-    n_buses: int,
-    kind: NDArray[np.int8],
-    bus: NDArray[np.intp],
-    capacity_kw: NDArray[np.float64],
-    mean_load_kw: NDArray[np.float64],
-    credit: NDArray[np.float64],
-    breach: NDArray[np.bool_],
-    seller: NDArray[np.intp],
-    buyer: NDArray[np.intp],
-    volume: NDArray[np.float64],
-) -> BusStats:
+def bus_stats(n_buses: int, kind: NDArray[np.int8], bus: NDArray[np.intp],
+              capacity_kw: NDArray[np.float64], mean_load_kw: NDArray[np.float64],
+              credit: NDArray[np.float64], breach: NDArray[np.bool_], seller: NDArray[np.intp],
+              buyer: NDArray[np.intp], volume: NDArray[np.float64]) -> BusStats:
     """Aggregate party columns and this hour's contracts (party rows) per bus (vectorised)."""
     nb = int(n_buses)
     d = kind == DPGC_KIND
@@ -142,16 +134,14 @@ def bus_stats(
         mean = np.bincount(bus, credit, nb) / n_all
         mean_d = np.bincount(bus[d], credit[d], nb) / n_dpgc
         mean_u = np.bincount(bus[u], credit[u], nb) / n_user
-    return BusStats(
-        n_dpgc=n_dpgc, n_user=n_user,
-        capacity_kw=np.bincount(bus[d], capacity_kw[d], nb),
-        load_kw=np.bincount(bus[u], mean_load_kw[u], nb),
-        sold_kwh=np.bincount(sb, volume, nb), bought_kwh=np.bincount(bb, volume, nb),
-        local_kwh=np.bincount(sb[same], volume[same], nb),
-        breaches=np.bincount(bus[breach], minlength=nb),
-        credit_bands=bands, credit_mean=mean, credit_min=cmin,
-        credit_mean_dpgc=mean_d, credit_mean_user=mean_u,
-    )
+    return BusStats(n_dpgc=n_dpgc, n_user=n_user,
+                    capacity_kw=np.bincount(bus[d], capacity_kw[d], nb),
+                    load_kw=np.bincount(bus[u], mean_load_kw[u], nb),
+                    sold_kwh=np.bincount(sb, volume, nb), bought_kwh=np.bincount(bb, volume, nb),
+                    local_kwh=np.bincount(sb[same], volume[same], nb),
+                    breaches=np.bincount(bus[breach], minlength=nb), credit_bands=bands,
+                    credit_mean=mean, credit_min=cmin, credit_mean_dpgc=mean_d,
+                    credit_mean_user=mean_u)
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: one snapshot per hour drawn
@@ -307,14 +297,12 @@ def format_number(x: float) -> str:
 
 #: How each kind of KPI is shown: scale, number format, unit of a value, unit of a
 #: difference (percentage points for shares).
-_KPI_FORMATS: dict[str, tuple[float, str, str, str]] = {
-    "pct": (100.0, ".1f", " %", " pp"),
-    "mwh": (1e-3, ",.1f", "", " MWh"),
-    "credit": (1.0, ".2f", "", ""),
-    "price": (1.0, ".4f", "", ""),
-    "yuan": (1.0, ",.0f", "", " yuan"),
-    "ratio": (1.0, ".2f", "", ""),
-}
+_KPI_FORMATS: dict[str, tuple[float, str, str, str]] = {"pct": (100.0, ".1f", " %", " pp"),
+                                                        "mwh": (1e-3, ",.1f", "", " MWh"),
+                                                        "credit": (1.0, ".2f", "", ""),
+                                                        "price": (1.0, ".4f", "", ""),
+                                                        "yuan": (1.0, ",.0f", "", " yuan"),
+                                                        "ratio": (1.0, ".2f", "", "")}
 
 
 def _kpi_text(x: float, how: str, delta: bool) -> str:

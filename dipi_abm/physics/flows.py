@@ -55,14 +55,8 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components, shor
 from dipi_abm.errors import ConfigError
 from dipi_abm.physics.grid import Grid
 
-__all__ = [
-    "FLOW_IMPEDANCE_KEYS",
-    "LIMIT_KEYS",
-    "PTDF_METHODS",
-    "LineModel",
-    "ptdf_dc",
-    "ptdf_radial",
-]
+__all__ = ["FLOW_IMPEDANCE_KEYS", "LIMIT_KEYS", "PTDF_METHODS", "LineModel", "ptdf_dc",
+           "ptdf_radial"]
 
 LIMIT_KEYS: tuple[str, ...] = ("limit_kw", "rate_a_kw", "thermal_limit_kw")
 """Edge attributes read as a line's thermal limit in kW; the first one present wins."""
@@ -83,9 +77,8 @@ OVERLOAD_RTOL = 1e-9
 # --------------------------------------------------------------------------------------
 
 
-def ptdf_radial(
-    n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp], x_ohm: NDArray
-) -> NDArray[np.float64]:
+def ptdf_radial(n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp],
+                x_ohm: NDArray) -> NDArray[np.float64]:
     """PTDF of a radial feeder by subtree membership (docs/model.md §2).
 
     Line ``l`` must join a bus ``u[l]`` to its parent ``v[l]`` (one line per non-root
@@ -126,9 +119,8 @@ def ptdf_radial(
     return ptdf
 
 
-def ptdf_dc(
-    n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp], x_ohm: NDArray
-) -> NDArray[np.float64]:
+def ptdf_dc(n_buses: int, root: int, u: NDArray[np.intp], v: NDArray[np.intp],
+            x_ohm: NDArray) -> NDArray[np.float64]:
     """DC power-flow PTDF with susceptance ``1/x``, the root as slack (docs/model.md §2).
 
     Line ``l`` runs ``u[l] -> v[l]`` with reactance ``x_ohm[l] >= 0``.  Buses joined by
@@ -159,9 +151,8 @@ def ptdf_dc(
     x_super = np.zeros((m, m))
     if keep.size:
         reduced = lap[np.ix_(keep, keep)]
-        x_super[np.ix_(keep, keep)] = scipy.linalg.cho_solve(
-            scipy.linalg.cho_factor(reduced), np.eye(keep.size)
-        )
+        x_super[np.ix_(keep, keep)] = scipy.linalg.cho_solve(scipy.linalg.cho_factor(reduced),
+                                                             np.eye(keep.size))
     theta = x_super[:, group]  # (m, n): column k is the injection at bus k
     ptdf = b[:, None] * (theta[gu] - theta[gv])
 
@@ -177,9 +168,8 @@ def ptdf_dc(
     return ptdf
 
 
-def _short_flows(
-    n_buses: int, u: NDArray[np.intp], v: NDArray[np.intp], inj: NDArray[np.float64]
-) -> NDArray[np.float64]:
+def _short_flows(n_buses: int, u: NDArray[np.intp], v: NDArray[np.intp],
+                 inj: NDArray[np.float64]) -> NDArray[np.float64]:
     """Flows on unit-conductance lines ``u -> v`` that carry the injections ``inj``.
 
     Each connected piece of the short network has balanced injections; one bus per piece
@@ -206,10 +196,7 @@ def _short_flows(
 
 PTDF_METHODS: dict[
     str, Callable[[int, int, NDArray[np.intp], NDArray[np.intp], NDArray], NDArray]
-] = {
-    "radial": ptdf_radial,
-    "dc": ptdf_dc,
-}
+] = {"radial": ptdf_radial, "dc": ptdf_dc}
 """Registry of PTDF rules: ``(n_buses, root, u, v, x_ohm) -> (L, B)`` PTDF.
 :meth:`LineModel.build` picks ``"radial"`` for a tree and ``"dc"`` otherwise."""
 
@@ -239,14 +226,8 @@ class LineModel:
     radial: bool
 
     @classmethod
-    def build(
-        cls,
-        grid: Grid,
-        default_limit_kw: float = math.inf,
-        limit_attr: str | Sequence[str] = LIMIT_KEYS,
-        *,
-        method: str = "auto",
-    ) -> LineModel:
+    def build(cls, grid: Grid, default_limit_kw: float = math.inf,
+              limit_attr: str | Sequence[str] = LIMIT_KEYS, *, method: str = "auto") -> LineModel:
         """Build the line model of ``grid`` (module docstring: lines, limits, PTDF).
 
         Args:
@@ -286,9 +267,8 @@ class LineModel:
 
         x_ohm = np.array([_reactance(e) for e in edges], dtype=float)
         limit = np.array([_limit(e, keys, default) for e in edges], dtype=float)
-        lines = [
-            (grid.buses[a], grid.buses[b], *e[2:-1]) for a, b, e in zip(iu, iv, edges, strict=True)
-        ]
+        lines = [(grid.buses[a], grid.buses[b], *e[2:-1]) for a, b,
+                 e in zip(iu, iv, edges, strict=True)]
 
         chosen = ("radial" if radial else "dc") if method == "auto" else method
         if chosen == "radial" and not radial:
@@ -341,12 +321,8 @@ class LineModel:
             raise ValueError(f"injection_kw has shape {inj.shape}; expected ({self.n_buses},)")
         return self.ptdf @ inj
 
-    def flows(
-        self,
-        seller_bus: NDArray[np.intp],
-        buyer_bus: NDArray[np.intp],
-        volume: NDArray[np.float64],
-    ) -> NDArray[np.float64]:
+    def flows(self, seller_bus: NDArray[np.intp], buyer_bus: NDArray[np.intp],
+              volume: NDArray[np.float64]) -> NDArray[np.float64]:
         """``(L,)`` net flow of these trades: ``sum_c volume_c * (ptdf[:, s_c] - ptdf[:, b_c])``.
 
         Bus arguments are bus indices (rows of :attr:`Grid.buses`), one per contract;
@@ -364,14 +340,9 @@ class LineModel:
         flow = np.asarray(flow, dtype=float)
         return np.abs(flow) > self.limit_kw + OVERLOAD_RTOL * np.maximum(self.limit_kw, 1.0)
 
-    def curtail(
-        self,
-        seller_bus: NDArray[np.intp],
-        buyer_bus: NDArray[np.intp],
-        volume: NDArray[np.float64],
-        base_flow: NDArray[np.float64] | None = None,
-        max_iter: int = 50,
-    ) -> NDArray[np.float64]:
+    def curtail(self, seller_bus: NDArray[np.intp], buyer_bus: NDArray[np.intp],
+                volume: NDArray[np.float64], base_flow: NDArray[np.float64] | None = None,
+                max_iter: int = 50) -> NDArray[np.float64]:
         """Executable volume per contract: DU1's executability check (docs/model.md §4 step 3).
 
         Rule (proportional curtailment of the trades that cause an overload):
@@ -420,20 +391,13 @@ class LineModel:
         n = self.n_buses
         pairs, pair_of = np.unique(s * n + b, return_inverse=True)
         seller_of_pair, buyer_of_pair = np.divmod(pairs, n)
-        factor, _ = _pair_factors(
-            self.ptdf[bound],
-            seller_of_pair,
-            buyer_of_pair,
-            np.bincount(pair_of, weights=q, minlength=pairs.size),
-            base[bound],
-            self.limit_kw[bound],
-            max_iter,
-        )
+        factor, _ = _pair_factors(self.ptdf[bound], seller_of_pair, buyer_of_pair,
+                                  np.bincount(pair_of, weights=q, minlength=pairs.size),
+                                  base[bound], self.limit_kw[bound], max_iter)
         return np.minimum(q * factor[pair_of], q)
 
-    def _trades(
-        self, seller_bus: NDArray, buyer_bus: NDArray, volume: NDArray
-    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    def _trades(self, seller_bus: NDArray, buyer_bus: NDArray,
+                volume: NDArray) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         s = np.asarray(seller_bus)
         b = np.asarray(buyer_bus)
         q = np.asarray(volume, dtype=float)
@@ -450,15 +414,10 @@ class LineModel:
         return s.astype(np.intp, copy=False), b.astype(np.intp, copy=False), q
 
 
-def _pair_factors(
-    ptdf: NDArray[np.float64],
-    seller_bus: NDArray[np.intp],
-    buyer_bus: NDArray[np.intp],
-    volume: NDArray[np.float64],
-    base: NDArray[np.float64],
-    limit: NDArray[np.float64],
-    max_iter: int,
-) -> tuple[NDArray[np.float64], int]:
+def _pair_factors(ptdf: NDArray[np.float64], seller_bus: NDArray[np.intp],
+                  buyer_bus: NDArray[np.intp], volume: NDArray[np.float64],
+                  base: NDArray[np.float64], limit: NDArray[np.float64],
+                  max_iter: int) -> tuple[NDArray[np.float64], int]:
     """Scale factor in ``[0, 1]`` per bus pair under the rule of :meth:`LineModel.curtail`,
     and the number of proportional rounds it took (``max_iter + 1``: the fallback ran).
 
@@ -469,16 +428,16 @@ def _pair_factors(
     n_buses = ptdf.shape[1]
     tol = OVERLOAD_RTOL * np.maximum(limit, 1.0)
     factor = np.ones(volume.size)
+    pair_loading = ptdf[:, seller_bus] - ptdf[:, buyer_bus]  # kW per kWh of each pair
+    pair_loading[np.abs(pair_loading) < PTDF_EPS] = 0.0
 
     def overloads() -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
         v = factor * volume
         net = np.bincount(seller_bus, v, n_buses) - np.bincount(buyer_bus, v, n_buses)
         flow = base + ptdf @ net
         rows = np.flatnonzero(np.abs(flow) > limit + tol)
-        over = ptdf[rows]
-        loading = over[:, seller_bus] - over[:, buyer_bus]  # kW per kWh of each pair
-        loading[np.abs(loading) < PTDF_EPS] = 0.0
-        push = np.sign(flow[rows])[:, None] * loading * v  # in the overloading direction
+        # in the overloading direction
+        push = np.sign(flow[rows])[:, None] * pair_loading[rows] * v
         return rows, flow[rows], push
 
     for rounds in range(max_iter):

@@ -49,24 +49,10 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 from dipi_abm.errors import ConfigError
 from dipi_abm.rules.registry import Rule
 
-__all__ = [
-    "DISTANCE_METRICS",
-    "IMPEDANCE_KEYS",
-    "WHEELING_RULES",
-    "Grid",
-    "build_grid",
-    "electrical_distance",
-    "find_root",
-    "graph_to_edge_list",
-    "ieee33",
-    "load_graph",
-    "save_graphml",
-    "synthetic_radial_feeder",
-    "validate_graph",
-    "wheeling_distance",
-    "wheeling_flat",
-    "wheeling_tariff",
-]
+__all__ = ["DISTANCE_METRICS", "IMPEDANCE_KEYS", "WHEELING_RULES", "Grid", "build_grid",
+           "electrical_distance", "find_root", "graph_to_edge_list", "ieee33", "load_graph",
+           "save_graphml", "synthetic_radial_feeder", "validate_graph", "wheeling_distance",
+           "wheeling_flat", "wheeling_tariff"]
 
 IMPEDANCE_KEYS: tuple[str, ...] = ("r_ohm", "weight")
 """Edge attributes read as a line's impedance in ohms; the first one present wins (§2)."""
@@ -96,49 +82,43 @@ MAX_GRID_FILE_BYTES = 100 * 2**20
 # --------------------------------------------------------------------------------------
 
 # (from bus, to bus, r ohm, x ohm): the 32 sectionalising (normally closed) lines.
-_IEEE33_LINES: tuple[tuple[int, int, float, float], ...] = (
-    (1, 2, 0.0922, 0.0470),
-    (2, 3, 0.4930, 0.2511),
-    (3, 4, 0.3660, 0.1864),
-    (4, 5, 0.3811, 0.1941),
-    (5, 6, 0.8190, 0.7070),
-    (6, 7, 0.1872, 0.6188),
-    (7, 8, 0.7114, 0.2351),
-    (8, 9, 1.0300, 0.7400),
-    (9, 10, 1.0440, 0.7400),
-    (10, 11, 0.1966, 0.0650),
-    (11, 12, 0.3744, 0.1238),
-    (12, 13, 1.4680, 1.1550),
-    (13, 14, 0.5416, 0.7129),
-    (14, 15, 0.5910, 0.5260),
-    (15, 16, 0.7463, 0.5450),
-    (16, 17, 1.2890, 1.7210),
-    (17, 18, 0.7320, 0.5740),
-    (2, 19, 0.1640, 0.1565),
-    (19, 20, 1.5042, 1.3554),
-    (20, 21, 0.4095, 0.4784),
-    (21, 22, 0.7089, 0.9373),
-    (3, 23, 0.4512, 0.3083),
-    (23, 24, 0.8980, 0.7091),
-    (24, 25, 0.8960, 0.7011),
-    (6, 26, 0.2030, 0.1034),
-    (26, 27, 0.2842, 0.1447),
-    (27, 28, 1.0590, 0.9337),
-    (28, 29, 0.8042, 0.7006),
-    (29, 30, 0.5075, 0.2585),
-    (30, 31, 0.9744, 0.9630),
-    (31, 32, 0.3105, 0.3619),
-    (32, 33, 0.3410, 0.5302),
-)
+_IEEE33_LINES: tuple[tuple[int, int, float, float], ...] = ((1, 2, 0.0922, 0.0470),
+                                                            (2, 3, 0.4930, 0.2511),
+                                                            (3, 4, 0.3660, 0.1864),
+                                                            (4, 5, 0.3811, 0.1941),
+                                                            (5, 6, 0.8190, 0.7070),
+                                                            (6, 7, 0.1872, 0.6188),
+                                                            (7, 8, 0.7114, 0.2351),
+                                                            (8, 9, 1.0300, 0.7400),
+                                                            (9, 10, 1.0440, 0.7400),
+                                                            (10, 11, 0.1966, 0.0650),
+                                                            (11, 12, 0.3744, 0.1238),
+                                                            (12, 13, 1.4680, 1.1550),
+                                                            (13, 14, 0.5416, 0.7129),
+                                                            (14, 15, 0.5910, 0.5260),
+                                                            (15, 16, 0.7463, 0.5450),
+                                                            (16, 17, 1.2890, 1.7210),
+                                                            (17, 18, 0.7320, 0.5740),
+                                                            (2, 19, 0.1640, 0.1565),
+                                                            (19, 20, 1.5042, 1.3554),
+                                                            (20, 21, 0.4095, 0.4784),
+                                                            (21, 22, 0.7089, 0.9373),
+                                                            (3, 23, 0.4512, 0.3083),
+                                                            (23, 24, 0.8980, 0.7091),
+                                                            (24, 25, 0.8960, 0.7011),
+                                                            (6, 26, 0.2030, 0.1034),
+                                                            (26, 27, 0.2842, 0.1447),
+                                                            (27, 28, 1.0590, 0.9337),
+                                                            (28, 29, 0.8042, 0.7006),
+                                                            (29, 30, 0.5075, 0.2585),
+                                                            (30, 31, 0.9744, 0.9630),
+                                                            (31, 32, 0.3105, 0.3619),
+                                                            (32, 33, 0.3410, 0.5302))
 
 # The 5 normally-open tie switches (from bus, to bus, r ohm, x ohm).
-_IEEE33_TIES: tuple[tuple[int, int, float, float], ...] = (
-    (8, 21, 2.0, 2.0),
-    (9, 15, 2.0, 2.0),
-    (12, 22, 2.0, 2.0),
-    (18, 33, 0.5, 0.5),
-    (25, 29, 0.5, 0.5),
-)
+_IEEE33_TIES: tuple[tuple[int, int, float, float], ...] = ((8, 21, 2.0, 2.0), (9, 15, 2.0, 2.0),
+                                                           (12, 22, 2.0, 2.0), (18, 33, 0.5, 0.5),
+                                                           (25, 29, 0.5, 0.5))
 
 # Bus loads (p_kw, q_kvar) for buses 1..33; bus 1 is the substation.  Totals 3715 / 2300.
 _IEEE33_LOADS: tuple[tuple[float, float], ...] = (
@@ -182,14 +162,10 @@ def ieee33(with_ties: bool = False) -> nx.Graph:
 # --------------------------------------------------------------------------------------
 
 
-def synthetic_radial_feeder(
-    n_buses: int,
-    rng: np.random.Generator,
-    r_ohm_range: tuple[float, float] = (0.05, 0.8),
-    x_over_r: tuple[float, float] = (0.5, 1.5),
-    *,
-    p_extend: float = 0.75,
-) -> nx.Graph:
+def synthetic_radial_feeder(n_buses: int, rng: np.random.Generator,
+                            r_ohm_range: tuple[float, float] = (0.05, 0.8),
+                            x_over_r: tuple[float, float] = (0.5, 1.5), *,
+                            p_extend: float = 0.75) -> nx.Graph:
     """Return a seeded random radial feeder (a tree) of ``n_buses`` buses (docs/model.md §2).
 
     Bus 0 is the substation (``G.graph["root"] == 0``); buses are labelled ``0..n-1`` in
@@ -700,9 +676,8 @@ def _edge_arrays(g: nx.Graph, index: dict) -> tuple[np.ndarray, np.ndarray, np.n
     return i, j, r
 
 
-def _contract(
-    g: nx.Graph, buses: list
-) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+def _contract(g: nx.Graph,
+              buses: list) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
     """Contract zero-impedance groups and combine parallel lines.
 
     Returns ``(group, m, a, b, c)``: ``group[k]`` is the super-bus of bus ``k`` (buses
@@ -777,11 +752,9 @@ def _distance_hops(g: nx.Graph, buses: list) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=float)
 
 
-DISTANCE_METRICS: dict[str, Rule] = {
-    "resistance": Rule(_distance_resistance),
-    "path_impedance": Rule(_distance_path_impedance),
-    "hops": Rule(_distance_hops),
-}
+DISTANCE_METRICS: dict[str, Rule] = {"resistance": Rule(_distance_resistance),
+                                     "path_impedance": Rule(_distance_path_impedance),
+                                     "hops": Rule(_distance_hops)}
 """Registry of electrical-distance rules (docs/model.md §2).
 
 Each maps ``(G, buses)`` — a validated undirected graph and its bus labels in sorted order
@@ -883,14 +856,9 @@ def check_grid_source(source: str | os.PathLike[str]) -> None:
         )
 
 
-def build_grid(
-    source: str | os.PathLike | nx.Graph = "ieee33",
-    *,
-    n_buses: int = 33,
-    metric: str = "resistance",
-    rng: np.random.Generator | None = None,
-    memory_limit_bytes: float | None = None,
-) -> Grid:
+def build_grid(source: str | os.PathLike | nx.Graph = "ieee33", *, n_buses: int = 33,
+               metric: str = "resistance", rng: np.random.Generator | None = None,
+               memory_limit_bytes: float | None = None) -> Grid:
     """Build a :class:`Grid` from a built-in name, a file or a graph (docs/model.md §2).
 
     Args:
@@ -1055,10 +1023,8 @@ def wheeling_distance(distance: np.ndarray, base: float, rate: float) -> np.ndar
     return float(base) + float(rate) * np.asarray(distance, dtype=float)
 
 
-WHEELING_RULES: dict[str, Rule] = {
-    "flat": Rule(wheeling_flat),
-    "distance": Rule(wheeling_distance),
-}
+WHEELING_RULES: dict[str, Rule] = {"flat": Rule(wheeling_flat),
+                                   "distance": Rule(wheeling_distance)}
 """Registry of wheeling-tariff rules (docs/model.md §2): ``(distance, base, rate) -> tariff``,
 vectorised over distance arrays."""
 

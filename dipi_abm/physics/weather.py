@@ -318,17 +318,9 @@ class Weather:
     first :meth:`step` draws (hour 0 is 00:00 of ``params.start_day_of_year``).
     """
 
-    def __init__(
-        self,
-        *,
-        tech: np.ndarray,
-        capacity_kw: np.ndarray,
-        load_class: np.ndarray,
-        mean_load_kw: np.ndarray,
-        params: WeatherParams,
-        seed: np.random.SeedSequence,
-        start_hour: int = 0,
-    ) -> None:
+    def __init__(self, *, tech: np.ndarray, capacity_kw: np.ndarray, load_class: np.ndarray,
+                 mean_load_kw: np.ndarray, params: WeatherParams, seed: np.random.SeedSequence,
+                 start_hour: int = 0) -> None:
         tech = np.asarray(tech)
         capacity_kw = np.asarray(capacity_kw, dtype=np.float64)
         load_class = np.asarray(load_class)
@@ -344,11 +336,9 @@ class Weather:
         rngs = {
             name: np.random.Generator(
                 np.random.PCG64(
-                    np.random.SeedSequence(
-                        entropy=seed.entropy,
-                        spawn_key=(*seed.spawn_key, _STREAM_TAG, k),
-                        pool_size=seed.pool_size,
-                    )
+                    np.random.SeedSequence(entropy=seed.entropy,
+                                           spawn_key=(*seed.spawn_key, _STREAM_TAG, k),
+                                           pool_size=seed.pool_size)
                 )
             )
             for k, name in enumerate(_STREAMS)
@@ -400,11 +390,9 @@ class Weather:
         lead, tau = p.forecast_lead_h, p.forecast_timescale_h
         self._err_phi = math.exp(-1.0 / tau)
         sd_by_gen = np.concatenate(
-            [
-                np.full(n_solar, forecast_sd(lead, p.forecast_sd_solar, tau)),
-                np.full(n_wind, forecast_sd(lead, p.forecast_sd_wind, tau)),
-                np.full(n_disp, forecast_sd(lead, p.forecast_sd_dispatchable, tau)),
-            ]
+            [np.full(n_solar, forecast_sd(lead, p.forecast_sd_solar, tau)),
+             np.full(n_wind, forecast_sd(lead, p.forecast_sd_wind, tau)),
+             np.full(n_disp, forecast_sd(lead, p.forecast_sd_dispatchable, tau))]
         )
         self._gen_err_sd_kw = sd_by_gen * self._gen_cap_kw
         self._load_err_sd = forecast_sd(lead, p.forecast_sd_load, tau)
@@ -447,9 +435,8 @@ class Weather:
         _ar1_advance(self._solar_unit, phi, shocks[1:])
         latent = self._solar_sqrt_unit * self._solar_unit
         latent += self._solar_sqrt_regional * self._solar_regional
-        clearness = np.clip(
-            p.clearness_mean + p.clearness_sd * latent, CLEARNESS_MIN, CLEARNESS_MAX
-        )
+        clearness = np.clip(p.clearness_mean + p.clearness_sd * latent, CLEARNESS_MIN,
+                            CLEARNESS_MAX)
         clearness_regional = min(
             max(p.clearness_mean + p.clearness_sd * self._solar_regional, CLEARNESS_MIN),
             CLEARNESS_MAX,
@@ -486,9 +473,8 @@ class Weather:
         gen_actual[self._gen_idx] = gen_actual_g
 
         # Generator forecasts: what the unit expected + a persistent error.
-        _ar1_advance(
-            self._gen_err, self._err_phi, self._rng_forecast.standard_normal(self._gen_idx.size)
-        )
+        _ar1_advance(self._gen_err, self._err_phi,
+                     self._rng_forecast.standard_normal(self._gen_idx.size))
         err_kw = self._gen_err_sd_kw * self._gen_err
         # Solar error scales with the hour's clear-sky shape: a night forecast is exact.
         err_kw[: self._n_solar] *= min(clear_sky, 1.0)
@@ -502,37 +488,26 @@ class Weather:
         gen_forecast[self._gen_idx] = expected
 
         # Load: class shape × multiplicative AR(1) noise; forecast error ∝ actual.
-        _ar1_advance(
-            self._load_noise,
-            p.load_noise_persistence,
-            self._rng_load.standard_normal(self._load_noise.size),
-        )
+        _ar1_advance(self._load_noise, p.load_noise_persistence,
+                     self._rng_load.standard_normal(self._load_noise.size))
         factor = p.load_noise_sd * self._load_noise
         factor += 1.0
         np.maximum(factor, 0.0, out=factor)
         load_kw = self._shaped_load_kw[hour_of_day] * factor
         load_actual[self._load_idx] = load_kw
-        _ar1_advance(
-            self._load_err, self._err_phi, self._rng_forecast.standard_normal(self._load_err.size)
-        )
+        _ar1_advance(self._load_err, self._err_phi,
+                     self._rng_forecast.standard_normal(self._load_err.size))
         factor = self._load_err_sd * self._load_err
         factor += 1.0
         np.maximum(factor, 0.0, out=factor)
         load_forecast[self._load_idx] = load_kw * factor
 
         self._hour = h + 1
-        return HourDraw(
-            hour=h,
-            hour_of_day=hour_of_day,
-            day_of_year=day_of_year,
-            clear_sky=clear_sky,
-            clearness_regional=clearness_regional,
-            wind_speed_regional_ms=wind_speed_regional_ms,
-            gen_forecast_kw=gen_forecast,
-            gen_actual_kw=gen_actual,
-            load_forecast_kw=load_forecast,
-            load_actual_kw=load_actual,
-        )
+        return HourDraw(hour=h, hour_of_day=hour_of_day, day_of_year=day_of_year,
+                        clear_sky=clear_sky, clearness_regional=clearness_regional,
+                        wind_speed_regional_ms=wind_speed_regional_ms,
+                        gen_forecast_kw=gen_forecast, gen_actual_kw=gen_actual,
+                        load_forecast_kw=load_forecast, load_actual_kw=load_actual)
 
     def _weibull_speed(self, latent: np.ndarray) -> np.ndarray:
         """Weibull quantile of ndtr(latent): ``scale · (−ln(1 − u))^(1/shape)``.
@@ -546,16 +521,11 @@ class Weather:
         return speed
 
 
-def _check_party_arrays(
-    tech: np.ndarray, capacity_kw: np.ndarray, load_class: np.ndarray, mean_load_kw: np.ndarray
-) -> None:
+def _check_party_arrays(tech: np.ndarray, capacity_kw: np.ndarray, load_class: np.ndarray,
+                        mean_load_kw: np.ndarray) -> None:
     n = tech.shape[0] if tech.ndim == 1 else -1
-    for name, arr in (
-        ("tech", tech),
-        ("capacity_kw", capacity_kw),
-        ("load_class", load_class),
-        ("mean_load_kw", mean_load_kw),
-    ):
+    for name, arr in (("tech", tech), ("capacity_kw", capacity_kw), ("load_class", load_class),
+                      ("mean_load_kw", mean_load_kw)):
         if arr.ndim != 1 or arr.shape[0] != n:
             raise ConfigError(f"{name} must be a 1-D array with one row per party")
     for name, arr in (("tech", tech), ("load_class", load_class)):
@@ -565,10 +535,8 @@ def _check_party_arrays(
         raise ConfigError(f"tech codes must lie in -1..{len(TECHNOLOGIES) - 1}")
     if n and (load_class.min() < -1 or load_class.max() >= len(LOAD_CLASSES)):
         raise ConfigError(f"load_class codes must lie in -1..{len(LOAD_CLASSES) - 1}")
-    for name, arr, code in (
-        ("capacity_kw", capacity_kw, tech),
-        ("mean_load_kw", mean_load_kw, load_class),
-    ):
+    for name, arr, code in (("capacity_kw", capacity_kw, tech),
+                            ("mean_load_kw", mean_load_kw, load_class)):
         if not np.all(np.isfinite(arr)) or np.any(arr < 0.0):
             raise ConfigError(f"{name} must be finite and >= 0")
         if np.any(arr[code < 0] != 0.0):

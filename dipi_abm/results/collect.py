@@ -1,14 +1,11 @@
-"""A Mesa DataCollector that records party state straight from the columns.
+"""Per-party records straight from the columns, kept in memory or streamed.
 
-Mesa's DataCollector calls every agent reporter on every agent in Python;
-at 10,000 parties and 8,760 hours that would dominate the run. This subclass
-keeps Mesa's interface (``model_vars``, ``get_model_vars_dataframe``,
-``get_agent_vars_dataframe``, ``_agent_records`` as read by ``mesa.batch_run``)
-but snapshots the party columns as numpy arrays every ``every`` hours.
-
-A run that does not fit in memory streams its snapshots instead
-(:meth:`ColumnarDataCollector.stream_agents`): each goes to a sink, such as
-the Parquet writer of :mod:`dipi_abm.results.output`, as soon as it is taken,
+The hourly KPIs go through Mesa's own ``DataCollector`` (model reporters only, its
+public API). Per-party records do not: Mesa would call every agent reporter on
+every agent in Python, which at 10,000 parties and 8,760 hours would dominate
+the run. :class:`PartyLog` snapshots the party columns as numpy arrays every
+``every`` hours (and the last hour) and keeps them, or streams each to a sink
+(the Parquet writer of :mod:`dipi_abm.results.output`) as soon as it is taken,
 so memory stays O(parties), not O(parties x hours).
 
 Both ways the per-party table has one schema, :class:`PartyRecords`:
@@ -18,12 +15,10 @@ Both ways the per-party table has one schema, :class:`PartyRecords`:
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from mesa import DataCollector
 
 from ..rules.economy import PARTY_TYPES
 
@@ -33,22 +28,12 @@ if TYPE_CHECKING:
 
     from ..model import DIPIModel
 
-#: Per-party reporters: the name is both the agent attribute and the record column.
-PARTY_REPORTERS = {
-    "credit": "credit",
-    "balance": "balance",
-    "order_kwh": "order_kwh",
-    "committed_kwh": "committed_kwh",
-    "delivered_kwh": "delivered_kwh",
-    "breach": "breach",
-    "blocks_won": "blocks_won",
-}
+#: Per-party record columns (each also an attribute of the party's agent).
+PARTY_REPORTERS = ("credit", "balance", "order_kwh", "committed_kwh", "delivered_kwh",
+                   "breach", "blocks_won")
 
 #: The columns of agents.parquet and of ``agents_dataframe()``, in order.
 PARTY_TABLE_COLUMNS = ("hour", "agent_id", *PARTY_REPORTERS, "kind", "party_type", "bus")
-
-#: Values a model reporter can hand over without a copy.
-_IMMUTABLE = (int, float, bool, str, bytes, type(None), np.generic)
 
 #: Party kind labels by ``PartyState.kind`` code.
 KIND_LABELS = ("dpgc", "user")
@@ -60,15 +45,11 @@ DAILY_AFTER_HOURS = 21 * 24
 def party_columns(model: DIPIModel) -> dict[str, np.ndarray]:
     """The current value of every party reporter, as arrays in party-row order."""
     s = model.state
-    return {
-        "credit": s.credit.credit.astype(np.float32),
-        "balance": s.balance.copy(),
-        "order_kwh": s.offered_kwh.astype(np.float32),
-        "committed_kwh": s.committed_kwh.astype(np.float32),
-        "delivered_kwh": s.delivered_kwh.astype(np.float32),
-        "breach": s.breach.copy(),
-        "blocks_won": model.node_blocks_won[: s.n].astype(np.int32),
-    }
+    return {"credit": s.credit.credit.astype(np.float32), "balance": s.balance.copy(),
+            "order_kwh": s.offered_kwh.astype(np.float32),
+            "committed_kwh": s.committed_kwh.astype(np.float32),
+            "delivered_kwh": s.delivered_kwh.astype(np.float32), "breach": s.breach.copy(),
+            "blocks_won": model.node_blocks_won[: s.n].astype(np.int32)}
 
 
 class AgentSink(Protocol):
@@ -167,127 +148,42 @@ class CreditBand:
         return pd.DataFrame(self.rows, columns=list(self.FIELDS))
 
 
-class _Snapshots(Mapping[int, list[tuple]]):
-    """``{step: [(step, agent_id, *values), ...]}`` built on demand from array snapshots.
+class PartyLog:
+    """The party snapshots of a run: every ``every`` hours and the last hour."""
 
-    ``step`` is the label mesa.batch_run asks for: Mesa 3.3 reads entry ``step`` for
-    steps 0 .. model.steps - 1, pairing it with ``model_vars[...][step]``, which holds
-    hour step + 1 (``offset`` 1); Mesa >= 3.4 reads the steps its DataCollector
-    recorded, which ``collect`` sets to the hour (``offset`` 0).
-    """
-
-    def __init__(self, offset: int) -> None:
-        self.ids: np.ndarray | None = None
-        self.columns: dict[int, dict[str, np.ndarray]] = {}
-        self.offset = offset
-
-    def __getitem__(self, step: int) -> list[tuple]:
-        cols = self.columns[int(step) + self.offset]
-        values = [c.tolist() for c in cols.values()]
-        n = len(self.ids)  # type: ignore[arg-type]
-        return list(zip([step] * n, self.ids.tolist(), *values, strict=True))  # type: ignore[union-attr]
-
-    def __iter__(self) -> Iterator[int]:
-        return (h - self.offset for h in self.columns if h > 0)
-
-    def __len__(self) -> int:
-        return sum(1 for h in self.columns if h > 0)
-
-
-class ColumnarDataCollector(DataCollector):
-    """DataCollector whose agent records are column snapshots of the trading parties."""
-
-    def __init__(self, model_reporters: dict[str, Any], agent_reporters: dict[str, str],
-                 every: int = 1) -> None:
-        super().__init__(model_reporters=model_reporters, agent_reporters=agent_reporters)
+    def __init__(self, every: int) -> None:
         self.every = int(every)
-        # Mesa >= 3.4 keeps the step of every collection and batch_run reads them back.
-        self._records_steps = hasattr(self, "_collection_steps")
-        self._agent_records = _Snapshots(offset=0 if self._records_steps else 1)
+        self.hours: list[int] = []
+        self.snapshots: list[dict[str, np.ndarray]] = []
         self._sink: AgentSink | None = None
-        # Reporters that name attributes are read directly (Mesa 3.3's collect does no
-        # more with them); newer Mesa keeps its own bookkeeping, so it collects there.
-        self._checked = False  # Mesa's own collect has validated the reporters once
-        self._by_attribute = not self._records_steps and all(
-            isinstance(r, str) for r in self.model_reporters.values())
 
-    def _collect_attributes(self, model: DIPIModel) -> None:
-        """Mesa's collect for reporters that name attributes, without its deepcopy of
-        values that cannot change (numbers, strings): 48 KPIs every hour add up."""
-        for var, name in self.model_reporters.items():
-            value = getattr(model, name, None)
-            if not isinstance(value, _IMMUTABLE):
-                value = copy.deepcopy(value)
-            self.model_vars[var].append(value)
+    def record(self, model: DIPIModel) -> None:
+        """Snapshot the parties after an hour when it is a reporting hour."""
+        if model.hour % self.every and model.running:
+            return
+        columns = party_columns(model)
+        if self._sink is not None:
+            self._sink.write(model.hour, columns)
+        else:
+            self.hours.append(model.hour)
+            self.snapshots.append(columns)
 
-    def stream_agents(self, sink: AgentSink) -> None:
-        """Send every party snapshot to ``sink`` as it is taken instead of keeping it.
-
-        The snapshots of hours already run go first; the initial state (hour 0)
-        is not a party record and is not sent.
-        """
-        snaps = self._agent_records
-        for step in sorted(snaps.columns):
-            if step > 0:
-                sink.write(step, snaps.columns[step])
-        snaps.columns.clear()
+    def stream(self, sink: AgentSink) -> None:
+        """Send every snapshot to ``sink`` as it is taken (those already taken first)."""
+        for hour, columns in zip(self.hours, self.snapshots, strict=True):
+            sink.write(hour, columns)
+        self.hours, self.snapshots = [], []
         self._sink = sink
 
-    def collect(self, model: DIPIModel) -> None:  # type: ignore[override]
-        if model.hour > 0:
-            # One model row per simulated hour (the row's ``hour`` says which), so that
-            # mesa.batch_run, which reads rows 0 .. steps - 1, sees every hour.
-            if self._by_attribute and self._checked:
-                self._collect_attributes(model)
-            else:
-                agent_reporters, self.agent_reporters = self.agent_reporters, {}
-                try:
-                    super().collect(model)  # model reporters only (validated the first time)
-                finally:
-                    self.agent_reporters = agent_reporters
-                self._checked = True
-                if self._records_steps:  # the hour, not Mesa's clock (model.time, a float)
-                    self._collection_steps[-1] = model.hour
-        if model.hour % self.every == 0 or not model.running:
-            if self._sink is not None:
-                if model.hour > 0:
-                    self._sink.write(model.hour, party_columns(model))
-                return
-            snaps = self._agent_records
-            if snaps.ids is None:
-                snaps.ids = model.party_ids
-            snaps.columns[model.hour] = party_columns(model)
-
-    def party_snapshots(self) -> tuple[list[int], list[dict[str, np.ndarray]]]:
-        """The party records held in memory (hours > 0), for agents.parquet."""
+    def held(self) -> tuple[list[int], list[dict[str, np.ndarray]]]:
+        """The snapshots held in memory, for agents.parquet."""
         if self._sink is not None:
             raise RuntimeError("per-party records were streamed as the run went (to "
                                "agents.parquet); read them there with pandas.read_parquet")
-        cols = self._agent_records.columns
-        hours = sorted(h for h in cols if h > 0)
-        return hours, [cols[h] for h in hours]
-
-    def get_agent_vars_dataframe(self) -> pd.DataFrame:
-        import pandas as pd
-
-        if self._sink is not None:
-            self.party_snapshots()  # raises: nothing is held in memory
-        snaps = self._agent_records
-        if not snaps.columns:
-            return pd.DataFrame(columns=["Step", "AgentID", *self.agent_reporters]).set_index(
-                ["Step", "AgentID"])
-        steps = list(snaps.columns)
-        n = len(snaps.ids)  # type: ignore[arg-type]
-        data = {
-            "Step": np.repeat(np.array(steps, np.int64), n),
-            "AgentID": np.tile(snaps.ids, len(steps)),  # type: ignore[arg-type]
-        }
-        for name in self.agent_reporters:
-            data[name] = np.concatenate([snaps.columns[s][name] for s in steps])
-        return pd.DataFrame(data).set_index(["Step", "AgentID"])
+        return self.hours, self.snapshots
 
 
 def party_dataframe(model: DIPIModel) -> pd.DataFrame:
     """Per party and reported hour, as in agents.parquet (runs that fit in memory)."""
-    hours, snaps = model.datacollector.party_snapshots()
+    hours, snaps = model.party_log.held()
     return PartyRecords(model).table(hours, snaps).to_pandas()

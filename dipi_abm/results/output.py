@@ -159,9 +159,9 @@ class ResultsWriter:
         try:
             self._stream = PartyParquetStream(self._tmp, PartyRecords(model), self.band)
             if stream:
-                model.datacollector.stream_agents(self._stream)
+                model.party_log.stream(self._stream)
             else:  # a run already held in memory: the same writer, fed from the snapshots
-                for hour, columns in zip(*model.datacollector.party_snapshots(), strict=True):
+                for hour, columns in zip(*model.party_log.held(), strict=True):
                     self._stream.write(hour, columns)
         except BaseException:
             self.discard()

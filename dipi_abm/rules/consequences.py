@@ -7,10 +7,10 @@ on breaching. A scenario names one policy or several (``breach_policy =
 ["imbalance_penalty", "credit_gate"]``, or the names joined by ``+``); their
 effects add up.
 
-Each policy is a :class:`BreachPolicy` entry in :data:`BREACH_POLICIES` that
-declares the hooks it has, each a registry :class:`~dipi_abm.rules.registry.Rule`
-with the scenario keys it reads; the model binds the chosen entries once
-(:func:`bind`) and never asks a policy its name:
+Each policy is one registry :class:`~dipi_abm.rules.registry.Rule` in
+:data:`BREACH_POLICIES` (made by :func:`policy`), with its settings beside it and
+a trait for each hook it has; the model binds the chosen entries once
+(:func:`bind`) and never asks a policy its name. The hooks:
 
 - ``transfers(hour, **keys) -> Flows``: money moved after settlement, as
   explicit payer -> payee flows (party rows, or :data:`GRID` for the grid
@@ -30,6 +30,8 @@ q - g (seller) or q - b (buyer).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,39 +320,42 @@ def reward_transfers(hour: Hour, *, reward_share_of_margin: float,
 
 
 # --------------------------------------------------------------------------- the registry
+#: The hooks a breach policy may have, and the trait that declares each.
+HOOKS = {"transfers": "moves_money", "volume_cap": "caps_volume", "gated": "gates"}
+
+
 @dataclass(frozen=True)
-class BreachPolicy:
-    """One named consequence rule: the hooks it has, each a registry :class:`Rule` that
-    declares the scenario keys it reads (``transfers``, ``volume_cap``, ``gated``)."""
+class Hooks:
+    """A policy's hooks with its settings filled in (``entry.bind(params)()``)."""
 
-    doc: str
-    transfers: Rule | None = None
-    volume_cap: Rule | None = None
-    gated: Rule | None = None
-
-    @property
-    def params(self) -> tuple[Param, ...]:
-        """The declarations of the scenario keys the policy reads (:data:`SETTINGS`)."""
-        return tuple(SETTINGS[k] for k in self.keys)
-
-    @property
-    def hooks(self) -> dict[str, Rule]:
-        return {name: r for name in ("transfers", "volume_cap", "gated")
-                if (r := getattr(self, name)) is not None}
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Every scenario key the policy reads."""
-        return tuple(dict.fromkeys(k for r in self.hooks.values() for k in r.keys.values()))
+    transfers: Callable[[Hour], Flows] | None = None
+    volume_cap: Callable[[Positions], NDArray[np.float64]] | None = None
+    gated: Callable[[NDArray[np.float64]], NDArray[np.bool_]] | None = None
 
 
-def _rule(fn: Callable[..., Any], keys: tuple[str, ...] = ()) -> Rule:
-    """A hook whose keyword arguments are named after their scenario keys."""
-    return Rule(fn, keys={k: k for k in keys})
+def policy(doc: str, params: tuple[Param, ...] = (), **hooks: Callable[..., Any]) -> Rule:
+    """A breach policy entry: a registry :class:`Rule` whose function binds each hook to the
+    settings it takes (keyword arguments named after the keys in ``params``), with the
+    trait of every hook it has (:data:`HOOKS`)."""
+    def bound(**settings: Any) -> Hooks:
+        return Hooks(**{name: functools.partial(fn, **{k: v for k, v in settings.items()
+                                                      if k in inspect.signature(fn).parameters})
+                        for name, fn in hooks.items()})
+
+    return Rule(bound, keys={p.name: p.name for p in params}, doc=doc, params=params,
+                traits=frozenset(HOOKS[h] for h in hooks))
 
 
-#: The breach policies' settings (scenario keys), declared here beside the policies.
-SETTINGS: dict[str, Param] = {p.name: p for p in (
+#: Who receives a penalty or a forfeited deposit (imbalance_penalty and deposit).
+_RECIPIENT = Param(
+    "penalty_recipient", "counterparty", str, "-", "imbalance_penalty and deposit: who "
+    "receives a penalty or a forfeited deposit: the counterparty of the contract; the "
+    "counterparty up to its actual harm, the rest to the system operator "
+    "(counterparty_capped); the grid company; or the system operator, funding balancing.",
+    "breach policy",
+    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator"))
+#: Each policy's settings (scenario keys), declared beside its entry.
+_PENALTY = (
     Param("penalty_yuan_per_kwh", 0.2, float, "yuan/kWh", "imbalance_penalty: price pi of a kWh "
     "of shortfall beyond the side's tolerance (R - F = 0.257 at the default prices).",
     "breach policy", low=0.0, high=100.0),
@@ -365,12 +370,9 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     "thermal seller (dispatchable).", "breach policy", low=0.0, high=1.0),
     Param("penalty_tolerance_user", 0.05, float, "-", "imbalance_penalty: tolerance of a buyer "
     "(users: about 5 %).", "breach policy", low=0.0, high=1.0),
-    Param("penalty_recipient", "counterparty", str, "-", "imbalance_penalty and deposit: who "
-    "receives a penalty or a forfeited deposit: the counterparty of the contract; the "
-    "counterparty up to its actual harm, the rest to the system operator "
-    "(counterparty_capped); the grid company; or the system operator, funding balancing.",
-    "breach policy",
-    choices=("counterparty", "counterparty_capped", "grid_company", "system_operator")),
+    _RECIPIENT,
+)
+_DEPOSIT = (
     Param("deposit_yuan_per_kwh", 0.05, float, "yuan/kWh", "deposit: collateral per committed "
     "kWh at credit 100 (linear in credit down to the low-credit rate at credit 0).",
     "breach policy", low=0.0, high=100.0),
@@ -379,6 +381,9 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("deposit_guarantee_yuan", 100.0, float, "yuan", "deposit: bank guarantee each party "
     "may post beyond its positive balance; a party cannot commit more than "
     "(guarantee + max(balance, 0)) / rate.", "breach policy", low=0.0, high=1e9),
+    _RECIPIENT,
+)
+_GATE = (
     Param("gate_credit_threshold", 80.0, float, "-", "credit_gate: below this credit a party's "
     "tradable volume is capped.", "breach policy", low=0.0, high=100.0),
     Param("gate_credit_width", 20.0, float, "credit", "credit_gate: the cap falls linearly from "
@@ -387,47 +392,36 @@ SETTINGS: dict[str, Param] = {p.name: p for p in (
     Param("gate_probation_share", 0.25, float, "-", "credit_gate: share of its forecast a gated "
     "party may always trade (its way back: keep those contracts and credit recovers).",
     "breach policy", low=0.0, high=1.0),
+)
+_REWARD = (
     Param("reward_share_of_margin", 0.1, float, "-", "credit_scaled_reward: rebate per delivered "
     "kWh to each side, as a share kappa of the trading margin R - F, at credit 100.",
     "breach policy", low=0.0, high=10.0),
     Param("reward_credit_floor", 80.0, float, "-", "credit_scaled_reward: no rebate at or below "
     "this credit; linear up to the full rebate at 100.", "breach policy", low=0.0,
     high=100.0, high_open=True),
-)}
+)
 
-_PENALTY_KEYS = ("penalty_yuan_per_kwh", "penalty_tolerance_solar", "penalty_tolerance_wind",
-                 "penalty_tolerance_hydro", "penalty_tolerance_thermal",
-                 "penalty_tolerance_user", "penalty_recipient")
-_DEPOSIT_KEYS = ("deposit_yuan_per_kwh", "deposit_low_credit_yuan_per_kwh",
-                 "deposit_guarantee_yuan")
-_GATE_KEYS = ("gate_credit_threshold", "gate_credit_width", "gate_probation_share")
-_REWARD_KEYS = ("reward_share_of_margin", "reward_credit_floor")
-
-BREACH_POLICIES: dict[str, BreachPolicy] = {
-    "none": BreachPolicy("The papers' settlement: a breach costs nothing directly."),
-    "imbalance_penalty": BreachPolicy(
+BREACH_POLICIES: dict[str, Rule] = {
+    "none": policy("The papers' settlement: a breach costs nothing directly."),
+    "imbalance_penalty": policy(
         "The breacher pays penalty_yuan_per_kwh on its shortfall beyond its tolerance, to the "
-        "counterparty or the grid company.",
-        transfers=_rule(imbalance_transfers, _PENALTY_KEYS)),
-    "make_whole": BreachPolicy(
+        "counterparty or the grid company.", _PENALTY, transfers=imbalance_transfers),
+    "make_whole": policy(
         "Expectation damages: a short seller pays its buyer (R - p - w) per kWh the buyer "
         "replaced at R; a short buyer pays its seller (p - F) per kWh sold at F.",
-        transfers=_rule(make_whole_transfers)),
-    "deposit": BreachPolicy(
+        transfers=make_whole_transfers),
+    "deposit": policy(
         "Collateral per committed kWh, larger at lower credit, locked at matching (a party "
         "cannot commit more than it can post), forfeited to the counterparty pro rata to the "
-        "shortfall beyond breach_tolerance (or as penalty_recipient says).",
-        transfers=_rule(deposit_transfers, (*_DEPOSIT_KEYS[:2], "penalty_recipient")),
-        volume_cap=_rule(deposit_cap, _DEPOSIT_KEYS)),
-    "credit_gate": BreachPolicy(
+        "shortfall beyond breach_tolerance (or as penalty_recipient says).", _DEPOSIT,
+        transfers=deposit_transfers, volume_cap=deposit_cap),
+    "credit_gate": policy(
         "Below gate_credit_threshold a party may trade only m(credit) of its forecast, never "
-        "less than the probation share.",
-        volume_cap=_rule(gate_cap, _GATE_KEYS),
-        gated=_rule(gate_gated, ("gate_credit_threshold",))),
-    "credit_scaled_reward": BreachPolicy(
+        "less than the probation share.", _GATE, volume_cap=gate_cap, gated=gate_gated),
+    "credit_scaled_reward": policy(
         "The grid company rebates kappa (R - F) per delivered kWh to both sides, scaled by "
-        "credit above a floor.",
-        transfers=_rule(reward_transfers, _REWARD_KEYS)),
+        "credit above a floor.", _REWARD, transfers=reward_transfers),
 }
 
 
@@ -515,10 +509,7 @@ class Consequences:
 def bind(value: str | Iterable[str], params: Mapping[str, Any]) -> Consequences:
     """Bind the named policies' hooks to their keys' values in ``params`` (once per run)."""
     names = policy_names(value)
-    policies = [BREACH_POLICIES[n] for n in names]
-    return Consequences(
-        names,
-        tuple((k, p.transfers.bind(params)) for k, p in enumerate(policies) if p.transfers),
-        tuple(p.volume_cap.bind(params) for p in policies if p.volume_cap),
-        tuple(p.gated.bind(params) for p in policies if p.gated),
-    )
+    hooks = [BREACH_POLICIES[n].bind(params)() for n in names]
+    return Consequences(names, tuple((k, h.transfers) for k, h in enumerate(hooks) if h.transfers),
+                        tuple(h.volume_cap for h in hooks if h.volume_cap),
+                        tuple(h.gated for h in hooks if h.gated))

@@ -97,15 +97,10 @@ class CreditState:
     @classmethod
     def new(cls, n: int, initial: float, window: int, prior: float = 0.0) -> CreditState:
         """``prior``: the weight, in contracts, of ``initial`` in the decay rule's mean."""
-        return cls(
-            credit=np.full(n, float(initial)),
-            count=np.zeros(n, np.int64),
-            credit_sum=np.zeros(n),
-            window=np.full((n, window), np.nan),
-            window_pos=np.zeros(n, np.int64),
-            weight=np.full(n, float(prior)),
-            last_hour=np.zeros(n),
-        )
+        return cls(credit=np.full(n, float(initial)), count=np.zeros(n, np.int64),
+                   credit_sum=np.zeros(n), window=np.full((n, window), np.nan),
+                   window_pos=np.zeros(n, np.int64), weight=np.full(n, float(prior)),
+                   last_hour=np.zeros(n))
 
 
 def update_paper(state: CreditState, idx: NDArray[np.intp], score: NDArray, k: NDArray,

@@ -38,7 +38,6 @@ HOURS_PER_YEAR = 8760.0
 #: (users with rooftop PV), then the two accounts that are not parties.
 PARTY_TYPES = (*TECHNOLOGIES, *LOAD_CLASSES, "prosumer")
 ACCOUNTS = (*PARTY_TYPES, "grid_company", "balancing")
-GRID_ROW, BALANCING_ROW = len(PARTY_TYPES), len(PARTY_TYPES) + 1
 
 #: Hourly KPIs of the economy (docs/model.md sections 6c, 9) and their units.
 ECONOMY_KPIS = {
@@ -169,11 +168,9 @@ def _fixed_charge(net: NetworkHour) -> NDArray[np.float64]:
     return net.fixed_yuan * net.users
 
 
-RECOVERY_RULES: dict[str, Rule] = {
-    "none": Rule(_no_recovery),
-    "wheeling": Rule(_wheeling_recovery),
-    "fixed_charge": Rule(_fixed_charge),
-}
+RECOVERY_RULES: dict[str, Rule] = {"none": Rule(_no_recovery),
+                                   "wheeling": Rule(_wheeling_recovery),
+                                   "fixed_charge": Rule(_fixed_charge)}
 
 #: The economy's scenario keys (collected by :mod:`dipi_abm.config`): the two rules, then
 #: what the costs and the welfare read.

@@ -268,8 +268,7 @@ def _match_in_rounds(book: OrderBook, net: MarketNetwork, monotone: bool,
         feasible_pair = net_bid[j] >= qs.ask[k] - PRICE_EPS
         if monotone:
             # Bids fall and asks rise along a queue: stop each queue at its first infeasible pair.
-            bad_before = np.maximum.accumulate(
-                np.where(feasible_pair, -1, np.arange(j.size)))
+            bad_before = np.maximum.accumulate(np.where(feasible_pair, -1, np.arange(j.size)))
             first_bad_group = np.where(bad_before >= 0, tq[j[np.maximum(bad_before, 0)]], -1)
             feasible_pair &= first_bad_group != tq[j]
         j, k, seg = j[feasible_pair], k[feasible_pair], seg[feasible_pair]
@@ -466,11 +465,9 @@ def _remaining(book: OrderBook, done: Contracts) -> OrderBook:
     n = int(max(book.seller_party.max(initial=-1), book.buyer_party.max(initial=-1))) + 1
     sold = np.bincount(done.seller, done.volume, n)
     bought = np.bincount(done.buyer, done.volume, n)
-    return replace(
-        book,
-        seller_volume=np.maximum(book.seller_volume - sold[book.seller_party], 0.0),
-        buyer_volume=np.maximum(book.buyer_volume - bought[book.buyer_party], 0.0),
-    )
+    return replace(book,
+                   seller_volume=np.maximum(book.seller_volume - sold[book.seller_party], 0.0),
+                   buyer_volume=np.maximum(book.buyer_volume - bought[book.buyer_party], 0.0))
 
 
 def _concat(a: Contracts, b: Contracts) -> Contracts:
@@ -502,10 +499,9 @@ CMA_W_PRICE = Param("cma_w_price", 0.2, float, "-", "CMA weight of the price-con
     "p0/(p0 + |P_N - P_S|) (the paper's w_I/|P_N - P_S|).", "market", low=0.0, high=100.0)
 CMA_W_GREEN = Param("cma_w_green", 0.2, float, "-", "CMA weight of the green coefficient Q of the "
     "seller's energy.", "market", low=0.0, high=100.0)
-CMA_DISTANCE_REF_OHM = Param(
-    "cma_distance_ref_ohm", 1.0, float, "ohm",
-    "CMA: D0 of the distance coefficient.",
-    "market", low=0.0, high=1e6, low_open=True)
+CMA_DISTANCE_REF_OHM = Param("cma_distance_ref_ohm", 1.0, float, "ohm",
+                             "CMA: D0 of the distance coefficient.", "market", low=0.0, high=1e6,
+                             low_open=True)
 CMA_PRICE_REF_YUAN = Param(
     "cma_price_ref_yuan", 0.01, float, "yuan/kWh",
     "CMA: p0 of the price-consensus "
@@ -554,8 +550,5 @@ def price_bid(ask: NDArray, bid: NDArray, wheeling: NDArray) -> NDArray[np.float
     return np.asarray(bid, dtype=np.float64) - wheeling
 
 
-PRICE_RULES: dict[str, Rule] = {
-    "midpoint": Rule(price_midpoint),
-    "ask": Rule(price_ask),
-    "bid": Rule(price_bid),
-}
+PRICE_RULES: dict[str, Rule] = {"midpoint": Rule(price_midpoint), "ask": Rule(price_ask),
+                                "bid": Rule(price_bid)}

@@ -25,7 +25,10 @@ from ..errors import ConfigError
 #: Traits an entry may declare (one vocabulary for every registry).
 TRAITS = frozenset({
     "adaptive",  # learning: parties choose their actions each hour
+    "caps_volume",  # breach policy: caps what a party may offer or bid before matching
+    "gates",  # breach policy: holds parties back (reported as gated_share)
     "grid_only",  # matching: no direct trade; everything clears with the grid company
+    "moves_money",  # breach policy: moves money after settlement
     "needs_distance",  # needs electrical distances (per bus pair or per node)
     "needs_cleanliness",  # consensus: needs the cleanliness Q of each node's energy
     "nonce_race",  # consensus: its producer may be found by a real SHA-256 nonce race

@@ -27,15 +27,8 @@ class Settlement:
     surplus: NDArray[np.float64]  # max(0, g - b): sold to the grid at feed-in
 
 
-def settle(
-    price: ArrayLike,
-    agreed: ArrayLike,
-    wheeling: ArrayLike,
-    consumed: ArrayLike,
-    generated: ArrayLike,
-    retail: ArrayLike,
-    feed_in: ArrayLike,
-) -> Settlement:
+def settle(price: ArrayLike, agreed: ArrayLike, wheeling: ArrayLike, consumed: ArrayLike,
+           generated: ArrayLike, retail: ArrayLike, feed_in: ArrayLike) -> Settlement:
     """Settle contracts by the [DER-CBC] smart-contract rule (docs/model.md section 5).
 
     ``consumed`` (b) and ``generated`` (g) are the buyer's and seller's actual
@@ -60,10 +53,9 @@ def settle(
     return Settlement(direct, buyer_pays, seller_income, grid_income, shortfall, surplus)
 
 
-def attribute_pro_rata(
-    actual: NDArray[np.float64], matched: NDArray[np.float64], party: NDArray[np.intp],
-    agreed: NDArray[np.float64],
-) -> NDArray[np.float64]:
+def attribute_pro_rata(actual: NDArray[np.float64], matched: NDArray[np.float64],
+                       party: NDArray[np.intp],
+                       agreed: NDArray[np.float64]) -> NDArray[np.float64]:
     """Attribute each party's actual volume to its contracts pro rata to agreed volume.
 
     ``actual`` and ``matched`` are per party (``matched`` the party's total agreed

@@ -36,10 +36,8 @@ def tariff_tou(hour_of_day: int, retail: float, peak: float, valley: float) -> f
     return retail
 
 
-TARIFFS: dict[str, Rule] = {
-    "flat": Rule(tariff_flat),
-    "tou": Rule(tariff_tou, traits=frozenset({"time_of_use"})),
-}
+TARIFFS: dict[str, Rule] = {"flat": Rule(tariff_flat),
+                            "tou": Rule(tariff_tou, traits=frozenset({"time_of_use"}))}
 
 
 def ogsc_priority(tech: NDArray[np.int8]) -> NDArray[np.float64]:

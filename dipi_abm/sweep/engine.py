@@ -163,20 +163,10 @@ SWEEP_KEYS = ("design", "replications", "seed", "samples", "hourly", "common_see
 _NOT_KPIS = frozenset({"package", "version", "hours", "seed", "params"})
 
 #: Outcomes of :func:`ema_model_function` (summary KPIs of one run).
-EMA_OUTCOMES = (
-    "breach_rate",
-    "transaction_efficiency",
-    "mean_credit_dpgc",
-    "mean_credit_user",
-    "price_mean",
-    "price_std",
-    "p2p_volume_kwh",
-    "clean_share",
-    "low_credit_block_share",
-    "system_cost_yuan",
-    "balancing_cost_yuan",
-    "welfare_yuan",
-)
+EMA_OUTCOMES = ("breach_rate", "transaction_efficiency", "mean_credit_dpgc", "mean_credit_user",
+                "price_mean", "price_std", "p2p_volume_kwh", "clean_share",
+                "low_credit_block_share", "system_cost_yuan", "balancing_cost_yuan",
+                "welfare_yuan")
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -540,11 +530,9 @@ def sobol_design(factors: tuple[Factor, ...], samples: int | None,
 
 
 #: Design generators by name: ``(factors, samples, rng) -> [point, ...]``.
-DESIGNS: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "factorial": factorial_design,
-    "lhs": lhs_design,
-    "sobol": sobol_design,
-}
+DESIGNS: dict[str, Callable[..., list[dict[str, Any]]]] = {"factorial": factorial_design,
+                                                           "lhs": lhs_design,
+                                                           "sobol": sobol_design}
 
 
 def design_points(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike
@@ -783,13 +771,10 @@ class SweepFolder:
                 raise ConfigError(f"out folder '{root}': not empty and not a sweep folder "
                                   f"(no {SPEC_FILE}); choose a new or empty folder")
             root.mkdir(parents=True, exist_ok=True)
-            write_json({
-                "format": FORMAT, "spec_hash": spec.hash, "points_hash": points_hash,
-                "inputs_hash": inputs, "package_version": package_version(),
-                "source": spec.source,
-                "n_points": len(points), "n_runs": len(tasks), "spec": spec.normalized,
-                "points": points,
-            }, meta)
+            write_json({"format": FORMAT, "spec_hash": spec.hash, "points_hash": points_hash,
+                        "inputs_hash": inputs, "package_version": package_version(),
+                        "source": spec.source, "n_points": len(points), "n_runs": len(tasks),
+                        "spec": spec.normalized, "points": points}, meta)
             return
         try:
             stored = json.loads(meta.read_text(encoding="utf-8"))
@@ -1097,11 +1082,9 @@ def _dask(tasks: list[RunTask], workers: int, scheduler: Any) -> Iterator[RunOut
 
 
 #: Execution backends by name: ``(tasks, workers, scheduler) -> iterator of RunOutput``.
-BACKENDS: dict[str, Callable[..., Iterator[RunOutput]]] = {
-    "serial": _serial,
-    "processes": _process_pool,
-    "dask": _dask,
-}
+BACKENDS: dict[str, Callable[..., Iterator[RunOutput]]] = {"serial": _serial,
+                                                           "processes": _process_pool,
+                                                           "dask": _dask}
 
 
 def _reach_scheduler(address: str, timeout_s: float = 5.0) -> None:

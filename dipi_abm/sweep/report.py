@@ -76,12 +76,10 @@ HEADLINE_KPIS = EMA_OUTCOMES
 TERMINAL_WIDTH = 100
 
 _RUN_COLUMNS = ("run_id", "point_id", "replication", "seed")
-_FILES = {
-    "md": "report.md", "html": "report.html",
-    "levels_png": "report_levels.png", "differences_png": "report_differences.png",
-    "sobol_png": "report_sobol.png", "levels_csv": "report_levels.csv",
-    "differences_csv": "report_differences.csv", "sobol_csv": "report_sobol.csv",
-}
+_FILES = {"md": "report.md", "html": "report.html", "levels_png": "report_levels.png",
+          "differences_png": "report_differences.png", "sobol_png": "report_sobol.png",
+          "levels_csv": "report_levels.csv", "differences_csv": "report_differences.csv",
+          "sobol_csv": "report_sobol.csv"}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -252,12 +250,11 @@ def build_report(sweep_dir: str | os.PathLike, kpis: Sequence[str] | None = None
     if spec.design == "sobol":
         sobol, sobol_notes = _sobol_table(runs, spec, shown, len(meta["points"]))
         notes += sobol_notes
-    return SweepReport(
-        root=root, design=spec.design, n_points=len(meta["points"]),
-        replications=spec.replications, n_runs=len(runs), common_seeds=spec.common_seeds,
-        factors=factors, kpis=tuple(shown), headline=headline, constant=constant,
-        levels=levels, differences=differences, sobol=sobol, notes=tuple(notes),
-    )
+    return SweepReport(root=root, design=spec.design, n_points=len(meta["points"]),
+                       replications=spec.replications, n_runs=len(runs),
+                       common_seeds=spec.common_seeds, factors=factors, kpis=tuple(shown),
+                       headline=headline, constant=constant, levels=levels,
+                       differences=differences, sobol=sobol, notes=tuple(notes))
 
 
 def _level_labels(factor: Factor, values: pd.Series) -> pd.Series:
