@@ -23,9 +23,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from dipi_abm.config import parse_assignments  # noqa: E402
+from dipi_abm.errors import ConfigError  # noqa: E402
 from dipi_abm.results.files import atomic_write  # noqa: E402
 
 CI_LEVEL = 0.95
+
+#: Credit-rule thresholds on the ``kept`` credit scale (the recent share of contract sides
+#: kept): parties that are not opportunists end 14-20-day runs at about 60-75, so the keys'
+#: defaults (80) would gate and unpay nearly everyone (docs/findings.md states the levels).
+KEPT_SCALE = {"gate_credit_threshold": 50.0, "reward_credit_floor": 40.0}
 
 #: One colour per series, readable in greyscale print and by colour-blind readers (Okabe-Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -78,8 +85,11 @@ def market_args(ap: argparse.ArgumentParser, *, dpgc: tuple[int, int],
     ap.set_defaults(_market=(dpgc, users, days, quick_workers))
 
 
-def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
-    """Settle --workers on ``args`` and return the scenario's n_dpgc, n_users and hours."""
+def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace,
+                base: Mapping[str, Any] | None = None, fixed: Sequence[str] = ()) -> dict[str, Any]:
+    """Settle --workers on ``args`` and return the scenario: ``base``, the n_dpgc,
+    n_users and hours of --dpgc/--users/--days, and the --set keys; a --set of a key
+    in ``fixed`` (set by the arms) or of the seed is a usage error (exit 2)."""
     dpgc, users, days, quick_workers = args._market
     if args.workers is None:
         quick = args.quick and quick_workers is not None
@@ -87,8 +97,54 @@ def market_size(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[s
     if args.workers < 1:
         ap.error(f"--workers {args.workers}: must be >= 1")
     q = 1 if args.quick else 0
-    return {"n_dpgc": args.dpgc or dpgc[q], "n_users": args.users or users[q],
-            "hours": round(24 * (args.days or days[q]))}
+    try:
+        extra = parse_assignments(args.assignments)
+    except ConfigError as exc:
+        ap.error(str(exc))
+    taken = sorted(set(extra) & {*fixed, "seed"})
+    if taken:
+        ap.error(f"--set {', '.join(taken)}: set by the experiment's arms and replication "
+                 "seeds")
+    return {**(base or {}), "n_dpgc": args.dpgc or dpgc[q], "n_users": args.users or users[q],
+            "hours": round(24 * (args.days or days[q])), **extra}
+
+
+#: KPIs every market experiment reports: column -> (summary.json key, factor, label, unit)
+MARKET_KPIS: dict[str, tuple[str, float, str, str]] = {
+    "breach_shortfall_mwh": ("breach_shortfall_kwh", 1e-3, "breach shortfall, whole run", "MWh"),
+    "dpgc_income_kyuan": ("dpgc_income_yuan", 1e-3, "DPGC income", "thousand yuan"),
+    "grid_income_kyuan": ("grid_income_yuan", 1e-3, "grid company income", "thousand yuan"),
+    "p2p_delivered_mwh": ("p2p_delivered_kwh", 1e-3, "P2P delivered", "MWh"),
+    "clean_share_pct": ("clean_share", 100.0, "users' need met directly by clean DPGCs", "%"),
+    "mean_credit_dpgc": ("mean_credit_dpgc", 1.0, "mean DPGC credit at the end", "0-100"),
+    "mean_credit_user": ("mean_credit_user", 1.0, "mean user credit at the end", "0-100"),
+    "system_cost_kyuan": ("system_cost_yuan", 1e-3, "system cost (generation, upstream "
+                          "energy, balancing, network)", "thousand yuan"),
+    "balancing_cost_kyuan": ("balancing_cost_yuan", 1e-3, "balancing cost (reserve premium on "
+                             "the net imbalance)", "thousand yuan"),
+    "net_imbalance_mwh": ("net_imbalance_kwh", 1e-3, "net imbalance (sum over hours)", "MWh"),
+    "gross_imbalance_mwh": ("gross_imbalance_kwh", 1e-3, "gross imbalance (sum over hours)",
+                            "MWh"),
+    "welfare_kyuan": ("welfare_yuan", 1e-3, "welfare: value of served load - system cost",
+                      "thousand yuan"),
+    "grid_company_surplus_kyuan": ("net_surplus_grid_company_yuan", 1e-3, "grid company's net "
+                                   "surplus (after network and energy costs)", "thousand yuan"),
+}
+#: MARKET_KPIS's labels, and users' cost per kWh (computed by :func:`market_kpis`)
+MARKET_LABELS = {"user_cost_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
+                 **{k: (label, unit) for k, (_, _, label, unit) in MARKET_KPIS.items()}}
+
+
+def market_kpis(runs: pd.DataFrame) -> pd.DataFrame:
+    """:data:`MARKET_LABELS`'s columns for every run of a sweep's runs table: the
+    summary KPIs rescaled, and users' total cost (every payment and receipt, penalties
+    and rebates included) per kWh they bought (P2P delivered + grid)."""
+    bought = runs["p2p_delivered_kwh"] + runs["grid_purchase_kwh"]
+    out = pd.DataFrame({"user_cost_per_kwh": runs["user_cost_yuan"] / bought.where(bought > 0)},
+                       index=runs.index)
+    for k, (key, factor, _, _) in MARKET_KPIS.items():
+        out[k] = runs[key] * factor
+    return out
 
 
 def rep_streams(seed: int, reps: int) -> list[np.random.SeedSequence]:
@@ -100,6 +156,11 @@ def int_seed(ss: np.random.SeedSequence) -> int:
     """A 63-bit integer seed drawn from a SeedSequence (for APIs that take an int)."""
     hi, lo = (int(x) for x in ss.generate_state(2, np.uint32))
     return ((hi << 32) | lo) & ((1 << 63) - 1)
+
+
+def rep_seeds(seed: int, reps: int) -> list[int]:
+    """One model seed per repetition: :func:`int_seed` of each :func:`rep_streams` child."""
+    return [int_seed(ss) for ss in rep_streams(seed, reps)]
 
 
 def mean_ci(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -52,11 +52,10 @@ import pandas as pd
 from _common import (
     PALETTE,
     Timer,
-    int_seed,
     mean_ci,
     parse,
     parser,
-    rep_streams,
+    rep_seeds,
     save_csv,
     save_png,
     style,
@@ -124,8 +123,7 @@ def one_run(seed: int, scenario: dict, rule: str, share: float) -> dict:
 def run(reps: int, seed: int, scenario: dict, rules: Sequence[str],
         shares: Sequence[float]) -> pd.DataFrame:
     rows = []
-    for rep, ss in enumerate(rep_streams(seed, reps)):
-        run_seed = int_seed(ss)
+    for rep, run_seed in enumerate(rep_seeds(seed, reps)):
         for rule in rules:
             for share in shares:
                 rows.append({"replication": rep, "seed": run_seed,

@@ -67,9 +67,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    MARKET_LABELS,
     PALETTE,
     Timer,
     market_args,
+    market_kpis,
     market_size,
     mean_ci,
     parse,
@@ -80,12 +82,12 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 MODES = ("centralized", "price_time")
-MODE_LABEL = {"centralized": "centralized\n(grid buys/sells all)",
-              "price_time": "blockchain P2P\n(price_time, credit, POCA)"}
+MODE_LABEL = {"centralized": "centralized\n(grid buys/sells)",
+              "price_time": "P2P (price_time,\ncredit, POCA)"}
 MODE_COLOR = {"centralized": "#9a9a9a", "price_time": PALETTE[0]}
 
 #: KPI column -> (label, unit) for the summary table; derived columns are added in kpis().
@@ -95,32 +97,17 @@ KPIS = {
                                   "% of scheduled party-hours"),
     "breach_rate_pct": ("breach rate per committed side (each mode's own denominator)",
                         "% of committed sides"),
-    "breach_shortfall_mwh": ("breach shortfall", "MWh"),
     "shortfall_per_scheduled_kwh": ("breach shortfall per scheduled party-hour", "kWh"),
     "user_price_spread": ("spread of users' effective price across users and hours (SD)",
                           "yuan/kWh"),
     "user_price_spread_pct_of_retail": ("spread of users' effective price", "% of retail"),
-    "user_price_yuan_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
     "price_mean": ("mean P2P contract price", "yuan/kWh"),
     "price_std": ("P2P contract price spread (SD)", "yuan/kWh"),
     "price_spread_pct_of_retail": ("P2P contract price spread", "% of retail"),
     "user_cost_kyuan": ("users' total cost", "thousand yuan"),
-    "dpgc_income_kyuan": ("DPGCs' income", "thousand yuan"),
-    "grid_income_kyuan": ("grid company income", "thousand yuan"),
     "grid_purchase_mwh": ("bought from the grid", "MWh"),
-    "p2p_delivered_mwh": ("P2P delivered", "MWh"),
     "curtailed_mwh": ("curtailed", "MWh"),
-    "clean_share_pct": ("users' need met directly by clean DPGCs", "%"),
-    "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100"),
-    "mean_credit_user": ("mean user credit at the end", "0-100"),
-    "system_cost_kyuan": ("system cost (generation, upstream energy, balancing, network)",
-                          "thousand yuan"),
-    "balancing_cost_kyuan": ("balancing cost", "thousand yuan"),
-    "gross_imbalance_mwh": ("gross imbalance against schedules", "MWh"),
-    "net_imbalance_mwh": ("net imbalance against schedules", "MWh"),
-    "welfare_kyuan": ("welfare: value of served load - system cost", "thousand yuan"),
-    "grid_company_surplus_kyuan": ("grid company's net surplus (after network and energy "
-                                   "costs)", "thousand yuan"),
+    **MARKET_LABELS,
 }
 
 
@@ -146,10 +133,10 @@ def schedule_probe(model) -> dict[str, float]:  # noqa: ANN001 - a DIPIModel
 
 
 def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
-    """The compared KPIs of one run: its summary row and its summed hourly probe."""
+    """The KPIs of one run beyond :data:`_common.MARKET_KPIS`: from its summary row and its
+    summed hourly probe."""
     s = row
     p = probe.sum()
-    user_need = s["p2p_delivered_kwh"] + s["grid_purchase_kwh"]  # users' energy bought, kWh
     has_p2p = s["p2p_volume_kwh"] > 0
     mean_dev = p["probe_user_dev_kwh"] / p["probe_user_kwh"]
     spread = float(np.sqrt(max(p["probe_user_dev2_kwh"] / p["probe_user_kwh"] - mean_dev ** 2,
@@ -158,29 +145,15 @@ def kpis(row: pd.Series, probe: pd.DataFrame, retail: float) -> dict:
         "transaction_efficiency_pct": 100.0 * s["transaction_efficiency"],
         "breach_rate_scheduled_pct": 100.0 * p["probe_breaches"] / p["probe_scheduled"],
         "breach_rate_pct": 100.0 * s["breach_rate"],
-        "breach_shortfall_mwh": s["breach_shortfall_kwh"] / 1e3,
         "shortfall_per_scheduled_kwh": p["probe_shortfall_kwh"] / p["probe_scheduled"],
         "user_price_spread": spread,
         "user_price_spread_pct_of_retail": 100.0 * spread / retail,
-        "user_price_yuan_per_kwh": s["user_cost_yuan"] / user_need if user_need > 0 else np.nan,
         "price_mean": s["price_mean"] if has_p2p else np.nan,
         "price_std": s["price_std"] if has_p2p else np.nan,
         "price_spread_pct_of_retail": 100.0 * s["price_std"] / retail if has_p2p else np.nan,
         "user_cost_kyuan": s["user_cost_yuan"] / 1e3,
-        "dpgc_income_kyuan": s["dpgc_income_yuan"] / 1e3,
-        "grid_income_kyuan": s["grid_income_yuan"] / 1e3,
         "grid_purchase_mwh": s["grid_purchase_kwh"] / 1e3,
-        "p2p_delivered_mwh": s["p2p_delivered_kwh"] / 1e3,
         "curtailed_mwh": s["curtailed_kwh"] / 1e3,
-        "clean_share_pct": 100.0 * s["clean_share"],
-        "mean_credit_dpgc": s["mean_credit_dpgc"],
-        "mean_credit_user": s["mean_credit_user"],
-        "system_cost_kyuan": s["system_cost_yuan"] / 1e3,
-        "balancing_cost_kyuan": s["balancing_cost_yuan"] / 1e3,
-        "gross_imbalance_mwh": s["gross_imbalance_kwh"] / 1e3,
-        "net_imbalance_mwh": s["net_imbalance_kwh"] / 1e3,
-        "welfare_kyuan": s["welfare_yuan"] / 1e3,
-        "grid_company_surplus_kyuan": s["net_surplus_grid_company_yuan"] / 1e3,
     }
 
 
@@ -192,9 +165,10 @@ def run(reps: int, seed: int, scenario: dict, modes: Sequence[str], out: Path,
                             probe="centralized_vs_blockchain:schedule_probe")
     retail = validate(scenario).retail_yuan_per_kwh
     probes = dict(iter(hourly.groupby(["arm", "replication"], sort=False)))
+    shared = market_kpis(runs)
     rows = [{"replication": int(r.replication), "seed": int(r.seed), "mode": r.arm,
-             **kpis(r, probes[(r.arm, r.replication)], retail)}
-            for _, r in runs.iterrows()]
+             **kpis(r, probes[(r.arm, r.replication)], retail), **shared.loc[i]}
+            for i, r in runs.iterrows()]
     return pd.DataFrame(rows).sort_values(["replication", "mode"], kind="stable",
                                           key=lambda c: c.map(modes.index) if c.name == "mode"
                                           else c).reset_index(drop=True)
@@ -221,7 +195,7 @@ def summarise(runs: pd.DataFrame, modes: Sequence[str]) -> pd.DataFrame:
 
 
 PANELS = (
-    ("user_price_yuan_per_kwh", "users' net cost per kWh needed", "yuan/kWh"),
+    ("user_cost_per_kwh", "users' net cost per kWh needed", "yuan/kWh"),
     ("dpgc_income_kyuan", "DPGCs' income", "thousand yuan"),
     ("grid_income_kyuan", "grid company's income", "thousand yuan"),
     ("grid_purchase_mwh", "energy bought from the grid", "MWh"),
@@ -231,10 +205,14 @@ PANELS = (
     ("user_price_spread_pct_of_retail", "spread of users' effective price\n(users x hours)",
      "% of retail price"),
     ("transaction_efficiency_pct", "transaction efficiency", "% of min(offered, demanded)"),
+    ("system_cost_kyuan", "system cost\n(generation, energy, balancing, network)",
+     "thousand yuan"),
+    ("welfare_kyuan", "welfare\n(value of served load - system cost)", "thousand yuan"),
 )
 
 
 def _fmt(v: float) -> str:
+    v = v if abs(v) > 1e-9 else 0.0  # rounding is no difference
     a = abs(v)
     return f"{v:+,.0f}" if a >= 100 else (f"{v:+.2f}" if a >= 1 else f"{v:+.3f}")
 BY_CONSTRUCTION = {
@@ -249,7 +227,7 @@ def plot(runs: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str], scenar
     import matplotlib.pyplot as plt
 
     style()
-    fig, axes = plt.subplots(2, 4, figsize=(19, 9.2))
+    fig, axes = plt.subplots(2, 5, figsize=(23, 9.2))
     rng = np.random.default_rng(0)  # jitter of the replication dots only
     reps = int(summary.replications.iloc[0])
     for ax, (kpi, title, unit) in zip(axes.flat, PANELS, strict=True):
@@ -266,7 +244,7 @@ def plot(runs: pd.DataFrame, summary: pd.DataFrame, modes: Sequence[str], scenar
                    yerr=[[mean - lo], [hi - mean]], capsize=8, error_kw={"lw": 1.8})
             ax.scatter(x + rng.uniform(-0.18, 0.18, values.size), values, s=12, color="0.15",
                        alpha=0.5, zorder=3, lw=0)
-        if kpi == "user_price_yuan_per_kwh":
+        if kpi == "user_cost_per_kwh":
             for value, name in ((scenario.get("retail_yuan_per_kwh", 0.657), "retail R"),
                                 (scenario.get("feed_in_yuan_per_kwh", 0.4), "feed-in F")):
                 ax.axhline(value, color="0.4", ls="--", lw=1)
@@ -297,11 +275,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 reps_help="replications per mode")
     market_args(ap, dpgc=(20, 6), users=(100, 30), days=(14, 3))
     args = parse(ap, argv)
-    scenario = market_size(ap, args)
+    scenario = market_size(ap, args, fixed=("matching",))
     try:
-        scenario |= parse_assignments(args.assignments)
-        scenario.pop("matching", None)
-        scenario.pop("seed", None)
         validate({**scenario, "matching": "price_time"})
     except ConfigError as exc:
         ap.error(str(exc))
@@ -347,7 +322,7 @@ def verdict(summary: pd.DataFrame) -> None:
           f"{words[sign('breach_rate_scheduled_pct')]} (claim: fewer breaches)")
     print(f"    spread of users' effective price in P2P: "
           f"{words[sign('user_price_spread')]} (claim: more orderly, i.e. lower)")
-    print(f"    users' cost per kWh in P2P: {words[sign('user_price_yuan_per_kwh')]}")
+    print(f"    users' cost per kWh in P2P: {words[sign('user_cost_per_kwh')]}")
     print(f"    DPGC income in P2P: {words[sign('dpgc_income_kyuan')]}")
     print(f"    grid purchases in P2P: {words[sign('grid_purchase_mwh')]}")
     print(f"    system cost in P2P: {words[sign('system_cost_kyuan')]}; welfare: "

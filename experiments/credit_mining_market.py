@@ -67,7 +67,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 ARMS = ("poca", "der_cbc")
@@ -215,12 +215,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 reps_help="paired replications per consensus rule")
     market_args(ap, dpgc=(10, 4), users=(50, 16), days=(30, 3))
     args = parse(ap, argv)
-    scenario = dict(BASE) | market_size(ap, args)
+    scenario = market_size(ap, args, BASE, ("consensus",))
     try:
-        extra = parse_assignments(args.assignments)
-        if {"consensus", "seed"} & set(extra):
-            ap.error("--set consensus / seed: set by the arms and the replication seeds")
-        scenario |= extra
         params = validate({**scenario, "consensus": "der_cbc"})
     except ConfigError as exc:
         ap.error(str(exc))

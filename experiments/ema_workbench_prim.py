@@ -11,11 +11,12 @@ the uncertainties), and then
   scenarios (breach rate in the top quarter, ``--quantile``) concentrate;
 - extra-trees feature scoring ranks every uncertainty's influence on every outcome.
 
-Needs the optional extra: ``pip install 'dipi-abm[ema]'``. About a minute on two
-cores with the defaults.
+Needs the optional extra: ``pip install 'dipi-abm[ema]'``. ``--reps`` is the number
+of scenarios; ``--seed`` the model seed they share.
 
     python experiments/ema_workbench_prim.py --out results/ema_prim
-    python experiments/ema_workbench_prim.py --scenarios 512 --agents 500 --processes 4
+    python experiments/ema_workbench_prim.py --reps 512 --agents 500 --processes 4
+    python experiments/ema_workbench_prim.py --quick    # 24 scenarios of 40 parties, 24 h
 
 Writes to ``--out``: ``experiments.csv`` (every scenario with its outcomes),
 ``prim_trajectory.csv`` (the peeling trajectory: coverage, density, restricted
@@ -25,21 +26,17 @@ dimensions), ``prim_box.csv`` (the limits of the selected box), ``feature_scores
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from _common import parse, parser, save_csv, save_png
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from dipi_abm.results.files import atomic_write  # noqa: E402
-from dipi_abm.sweep.engine import EMA_OUTCOMES, ema_model_function  # noqa: E402
+from dipi_abm.sweep.engine import EMA_OUTCOMES, ema_model_function
 
 #: name: (low, high) of the uncertainties explored (scenario keys of dipi_abm.config)
 UNCERTAINTIES = {
@@ -53,19 +50,22 @@ UNCERTAINTIES = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/ema_prim", help="output folder")
-    ap.add_argument("--scenarios", type=int, default=256, help="Latin-hypercube scenarios")
-    ap.add_argument("--agents", type=int, default=200, help="parties per run (10 %% DPGCs)")
-    ap.add_argument("--hours", type=int, default=168, help="simulated hours per run")
-    ap.add_argument("--seed", type=int, default=2024, help="model seed shared by all runs")
-    ap.add_argument("--processes", type=int, default=2, help="EMA worker processes "
-                    "(1: sequential)")
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = parser(__doc__, out="results/ema_prim", reps=256, quick_reps=24, seed=2024,
+                reps_help="Latin-hypercube scenarios")
+    ap.add_argument("--agents", type=int, default=None,
+                    help="parties per run, 10 %% DPGCs (default 200; 40 with --quick)")
+    ap.add_argument("--hours", type=int, default=None,
+                    help="simulated hours per run (default 168; 24 with --quick)")
+    ap.add_argument("--processes", type=int, default=None, help="EMA worker processes "
+                    "(1: sequential; default 2, 1 with --quick)")
     ap.add_argument("--quantile", type=float, default=0.75, help="scenarios whose breach "
                     "rate is above this quantile are the cases of interest")
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
+    q = args.quick
+    agents = args.agents or (40 if q else 200)
+    hours = args.hours or (24 if q else 168)
+    processes = args.processes or (1 if q else 2)
 
     # The workbench warns on import about an optional backend this script does not use;
     # its worker processes read the filter from the environment.
@@ -81,26 +81,25 @@ def main(argv: list[str] | None = None) -> int:
               "(or pip install ema_workbench).", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    n_dpgc = max(1, args.agents // 10)
+    n_dpgc = max(1, agents // 10)
 
     model = ema.Model("dipi", function=ema_model_function)
     model.uncertainties = [ema.RealParameter(k, lo, hi) for k, (lo, hi) in UNCERTAINTIES.items()]
-    model.constants = [ema.Constant("seed", args.seed), ema.Constant("hours", args.hours),
+    model.constants = [ema.Constant("seed", args.seed), ema.Constant("hours", hours),
                        ema.Constant("n_dpgc", n_dpgc),
-                       ema.Constant("n_users", args.agents - n_dpgc)]
+                       ema.Constant("n_users", agents - n_dpgc)]
     model.outcomes = [ema.ScalarOutcome(k) for k in EMA_OUTCOMES]
 
     ema.ema_logging.log_to_stderr(ema.ema_logging.INFO)
-    evaluator = (ema.MultiprocessingEvaluator(model, n_processes=args.processes)
-                 if args.processes > 1 else ema.SequentialEvaluator(model))
+    evaluator = (ema.MultiprocessingEvaluator(model, n_processes=processes)
+                 if processes > 1 else ema.SequentialEvaluator(model))
     with evaluator:
-        experiments, outcomes = evaluator.perform_experiments(scenarios=args.scenarios)
+        experiments, outcomes = evaluator.perform_experiments(scenarios=args.reps)
 
     names = list(UNCERTAINTIES)
     x = experiments[names].astype(float).reset_index(drop=True)
     results = pd.concat([x, pd.DataFrame(outcomes)], axis=1)
-    _write_csv(results, out / "experiments.csv")
+    save_csv(results, out / "experiments.csv")
 
     breach = np.asarray(outcomes["breach_rate"], dtype=float)
     cut = float(np.quantile(breach, args.quantile))
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     finder = prim.Prim(x, y, threshold=0.8, peel_alpha=0.1)
     box = finder.find_box()
     trajectory = box.peeling_trajectory
-    _write_csv(trajectory, out / "prim_trajectory.csv")
+    save_csv(trajectory, out / "prim_trajectory.csv")
     # Most coverage among the boxes at least 80 % dense (else the densest box).
     dense = trajectory[trajectory["density"] >= 0.8]
     pick = int(dense["coverage"].idxmax()) if len(dense) else int(trajectory["density"].idxmax())
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                            full_max=[UNCERTAINTIES[k][1] for k in limits.index],
                            coverage=stats["coverage"], density=stats["density"],
                            mass=stats["mass"])
-    _write_csv(limits.reset_index(), out / "prim_box.csv")
+    save_csv(limits.reset_index(), out / "prim_box.csv")
     print(f"\nPRIM box {pick}: coverage {stats['coverage']:.2f}, density "
           f"{stats['density']:.2f}, mass {stats['mass']:.2f}, restricted dimensions "
           f"{int(stats['res_dim'])}")
@@ -134,16 +133,17 @@ def main(argv: list[str] | None = None) -> int:
 
     fig = box.show_tradeoff()
     fig.suptitle(f"PRIM peeling trajectory: breach rate > {cut:.3g}")
-    _save_png(fig, out / "prim_tradeoff.png")
-    plt.close(fig)
+    save_png(fig, out / "prim_tradeoff.png")
 
     # Feature scoring: influence of every uncertainty on every outcome (extra trees).
     scores = feature_scoring.get_feature_scores_all(x, {k: np.asarray(v, float)
                                                         for k, v in outcomes.items()})
     scores.index.name = "uncertainty"
-    _write_csv(scores.reset_index(), out / "feature_scores.csv")
+    save_csv(scores.reset_index(), out / "feature_scores.csv")
     print("\nfeature scores (extra trees; columns sum to 1):")
     print(scores.to_string(float_format="%.3f"))
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(1.1 * len(scores.columns) + 3, 0.5 * len(scores) + 2))
     im = ax.imshow(scores.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(scores.columns)), scores.columns, rotation=45, ha="right")
@@ -154,19 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     fig.colorbar(im, ax=ax, label="feature score")
     ax.set_title("Influence of each uncertainty on each outcome")
     fig.tight_layout()
-    _save_png(fig, out / "feature_scores.png")
-    plt.close(fig)
+    save_png(fig, out / "feature_scores.png")
     print(f"\nresults in {out}/")
     return 0
-
-
-def _write_csv(df, path: Path) -> None:  # noqa: ANN001
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
-def _save_png(fig, path: Path) -> None:  # noqa: ANN001
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
-                                               bbox_inches="tight"))
 
 
 if __name__ == "__main__":

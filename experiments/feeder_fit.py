@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 from _common import (
     PALETTE,
-    int_seed,
     mean_ci,
     parse,
     parser,
-    rep_streams,
+    rep_seeds,
     save_csv,
     save_png,
     style,
@@ -69,8 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 reps_help="seeds (default weeks)")
     args = parse(ap, argv)
     hours = 24 if args.quick else 168
-    df = pd.DataFrame([measure(int_seed(ss), hours)
-                       for ss in rep_streams(args.seed, args.reps)])
+    df = pd.DataFrame([measure(sd, hours) for sd in rep_seeds(args.seed, args.reps)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_csv(df, out / "feeder_fit.csv")

@@ -88,6 +88,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    KEPT_SCALE,
     PALETTE,
     Timer,
     market_args,
@@ -101,7 +102,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 from dipi_abm.model import BUYER, DPGC_KIND, SELLER
 
@@ -120,8 +121,8 @@ ARM_LABEL = {"cma_live": "CMA + POCA, live credit", "cma_frozen": "CMA + POCA, c
 ARM_COLOR = {"cma_live": PALETTE[0], "cma_frozen": PALETTE[1], "centralized": "#7a7a7a",
              "gate": PALETTE[2], "reward": PALETTE[3]}
 #: the experiment's scenario, before --dpgc/--users/--days and --set
-BASE = {"opportunist_share": 0.2, "ledger_detail": "off", "gate_credit_threshold": 50.0,
-        "reward_credit_floor": 40.0, "reward_share_of_margin": 1.0}
+BASE = {"opportunist_share": 0.2, "ledger_detail": "off", **KEPT_SCALE,
+        "reward_share_of_margin": 1.0}
 LEARNING = ("roth_erev", "epsilon_greedy", "q_learning")
 LEARNING_COLOR = dict(zip(LEARNING, PALETTE[4:], strict=True))
 #: keys the arms and --learning set; --set may not change them
@@ -636,15 +637,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING),
                     help="learning rules, each over every arm (default: all three)")
     args = parse(ap, argv)
-    scenario = dict(BASE) | market_size(ap, args)
+    scenario = market_size(ap, args, BASE, ARM_KEYS)
     arms = list(dict.fromkeys(args.arms))
     try:
-        extra = parse_assignments(args.assignments)
-        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
-        if fixed:
-            ap.error(f"--set {', '.join(fixed)}: set by the arms, --learning and the "
-                     "replication seeds")
-        scenario |= extra
         scenario.setdefault("agent_report_every", scenario["hours"])  # no per-agent snapshots
         for a in arms:
             validate({**scenario, **ARMS[a], "learning": args.learning[0]})

@@ -2,8 +2,10 @@
 
 What it tests. Every ``breach_policy`` (docs/model.md 6b) and a few useful combinations,
 plus the strict credit matching rule ``cma_strict`` (low-credit parties get only what
-is left after the trusted ones clear, no price-time fallback), each under two
-learning rules (``roth_erev``, ``epsilon_greedy``), with 20 % opportunists who start
+is left after the trusted ones clear, no price-time fallback), each under the myopic
+learning rules (``roth_erev``, ``epsilon_greedy``) and the foresighted ``q_learning``
+(which values the credit band it lands in, so what credit buys later can move it;
+docs/model.md section 8), with 20 % opportunists who start
 by over-committing. The question is the analyst's: which rule lowers breaches among
 learning, partly opportunistic parties, and what does it cost users, DPGCs, P2P
 volume and clean energy?
@@ -15,7 +17,8 @@ difference from ``none`` under the same learning rule is a paired difference. Th
 scenario is the default one (10 DPGCs and 50 users on the IEEE 33-bus feeder, flat
 R = 0.657 and F = 0.4 yuan/kWh, 2-h forecasts) with ``matching = "cma"`` and POCA,
 30 days; the credit rule is the scenario default (``--set credit_rule=...`` to
-change it). Per run:
+change it), with the gate's threshold at credit 50 and the rebate's floor at 40
+(``_common.KEPT_SCALE``: where they bite on the ``kept`` credit scale). Per run:
 
 - ``breach_rate_last``: breaches / committed sides over the last week (the last
   half of the run if shorter): what learning has settled on;
@@ -34,8 +37,9 @@ Writes to ``--out``: ``policy_frontier_runs.csv`` (one row per arm and replicati
 ``policy_frontier.csv`` (per arm and KPI: mean and Student-t 95 % CI, and the paired
 difference from ``none`` under the same learning rule), ``policy_frontier_who_pays.csv``
 (per arm and party type: net surplus and its paired difference from ``none``),
-``policy_frontier.png`` (breach rate against users' cost per kWh, with CIs in both
-directions, one panel per learning rule), and the sweep folders under ``sweeps/`` (a rerun resumes).
+``policy_frontier.png`` (breach rate against users' cost per kWh and against system
+cost, with CIs in both directions, one column per learning rule), and the sweep folders
+under ``sweeps/`` (a rerun resumes).
 
     python experiments/policy_frontier.py --out results/policy_frontier
     python experiments/policy_frontier.py --quick
@@ -55,8 +59,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import (
+    KEPT_SCALE,
+    MARKET_LABELS,
     Timer,
     market_args,
+    market_kpis,
     market_size,
     mean_ci,
     parse,
@@ -67,7 +74,7 @@ from _common import (
     style,
 )
 
-from dipi_abm.config import parse_assignments, validate
+from dipi_abm.config import validate
 from dipi_abm.errors import ConfigError
 
 #: breach_policy values compared (the strict-CMA arm is added separately)
@@ -76,9 +83,9 @@ POLICIES = (
     "imbalance_penalty+credit_gate", "make_whole+deposit", "make_whole+credit_scaled_reward",
 )
 STRICT = "cma_strict"
-LEARNING = ("roth_erev", "epsilon_greedy")
+LEARNING = ("roth_erev", "epsilon_greedy", "q_learning")
 BASE = {"matching": "cma", "consensus": "poca", "opportunist_share": 0.2,
-        "ledger_detail": "off"}
+        "ledger_detail": "off", **KEPT_SCALE}
 #: keys the arms set; --set may not change them
 ARM_KEYS = ("breach_policy", "learning", "matching")
 
@@ -87,26 +94,11 @@ KPIS = {
     "breach_rate_last": ("breach rate, last window", "% of committed sides"),
     "breach_rate": ("breach rate, whole run", "% of committed sides"),
     "shortfall_last_mwh": ("breach shortfall, last window", "MWh"),
-    "breach_shortfall_mwh": ("breach shortfall, whole run", "MWh"),
-    "user_cost_per_kwh": ("users' cost per kWh bought", "yuan/kWh"),
-    "dpgc_income_kyuan": ("DPGC income", "thousand yuan"),
-    "grid_income_kyuan": ("grid company income", "thousand yuan"),
     "p2p_volume_mwh": ("P2P contracted volume", "MWh"),
-    "p2p_delivered_mwh": ("P2P delivered", "MWh"),
-    "clean_share_pct": ("users' need met directly by clean DPGCs", "%"),
     "gated_share_pct": ("parties gated (mean over hours)", "%"),
     "gated_share_last_pct": ("parties gated, last window", "%"),
     "consequence_kyuan": ("money moved by the policy", "thousand yuan"),
-    "mean_credit_dpgc": ("mean DPGC credit at the end", "0-100"),
-    "mean_credit_user": ("mean user credit at the end", "0-100"),
-    "system_cost_kyuan": ("system cost (generation, upstream energy, balancing, network)",
-                          "thousand yuan"),
-    "balancing_cost_kyuan": ("balancing cost (reserve premium on the net imbalance)",
-                             "thousand yuan"),
-    "net_imbalance_mwh": ("net imbalance (sum over hours)", "MWh"),
-    "gross_imbalance_mwh": ("gross imbalance (sum over hours)", "MWh"),
-    "welfare_kyuan": ("welfare: value of served load - system cost", "thousand yuan"),
-    "grid_company_surplus_kyuan": ("grid company's net surplus", "thousand yuan"),
+    **MARKET_LABELS,
     "honest_surplus_kyuan": ("net surplus of parties that never breached", "thousand yuan"),
     "honest_penalties_kyuan": ("penalties paid by parties that never breached",
                                "thousand yuan"),
@@ -156,7 +148,6 @@ def outcomes(window_h: int) -> dict[str, dict]:
 def per_run(runs: pd.DataFrame, window_h: int) -> pd.DataFrame:
     """One row per arm and replication with the frontier's KPIs."""
     r = runs.set_index(["arm", "replication"])
-    bought = r["p2p_delivered_kwh"] + r["grid_purchase_kwh"]
 
     def col(name: str) -> pd.Series:
         return r[name] if name in r else pd.Series(0.0, index=r.index)
@@ -168,24 +159,11 @@ def per_run(runs: pd.DataFrame, window_h: int) -> pd.DataFrame:
         "breach_rate_last": 100 * r["breach_rate_last"],
         "breach_rate": 100 * r["breach_rate"],
         "shortfall_last_mwh": r["shortfall_last_kwh"] / 1e3,
-        "breach_shortfall_mwh": r["breach_shortfall_kwh"] / 1e3,
-        "user_cost_per_kwh": r["user_cost_yuan"] / bought.where(bought > 0),
-        "dpgc_income_kyuan": r["dpgc_income_yuan"] / 1e3,
-        "grid_income_kyuan": r["grid_income_yuan"] / 1e3,
         "p2p_volume_mwh": r["p2p_volume_kwh"] / 1e3,
-        "p2p_delivered_mwh": r["p2p_delivered_kwh"] / 1e3,
-        "clean_share_pct": 100 * r["clean_share"],
         "gated_share_pct": 100 * col("gated_share").fillna(0.0),
         "gated_share_last_pct": 100 * r["gated_share_last"].fillna(0.0),
         "consequence_kyuan": col("breach_consequence_yuan").fillna(0.0) / 1e3,
-        "mean_credit_dpgc": r["mean_credit_dpgc"],
-        "mean_credit_user": r["mean_credit_user"],
-        "system_cost_kyuan": r["system_cost_yuan"] / 1e3,
-        "balancing_cost_kyuan": r["balancing_cost_yuan"] / 1e3,
-        "net_imbalance_mwh": r["net_imbalance_kwh"] / 1e3,
-        "gross_imbalance_mwh": r["gross_imbalance_kwh"] / 1e3,
-        "welfare_kyuan": r["welfare_yuan"] / 1e3,
-        "grid_company_surplus_kyuan": r["net_surplus_grid_company_yuan"] / 1e3,
+        **market_kpis(r),
         "honest_surplus_kyuan": r["honest_net_surplus_yuan"] / 1e3,
         "honest_penalties_kyuan": r["honest_penalties_paid_yuan"] / 1e3,
         "non_opportunist_surplus_kyuan": r["non_opportunist_net_surplus_yuan"] / 1e3,
@@ -250,45 +228,53 @@ def short(policy: str) -> str:
     return " + ".join(SHORT.get(p, p) for p in policy.split("+"))
 
 
+#: the frontier's x axes: KPI -> label (paired change from none)
+X_AXES = {"user_cost_per_kwh": "users' cost per kWh bought, change from none (yuan/kWh)",
+          "system_cost_kyuan": "system cost, change from none (thousand yuan; welfare moves "
+                               "by minus this)"}
+
+
 def plot(summary: pd.DataFrame, scenario: dict, reps: int, path: Path) -> None:
-    """Breach rate against users' cost, as paired differences from ``none`` (the origin):
-    common random numbers make those intervals far narrower than the arms' own."""
+    """Breach rate against users' cost (top) and against system cost (bottom), as paired
+    differences from ``none`` (the origin): common random numbers make those intervals
+    far narrower than the arms' own."""
     import matplotlib.pyplot as plt
 
     style()
     learning = list(dict.fromkeys(summary["learning"]))
-    fig, axes = plt.subplots(1, len(learning), figsize=(8.2 * len(learning), 7.4),
+    fig, axes = plt.subplots(len(X_AXES), len(learning), figsize=(8.2 * len(learning), 13),
                              squeeze=False)
     policies = list(dict.fromkeys(summary["policy"]))
     cmap = plt.get_cmap("tab10")
     colors = {p: cmap(i % 10) for i, p in enumerate(policies)}
     markers = "osD^vP*XhH<>"
     s = summary.set_index(["kpi", "arm"])
-    for ax, lr in zip(axes[0], learning, strict=True):
-        ax.axhline(0, color="0.5", lw=1)
-        ax.axvline(0, color="0.5", lw=1)
-        for i, pol in enumerate(policies):
-            arm = f"{pol}|{lr}"
-            if ("breach_rate_last", arm) not in s.index or pol == "none":
-                continue
-            y = s.loc[("breach_rate_last", arm)]
-            x = s.loc[("user_cost_per_kwh", arm)]
-            ax.errorbar(x["diff_mean"], y["diff_mean"],
-                        xerr=[[x["diff_mean"] - x["diff_ci_low"]],
-                              [x["diff_ci_high"] - x["diff_mean"]]],
-                        yerr=[[y["diff_mean"] - y["diff_ci_low"]],
-                              [y["diff_ci_high"] - y["diff_mean"]]],
-                        fmt=markers[i % len(markers)], color=colors[pol], ms=9, capsize=4,
-                        lw=1.5, label=short(pol), mfc="white" if "+" in pol else colors[pol],
-                        mew=2)
-        ref = s.loc[("breach_rate_last", f"none|{lr}")]
-        cost = s.loc[("user_cost_per_kwh", f"none|{lr}")]
-        ax.set_title(f"learning = {lr}\nnone (origin): breach rate {ref['mean']:.1f} % "
-                     f"[{ref['ci_low']:.1f}, {ref['ci_high']:.1f}], users' cost "
-                     f"{cost['mean']:.3f} yuan/kWh", fontsize=12)
-        ax.set_xlabel("users' cost per kWh bought, change from none (yuan/kWh)")
-        ax.legend(loc="best", fontsize=9.5)
-    axes[0, 0].set_ylabel(f"breach rate in the last {scenario['window_h'] / 24:g} days, "
+    for row, (xkpi, xlabel) in zip(axes, X_AXES.items(), strict=True):
+        for ax, lr in zip(row, learning, strict=True):
+            ax.axhline(0, color="0.5", lw=1)
+            ax.axvline(0, color="0.5", lw=1)
+            for i, pol in enumerate(policies):
+                arm = f"{pol}|{lr}"
+                if ("breach_rate_last", arm) not in s.index or pol == "none":
+                    continue
+                y = s.loc[("breach_rate_last", arm)]
+                x = s.loc[(xkpi, arm)]
+                ax.errorbar(x["diff_mean"], y["diff_mean"],
+                            xerr=[[x["diff_mean"] - x["diff_ci_low"]],
+                                  [x["diff_ci_high"] - x["diff_mean"]]],
+                            yerr=[[y["diff_mean"] - y["diff_ci_low"]],
+                                  [y["diff_ci_high"] - y["diff_mean"]]],
+                            fmt=markers[i % len(markers)], color=colors[pol], ms=9,
+                            capsize=4, lw=1.5, label=short(pol),
+                            mfc="white" if "+" in pol else colors[pol], mew=2)
+            ref = s.loc[("breach_rate_last", f"none|{lr}")]
+            x0 = s.loc[(xkpi, f"none|{lr}")]
+            ax.set_title(f"learning = {lr}\nnone (origin): breach rate {ref['mean']:.1f} % "
+                         f"[{ref['ci_low']:.1f}, {ref['ci_high']:.1f}], {xkpi} "
+                         f"{x0['mean']:.3g}", fontsize=12)
+            ax.set_xlabel(xlabel)
+            ax.legend(loc="best", fontsize=9.5)
+        row[0].set_ylabel(f"breach rate in the last {scenario['window_h'] / 24:g} days, "
                           "change from none (points)")
     fig.suptitle(
         f"Breach policy frontier: {scenario['n_dpgc']} DPGCs + {scenario['n_users']} users, "
@@ -335,14 +321,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--learning", nargs="+", choices=LEARNING, default=list(LEARNING))
     ap.add_argument("--no-strict", action="store_true", help="leave out the cma_strict arm")
     args = parse(ap, argv)
-    scenario = dict(BASE) | market_size(ap, args)
+    scenario = market_size(ap, args, BASE, ARM_KEYS)
     try:
-        extra = parse_assignments(args.assignments)
-        fixed = sorted(set(extra) & {*ARM_KEYS, "seed"})
-        if fixed:
-            ap.error(f"--set {', '.join(fixed)}: set by the arms and the replication seeds; "
-                     "choose them with --policies / --learning")
-        scenario |= extra
         policies = list(dict.fromkeys(["none", *(validate({"breach_policy": p}).breach_policy
                                                  for p in args.policies)]))
         groups = groups_of(policies, args.learning, not args.no_strict)

@@ -25,7 +25,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from _common import int_seed, parse, parser, rep_streams, save_csv, save_png, style
+from _common import parse, parser, rep_seeds, save_csv, save_png, style
 
 from dipi_abm import DIPIModel
 
@@ -37,8 +37,7 @@ def run(args) -> pd.DataFrame:
     size = dict(n_dpgc=4, n_users=16, hours=12) if args.quick else dict(n_dpgc=10, n_users=50,
                                                                           hours=48)
     rows = []
-    for rep, ss in enumerate(rep_streams(args.seed, args.reps)):
-        seed = int_seed(ss)
+    for rep, seed in enumerate(rep_seeds(args.seed, args.reps)):
         for collude in (True, False):
             for q in QUORUM_SHARES:
                 for f in faulty:

@@ -114,9 +114,9 @@ def test_centralized_vs_blockchain(load, tmp_path):
     assert (p2p.transaction_efficiency_pct > 0).all()
     # Robust at any size: P2P trade at prices between F and R lowers what users pay per
     # kWh and what they buy from the grid (a paired difference over the same weather).
-    assert summary.loc["user_price_yuan_per_kwh", "diff_ci_high"] < 0
+    assert summary.loc["user_cost_per_kwh", "diff_ci_high"] < 0
     assert summary.loc["grid_purchase_mwh", "diff_ci_high"] < 0
-    assert np.allclose(central.user_price_yuan_per_kwh, 0.657, atol=1e-3)
+    assert np.allclose(central.user_cost_per_kwh, 0.657, atol=1e-3)
     # Fair definitions: in centralized mode every scheduled party is held to its schedule,
     # so the shared denominator equals the committed sides; under a flat tariff every
     # user pays R, so the effective-price spread is 0 there and positive with P2P prices.
@@ -212,32 +212,54 @@ def test_settlement_tables(load, tmp_path):
     assert (mc[["buyer_price_mean", "seller_price_mean"]].stack().between(mod.F, mod.R)).all()
 
 
-def _readme_tables() -> list[dict[str, str]]:
-    """experiments/README.md's tables: {script: its row} for each table."""
+def _readme_table() -> dict[str, str]:
+    """experiments/README.md's table of scripts: {script: its row}."""
     text = (EXPERIMENTS / "README.md").read_text(encoding="utf-8")
-    tables = [dict(re.findall(r"^\| `(\w+\.py)` \|(.*)$", block, re.M))
-              for block in re.split(r"\n\n", text) if block.startswith("| script |")]
-    return tables
+    blocks = [b for b in re.split(r"\n\n", text) if b.startswith("| script |")]
+    assert len(blocks) == 1
+    return dict(re.findall(r"^\| `(\w+\.py)` \|(.*)$", blocks[0], re.M))
 
 
 def test_every_script_is_listed_with_the_options_it_takes():
-    """The first table's scripts take --out/--reps/--seed/--quick and write a PNG; the
-    others take what the page says; every script is in one table."""
-    common, measurements = _readme_tables()
+    """Every script is in the table, takes --out/--reps/--seed/--quick, writes a PNG
+    and is run by a test."""
+    table = _readme_table()
     scripts = {p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswith("_")}
     tests = [p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("test_*.py")]
-    assert set(common) | set(measurements) == scripts and not set(common) & set(measurements)
+    assert set(table) == scripts
     for name in scripts:
         source = (EXPERIMENTS / name).read_text(encoding="utf-8")
-        assert f"python experiments/{name} --out results/" in (common | measurements)[name]
-        if name in common:
-            assert re.search(r"\bparser\(__doc__", source), name  # --out --reps --seed --quick
-            assert "save_png(" in source, name
-            assert any(re.search(rf"(\"|import ){name[:-3]}\b", t) for t in tests), name
-        else:
-            options = ["--out", "--seed"] + (["--quick"] if name != "ema_workbench_prim.py"
-                                             else [])
-            assert all(f'"{o}"' in source for o in options), name
+        assert f"python experiments/{name} --out results/" in table[name]
+        assert re.search(r"\bparser\(__doc__", source), name  # --out --reps --seed --quick
+        assert "save_png(" in source, name
+        assert any(re.search(rf"(\"|import ){name[:-3]}\b", t) for t in tests), name
+
+
+def test_credit_memory(load, tmp_path):
+    """Static opportunists end with less credit than the others, and a party's credit
+    falls with its breach rate, under every rule (docs/model.md section 6)."""
+    mod = load("credit_memory")
+    df = run_quick(mod, tmp_path)
+    assert list(df.columns) == mod.CSV_COLUMNS
+    assert df.rule.tolist() == [r for r, _ in mod.QUICK_RULES] and (df.seeds == 2).all()
+    assert (df.gap > 20).all() and (df.corr_breach_credit < -0.5).all()
+    assert (df.gap_ci_low <= df.gap).all() and (df.gap <= df.gap_ci_high).all()
+    assert (df.react_parties == 2).all() and df.react_after_300d_h.isna().all()
+
+
+def test_ema_workbench_prim(load, tmp_path):
+    pytest.importorskip("ema_workbench")
+    mod = load("ema_workbench_prim")
+    assert mod.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert all((tmp_path / f).stat().st_size > 10_000
+               for f in ("prim_tradeoff.png", "feature_scores.png"))
+    runs = pd.read_csv(tmp_path / "experiments.csv")
+    assert len(runs) == 24 and set(mod.UNCERTAINTIES) <= set(runs.columns)
+    box = pd.read_csv(tmp_path / "prim_box.csv")
+    for k, lo, hi in box[["uncertainty", "min", "max"]].itertuples(index=False):
+        assert mod.UNCERTAINTIES[k][0] <= lo <= hi <= mod.UNCERTAINTIES[k][1]
+    scores = pd.read_csv(tmp_path / "feature_scores.csv").set_index("uncertainty")
+    np.testing.assert_allclose(scores.sum(), 1.0, atol=1e-5)  # CSV: 6 digits
 
 
 def test_feeder_fit(load, tmp_path):
