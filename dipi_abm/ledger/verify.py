@@ -129,6 +129,12 @@ def verify_ledger(path: str | os.PathLike, anchor: Anchor | None = None) -> Veri
     db, live = open_ledger_file(path)
     try:
         report = verify_db(db, anchor, live=live)
+        wal = Path(f"{path}-wal")
+        # In WAL mode without a log to read: a run between its genesis and its first
+        # period, or a ledger closed while a reader held it (then it has its periods).
+        if live and not (wal.is_file() and wal.stat().st_size > 0) \
+                and report.blocks > len(CHAINS):
+            live = False
         if live and report.ok:
             report = _file_alone(path, db) or VerifyReport(True, report.blocks, unchecked=(
                 f"what a run still writing it adds (or a killed run left unclosed): the "
