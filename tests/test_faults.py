@@ -365,12 +365,17 @@ class TestOneLine:
 
     def test_ctrl_c_in_a_real_run_exits_130(self, tmp_path):
         out = tmp_path / "out"
-        proc = subprocess.Popen([sys.executable, "-m", "dipi_abm.cli", "run", "--quiet",
-                                 "--hours", "100000", "--set", "n_users=10", "--out", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                # as from a terminal, even when pytest itself runs in the
-                                # background (where a shell starts it with SIGINT ignored)
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        # The run starts with SIGINT at its default, as from a terminal, even when pytest
+        # itself runs in the background (where a shell starts it with SIGINT ignored, and
+        # an ignored signal stays ignored across exec).
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "dipi_abm.cli", "run", "--quiet",
+                                     "--hours", "100000", "--set", "n_users=10", "--out",
+                                     str(out)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         deadline = time.monotonic() + 300
         while not list(tmp_path.glob(".out*")) and time.monotonic() < deadline:
             time.sleep(0.1)  # the run has started writing (its temporary folder exists)
