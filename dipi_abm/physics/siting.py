@@ -128,8 +128,8 @@ def _fit(lines: LineModel, buses: NDArray[np.intp], user_weight: NDArray[np.floa
         # Flows and counts each party of the window sees, if the guesses before it hold.
         step = np.stack([-peak[j, None] * p[:, k].T, cap[j, None] * p[:, k].T], axis=1)
         seen = np.cumsum(np.concatenate([flows[None], step[:-1]]), axis=0)  # (W, 2, L)
-        before = count + np.cumsum(np.eye(buses.size, dtype=np.int64)[k], axis=0) \
-            - np.eye(buses.size, dtype=np.int64)[k]
+        placed = np.eye(buses.size, dtype=np.int64)[k]  # one row per party of the window
+        before = count + np.cumsum(placed, axis=0) - placed
         with np.errstate(divide="ignore", invalid="ignore"):
             worst = np.maximum(np.abs(seen[:, 0, :, None] - peak[j, None, None] * p),
                                np.abs(seen[:, 1, :, None] + cap[j, None, None] * p))
